@@ -1,0 +1,99 @@
+// The change journal: one JSON file per change, with what changed, where the backup lies on the
+// target, and the exact undo. Default folder ~/.rdpfix/journal; RDPFIX_JOURNAL or --journal
+// override it. Entries of one script or recipe run share a runId so `undo --last` can undo the run.
+import { randomBytes } from 'node:crypto';
+import { mkdir, readdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+
+/** How to undo a change: a generated PowerShell script for the same target, or a local command. */
+export type UndoSpec =
+  | { kind: 'powershell'; target: string; script: string }
+  | { kind: 'command'; argv: string[] }
+  | { kind: 'none'; reason: string };
+
+export interface JournalEntry {
+  id: string;
+  time: string;
+  runId: string;
+  /** Script that made the change, e.g. 'toggle-nla'. */
+  script: string;
+  /** Where: a channel string (winrm://vm1) or 'client' for changes on this machine. */
+  target: string;
+  summary: string;
+  before: unknown;
+  after: unknown;
+  /** Backup location on the target (folder or file), if any. */
+  backup: string | null;
+  undo: UndoSpec;
+  undone?: { time: string; status: string; detail?: string };
+}
+
+export function journalDir(override?: string): string {
+  return override || process.env.RDPFIX_JOURNAL || join(homedir(), '.rdpfix', 'journal');
+}
+
+/** One id per process unless a recipe runner passes its own through RDPFIX_RUN_ID. */
+export function currentRunId(): string {
+  if (!process.env.RDPFIX_RUN_ID) {
+    process.env.RDPFIX_RUN_ID = `${new Date().toISOString().replace(/[-:.]/g, '').slice(0, 15)}-${randomBytes(3).toString('hex')}`;
+  }
+  return process.env.RDPFIX_RUN_ID;
+}
+
+async function writeAtomic(path: string, doc: unknown): Promise<void> {
+  const tmp = `${path}.${randomBytes(4).toString('hex')}.tmp`;
+  await writeFile(tmp, JSON.stringify(doc, null, 2) + '\n', { mode: 0o600 });
+  await rename(tmp, path);
+}
+
+export async function record(
+  entry: Omit<JournalEntry, 'id' | 'time' | 'runId'> & { runId?: string },
+  dir?: string,
+): Promise<JournalEntry> {
+  const d = journalDir(dir);
+  await mkdir(d, { recursive: true, mode: 0o700 });
+  const time = new Date().toISOString();
+  const id = `${time.replace(/[-:.]/g, '').replace('T', '-').slice(0, 20)}-${entry.script}-${randomBytes(3).toString('hex')}`;
+  const full: JournalEntry = { ...entry, id, time, runId: entry.runId ?? currentRunId() };
+  await writeAtomic(join(d, `${id}.json`), full);
+  return full;
+}
+
+/** All entries, oldest first. */
+export async function list(dir?: string): Promise<JournalEntry[]> {
+  const d = journalDir(dir);
+  let names: string[];
+  try {
+    names = (await readdir(d)).filter((n) => n.endsWith('.json'));
+  } catch {
+    return [];
+  }
+  const entries: JournalEntry[] = [];
+  for (const n of names) {
+    try {
+      entries.push(JSON.parse(await readFile(join(d, n), 'utf8')) as JournalEntry);
+    } catch {
+      // A half-written or foreign file is not ours to interpret; skip it.
+    }
+  }
+  return entries.sort((a, b) => (a.time === b.time ? a.id.localeCompare(b.id) : a.time.localeCompare(b.time)));
+}
+
+export async function get(id: string, dir?: string): Promise<JournalEntry | undefined> {
+  return (await list(dir)).find((e) => e.id === id);
+}
+
+export async function markUndone(id: string, undone: NonNullable<JournalEntry['undone']>, dir?: string): Promise<void> {
+  const path = join(journalDir(dir), `${id}.json`);
+  const e = JSON.parse(await readFile(path, 'utf8')) as JournalEntry;
+  await writeAtomic(path, { ...e, undone });
+}
+
+/** Entries of the newest run that are not yet undone, newest first. */
+export async function lastRun(dir?: string): Promise<JournalEntry[]> {
+  const all = await list(dir);
+  const last = all.at(-1);
+  if (!last) return [];
+  return all.filter((e) => e.runId === last.runId && !e.undone).reverse();
+}

@@ -1,0 +1,51 @@
+// Human and machine output. Human: a short verdict first, then evidence, colour when the terminal
+// supports it, a spinner only while waiting on a TTY. Machine (--json): one JSON document on stdout.
+import { chalk } from 'zx';
+
+export { chalk };
+
+export type Status = 'ok' | 'changed' | 'would-change' | 'failed' | 'skipped';
+
+export function statusWord(s: Status | string): string {
+  switch (s) {
+    case 'ok':
+      return chalk.green(s);
+    case 'changed':
+      return chalk.yellow(s);
+    case 'would-change':
+      return chalk.cyan(s);
+    case 'failed':
+      return chalk.red(s);
+    default:
+      return chalk.gray(s);
+  }
+}
+
+export function printJson(doc: unknown): void {
+  process.stdout.write(JSON.stringify(doc) + '\n');
+}
+
+/** Verdict line, then indented evidence lines, then an optional "next" command. */
+export function printHuman(verdict: string, evidence: string[] = [], next?: string[]): void {
+  const lines = [verdict, ...evidence.map((e) => `  ${chalk.dim('•')} ${e}`)];
+  if (next?.length) lines.push('', chalk.bold('Next:'), ...next.map((n) => `  ${n}`));
+  process.stdout.write(lines.join('\n') + '\n');
+}
+
+const FRAMES = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
+
+/**
+ * Show a spinner on stderr while `work` runs — only on an interactive terminal and never with
+ * --json, so piped and machine output stay clean.
+ */
+export async function withSpinner<T>(title: string, work: () => Promise<T>, enabled = true): Promise<T> {
+  if (!enabled || !process.stderr.isTTY || process.env.CI) return work();
+  let i = 0;
+  const timer = setInterval(() => process.stderr.write(`\r${chalk.cyan(FRAMES[i++ % FRAMES.length])} ${title}`), 80);
+  try {
+    return await work();
+  } finally {
+    clearInterval(timer);
+    process.stderr.write(`\r\x1b[K`);
+  }
+}

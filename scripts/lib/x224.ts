@@ -1,0 +1,133 @@
+// The first exchange of RDP (MS-RDPBCGR 2.2.1.1 / 2.2.1.2): the X.224 Connection Request carrying
+// RDP_NEG_REQ, and the decoding of the Connection Confirm. Pure functions plus one bounded reader;
+// used by probe-rdp (diagnosis) and test-vpn-latency (application round trip).
+import type { Socket } from 'node:net';
+
+/** requestedProtocols / selectedProtocol flags (MS-RDPBCGR 2.2.1.1.1). */
+export const PROTOCOL = { RDP: 0x0, SSL: 0x1, HYBRID: 0x2, RDSTLS: 0x4, HYBRID_EX: 0x8, RDSAAD: 0x10 } as const;
+
+/** RDP_NEG_FAILURE failureCode names (MS-RDPBCGR 2.2.1.2.2). */
+export const FAILURE_CODES: Record<number, string> = {
+  1: 'SSL_REQUIRED_BY_SERVER',
+  2: 'SSL_NOT_ALLOWED_BY_SERVER',
+  3: 'SSL_CERT_NOT_ON_SERVER',
+  4: 'INCONSISTENT_FLAGS',
+  5: 'HYBRID_REQUIRED_BY_SERVER',
+  6: 'SSL_WITH_USER_AUTH_REQUIRED_BY_SERVER',
+};
+
+export function protocolNames(p: number): string[] {
+  if (p === 0) return ['RDP'];
+  return Object.entries(PROTOCOL).filter(([, v]) => v && (p & v) === v).map(([k]) => k);
+}
+
+/**
+ * TPKT (4) + X.224 CR (7) + RDP_NEG_REQ (8) = 19 bytes. No cookie: the probe does not identify a
+ * user, and a routing cookie would only matter behind an RD Connection Broker.
+ */
+export function connectionRequest(requestedProtocols: number): Buffer {
+  const b = Buffer.alloc(19);
+  b.writeUInt8(3, 0); // TPKT version
+  b.writeUInt8(0, 1);
+  b.writeUInt16BE(19, 2); // TPKT length
+  b.writeUInt8(14, 4); // X.224 length indicator: 6 + 8
+  b.writeUInt8(0xe0, 5); // CR TPDU, CDT 0
+  b.writeUInt16BE(0, 6); // DST-REF
+  b.writeUInt16BE(0, 8); // SRC-REF
+  b.writeUInt8(0, 10); // class 0
+  b.writeUInt8(0x01, 11); // TYPE_RDP_NEG_REQ
+  b.writeUInt8(0, 12); // flags
+  b.writeUInt16LE(8, 13);
+  b.writeUInt32LE(requestedProtocols >>> 0, 15);
+  return b;
+}
+
+/** A Connection Confirm is 11 bytes without negotiation data, 19 with; allow a little slack. */
+export const MAX_CONFIRM_BYTES = 64;
+
+export type Confirm =
+  | { kind: 'incomplete' }
+  | { kind: 'response'; selectedProtocol: number; protocols: string[]; flags: number }
+  | { kind: 'failure'; code: number; name: string }
+  | { kind: 'no-negotiation' }
+  | { kind: 'not-x224'; reason: string; preview: string };
+
+/** Printable preview of unexpected bytes ("SSH-2.0-…" or hex). */
+export function preview(buf: Buffer, max = 32): string {
+  const s = buf.subarray(0, max);
+  const text = s.toString('latin1');
+  return /^[\x20-\x7e\r\n\t]+$/.test(text) ? JSON.stringify(text) : s.toString('hex');
+}
+
+/** Decode what the server sent in answer to our Connection Request. Never throws. */
+export function parseConfirm(buf: Buffer): Confirm {
+  const bad = (reason: string): Confirm => ({ kind: 'not-x224', reason, preview: preview(buf) });
+  if (buf.length === 0) return { kind: 'incomplete' };
+  if (buf[0] !== 3) return bad('not a TPKT header (first byte is not 3)');
+  if (buf.length >= 2 && buf[1] !== 0) return bad('TPKT reserved byte is not 0');
+  if (buf.length < 4) return { kind: 'incomplete' };
+  const len = buf.readUInt16BE(2);
+  if (len < 11) return bad(`TPKT length ${len} is too short for a Connection Confirm`);
+  if (len > MAX_CONFIRM_BYTES) return bad(`TPKT length ${len} is larger than any Connection Confirm`);
+  if (buf.length < len) return { kind: 'incomplete' };
+  const li = buf[4]!;
+  const code = buf[5]! & 0xf0;
+  if (code !== 0xd0) return bad(`X.224 TPDU code 0x${code.toString(16)} is not a Connection Confirm (0xd0)`);
+  if (li + 5 !== len) return bad(`X.224 length indicator ${li} does not match TPKT length ${len}`);
+  if (len === 11) return { kind: 'no-negotiation' };
+  if (len < 19) return bad(`negotiation data of ${len - 11} bytes is too short`);
+  const type = buf[11]!;
+  const flags = buf[12]!;
+  const negLen = buf.readUInt16LE(13);
+  if (negLen !== 8) return bad(`negotiation structure length ${negLen} is not 8`);
+  const value = buf.readUInt32LE(15);
+  if (type === 0x02) return { kind: 'response', selectedProtocol: value, protocols: protocolNames(value), flags };
+  if (type === 0x03) return { kind: 'failure', code: value, name: FAILURE_CODES[value] ?? `UNKNOWN_FAILURE_${value}` };
+  return bad(`negotiation type 0x${type.toString(16)} is neither RDP_NEG_RSP nor RDP_NEG_FAILURE`);
+}
+
+export type ConfirmRead =
+  | { outcome: 'confirm'; confirm: Exclude<Confirm, { kind: 'incomplete' | 'not-x224' }>; ms: number; bytes: number }
+  | { outcome: 'not-x224'; confirm: Extract<Confirm, { kind: 'not-x224' }>; ms: number; bytes: number }
+  | { outcome: 'closed' | 'reset' | 'timeout'; ms: number; bytes: number; preview?: string };
+
+/**
+ * Send the Connection Request on a connected socket and read the Confirm, bounded in time and size:
+ * at most MAX_CONFIRM_BYTES are looked at; more than that is cut off and classified as not X.224.
+ * The socket is left open on success (TLS continues on it) and paused.
+ */
+export function exchangeConfirm(socket: Socket, requestedProtocols: number, timeoutMs: number): Promise<ConfirmRead> {
+  return new Promise((resolve) => {
+    const start = performance.now();
+    let buf = Buffer.alloc(0);
+    let done = false;
+    const finish = (r: ConfirmRead) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      socket.off('data', onData).off('close', onClose).off('error', onError).off('end', onEnd);
+      socket.pause();
+      resolve(r);
+    };
+    const ms = () => Math.round((performance.now() - start) * 100) / 100;
+    const onData = (d: Buffer) => {
+      buf = Buffer.concat([buf, d.subarray(0, MAX_CONFIRM_BYTES + 1 - buf.length)]);
+      const c = parseConfirm(buf);
+      if (c.kind === 'incomplete') {
+        if (buf.length > MAX_CONFIRM_BYTES) finish({ outcome: 'not-x224', confirm: { kind: 'not-x224', reason: 'oversized answer', preview: preview(buf) }, ms: ms(), bytes: buf.length });
+        return;
+      }
+      if (c.kind === 'not-x224') finish({ outcome: 'not-x224', confirm: c, ms: ms(), bytes: buf.length });
+      else finish({ outcome: 'confirm', confirm: c, ms: ms(), bytes: buf.length });
+    };
+    const partial = () => (buf.length ? { preview: preview(buf) } : {});
+    const onEnd = () => finish({ outcome: 'closed', ms: ms(), bytes: buf.length, ...partial() });
+    const onClose = () => finish({ outcome: 'closed', ms: ms(), bytes: buf.length, ...partial() });
+    const onError = (e: NodeJS.ErrnoException) =>
+      finish({ outcome: e.code === 'ECONNRESET' || e.code === 'EPIPE' ? 'reset' : 'closed', ms: ms(), bytes: buf.length, ...partial() });
+    const timer = setTimeout(() => finish({ outcome: 'timeout', ms: ms(), bytes: buf.length, ...partial() }), timeoutMs);
+    socket.on('data', onData).on('end', onEnd).on('close', onClose).on('error', onError);
+    socket.resume();
+    socket.write(connectionRequest(requestedProtocols));
+  });
+}

@@ -1,0 +1,31 @@
+// `npm start`: the main job for a new user — diagnose 127.0.0.1:3389 (or the host given after
+// `--`), print what was found, and exit 0 whatever the finding (the scripts run directly keep the
+// 0/1/2 exit-code contract). Until diagnose.ts exists it explains what the toolkit does.
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { isMain, runCli } from './lib/cli.ts';
+
+const ABOUT = `rdpfix — find and fix Remote Desktop error 0x904 (extended error 0x7: the socket was closed
+during connection setup).
+
+Causes it looks for: a broken or unreadable RDP certificate/key on the server, a security-layer or
+NLA mismatch between client and server, and network paths that drop large packets or lose too many.
+
+Scripts (each runs alone: npx tsx scripts/NAME.ts --help):`;
+
+export async function main(argv: string[]): Promise<number> {
+  const diagnosePath = fileURLToPath(new URL('./diagnose.ts', import.meta.url));
+  if (existsSync(diagnosePath)) {
+    const mod = (await import(diagnosePath)) as { main: (argv: string[]) => Promise<number> };
+    const code = await mod.main(argv);
+    // Bad usage is still bad usage; a finding (1) is a successful report for npm start.
+    return code === 2 ? 2 : 0;
+  }
+  const { readdirSync } = await import('node:fs');
+  const dir = fileURLToPath(new URL('.', import.meta.url));
+  const scripts = readdirSync(dir).filter((f) => f.endsWith('.ts') && f !== 'start.ts');
+  process.stdout.write(`${ABOUT}\n${scripts.map((s) => `  ${s}`).join('\n') || '  (none yet)'}\n`);
+  return 0;
+}
+
+if (isMain(import.meta.url)) await runCli(main);
