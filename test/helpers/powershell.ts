@@ -1,12 +1,16 @@
 // The real PowerShell grammar (tree-sitter-powershell's wasm through web-tree-sitter), for tests
 // of generated scripts: we cannot run PowerShell here, so every script must at least parse.
 import { createRequire } from 'node:module';
+import { setFlagsFromString } from 'node:v8';
 import { Language, Parser, type Node } from 'web-tree-sitter';
 
 let parser: Parser | undefined;
 
 export async function psParser(): Promise<Parser> {
   if (parser) return parser;
+  // The grammar is a large wasm module: V8's optimising tier would spend ~6 s of CPU recompiling it
+  // in the background (and exit waits for that). The baseline compiler is plenty for tests.
+  setFlagsFromString('--liftoff-only');
   await Parser.init();
   const require = createRequire(import.meta.url);
   const wasm = require.resolve('tree-sitter-powershell/tree-sitter-powershell.wasm');
