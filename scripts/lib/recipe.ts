@@ -1,0 +1,208 @@
+// Recipes are data (recipes/*.yaml) with a deliberately small vocabulary — no expressions, no
+// templating beyond {host} and declared {param} names in step arguments. This file loads and
+// validates them; every mistake is reported with file, line, field and what was expected.
+import { readdirSync, readFileSync } from 'node:fs';
+import { basename, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Node as YamlNode, type YAMLMap } from 'yaml';
+import { CAUSE_NAMES } from './causes.ts';
+import { UsageError } from './errors.ts';
+
+export const RECIPES_DIR = fileURLToPath(new URL('../../recipes/', import.meta.url));
+export const SCRIPTS_DIR = fileURLToPath(new URL('../', import.meta.url));
+
+export interface RecipeStep {
+  /** Stable id used by `if:` and by resume (`id:` in the file, else step-N). */
+  id: string;
+  name: string;
+  kind: 'run' | 'check';
+  script: string;
+  on: 'server' | 'client';
+  args: string[];
+  /** check: the result's cause/status must be one of these, else the step fails. */
+  expect: string[];
+  /** Stop the whole recipe successfully when the result's cause/status is one of these. */
+  stopWhen: string[];
+  /** Run only when an earlier step's result matched. */
+  when?: { step: string; is: string[] };
+  /** Client steps that only make sense on one OS (e.g. a Windows-client registry value). */
+  platform?: NodeJS.Platform;
+  line: number;
+}
+
+export interface Recipe {
+  name: string;
+  summary: string;
+  fixes: string[];
+  params: Record<string, { description: string; default?: string }>;
+  steps: RecipeStep[];
+  file: string;
+}
+
+/** Where step scripts live; RDPFIX_SCRIPTS_DIR points tests at scripted stand-ins. */
+export function scriptsDir(): string {
+  return process.env.RDPFIX_SCRIPTS_DIR || SCRIPTS_DIR;
+}
+
+/** Scripts a recipe may call: every scripts/*.ts except the entry points that orchestrate. */
+export function knownScripts(dir = scriptsDir()): string[] {
+  return readdirSync(dir)
+    .filter((f) => f.endsWith('.ts') && !['start.ts', 'run-recipe.ts', 'undo.ts'].includes(f))
+    .map((f) => f.replace(/\.ts$/, ''))
+    .sort();
+}
+
+export class RecipeError extends UsageError {}
+
+const STEP_KEYS = ['id', 'name', 'run', 'check', 'on', 'args', 'expect', 'stop_when', 'when', 'platform'];
+const TOP_KEYS = ['name', 'summary', 'fixes', 'params', 'steps'];
+const OUTCOMES = [...CAUSE_NAMES, 'ok', 'changed', 'would-change', 'failed', 'skipped'];
+
+export function parseRecipe(text: string, file: string, scripts = knownScripts()): Recipe {
+  const lc = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false });
+  const where = (node: YamlNode | null | undefined) => (node?.range ? lc.linePos(node.range[0]).line : 1);
+  const fail = (node: YamlNode | null | undefined, field: string, msg: string): never => {
+    throw new RecipeError(`${file}:${where(node)}: ${field}: ${msg}`);
+  };
+  if (doc.errors.length) {
+    const e = doc.errors[0]!;
+    throw new RecipeError(`${file}:${lc.linePos(e.pos[0]).line}: not valid YAML: ${e.message.split('\n')[0]}`);
+  }
+  const root = doc.contents;
+  if (!isMap(root)) return fail(root, '(top level)', 'expected a mapping with name, summary, fixes, params, steps');
+
+  const keyNode = (m: YAMLMap, k: string) => m.items.find((p) => isScalar(p.key) && p.key.value === k);
+  const checkKeys = (m: YAMLMap, allowed: string[], field: string) => {
+    for (const p of m.items) {
+      const k = isScalar(p.key) ? String(p.key.value) : '?';
+      if (!allowed.includes(k)) fail(p.key as YamlNode, `${field}${k}`, `unknown field; expected one of ${allowed.join(', ')}`);
+    }
+  };
+  const str = (m: YAMLMap, k: string, field: string, required: boolean): string | undefined => {
+    const p = keyNode(m, k);
+    if (!p) return required ? fail(m, `${field}${k}`, 'missing; expected a string') : undefined;
+    if (!isScalar(p.value) || typeof p.value.value !== 'string' || !p.value.value.trim()) {
+      return fail((p.value as YamlNode) ?? (p.key as YamlNode), `${field}${k}`, 'expected a non-empty string');
+    }
+    return p.value.value;
+  };
+  const strList = (m: YAMLMap, k: string, field: string, allowed?: string[]): string[] => {
+    const p = keyNode(m, k);
+    if (!p) return [];
+    const v = p.value as YamlNode;
+    const items = isSeq(v) ? v.items : [v];
+    return items.map((it) => {
+      const n = it as YamlNode;
+      if (!isScalar(n) || (typeof n.value !== 'string' && typeof n.value !== 'number')) fail(n, `${field}${k}`, 'expected a string or a list of strings');
+      const s = String((n as { value: unknown }).value);
+      if (allowed && !allowed.includes(s)) fail(n, `${field}${k}`, `unknown value ${JSON.stringify(s)}; expected one of ${allowed.join(', ')}`);
+      return s;
+    });
+  };
+
+  checkKeys(root, TOP_KEYS, '');
+  const name = str(root, 'name', '', true)!;
+  if (name !== basename(file).replace(/\.ya?ml$/, '')) fail(keyNode(root, 'name')!.value as YamlNode, 'name', `must match the file name (${basename(file)})`);
+  const summary = str(root, 'summary', '', true)!;
+  const fixes = strList(root, 'fixes', '', CAUSE_NAMES as string[]);
+  if (!fixes.length) fail(root, 'fixes', 'missing; expected the list of causes this recipe fixes');
+
+  const params: Recipe['params'] = {};
+  const pNode = keyNode(root, 'params');
+  if (pNode) {
+    if (!isMap(pNode.value)) fail(pNode.value as YamlNode, 'params', 'expected a mapping of NAME: { description, default }');
+    for (const p of (pNode.value as YAMLMap).items) {
+      const k = String((p.key as { value: unknown }).value);
+      if (!/^[a-z][a-z0-9_]*$/.test(k) || k === 'host') fail(p.key as YamlNode, `params.${k}`, 'expected a lower-case name (not "host", which is always given)');
+      if (!isMap(p.value)) fail(p.value as YamlNode, `params.${k}`, 'expected { description: ..., default: ... }');
+      const m = p.value as YAMLMap;
+      checkKeys(m, ['description', 'default'], `params.${k}.`);
+      const def = str(m, 'default', `params.${k}.`, false);
+      params[k] = { description: str(m, 'description', `params.${k}.`, true)!, ...(def !== undefined ? { default: def } : {}) };
+    }
+  }
+
+  const sNode = keyNode(root, 'steps');
+  if (!sNode || !isSeq(sNode.value) || !sNode.value.items.length) {
+    return fail((sNode?.value as YamlNode) ?? root, 'steps', 'expected a non-empty list of steps');
+  }
+  const steps: RecipeStep[] = [];
+  sNode.value.items.forEach((item, i) => {
+    const f = `steps[${i + 1}].`;
+    const n = item as YamlNode;
+    if (!isMap(n)) fail(n, `steps[${i + 1}]`, 'expected a mapping with name and run or check');
+    const m = n as YAMLMap;
+    checkKeys(m, STEP_KEYS, f);
+    const run = str(m, 'run', f, false);
+    const check = str(m, 'check', f, false);
+    if (!!run === !!check) fail(m, `${f}run`, 'expected exactly one of run: SCRIPT or check: SCRIPT');
+    const script = (run ?? check)!;
+    if (!scripts.includes(script)) fail(keyNode(m, run ? 'run' : 'check')!.value as YamlNode, `${f}${run ? 'run' : 'check'}`, `unknown script ${JSON.stringify(script)}; expected one of ${scripts.join(', ')}`);
+    const on = (str(m, 'on', f, false) ?? (check ? 'client' : undefined)) as RecipeStep['on'] | undefined;
+    if (!on) fail(m, `${f}on`, 'missing; expected server or client');
+    if (on !== 'server' && on !== 'client') fail(keyNode(m, 'on')!.value as YamlNode, `${f}on`, `expected server or client, got ${JSON.stringify(on)}`);
+    const args = strList(m, 'args', f);
+    for (const a of args) {
+      for (const [, ph] of a.matchAll(/\{([^}]*)\}/g)) {
+        if (ph !== 'host' && !(ph! in params)) fail(keyNode(m, 'args')!.value as YamlNode, `${f}args`, `unknown placeholder {${ph}}; expected {host} or a declared param (${Object.keys(params).join(', ') || 'none declared'})`);
+      }
+    }
+    const id = str(m, 'id', f, false) ?? `step-${i + 1}`;
+    if (steps.some((s) => s.id === id)) fail(m, `${f}id`, `duplicate id ${JSON.stringify(id)}`);
+    let when: RecipeStep['when'];
+    const wNode = keyNode(m, 'when');
+    if (wNode) {
+      if (!isMap(wNode.value)) fail(wNode.value as YamlNode, `${f}when`, 'expected { step: ID, is: [outcomes] }');
+      const wm = wNode.value as YAMLMap;
+      checkKeys(wm, ['step', 'is'], `${f}when.`);
+      const ws = str(wm, 'step', `${f}when.`, true)!;
+      if (!steps.some((s) => s.id === ws)) fail(keyNode(wm, 'step')!.value as YamlNode, `${f}when.step`, `no earlier step has id ${JSON.stringify(ws)}`);
+      const is = strList(wm, 'is', `${f}when.`, OUTCOMES);
+      if (!is.length) fail(wm, `${f}when.is`, 'missing; expected the outcomes that make this step run');
+      when = { step: ws, is };
+    }
+    const platform = str(m, 'platform', f, false);
+    if (platform && !['win32', 'linux', 'darwin'].includes(platform)) fail(keyNode(m, 'platform')!.value as YamlNode, `${f}platform`, 'expected win32, linux or darwin');
+    steps.push({
+      id,
+      name: str(m, 'name', f, true)!,
+      kind: run ? 'run' : 'check',
+      script,
+      on: on!,
+      args,
+      expect: strList(m, 'expect', f, OUTCOMES),
+      stopWhen: strList(m, 'stop_when', f, OUTCOMES),
+      ...(when ? { when } : {}),
+      ...(platform ? { platform: platform as NodeJS.Platform } : {}),
+      line: where(n),
+    });
+  });
+  return { name, summary, fixes, params, steps, file };
+}
+
+/** Load a recipe by name (recipes/NAME.yaml) or by path. */
+export function loadRecipe(nameOrPath: string, dir = RECIPES_DIR, scripts?: string[]): Recipe {
+  const file = /[\\/]|\.ya?ml$/.test(nameOrPath) ? nameOrPath : join(dir, `${nameOrPath}.yaml`);
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch {
+    const names = listRecipes(dir).join(', ');
+    throw new RecipeError(`unknown recipe ${JSON.stringify(nameOrPath)}; expected one of ${names}`);
+  }
+  return parseRecipe(text, file, scripts);
+}
+
+export function listRecipes(dir = RECIPES_DIR): string[] {
+  try {
+    return readdirSync(dir).filter((f) => f.endsWith('.yaml')).map((f) => f.replace(/\.yaml$/, '')).sort();
+  } catch {
+    return [];
+  }
+}
+
+/** Substitute {host} and declared {param}s in a step's arguments. */
+export function stepArgs(step: RecipeStep, values: Record<string, string>): string[] {
+  return step.args.map((a) => a.replace(/\{([a-z_][a-z0-9_]*)\}/g, (_, k: string) => values[k] ?? ''));
+}

@@ -1,0 +1,569 @@
+// run-recipe.ts: chain rdpfix scripts into a scenario fix sequence (recipes/*.yaml) for one host or
+// a fleet. Use it once diagnose has named the cause (diagnose prints the recipe to run, and
+// `diagnose --fix` calls this runner). It prints the plan, asks before changing anything, runs the
+// steps in order, stops at the first failure (or as soon as a check says the host is healthy, so
+// the least drastic fix that works is the one that stays), and journals the run so that `--resume`
+// continues after a crash and `undo.ts --last --yes` (or `--rollback`) undoes every change it made.
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, readFileSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline/promises';
+import { describeTarget, parseTarget, TARGET_HELP } from './lib/channels.ts';
+import { isMain, makeCli, runCli } from './lib/cli.ts';
+import { EnvError, UsageError } from './lib/errors.ts';
+import { journalDir } from './lib/journal.ts';
+import { chalk, printJson, statusWord, withSpinner } from './lib/output.ts';
+import { psQuote } from './lib/ps.ts';
+import { listRecipes, loadRecipe, scriptsDir, stepArgs, type Recipe, type RecipeStep } from './lib/recipe.ts';
+import { formatHostPort, validateHost, validateInt, validateLocalPath } from './lib/validate.ts';
+
+export type StepStatus = 'ok' | 'changed' | 'would-change' | 'skipped' | 'failed';
+
+export interface StepOutcome {
+  id: string;
+  name: string;
+  script: string;
+  on: 'server' | 'client';
+  status: StepStatus;
+  /** The script's cause (probe/diagnose) or its status: what stop_when / expect / when compare. */
+  outcome: string;
+  detail: string;
+  ms: number;
+  exitCode: number | null;
+}
+
+export interface RunState {
+  runId: string;
+  recipe: string;
+  /** The recipe file the run used, so --resume loads exactly that one. */
+  recipeFile: string;
+  host: string;
+  target: string;
+  dryRun: boolean;
+  params: Record<string, string>;
+  started: string;
+  finished?: string;
+  /** How the run ended: 'fixed' (a check said healthy), 'completed', 'failed', 'dry-run'. */
+  result?: 'fixed' | 'completed' | 'failed' | 'dry-run';
+  steps: StepOutcome[];
+}
+
+/** Runs one step's script and returns its exit code and parsed --json document. */
+export type StepExecutor = (
+  step: RecipeStep,
+  argv: string[],
+  env: Record<string, string>,
+) => Promise<{ exitCode: number | null; json: Record<string, unknown> | null; stderr: string }>;
+
+/** Scripts whose run steps change state (and so get --dry-run in a dry run). */
+const READ_ONLY = new Set(['inspect-server', 'probe-rdp', 'diagnose', 'test-vpn-latency']);
+export function changesState(step: RecipeStep): boolean {
+  if (step.kind === 'check' || READ_ONLY.has(step.script)) return false;
+  if (step.script === 'lower-mtu' && step.args.includes('--probe')) return false;
+  return true;
+}
+
+/** The argv a step runs with (after the script path). Exported for tests and --explain. */
+export function stepArgv(step: RecipeStep, opts: { host: string; target: string; dryRun: boolean; params: Record<string, string> }): string[] {
+  const argv = stepArgs(step, { ...opts.params, host: opts.host });
+  if (step.on === 'server') argv.push('--target', opts.target);
+  if (opts.dryRun && changesState(step)) argv.push('--dry-run');
+  argv.push('--json');
+  return argv;
+}
+
+/** Default executor: the script as its own process, exactly as a user would run it. */
+export const spawnStep: StepExecutor = (step, argv, env) =>
+  new Promise((resolve) => {
+    const script = join(scriptsDir(), `${step.script}.ts`);
+    const p = spawn(process.execPath, ['--import', import.meta.resolve('tsx'), script, ...argv], {
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    let err = '';
+    p.stdout.on('data', (d) => (out += d));
+    p.stderr.on('data', (d) => (err += d));
+    p.on('close', (code) => resolve({ exitCode: code, json: lastJson(out), stderr: err }));
+  });
+
+function lastJson(text: string): Record<string, unknown> | null {
+  const lines = text.trim().split('\n').reverse();
+  for (const l of lines) {
+    try {
+      const v = JSON.parse(l) as unknown;
+      if (v && typeof v === 'object' && !Array.isArray(v)) return v as Record<string, unknown>;
+    } catch {
+      // not this line
+    }
+  }
+  try {
+    return JSON.parse(text) as Record<string, unknown>;
+  } catch {
+    return null;
+  }
+}
+
+// ---------------------------------------------------------------- run state (resume)
+
+function runsDir(dir?: string): string {
+  return join(journalDir(dir), 'runs');
+}
+
+export function saveRun(state: RunState, dir?: string): void {
+  const d = runsDir(dir);
+  mkdirSync(d, { recursive: true, mode: 0o700 });
+  const tmp = join(d, `.${state.runId}.${randomBytes(3).toString('hex')}.tmp`);
+  writeFileSync(tmp, JSON.stringify(state, null, 2) + '\n', { mode: 0o600 });
+  renameSync(tmp, join(d, `${state.runId}.json`));
+}
+
+export function loadRuns(dir?: string): RunState[] {
+  try {
+    return readdirSync(runsDir(dir))
+      .filter((f) => f.endsWith('.json'))
+      .map((f) => JSON.parse(readFileSync(join(runsDir(dir), f), 'utf8')) as RunState)
+      .sort((a, b) => a.started.localeCompare(b.started));
+  } catch {
+    return [];
+  }
+}
+
+/** The run to resume: by id, or the newest unfinished one. */
+export function findResumable(id: string | true, dir?: string): RunState {
+  const runs = loadRuns(dir);
+  const run = id === true ? runs.filter((r) => !r.finished).at(-1) : runs.find((r) => r.runId === id);
+  if (!run) throw new UsageError(id === true ? 'no unfinished recipe run to resume' : `no recipe run with id ${JSON.stringify(id)}`);
+  if (run.finished) throw new UsageError(`run ${run.runId} already finished (${run.result})`);
+  return run;
+}
+
+// ---------------------------------------------------------------- the runner
+
+export interface RunOptions {
+  host: string;
+  target: string;
+  dryRun: boolean;
+  params?: Record<string, string>;
+  journal?: string;
+  /** Continue this saved run (steps already finished are not run again). */
+  resume?: RunState;
+  /** Called before and after each step (human output). */
+  onStep?: (step: RecipeStep, index: number, outcome?: StepOutcome) => void;
+  exec?: StepExecutor;
+  /** Wrap a step's execution (spinner). */
+  wrap?: <T>(title: string, work: () => Promise<T>) => Promise<T>;
+}
+
+function outcomeOf(json: Record<string, unknown> | null): string {
+  if (!json) return 'failed';
+  if (typeof json.cause === 'string') return json.cause;
+  return typeof json.status === 'string' ? json.status : 'failed';
+}
+
+function detailOf(json: Record<string, unknown> | null, stderr: string): string {
+  if (!json) return stderr.trim().split('\n').at(-1)?.slice(0, 200) || 'no JSON result';
+  for (const k of ['summary', 'verdict', 'message', 'error', 'reason']) if (typeof json[k] === 'string') return (json[k] as string).slice(0, 200);
+  if (typeof json.cause === 'string') return `cause: ${json.cause}`;
+  return '';
+}
+
+export async function runRecipe(recipe: Recipe, o: RunOptions): Promise<RunState> {
+  const exec = o.exec ?? spawnStep;
+  const wrap = o.wrap ?? (<T,>(_t: string, w: () => Promise<T>) => w());
+  const params = { ...Object.fromEntries(Object.entries(recipe.params).flatMap(([k, p]) => (p.default !== undefined ? [[k, p.default]] : []))), ...o.params };
+  const state: RunState = o.resume ?? {
+    runId: `${new Date().toISOString().replace(/[-:.]/g, '').slice(0, 15)}-${recipe.name}-${randomBytes(3).toString('hex')}`,
+    recipe: recipe.name,
+    recipeFile: recipe.file,
+    host: o.host,
+    target: o.target,
+    dryRun: o.dryRun,
+    params,
+    started: new Date().toISOString(),
+    steps: [],
+  };
+  saveRun(state, o.journal);
+  const env: Record<string, string> = { RDPFIX_RUN_ID: state.runId, RDPFIX_JOURNAL: journalDir(o.journal) };
+  const byId = new Map(state.steps.map((s) => [s.id, s]));
+  let wouldChangeBefore = state.steps.some((s) => s.status === 'would-change');
+
+  for (const [i, step] of recipe.steps.entries()) {
+    if (byId.has(step.id)) continue; // finished before a crash: resume after it
+    o.onStep?.(step, i);
+    const t0 = performance.now();
+    const finish = (status: StepStatus, outcome: string, detail: string, exitCode: number | null = null): StepOutcome => {
+      const r: StepOutcome = { id: step.id, name: step.name, script: step.script, on: step.on, status, outcome, detail, ms: Math.round(performance.now() - t0), exitCode };
+      state.steps.push(r);
+      byId.set(step.id, r);
+      saveRun(state, o.journal);
+      o.onStep?.(step, i, r);
+      return r;
+    };
+
+    if (step.when) {
+      const prev = byId.get(step.when.step);
+      if (!prev || !step.when.is.includes(prev.outcome)) {
+        finish('skipped', 'skipped', `only when ${step.when.step} is ${step.when.is.join(' or ')} (it was ${prev?.outcome ?? 'not run'})`);
+        continue;
+      }
+    }
+    if (step.platform && step.platform !== process.platform) {
+      finish('skipped', 'skipped', `a ${step.platform === 'win32' ? 'Windows' : step.platform}-client step; this machine is ${process.platform}`);
+      continue;
+    }
+
+    const argv = stepArgv(step, { host: state.host, target: state.target, dryRun: state.dryRun, params: state.params });
+    const r = await wrap(`${i + 1}. ${step.name}`, () => exec(step, argv, env));
+    const outcome = outcomeOf(r.json);
+    const detail = detailOf(r.json, r.stderr);
+    const scriptStatus = (typeof r.json?.status === 'string' ? r.json.status : 'failed') as StepStatus;
+
+    if (step.kind === 'check') {
+      if (r.json === null || r.exitCode === 2) {
+        finish('failed', 'failed', detail, r.exitCode);
+        break;
+      }
+      if (state.dryRun) {
+        // Check mode is a simulation: later checks depend on changes that were not made.
+        finish('ok', outcome, wouldChangeBefore ? `${outcome} now; depends on the steps above that would change` : outcome, r.exitCode);
+        continue;
+      }
+      if (step.stopWhen.includes(outcome)) {
+        finish('ok', outcome, `${outcome}: stopping here, the fix so far is enough`, r.exitCode);
+        state.result = 'fixed';
+        break;
+      }
+      if (step.expect.length && !step.expect.includes(outcome)) {
+        finish('failed', outcome, `expected ${step.expect.join(' or ')}, got ${outcome}${detail && detail !== `cause: ${outcome}` ? ` (${detail})` : ''}`, r.exitCode);
+        break;
+      }
+      finish('ok', outcome, step.stopWhen.length ? `${outcome}: not fixed yet, continuing` : outcome, r.exitCode);
+      continue;
+    }
+
+    const status: StepStatus = r.exitCode === 2 || r.json === null ? 'failed' : scriptStatus;
+    const done = finish(['ok', 'changed', 'would-change', 'skipped', 'failed'].includes(status) ? status : 'failed', outcome, detail, r.exitCode);
+    if (done.status === 'would-change') wouldChangeBefore = true;
+    if (done.status === 'failed') break;
+    if (step.stopWhen.includes(outcome)) {
+      state.result = 'fixed';
+      break;
+    }
+  }
+
+  const failed = state.steps.some((s) => s.status === 'failed');
+  state.result = failed ? 'failed' : state.dryRun ? 'dry-run' : (state.result ?? 'completed');
+  state.finished = new Date().toISOString();
+  saveRun(state, o.journal);
+  return state;
+}
+
+// ---------------------------------------------------------------- --emit: one paste-able script
+
+/** Run a script with --emit and return the PowerShell it prints (exactly what would run). */
+async function emitStep(step: RecipeStep, argv: string[]): Promise<string> {
+  const args = argv.filter((a) => a !== '--json');
+  const i = args.indexOf('--target');
+  if (i >= 0) args.splice(i, 2);
+  const script = join(scriptsDir(), `${step.script}.ts`);
+  return new Promise((resolve, reject) => {
+    const p = spawn(process.execPath, ['--import', import.meta.resolve('tsx'), script, ...args, '--emit'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    p.stdout.on('data', (d) => (out += d));
+    p.stderr.on('data', (d) => (err += d));
+    p.on('close', (code) => (code === 0 ? resolve(out) : reject(new UsageError(`${step.script} --emit failed: ${err.trim().split('\n').at(-1)}`))));
+  });
+}
+
+/**
+ * One self-contained PowerShell script with every server-side step of the recipe, in order. Each
+ * step's own generated script runs in its own scope; the composite stops at the first failed step.
+ * Checks that need the client are comments telling the admin what to test.
+ */
+export async function emitRecipe(recipe: Recipe, host: string, params: Record<string, string> = {}): Promise<string> {
+  const parts: string[] = [
+    `# rdpfix recipe ${recipe.name}: ${recipe.summary.replace(/\s+/g, ' ')}`,
+    `# Generated by rdpfix for host ${host}. Paste into an elevated PowerShell on the server, the Azure`,
+    '# portal\'s Run command blade (RunPowerShellScript), or the Serial Console. Every step prints its own',
+    '# JSON result between ##rdpfix-result-begin## and ##rdpfix-result-end##; the script stops at the',
+    '# first step whose status is failed.',
+    "$ErrorActionPreference = 'Stop'",
+    '',
+  ];
+  for (const [i, step] of recipe.steps.entries()) {
+    const argv = stepArgv(step, { host, target: 'local', dryRun: false, params });
+    const visible = argv.filter((a) => a !== '--json' && a !== '--target' && a !== 'local').join(' ');
+    if (step.on === 'client') {
+      parts.push(`# Step ${i + 1} (${step.kind === 'check' ? 'check' : 'client'}): ${step.name}`);
+      parts.push(`#   From your workstation run: npx tsx scripts/${step.script}.ts ${visible}`.trimEnd());
+      if (step.stopWhen.length) parts.push(`#   If it reports ${step.stopWhen.join(' or ')}, stop here: the steps below are not needed.`);
+      if (step.expect.length) parts.push(`#   It should report ${step.expect.join(' or ')}.`);
+      parts.push('');
+      continue;
+    }
+    const ps = await emitStep(step, argv);
+    parts.push(
+      `# Step ${i + 1} (server): ${step.name}`,
+      '$rdpfixOut = @(& {',
+      ps.replace(/\s+$/, ''),
+      '})',
+      '$rdpfixOut',
+      '$rdpfixEnd = [Array]::LastIndexOf($rdpfixOut, \'##rdpfix-result-end##\')',
+      `if ($rdpfixEnd -lt 1 -or (($rdpfixOut[$rdpfixEnd - 1] | ConvertFrom-Json).status -eq 'failed')) {`,
+      `    Write-Warning ${psQuote(`rdpfix: step ${i + 1} (${step.name}) failed; stopping.`)}`,
+      '    return',
+      '}',
+      '',
+    );
+  }
+  return parts.join('\n');
+}
+
+// ---------------------------------------------------------------- fleet
+
+export interface FleetHost {
+  host: string;
+  target: string;
+  line: number;
+}
+
+/**
+ * Hosts file: one host per line, `HOST[:PORT] [TARGET]`, `#` comments. Without a TARGET on the line
+ * the --target value is used, with `{host}` replaced by the host name (e.g. 'winrm://{host}').
+ */
+export function parseHostsFile(text: string, file: string, targetTemplate: string): FleetHost[] {
+  const hosts: FleetHost[] = [];
+  text.split(/\r?\n/).forEach((raw, i) => {
+    const line = raw.replace(/#.*/, '').trim();
+    if (!line) return;
+    const [h, t, extra] = line.split(/\s+/);
+    if (extra !== undefined) throw new UsageError(`${file}:${i + 1}: expected HOST[:PORT] [TARGET], got ${JSON.stringify(raw.trim())}`);
+    let hp;
+    try {
+      hp = validateHost(h!);
+    } catch (e) {
+      throw new UsageError(`${file}:${i + 1}: ${(e as Error).message}`);
+    }
+    const target = t ?? targetTemplate.replaceAll('{host}', hp.host.includes(':') ? `[${hp.host}]` : hp.host);
+    try {
+      parseTarget(target);
+    } catch (e) {
+      throw new UsageError(`${file}:${i + 1}: ${(e as Error).message}`);
+    }
+    hosts.push({ host: formatHostPort(hp), target, line: i + 1 });
+  });
+  if (!hosts.length) throw new UsageError(`${file}: no hosts (one HOST[:PORT] [TARGET] per line)`);
+  return hosts;
+}
+
+/** Run the recipe on every host, at most `parallel` at once; one host failing never stops the others. */
+export async function runFleet(recipe: Recipe, hosts: FleetHost[], parallel: number, o: Omit<RunOptions, 'host' | 'target' | 'resume'>): Promise<RunState[]> {
+  const results: RunState[] = new Array(hosts.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < hosts.length) {
+      const i = next++;
+      const h = hosts[i]!;
+      try {
+        results[i] = await runRecipe(recipe, { ...o, host: h.host, target: h.target });
+      } catch (e) {
+        const now = new Date().toISOString();
+        results[i] = {
+          runId: '', recipe: recipe.name, recipeFile: recipe.file, host: h.host, target: h.target, dryRun: o.dryRun, params: o.params ?? {}, started: now, finished: now, result: 'failed',
+          steps: [{ id: 'runner', name: 'runner', script: 'run-recipe', on: 'client', status: 'failed', outcome: 'failed', detail: (e as Error).message, ms: 0, exitCode: null }],
+        };
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(parallel, hosts.length) }, worker));
+  return results;
+}
+
+// ---------------------------------------------------------------- CLI
+
+function planLines(recipe: Recipe, host: string, target: string, dryRun: boolean): string[] {
+  const lines = [
+    `${chalk.bold(`Recipe ${recipe.name}`)}: ${recipe.summary}`,
+    `Host ${host}; server steps run via ${target}${dryRun ? chalk.cyan(' (dry run: inspect only, nothing is changed)') : ''}`,
+    '',
+  ];
+  recipe.steps.forEach((s, i) => {
+    const tags = [
+      changesState(s) ? chalk.yellow('changes state') : '',
+      s.stopWhen.length ? `stop when ${s.stopWhen.join('/')}` : '',
+      s.expect.length ? `expect ${s.expect.join('/')}` : '',
+      s.when ? `only if ${s.when.step} is ${s.when.is.join('/')}` : '',
+      s.platform ? `${s.platform} only` : '',
+    ].filter(Boolean);
+    lines.push(`  ${String(i + 1).padStart(2)}. [${s.on}] ${s.name}${tags.length ? chalk.dim(` — ${tags.join(', ')}`) : ''}`);
+  });
+  return lines;
+}
+
+function recap(state: RunState): string {
+  const n = (s: StepStatus) => state.steps.filter((x) => x.status === s).length;
+  return `ok=${n('ok')} changed=${n('changed')} would-change=${n('would-change')} skipped=${n('skipped')} failed=${n('failed')}`;
+}
+
+async function confirm(question: string): Promise<boolean> {
+  if (!process.stdin.isTTY) throw new UsageError('this recipe changes state and needs confirmation: pass --yes (or --dry-run to inspect only)');
+  const rl = createInterface({ input: process.stdin, output: process.stderr });
+  try {
+    return /^y(es)?$/i.test((await rl.question(`${question} [y/N] `)).trim());
+  } finally {
+    rl.close();
+  }
+}
+
+async function undoRun(runId: string, json: boolean): Promise<number> {
+  const p = spawn(process.execPath, ['--import', import.meta.resolve('tsx'), join(scriptsDir(), 'undo.ts'), '--run', runId, '--yes', ...(json ? ['--json'] : [])], {
+    stdio: ['ignore', json ? 'pipe' : 'inherit', 'inherit'],
+  });
+  return new Promise((resolve) => p.on('close', (c) => resolve(c ?? 1)));
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const recipes = listRecipes();
+  const args = await makeCli(argv, 'run-recipe')
+    .strict(false)
+    .strictOptions(true) // one positional (the recipe), every option checked
+    .usage(`$0 RECIPE --host HOST[:PORT] [--target CHANNEL] [options]\n\nRun a scenario fix sequence: plan, confirm, run, verify, roll back, resume.\nRecipes: ${recipes.join(', ')}`)
+    .option('host', { type: 'string', describe: 'the RDP host (client-side checks probe it)' })
+    .option('hosts', { type: 'string', describe: 'fleet: file with one HOST[:PORT] [TARGET] per line (# comments)' })
+    .option('parallel', { type: 'number', default: 16, describe: 'fleet: hosts handled at once' })
+    .option('target', { type: 'string', default: 'local', describe: `${TARGET_HELP}; in fleet mode {host} is replaced by each host` })
+    .option('param', { type: 'array', string: true, default: [] as string[], describe: 'recipe parameter NAME=VALUE (repeatable)' })
+    .option('yes', { alias: 'y', type: 'boolean', default: false, describe: 'do not ask for confirmation' })
+    .option('dry-run', { type: 'boolean', default: false, describe: 'run every step in inspect-only mode against the real targets' })
+    .option('rollback', { type: 'boolean', default: false, describe: 'on failure, undo every change this run made (newest first)' })
+    .option('resume', { type: 'string', describe: 'continue an interrupted run after its last finished step (RUN_ID, or empty for the newest)' })
+    .option('emit', { type: 'boolean', default: false, describe: 'print one PowerShell script with all server-side steps, for pasting' })
+    .option('list', { type: 'boolean', default: false, describe: 'list the recipes' })
+    .option('json', { type: 'boolean', default: false, describe: 'print the plan and every step result as JSON' })
+    .option('journal', { type: 'string', describe: 'journal folder (default ~/.rdpfix/journal)' })
+    .example('$0 azure-vm-cert --host 10.0.0.4 --target azure://SUB/rg-web/web-01', 'fix an Azure VM that drops RDP at once')
+    .example('$0 vpn-mtu --host vm1.contoso.com --dry-run', 'see what the VPN MTU fix would change')
+    .example('$0 azure-vm-cert --host 10.0.0.4 --emit > fix.ps1', 'one script for the Run command blade')
+    .example('$0 service-down --hosts hosts.txt --target "winrm://{host}" --parallel 16 --yes', 'a fleet')
+    .example('$0 --resume', 'continue the newest interrupted run')
+    .epilog('Undo everything the last run changed: npx tsx scripts/undo.ts --last --yes')
+    .parseAsync();
+
+  const json = args.json;
+  if (args.journal !== undefined) validateLocalPath(args.journal, '--journal');
+  if (args.list) {
+    const docs = recipes.map((r) => loadRecipe(r)).map((r) => ({ name: r.name, summary: r.summary, fixes: r.fixes, steps: r.steps.length }));
+    if (json) printJson({ status: 'ok', recipes: docs });
+    else for (const d of docs) process.stdout.write(`${chalk.bold(d.name.padEnd(18))} ${d.summary}\n${' '.repeat(19)}${chalk.dim(`fixes: ${d.fixes.join(', ')}`)}\n`);
+    return 0;
+  }
+
+  const params: Record<string, string> = {};
+  for (const p of args.param as string[]) {
+    const m = /^([a-z][a-z0-9_]*)=(.*)$/.exec(p);
+    if (!m) throw new UsageError(`invalid --param ${JSON.stringify(p)}: expected NAME=VALUE`);
+    params[m[1]!] = m[2]!;
+  }
+
+  // Resume: everything comes from the saved run.
+  if (args.resume !== undefined) {
+    const saved = findResumable(args.resume === '' ? true : args.resume, args.journal);
+    const recipe = loadRecipe(saved.recipeFile);
+    if (!json) process.stdout.write(`Resuming run ${saved.runId} (${saved.steps.length} of ${recipe.steps.length} steps done)\n`);
+    return finishRun(recipe, await runRecipe(recipe, { host: saved.host, target: saved.target, dryRun: saved.dryRun, params: saved.params, resume: saved, journal: args.journal, ...humanHooks(json) }), args.rollback, json);
+  }
+
+  if (args._.length > 1) throw new UsageError(`expected one recipe, got ${args._.map((a) => JSON.stringify(String(a))).join(' ')}`);
+  const name = args._[0] !== undefined ? String(args._[0]) : undefined;
+  if (!name) throw new UsageError(`which recipe? expected one of ${recipes.join(', ')}`);
+  const recipe = loadRecipe(name);
+  for (const k of Object.keys(params)) if (!(k in recipe.params)) throw new UsageError(`recipe ${recipe.name} has no parameter ${JSON.stringify(k)}`);
+
+  if (args.hosts !== undefined) {
+    const file = validateLocalPath(args.hosts, '--hosts');
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch {
+      throw new EnvError(`cannot read hosts file ${JSON.stringify(file)}`);
+    }
+    const hosts = parseHostsFile(text, file, args.target);
+    const parallel = validateInt(args.parallel, '--parallel', 1, 1024);
+    if (!json) {
+      process.stdout.write(planLines(recipe, `${hosts.length} hosts from ${file}`, args.target, args['dry-run']).join('\n') + '\n\n');
+    }
+    if (!args['dry-run'] && !args.yes && recipe.steps.some(changesState) && !(await confirm(`Run on ${hosts.length} hosts?`))) return 1;
+    const t0 = performance.now();
+    const runs = await runFleet(recipe, hosts, parallel, { dryRun: args['dry-run'], params, journal: args.journal });
+    if (json) for (const r of runs) printJson({ status: r.result === 'failed' ? 'failed' : 'ok', ...r });
+    else {
+      process.stdout.write(`${'host'.padEnd(28)} ${'result'.padEnd(10)} recap\n`);
+      for (const r of runs) {
+        const last = r.steps.at(-1);
+        process.stdout.write(`${r.host.padEnd(28)} ${(r.result === 'failed' ? chalk.red : chalk.green)((r.result ?? '').padEnd(10))} ${recap(r)}${r.result === 'failed' && last ? chalk.dim(`  ${last.name}: ${last.detail}`) : ''}\n`);
+      }
+      process.stdout.write(`\n${runs.filter((r) => r.result !== 'failed').length}/${runs.length} hosts ok in ${((performance.now() - t0) / 1000).toFixed(1)}s\n`);
+    }
+    return runs.some((r) => r.result === 'failed') ? 1 : 0;
+  }
+
+  if (args.host === undefined) throw new UsageError('--host is required (the RDP host the checks probe), or --hosts FILE for a fleet');
+  const host = formatHostPort(validateHost(args.host, '--host'));
+  const target = describeTarget(parseTarget(args.target));
+
+  if (args.emit) {
+    process.stdout.write(await emitRecipe(recipe, host, params));
+    return 0;
+  }
+
+  const plan = planLines(recipe, host, target, args['dry-run']);
+  if (json && !args.yes && !args['dry-run'] && recipe.steps.some(changesState)) {
+    throw new UsageError('with --json there is no prompt: pass --yes (or --dry-run)');
+  }
+  if (!json) process.stdout.write(plan.join('\n') + '\n\n');
+  if (!args['dry-run'] && !args.yes && recipe.steps.some(changesState) && !(await confirm('Run these steps?'))) {
+    process.stdout.write('Nothing was run.\n');
+    return 1;
+  }
+  const state = await runRecipe(recipe, { host, target, dryRun: args['dry-run'], params, journal: args.journal, ...humanHooks(json) });
+  return finishRun(recipe, state, args.rollback, json);
+}
+
+function humanHooks(json: boolean): Pick<RunOptions, 'onStep' | 'wrap'> {
+  if (json) return {};
+  return {
+    wrap: (title, work) => withSpinner(title, work),
+    onStep: (step, i, r) => {
+      if (!r) return;
+      const secs = chalk.dim(`${(r.ms / 1000).toFixed(1)}s`);
+      process.stdout.write(`  ${String(i + 1).padStart(2)}. ${step.name.padEnd(52)} ${statusWord(r.status).padEnd(12)} ${secs}${r.detail ? chalk.dim(`  ${r.detail}`) : ''}\n`);
+    },
+  };
+}
+
+async function finishRun(recipe: Recipe, state: RunState, rollback: boolean, json: boolean): Promise<number> {
+  const changed = state.steps.filter((s) => s.status === 'changed');
+  let undone: number | undefined;
+  if (state.result === 'failed' && rollback && changed.length) undone = await undoRun(state.runId, json);
+  if (json) {
+    printJson({ status: state.result === 'failed' ? 'failed' : 'ok', plan: recipe.steps.map((s) => ({ id: s.id, name: s.name, on: s.on, script: s.script, changesState: changesState(s) })), ...state, ...(undone !== undefined ? { rollback: undone === 0 ? 'ok' : 'failed' } : {}) });
+  } else {
+    const verdict =
+      state.result === 'fixed' ? chalk.green(`Fixed: ${state.steps.at(-1)?.name} reports ${state.steps.at(-1)?.outcome}.`)
+      : state.result === 'completed' ? chalk.green('All steps completed.')
+      : state.result === 'dry-run' ? chalk.cyan('Dry run finished: nothing was changed.')
+      : chalk.red(`Failed at: ${state.steps.at(-1)?.name}.`);
+    process.stdout.write(`\n${verdict}  ${recap(state)}\n`);
+    if (state.result === 'failed' && changed.length && undone === undefined) {
+      process.stdout.write(`Undo the ${changed.length} change(s) this run made: npx tsx scripts/undo.ts --run ${state.runId} --yes\n`);
+    }
+    if (undone !== undefined) process.stdout.write(undone === 0 ? 'Rolled back every change of this run.\n' : chalk.red('Rollback did not complete; see above.\n'));
+    if (state.result !== 'failed' && changed.length) process.stdout.write(chalk.dim(`Undo later: npx tsx scripts/undo.ts --run ${state.runId} --yes\n`));
+  }
+  return state.result === 'failed' ? 1 : 0;
+}
+
+if (isMain(import.meta.url)) await runCli(main);

@@ -1,0 +1,98 @@
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { listRecipes, loadRecipe, parseRecipe, RecipeError, stepArgs } from '../../scripts/lib/recipe.ts';
+
+const SCRIPTS = ['inspect-server', 'restart-termserv', 'probe-rdp', 'toggle-nla'];
+const GOOD = `name: demo
+summary: a demo
+fixes: [certificate-key-unusable]
+params:
+  layer:
+    description: the layer
+    default: negotiate
+steps:
+  - id: restart
+    name: Restart
+    run: restart-termserv
+    on: server
+  - name: Probe
+    check: probe-rdp
+    args: ['{host}', '--layer={layer}']
+    stop_when: healthy
+  - name: Only if not healthy
+    run: toggle-nla
+    on: server
+    when: { step: restart, is: [changed] }
+`;
+
+const shipped = suite('shipped recipes');
+
+shipped('every shipped recipe loads and validates', () => {
+  const names = listRecipes();
+  for (const n of ['azure-vm-cert', 'renew-rdp-cert', 'security-layer', 'nla-mismatch', 'vpn-mtu', 'unstable-network', 'service-down']) {
+    assert.ok(names.includes(n), `ships ${n}`);
+  }
+  for (const n of names) {
+    const r = loadRecipe(n);
+    assert.is(r.name, n);
+    assert.ok(r.steps.length > 0);
+  }
+});
+
+shipped('an unknown recipe name lists the real ones', () => {
+  assert.throws(() => loadRecipe('nope'), /unknown recipe "nope"; expected one of .*azure-vm-cert/);
+});
+
+// ---
+
+const parse = suite('parseRecipe');
+
+parse('a valid recipe becomes typed steps with lines, defaults and placeholders', () => {
+  const r = parseRecipe(GOOD, 'recipes/demo.yaml', SCRIPTS);
+  assert.equal(r.steps.map((s) => [s.id, s.kind, s.script, s.on, s.line]), [
+    ['restart', 'run', 'restart-termserv', 'server', 9],
+    ['step-2', 'check', 'probe-rdp', 'client', 13],
+    ['step-3', 'run', 'toggle-nla', 'server', 17],
+  ]);
+  assert.equal(r.steps[1]!.stopWhen, ['healthy']);
+  assert.equal(r.steps[2]!.when, { step: 'restart', is: ['changed'] });
+  assert.equal(stepArgs(r.steps[1]!, { host: 'vm1:3389', layer: 'tls' }), ['vm1:3389', '--layer=tls']);
+});
+
+// Each mistake: the edit to GOOD, and the exact "file:line: field: message" start expected.
+const MISTAKES: Array<[string, (s: string) => string, RegExp]> = [
+  ['broken YAML', (s) => s.replace('steps:', 'steps: [unclosed'), /^recipes\/demo\.yaml:\d+: not valid YAML/],
+  ['unknown top-level field', (s) => s.replace('summary:', 'sumary:'), /^recipes\/demo\.yaml:2: sumary: unknown field; expected one of name, summary/],
+  ['name not matching the file', (s) => s.replace('name: demo', 'name: other'), /^recipes\/demo\.yaml:1: name: must match the file name/],
+  ['unknown cause in fixes', (s) => s.replace('[certificate-key-unusable]', '[cert-broken]'), /^recipes\/demo\.yaml:3: fixes: unknown value "cert-broken"; expected one of healthy, no-listener/],
+  ['unknown script', (s) => s.replace('run: restart-termserv', 'run: restart-termservice'), /^recipes\/demo\.yaml:11: steps\[1\]\.run: unknown script "restart-termservice"; expected one of/],
+  ['both run and check', (s) => s.replace('    run: restart-termserv\n', '    run: restart-termserv\n    check: probe-rdp\n'), /^recipes\/demo\.yaml:9: steps\[1\]\.run: expected exactly one of run/],
+  ['a run step without on', (s) => s.replace('    on: server\n  - name: Probe', '  - name: Probe'), /^recipes\/demo\.yaml:9: steps\[1\]\.on: missing; expected server or client/],
+  ['a bad on value', (s) => s.replace('on: server\n  - name: Probe', 'on: serv\n  - name: Probe'), /^recipes\/demo\.yaml:12: steps\[1\]\.on: expected server or client, got "serv"/],
+  ['unknown placeholder', (s) => s.replace('{layer}', '{layr}'), /^recipes\/demo\.yaml:15: steps\[2\]\.args: unknown placeholder \{layr\}/],
+  ['unknown step field', (s) => s.replace('stop_when: healthy', 'stop-when: healthy'), /^recipes\/demo\.yaml:16: steps\[2\]\.stop-when: unknown field/],
+  ['unknown outcome', (s) => s.replace('stop_when: healthy', 'stop_when: fine'), /^recipes\/demo\.yaml:16: steps\[2\]\.stop_when: unknown value "fine"/],
+  ['when on a later or unknown step', (s) => s.replace('step: restart', 'step: later'), /^recipes\/demo\.yaml:20: steps\[3\]\.when\.step: no earlier step has id "later"/],
+  ['duplicate id', (s) => s.replace('  - name: Probe', '  - id: restart\n    name: Probe'), /^recipes\/demo\.yaml:13: steps\[2\]\.id: duplicate id "restart"/],
+  ['missing step name', (s) => s.replace('    name: Restart\n', ''), /^recipes\/demo\.yaml:9: steps\[1\]\.name: missing; expected a string/],
+  ['empty steps', (s) => s.replace(/steps:[\s\S]*/, 'steps: []\n'), /^recipes\/demo\.yaml:8: steps: expected a non-empty list of steps/],
+  ['bad platform', (s) => s.replace('    on: server\n    when', '    on: server\n    platform: windows\n    when'), /^recipes\/demo\.yaml:20: steps\[3\]\.platform: expected win32, linux or darwin/],
+  ['param named host', (s) => s.replace('  layer:\n', '  host:\n'), /^recipes\/demo\.yaml:5: params\.host: expected a lower-case name/],
+];
+
+for (const [what, edit, expected] of MISTAKES) {
+  parse(`mistake: ${what} → line-numbered error`, () => {
+    try {
+      parseRecipe(edit(GOOD), 'recipes/demo.yaml', SCRIPTS);
+    } catch (e) {
+      assert.instance(e, RecipeError);
+      assert.is((e as RecipeError).exitCode, 2);
+      assert.match((e as Error).message, expected);
+      return;
+    }
+    assert.unreachable('accepted a broken recipe');
+  });
+}
+
+shipped.run();
+parse.run();

@@ -1,0 +1,361 @@
+// Runner semantics with scripted step results: the runner is spawned as a user runs it, and its
+// steps are stand-ins (test/fixtures/run-recipe/fake-step.ts, through RDPFIX_SCRIPTS_DIR) that log
+// their argv and answer from a plan.
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { parseHostsFile } from '../scripts/run-recipe.ts';
+import { parseProblems } from './helpers/powershell.ts';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+const FAKE = join(root, 'test/fixtures/run-recipe/fake-step.ts');
+const STEPS = ['inspect-server', 'restart-termserv', 'probe-rdp', 'clear-machinekeys', 'lower-mtu', 'disable-rdp-udp', 'undo'];
+
+const RECIPE = `name: cert
+summary: scripted azure-vm-cert
+fixes: [certificate-key-unusable]
+steps:
+  - id: restart
+    name: Restart
+    run: restart-termserv
+    on: server
+  - id: probe-1
+    name: Probe
+    check: probe-rdp
+    args: ['{host}']
+    stop_when: healthy
+  - id: regenerate
+    name: Regenerate
+    run: restart-termserv
+    on: server
+    args: ['--regenerate-cert']
+  - id: probe-2
+    name: Probe
+    check: probe-rdp
+    args: ['{host}']
+    stop_when: healthy
+  - id: machinekeys
+    name: MachineKeys
+    run: clear-machinekeys
+    on: server
+  - id: probe-3
+    name: Probe
+    check: probe-rdp
+    args: ['{host}']
+    expect: healthy
+`;
+
+interface Env {
+  dir: string;
+  recipe: string;
+  run: (args: string[], plan?: unknown, extra?: Record<string, string>) => { code: number | null; signal: string | null; stdout: string; stderr: string };
+  log: () => Array<{ name: string; call: number; args: string[]; runId: string }>;
+  cleanup: () => void;
+}
+
+function setup(recipeText = RECIPE): Env {
+  const dir = mkdtempSync(join(tmpdir(), 'rdpfix-runner-'));
+  const scripts = join(dir, 'scripts');
+  mkdirSync(scripts);
+  for (const s of STEPS) symlinkSync(FAKE, join(scripts, `${s}.ts`));
+  const recipe = join(dir, 'cert.yaml');
+  writeFileSync(recipe, recipeText);
+  const logFile = join(dir, 'steps.log');
+  const planFile = join(dir, 'plan.json');
+  return {
+    dir,
+    recipe,
+    run(args, plan, extra = {}) {
+      if (plan) writeFileSync(planFile, JSON.stringify(plan));
+      else if (!existsSync(planFile)) writeFileSync(planFile, '{}');
+      const r = spawnSync(process.execPath, ['--import', 'tsx', join(root, 'scripts/run-recipe.ts'), ...args, '--journal', join(dir, 'journal')], {
+        cwd: root,
+        encoding: 'utf8',
+        timeout: 60_000,
+        env: { ...process.env, RDPFIX_SCRIPTS_DIR: scripts, FAKE_LOG: logFile, FAKE_PLAN: planFile, RDPFIX_RUN_ID: '', ...extra },
+      });
+      return { code: r.status, signal: r.signal, stdout: r.stdout, stderr: r.stderr };
+    },
+    log: () => (existsSync(logFile) ? readFileSync(logFile, 'utf8').trim().split('\n').filter(Boolean).map((l) => JSON.parse(l)) : []),
+    cleanup: () => rmSync(dir, { recursive: true, force: true }),
+  };
+}
+
+const BROKEN = { json: { status: 'failed', cause: 'certificate-key-unusable' }, exit: 1 };
+const HEALTHY = { json: { status: 'ok', cause: 'healthy' } };
+
+const sem = suite('runner semantics');
+
+sem('stops as soon as a check is healthy: the least drastic fix stays', () => {
+  const e = setup();
+  try {
+    const r = e.run([e.recipe, '--host', 'vm1', '--target', 'winrm://vm1', '--yes', '--json'], { 'restart-termserv': [{ json: { status: 'changed' } }], 'probe-rdp': [HEALTHY] });
+    assert.is(r.code, 0, r.stderr);
+    assert.equal(e.log().map((l) => l.name), ['restart-termserv', 'probe-rdp']);
+    const doc = JSON.parse(r.stdout);
+    assert.is(doc.result, 'fixed');
+    assert.equal(doc.steps.map((s: { status: string }) => s.status), ['changed', 'ok']);
+    assert.equal(e.log()[0]!.args, ['--target', 'winrm://vm1', '--json'], 'server steps get the channel');
+    assert.equal(e.log()[1]!.args, ['vm1:3389', '--json'], 'checks probe the host');
+  } finally {
+    e.cleanup();
+  }
+});
+
+sem('runs on when a check is not yet healthy, and stops at the first failure', () => {
+  const e = setup();
+  try {
+    const r = e.run([e.recipe, '--host', 'vm1', '--target', 'winrm://vm1', '--yes', '--json'], {
+      'restart-termserv': [{ json: { status: 'changed' } }, { json: { status: 'failed', error: 'service did not start' }, exit: 1 }],
+      'probe-rdp': [BROKEN],
+    });
+    assert.is(r.code, 1);
+    assert.equal(e.log().map((l) => `${l.name}#${l.call}`), ['restart-termserv#1', 'probe-rdp#1', 'restart-termserv#2']);
+    const doc = JSON.parse(r.stdout);
+    assert.is(doc.result, 'failed');
+    assert.is(doc.steps.at(-1).detail, 'service did not start');
+  } finally {
+    e.cleanup();
+  }
+});
+
+sem('a final check that is not healthy fails the run with what it saw', () => {
+  const e = setup();
+  try {
+    const r = e.run([e.recipe, '--host', 'vm1', '--target', 'winrm://vm1', '--yes', '--json'], { 'probe-rdp': [BROKEN] });
+    assert.is(r.code, 1);
+    const doc = JSON.parse(r.stdout);
+    assert.is(doc.steps.length, 6);
+    assert.match(doc.steps.at(-1).detail, /expected healthy, got certificate-key-unusable/);
+  } finally {
+    e.cleanup();
+  }
+});
+
+sem('every step of one run shares the run id in the journal environment', () => {
+  const e = setup();
+  try {
+    e.run([e.recipe, '--host', 'vm1', '--target', 'winrm://vm1', '--yes', '--json'], { 'probe-rdp': [BROKEN] });
+    const ids = new Set(e.log().map((l) => l.runId));
+    assert.is(ids.size, 1);
+    assert.match([...ids][0]!, /-cert-/);
+  } finally {
+    e.cleanup();
+  }
+});
+
+sem('dry run: every state-changing step gets --dry-run, checks never stop it', () => {
+  const e = setup();
+  try {
+    const r = e.run([e.recipe, '--host', 'vm1', '--target', 'winrm://vm1', '--dry-run', '--json'], {
+      'restart-termserv': [{ json: { status: 'would-change' } }],
+      'clear-machinekeys': [{ json: { status: 'would-change' } }],
+      'probe-rdp': [HEALTHY],
+    });
+    assert.is(r.code, 0, r.stderr);
+    const calls = e.log();
+    assert.equal(calls.map((l) => l.name), ['restart-termserv', 'probe-rdp', 'restart-termserv', 'probe-rdp', 'clear-machinekeys', 'probe-rdp']);
+    for (const c of calls.filter((c) => c.name !== 'probe-rdp')) assert.ok(c.args.includes('--dry-run'), `${c.name} ran without --dry-run`);
+    for (const c of calls.filter((c) => c.name === 'probe-rdp')) assert.not.ok(c.args.includes('--dry-run'));
+    assert.is(JSON.parse(r.stdout).result, 'dry-run');
+  } finally {
+    e.cleanup();
+  }
+});
+
+sem('without --yes and without a terminal it refuses and runs nothing (exit 2)', () => {
+  const e = setup();
+  try {
+    const r = e.run([e.recipe, '--host', 'vm1']);
+    assert.is(r.code, 2);
+    assert.match(r.stderr, /pass --yes/);
+    assert.equal(e.log(), []);
+  } finally {
+    e.cleanup();
+  }
+});
+
+sem('hostile input is refused before anything runs (exit 2)', () => {
+  const e = setup();
+  try {
+    for (const args of [
+      ['--host', 'vm1;calc', '--yes'],
+      ['--host', 'vm1', '--target', "winrm://x'y", '--yes'],
+      ['--host', 'vm1', '--param', 'x', '--yes'],
+    ]) {
+      const r = e.run([e.recipe, ...args]);
+      assert.is(r.code, 2, args.join(' '));
+    }
+    assert.equal(e.log(), []);
+  } finally {
+    e.cleanup();
+  }
+});
+
+// ---
+
+const cond = suite('conditions and platforms');
+
+cond('a step with when: runs only if the earlier outcome matches; a foreign-platform step is skipped with the reason', () => {
+  const e = setup(`name: cond
+summary: conditions
+fixes: [mtu-blackhole]
+steps:
+  - id: before
+    name: Probe
+    check: probe-rdp
+    args: ['{host}']
+  - id: mtu
+    name: Lower MTU only on a black hole
+    run: lower-mtu
+    on: client
+    args: ['--auto', '--probe', '{host}']
+    when: { step: before, is: [mtu-blackhole] }
+  - id: udp
+    name: UDP off
+    run: disable-rdp-udp
+    on: client
+    platform: ${process.platform === 'win32' ? 'linux' : 'win32'}
+`);
+  try {
+    writeFileSync(e.recipe.replace('cert.yaml', 'cond.yaml'), readFileSync(e.recipe));
+    const r = e.run([e.recipe.replace('cert.yaml', 'cond.yaml'), '--host', 'vm1', '--yes', '--json'], { 'probe-rdp': [{ json: { status: 'failed', cause: 'nla-required' }, exit: 1 }] });
+    assert.is(r.code, 0, r.stderr);
+    const doc = JSON.parse(r.stdout);
+    assert.equal(doc.steps.map((s: { status: string }) => s.status), ['ok', 'skipped', 'skipped']);
+    assert.match(doc.steps[1].detail, /only when before is mtu-blackhole \(it was nla-required\)/);
+    assert.match(doc.steps[2].detail, /client step; this machine is/);
+    assert.equal(e.log().map((l) => l.name), ['probe-rdp']);
+  } finally {
+    e.cleanup();
+  }
+});
+
+// ---
+
+const resume = suite('resume after a crash');
+
+const CHANGED_THEN_BROKEN = { 'restart-termserv': [{ json: { status: 'changed' } }], 'clear-machinekeys': [{ json: { status: 'changed' } }], 'probe-rdp': [BROKEN, BROKEN, HEALTHY] };
+// The boundary before each step: [script#call that kills the runner, steps finished before it].
+const BOUNDARIES: Array<[string, number]> = [['restart-termserv#1', 0], ['probe-rdp#1', 1], ['restart-termserv#2', 2], ['probe-rdp#2', 3], ['clear-machinekeys#1', 4], ['probe-rdp#3', 5]];
+
+for (const [crashAt, done] of BOUNDARIES) {
+  resume(`killed before step ${done + 1} (${crashAt}): --resume runs each step exactly once`, () => {
+    const e = setup();
+    try {
+      const first = e.run([e.recipe, '--host', 'vm1', '--target', 'winrm://vm1', '--yes', '--json'], CHANGED_THEN_BROKEN, { FAKE_CRASH_AT: crashAt });
+      assert.is(first.signal, 'SIGKILL', 'the runner was killed');
+      assert.is(e.log().length, done);
+      const second = e.run(['--resume', '--json']);
+      assert.is(second.code, 0, second.stderr + second.stdout);
+      const calls = e.log();
+      assert.equal(calls.map((l) => `${l.name}#${l.call}`), ['restart-termserv#1', 'probe-rdp#1', 'restart-termserv#2', 'probe-rdp#2', 'clear-machinekeys#1', 'probe-rdp#3']);
+      assert.is(new Set(calls.map((l) => l.runId)).size, 1, 'one run id across the crash');
+      assert.is(JSON.parse(second.stdout).result, 'completed');
+    } finally {
+      e.cleanup();
+    }
+  });
+}
+
+resume('--resume with nothing unfinished is a usage error', () => {
+  const e = setup();
+  try {
+    assert.is(e.run(['--resume']).code, 2);
+  } finally {
+    e.cleanup();
+  }
+});
+
+// ---
+
+const rollback = suite('rollback');
+
+rollback('--rollback after a failure undoes this run (undo --run ID --yes), and only then', () => {
+  const e = setup();
+  try {
+    const plan = { 'restart-termserv': [{ json: { status: 'changed' } }, { json: { status: 'failed' }, exit: 1 }], 'probe-rdp': [BROKEN], undo: [{ json: { status: 'changed' } }] };
+    const r = e.run([e.recipe, '--host', 'vm1', '--target', 'winrm://vm1', '--yes', '--json', '--rollback'], plan);
+    assert.is(r.code, 1);
+    const undo = e.log().filter((l) => l.name === 'undo');
+    assert.is(undo.length, 1);
+    const runId = JSON.parse(r.stdout.trim().split('\n').at(-1)!).runId;
+    assert.equal(undo[0]!.args, ['--run', runId, '--yes', '--json']);
+    assert.is(JSON.parse(r.stdout.trim().split('\n').at(-1)!).rollback, 'ok');
+
+    const ok = e.run([e.recipe, '--host', 'vm1', '--target', 'winrm://vm1', '--yes', '--json', '--rollback'], { 'probe-rdp': [HEALTHY] });
+    assert.is(ok.code, 0);
+    assert.is(e.log().filter((l) => l.name === 'undo').length, 1, 'no rollback after success');
+  } finally {
+    e.cleanup();
+  }
+});
+
+// ---
+
+const emit = suite('--emit');
+
+emit('one self-contained script: server steps in order, checks as comments, parses cleanly', async () => {
+  const e = setup();
+  try {
+    const r = e.run([e.recipe, '--host', 'vm1', '--emit']);
+    assert.is(r.code, 0, r.stderr);
+    assert.equal(await parseProblems(r.stdout), []);
+    const order = [...r.stdout.matchAll(/# emitted by ([\w-]+)|# Step (\d+) \((\w+)/g)].map((m) => m[1] ?? `${m[2]}:${m[3]}`);
+    assert.equal(order, ['1:server', 'restart-termserv', '2:check', '3:server', 'restart-termserv', '4:check', '5:server', 'clear-machinekeys', '6:check']);
+    assert.match(r.stdout, /# {3}From your workstation run: npx tsx scripts\/probe-rdp\.ts vm1:3389\n# {3}If it reports healthy, stop here/);
+    assert.equal(e.log(), [], 'emitting runs nothing');
+  } finally {
+    e.cleanup();
+  }
+});
+
+// ---
+
+const fleet = suite('hosts file');
+
+fleet('one host per line with comments, optional per-line target, {host} in the target template', () => {
+  const hosts = parseHostsFile('# lab\nvm1\n10.0.0.5:3390  azure://sub/rg/vm5 # azure one\n\n[::1]\n', 'hosts.txt', 'winrm://{host}');
+  assert.equal(hosts, [
+    { host: 'vm1:3389', target: 'winrm://vm1', line: 2 },
+    { host: '10.0.0.5:3390', target: 'azure://sub/rg/vm5', line: 3 },
+    { host: '[::1]:3389', target: 'winrm://[::1]', line: 5 },
+  ]);
+});
+
+fleet('a bad line names the file and line', () => {
+  assert.throws(() => parseHostsFile('vm1\nvm;2\n', 'hosts.txt', 'local'), /hosts\.txt:2: invalid host/);
+  assert.throws(() => parseHostsFile('vm1 a b\n', 'hosts.txt', 'local'), /hosts\.txt:1: expected HOST\[:PORT\] \[TARGET\]/);
+  assert.throws(() => parseHostsFile('# nothing\n', 'hosts.txt', 'local'), /no hosts/);
+});
+
+fleet('a fleet run gives one record per host and one failing host does not stop the others', () => {
+  const e = setup();
+  try {
+    writeFileSync(join(e.dir, 'hosts.txt'), 'vm1\nvm2\nvm3\n');
+    const r = e.run([e.recipe, '--hosts', join(e.dir, 'hosts.txt'), '--target', 'winrm://{host}', '--parallel', '2', '--yes', '--json'], {
+      'restart-termserv': [{ json: { status: 'changed' } }, { json: { status: 'failed' }, exit: 1 }, { json: { status: 'changed' } }],
+      'probe-rdp': [HEALTHY],
+    });
+    const records = r.stdout.trim().split('\n').map((l) => JSON.parse(l));
+    assert.is(records.length, 3);
+    assert.equal(records.map((x) => x.host).sort(), ['vm1:3389', 'vm2:3389', 'vm3:3389']);
+    assert.is(records.filter((x) => x.result === 'failed').length, 1);
+    assert.is(records.filter((x) => x.result === 'fixed').length, 2);
+    assert.is(r.code, 1);
+    assert.equal(new Set(e.log().filter((l) => l.name === 'restart-termserv').map((l) => l.args[1])), new Set(['winrm://vm1', 'winrm://vm2', 'winrm://vm3']));
+  } finally {
+    e.cleanup();
+  }
+});
+
+sem.run();
+cond.run();
+resume.run();
+rollback.run();
+emit.run();
+fleet.run();
