@@ -1,0 +1,277 @@
+// disable-rdp-udp: make the Windows Remote Desktop client (mstsc) use TCP only.
+//
+// What it fixes: RDP 8+ opens a UDP side channel after connecting over TCP. On paths that drop or
+// mangle UDP (some VPNs, carrier NAT, UDP-hostile firewalls) sessions freeze, reconnect, or drop with
+// 0x904-like socket errors. The client policy fClientDisableUDP = 1 under
+//   HKLM:\SOFTWARE\Policies\Microsoft\Windows NT\Terminal Services\Client   (note the \Client subkey;
+// without it the value is silently ignored) turns the UDP transport off on this client.
+//
+// When to use it: test-vpn-latency shows a usable TCP path but sessions still stall, or the VPN is
+// known to drop UDP. It is a setting of the Windows CLIENT you connect FROM (not the server).
+// It runs as generated PowerShell: locally on Windows, through --target on a remote Windows client,
+// or pasted (--emit). It backs the key up with `reg export` first and is journaled.
+//
+// How to undo it: `npx tsx scripts/disable-rdp-udp.ts --enable` removes the value again (UDP back on);
+// `undo` restores exactly the previous value from the journal. mstsc reads it at start: reopen it.
+import { describeTarget, parseTarget, runScript, TARGET_HELP, type Target } from './lib/channels.ts';
+import { isMain, makeCli, runCli } from './lib/cli.ts';
+import { EnvError, StepError } from './lib/errors.ts';
+import { record, type UndoSpec } from './lib/journal.ts';
+import { printHuman, printJson, statusWord, withSpinner, type Status } from './lib/output.ts';
+import { buildScript, type PsExample } from './lib/ps.ts';
+import { validateLocalPath, validateWindowsPath } from './lib/validate.ts';
+
+const SCRIPT = 'disable-rdp-udp';
+export const POLICY_KEY = 'HKLM:\\SOFTWARE\\Policies\\Microsoft\\Windows NT\\Terminal Services\\Client';
+/** The same key in reg.exe syntax (for `reg export`). */
+export const POLICY_REG_KEY = 'HKLM\\SOFTWARE\\Policies\\Microsoft\\Windows NT\\Terminal Services\\Client';
+export const VALUE_NAME = 'fClientDisableUDP';
+export const DEFAULT_BACKUP_DIR = 'C:\\ProgramData\\rdpfix\\backup';
+
+export interface UdpScriptOptions {
+  /** 1: UDP off (disable); null: remove the value (UDP back to the default, on); other: restore. */
+  value: number | null;
+  dryRun?: boolean;
+  backupDir?: string;
+}
+
+/**
+ * The generated PowerShell: read the value, and if it differs: back the key up with reg export
+ * (when the key exists), set or remove the value, read it back. Under -WhatIf (dry run) it reports
+ * 'would-change' and touches nothing. Running it twice reports 'ok' the second time.
+ */
+export function udpPolicyScript(o: UdpScriptOptions): string {
+  if (o.value !== null && (!Number.isInteger(o.value) || o.value < 0 || o.value > 0xffffffff)) throw new TypeError(`bad DWORD ${o.value}`);
+  const backupDir = validateWindowsPath(o.backupDir ?? DEFAULT_BACKUP_DIR, 'backup folder');
+  const action = o.value === 1 ? 'turn the RDP client UDP transport off' : o.value === null ? 'remove the policy (RDP client UDP back on)' : `restore ${VALUE_NAME}=${o.value}`;
+  return buildScript({
+    name: SCRIPT,
+    summary: `${action} (${VALUE_NAME} under ${POLICY_REG_KEY})`,
+    params: { Key: POLICY_KEY, RegKey: POLICY_REG_KEY, Value: o.value, DryRun: !!o.dryRun, BackupDir: backupDir },
+    body: `function Get-RdpfixUdpPolicy {
+    param([Parameter(Mandatory = $true)][string]$Key)
+    $State = [ordered]@{ keyExists = $false; value = $null }
+    if (Test-Path -LiteralPath $Key) {
+        $State.keyExists = $true
+        $Item = Get-ItemProperty -LiteralPath $Key -Name '${VALUE_NAME}' -ErrorAction SilentlyContinue
+        if ($null -ne $Item) {
+            $State.value = [long]$Item.${VALUE_NAME}
+        }
+    }
+    return $State
+}
+
+function Set-RdpfixUdpPolicy {
+    [CmdletBinding(SupportsShouldProcess = $true)]
+    param(
+        [Parameter(Mandatory = $true)][string]$Key,
+        [Parameter(Mandatory = $true)][string]$RegKey,
+        [AllowNull()][Nullable[long]]$Value,
+        [Parameter(Mandatory = $true)][string]$BackupDir
+    )
+    $Before = Get-RdpfixUdpPolicy -Key $Key
+    $Out = [ordered]@{
+        step = '${SCRIPT}'
+        status = 'ok'
+        key = $RegKey
+        before = $Before.value
+        after = $Before.value
+        keyExisted = $Before.keyExists
+        backup = $null
+    }
+    if ($Before.value -eq $Value) {
+        return $Out
+    }
+    $Action = 'Remove ${VALUE_NAME}'
+    if ($null -ne $Value) {
+        $Action = 'Set ${VALUE_NAME} = ' + $Value
+    }
+    if (-not $PSCmdlet.ShouldProcess($RegKey, $Action)) {
+        $Out.status = 'would-change'
+        return $Out
+    }
+    if ($Before.keyExists) {
+        [void][System.IO.Directory]::CreateDirectory($BackupDir)
+        $BackupFile = Join-Path -Path $BackupDir -ChildPath ('${SCRIPT}-' + (Get-Date -Format 'yyyyMMdd-HHmmss') + '.reg')
+        $RegOutput = & reg.exe export $RegKey $BackupFile /y
+        if ($LASTEXITCODE -ne 0) {
+            throw ('reg export failed (exit ' + $LASTEXITCODE + '): ' + (($RegOutput | Out-String).Trim()))
+        }
+        $Out.backup = $BackupFile
+    }
+    if ($null -eq $Value) {
+        Remove-ItemProperty -LiteralPath $Key -Name '${VALUE_NAME}'
+    } else {
+        if (-not $Before.keyExists) {
+            # -Force creates the missing parent keys too (Policies\\...\\Terminal Services).
+            [void](New-Item -Path $Key -Force)
+        }
+        [void](New-ItemProperty -LiteralPath $Key -Name '${VALUE_NAME}' -PropertyType DWord -Value $Value -Force)
+    }
+    $After = Get-RdpfixUdpPolicy -Key $Key
+    $Out.after = $After.value
+    if ($After.value -eq $Value) {
+        $Out.status = 'changed'
+    } else {
+        $Out.status = 'failed'
+        $Out.error = ('${VALUE_NAME} reads ' + $After.value + ' after the change')
+    }
+    return $Out
+}
+
+$Result = Set-RdpfixUdpPolicy -Key $P.Key -RegKey $P.RegKey -Value $P.Value -BackupDir $P.BackupDir -WhatIf:$P.DryRun`,
+  });
+}
+
+export function psExamples(): PsExample[] {
+  return [
+    { label: 'disable', script: udpPolicyScript({ value: 1 }) },
+    { label: 'disable-dry-run', script: udpPolicyScript({ value: 1, dryRun: true }) },
+    { label: 'enable', script: udpPolicyScript({ value: null }) },
+    { label: 'restore-0', script: udpPolicyScript({ value: 0, backupDir: 'D:\\Backups\\rdpfix O\'Brien' }) },
+  ];
+}
+
+export interface UdpOptions {
+  /** true: remove the policy (UDP back on). Default: disable UDP. */
+  enable?: boolean;
+  dryRun?: boolean;
+  /** Where to run: a Target or a --target string (default local). */
+  target?: Target | string;
+  backupDir?: string;
+  journalDir?: string;
+  /**
+   * On a machine that is not Windows with --target local, report status 'skipped' (for the recipe
+   * runner) instead of failing with exit 2.
+   */
+  skipIfNotWindows?: boolean;
+  /** For tests: the platform to assume (default process.platform). */
+  platform?: NodeJS.Platform;
+}
+
+export interface UdpResult {
+  status: Status;
+  target: string;
+  key: string;
+  before: number | null;
+  after: number | null;
+  backup: string | null;
+  /** Journal entry id (null when nothing changed). */
+  journal: string | null;
+  reason?: string;
+  error?: string;
+}
+
+interface ScriptResult {
+  status: Status;
+  before?: number | null;
+  after?: number | null;
+  backup?: string | null;
+  error?: string;
+}
+
+/** The explanation for a non-Windows machine, shared by the error and the 'skipped' status. */
+export function notWindowsReason(platform: NodeJS.Platform): string {
+  return `${VALUE_NAME} is a setting of the Windows Remote Desktop client (mstsc); this machine runs ${platform}, so there is nothing to change here`;
+}
+
+/** Turn the RDP client's UDP transport off (or on again with enable), backed up and journaled. */
+export async function setRdpUdp(o: UdpOptions = {}): Promise<UdpResult> {
+  const target = typeof o.target === 'string' ? parseTarget(o.target) : o.target ?? { kind: 'local' };
+  const platform = o.platform ?? process.platform;
+  const backupDir = validateWindowsPath(o.backupDir ?? DEFAULT_BACKUP_DIR, 'backup folder');
+  const where = describeTarget(target);
+  const base = { target: where, key: POLICY_REG_KEY, backup: null, journal: null };
+  if (target.kind === 'local' && platform !== 'win32') {
+    const reason = notWindowsReason(platform);
+    if (o.skipIfNotWindows) return { ...base, status: 'skipped', before: null, after: null, reason };
+    throw new EnvError(reason, 'run it on the Windows client you connect from, use --target winrm://HOST | ssh://USER@HOST for a remote Windows client, or --emit to get the script to paste');
+  }
+  const value = o.enable ? null : 1;
+  const script = udpPolicyScript({ value, dryRun: o.dryRun, backupDir });
+  const { result } = await runScript<ScriptResult>(target, script);
+  const out: UdpResult = {
+    ...base,
+    status: result.status,
+    before: result.before ?? null,
+    after: result.after ?? null,
+    backup: result.backup ?? null,
+    ...(result.error ? { error: result.error } : {}),
+  };
+  if (result.status === 'changed') {
+    const undo: UndoSpec = { kind: 'powershell', target: where, script: udpPolicyScript({ value: out.before, backupDir }) };
+    const entry = await record(
+      {
+        script: SCRIPT,
+        target: target.kind === 'local' ? 'client' : where,
+        summary: `${VALUE_NAME}: ${out.before ?? '(absent)'} -> ${out.after ?? '(absent)'} on ${where}`,
+        before: { [VALUE_NAME]: out.before },
+        after: { [VALUE_NAME]: out.after },
+        backup: out.backup,
+        undo,
+      },
+      o.journalDir,
+    );
+    out.journal = entry.id;
+  }
+  return out;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const cli = makeCli(argv, SCRIPT)
+    .usage(
+      '$0 [--enable] [--dry-run] [--target T | --emit]\n\n' +
+        `Make the Windows Remote Desktop client use TCP only: ${VALUE_NAME}=1 under\n` +
+        `${POLICY_REG_KEY}. --enable removes it again. Backed up (reg export), journaled.`,
+    )
+    .option('enable', { type: 'boolean', default: false, describe: 'remove the policy: let the client use UDP again' })
+    .option('dry-run', { type: 'boolean', default: false, describe: 'inspect and report what would change; change nothing' })
+    .option('target', { type: 'string', default: 'local', describe: TARGET_HELP })
+    .option('emit', { type: 'boolean', default: false, describe: 'print the PowerShell instead of running it (paste it on the Windows client)' })
+    .option('skip-if-not-windows', { type: 'boolean', default: false, describe: "with --target local on Linux/macOS: report 'skipped' (exit 0) instead of exit 2" })
+    .option('backup-dir', { type: 'string', default: DEFAULT_BACKUP_DIR, describe: 'folder on the Windows client for the reg export backup' })
+    .option('journal', { type: 'string', describe: 'journal folder (default ~/.rdpfix/journal or $RDPFIX_JOURNAL)' })
+    .option('json', { type: 'boolean', default: false, describe: 'print one JSON object' })
+    .example('$0', 'on the Windows client, in an elevated terminal: RDP over TCP only')
+    .example('$0 --dry-run', 'show whether it would change anything')
+    .example('$0 --enable', 'UDP back on')
+    .example('$0 --target winrm://jumpbox01', 'on a remote Windows client (e.g. a jump box)')
+    .example('$0 --emit > disable-rdp-udp.ps1', 'the script to paste into an elevated PowerShell')
+    .epilog('Exit codes: 0 ok/changed/skipped, 1 failed, 2 bad usage or not a Windows client. Reopen mstsc after a change.');
+  const a = await cli.parseAsync();
+  const json = a.json as boolean;
+  const dryRun = a['dry-run'] as boolean;
+  const backupDir = validateWindowsPath(a['backup-dir'] as string, 'backup folder');
+  const target = parseTarget(a.target as string);
+  const journalDir = a.journal !== undefined ? validateLocalPath(a.journal as string, 'journal folder') : undefined;
+  if (a.emit) {
+    process.stdout.write(udpPolicyScript({ value: a.enable ? null : 1, dryRun, backupDir }));
+    return 0;
+  }
+  let r: UdpResult;
+  try {
+    r = await withSpinner(`${a.enable ? 'enabling' : 'disabling'} RDP client UDP on ${describeTarget(target)}`, () =>
+      setRdpUdp({ enable: a.enable as boolean, dryRun, target, backupDir, journalDir, skipIfNotWindows: a['skip-if-not-windows'] as boolean }), !json);
+  } catch (e) {
+    if (!(e instanceof StepError)) throw e;
+    r = { status: 'failed', target: describeTarget(target), key: POLICY_REG_KEY, before: null, after: null, backup: null, journal: null, error: e.message };
+  }
+  if (json) printJson(r);
+  else {
+    const show = (v: number | null) => (v === null ? '(absent)' : String(v));
+    const verdict =
+      r.status === 'skipped' ? `${statusWord('skipped')}: ${r.reason}`
+      : r.status === 'ok' ? `${statusWord('ok')}: ${VALUE_NAME} is already ${show(r.after)} on ${r.target}`
+      : r.status === 'would-change' ? `${statusWord('would-change')}: ${VALUE_NAME} ${show(r.before)} -> ${a.enable ? '(absent)' : '1'} on ${r.target} (dry run, nothing changed)`
+      : r.status === 'changed' ? `${statusWord('changed')}: ${VALUE_NAME} ${show(r.before)} -> ${show(r.after)} on ${r.target}`
+      : `${statusWord('failed')}: ${r.error ?? 'the change failed'}`;
+    const evidence = [`key: ${POLICY_REG_KEY}`];
+    if (r.backup) evidence.push(`backup: ${r.backup}`);
+    if (r.journal) evidence.push(`journal: ${r.journal}`);
+    const next = r.status === 'changed' ? ['reopen the Remote Desktop client (mstsc reads the policy at start)', a.enable ? '' : 'undo: npx tsx scripts/disable-rdp-udp.ts --enable'].filter(Boolean) : [];
+    printHuman(verdict, evidence, next);
+  }
+  return r.status === 'failed' ? 1 : 0;
+}
+
+if (isMain(import.meta.url)) await runCli(main);

@@ -1,0 +1,739 @@
+// lower-mtu: find the real path MTU to an RDP host and lower this client's interface MTU to it.
+//
+// What it fixes: a VPN or router on the way carries smaller packets than your interface sends, and
+// drops the big ones without the ICMP "fragmentation needed" that would let TCP adapt (a path-MTU
+// black hole). RDP then connects (small packets) and dies when the server's TLS certificate flight
+// (several KB, full-size segments) should arrive: error 0x904 / extended 0x7. With the client's MTU
+// at the path MTU, the client announces a smaller TCP MSS and the server's segments fit.
+//
+// When to use it: diagnose reports "mtu-blackhole", or RDP fails only over the VPN.
+//   --probe HOST            discover the exact path MTU (don't-fragment pings, binary search)
+//   --interface IF --mtu N  set the MTU (journaled; --dry-run shows what it would do)
+//   --auto --probe HOST     probe, then set the outgoing interface to the path MTU
+//   --emit                  print the Windows PowerShell that sets it (paste on a Windows client)
+//
+// How to undo it: `npx tsx scripts/lower-mtu.ts --revert` restores every interface it changed to its
+// value before the first change (from the journal); `undo` runs the same recorded undo command.
+// On Linux and macOS the change lasts until the interface is reset (reboot, VPN reconnect);
+// on Windows it is persistent unless --temporary.
+import { lookup } from 'node:dns/promises';
+import { isIP } from 'node:net';
+import { describeTarget, runScript, type Target } from './lib/channels.ts';
+import { isMain, makeCli, runCli } from './lib/cli.ts';
+import { EnvError, RdpfixError, StepError, UsageError } from './lib/errors.ts';
+import { journalDir, list, markUndone, record, type JournalEntry, type UndoSpec } from './lib/journal.ts';
+import { chalk, printHuman, printJson, statusWord, withSpinner, type Status } from './lib/output.ts';
+import { icmpOverhead, pingPlatform, runPing, type PingPlatform } from './lib/ping.ts';
+import { buildScript, type PsExample } from './lib/ps.ts';
+import { describeRoute, execArgv, readInterfaceMtu, systemProgram } from './lib/route.ts';
+import { validateHost, validateInt, validateInterface, validateLocalPath, validateMtu, validateWindowsPath } from './lib/validate.ts';
+
+const SCRIPT = 'lower-mtu';
+export const DEFAULT_BACKUP_DIR = 'C:\\ProgramData\\rdpfix\\backup';
+
+// ------------------------------------------------------------------ path-MTU search (pure)
+
+/** What one don't-fragment probe of a given MTU told us. */
+export type ProbeAnswer =
+  | { kind: 'reply'; rttMs?: number }
+  /** Definite: refused locally or ICMP "fragmentation needed" (mtu = what the hop can carry). */
+  | { kind: 'too-big'; mtu?: number }
+  /** Nothing came back: loss, or too big on a black-hole path. */
+  | { kind: 'silent' }
+  | { kind: 'error'; detail: string };
+
+export interface ProbeStep {
+  mtu: number;
+  answer: ProbeAnswer['kind'];
+  /** MTU reported by ICMP fragmentation-needed or the local stack. */
+  hint?: number;
+}
+
+export interface SearchOptions {
+  /** Smallest MTU considered (576 for IPv4, 1280 for IPv6). */
+  floor: number;
+  /** Largest: the interface MTU. */
+  ceiling: number;
+  /** Extra attempts before a silent size is accepted as too big. */
+  retries: number;
+}
+
+export interface SearchResult {
+  pathMtu: number | null;
+  probes: number;
+  /**
+   * true: sizes above pathMtu vanish silently (no ICMP fragmentation-needed): a PMTU black hole.
+   * false: the path carries the interface MTU, or routers report their MTU so TCP adapts.
+   * null: unknown (no answer at all).
+   */
+  blackhole: boolean | null;
+  steps: ProbeStep[];
+  error?: string;
+}
+
+/**
+ * Binary search for the largest MTU that gets an echo reply with don't-fragment set.
+ *
+ * A reply is proof. Silence is not (one lost packet looks exactly like "too big" on a black-hole
+ * path), so silent sizes are kept as unconfirmed; the search bisects between the largest size that
+ * passed and the smallest that failed. Only the one failure that decides the answer (pathMtu + 1)
+ * is re-sent `retries` more times: every other failure lies above it and is implied by it, and an
+ * unconfirmed failure below the truth is found out because its re-send then gets a reply, after
+ * which the search resumes above it. So a lossless black-hole path costs 1 + ceil(log2(range)) +
+ * retries probes (12 for 576..1500 with one retry), and an ICMP answer carrying the hop's MTU cuts
+ * it to two.
+ */
+export async function searchPathMtu(probe: (mtu: number) => Promise<ProbeAnswer>, o: SearchOptions): Promise<SearchResult> {
+  const steps: ProbeStep[] = [];
+  let lo = o.floor - 1; // largest size that got a reply (floor - 1: none yet)
+  let hard = o.ceiling + 1; // smallest size known to be too big
+  let hardBySilence = false; // `hard` was established by confirmed silence, not by an ICMP/local error
+  const soft = new Set<number>(); // silent once, not confirmed
+  let hint: number | null = null;
+  let silentBeforeReply = 0;
+
+  const ask = async (mtu: number): Promise<ProbeAnswer> => {
+    const a = await probe(mtu);
+    steps.push({ mtu, answer: a.kind, ...(a.kind === 'too-big' && a.mtu !== undefined ? { hint: a.mtu } : {}) });
+    return a;
+  };
+  const learn = (mtu: number, a: ProbeAnswer): void => {
+    if (a.kind === 'reply') {
+      lo = Math.max(lo, mtu);
+      for (const s of soft) if (s <= mtu) soft.delete(s);
+    } else if (a.kind === 'too-big') {
+      soft.delete(mtu);
+      if (mtu < hard) {
+        hard = mtu;
+        hardBySilence = false;
+      }
+      // The hop says what it carries: everything above it fails there. Sanity-check the number
+      // (old routers send 0; a hint must be below the size that failed and above what passed).
+      if (a.mtu !== undefined && a.mtu >= o.floor && a.mtu < mtu) {
+        if (a.mtu + 1 < hard) {
+          hard = a.mtu + 1;
+          hardBySilence = false;
+        }
+        if (a.mtu > lo) hint = a.mtu;
+      }
+    } else if (a.kind === 'silent') {
+      soft.add(mtu);
+      if (lo < o.floor) silentBeforeReply++;
+    }
+  };
+  const done = (error?: string): SearchResult => {
+    const pathMtu = lo >= o.floor ? lo : null;
+    return {
+      pathMtu: error ? null : pathMtu,
+      probes: steps.length,
+      blackhole: error || pathMtu === null ? null : pathMtu < o.ceiling && hardBySilence,
+      steps,
+      ...(error ? { error } : {}),
+    };
+  };
+
+  const first = await ask(o.ceiling);
+  if (first.kind === 'error') return done(first.detail);
+  learn(o.ceiling, first);
+
+  for (let guard = 0; guard < 200; guard++) {
+    const softAbove = [...soft].filter((s) => s > lo);
+    const upper = Math.min(hard, ...softAbove);
+    if (upper <= lo + 1) {
+      if (upper === hard) return done();
+      // The deciding failure is unconfirmed: send it again (up to `retries` more times).
+      let a: ProbeAnswer = { kind: 'silent' };
+      for (let i = 0; i < o.retries && a.kind === 'silent'; i++) a = await ask(upper);
+      if (a.kind === 'error') return done(a.detail);
+      if (a.kind === 'silent') {
+        soft.delete(upper);
+        hard = upper;
+        hardBySilence = true;
+      } else {
+        learn(upper, a);
+      }
+      continue;
+    }
+    let next: number;
+    if (hint !== null && hint > lo && hint < upper) {
+      next = hint;
+      hint = null;
+    } else if (lo < o.floor && silentBeforeReply >= 2 && o.floor < upper && !soft.has(o.floor)) {
+      // Nothing has answered yet: check that the host answers small pings at all before bisecting
+      // further (ICMP echo is often blocked, e.g. by Windows Firewall's defaults).
+      next = o.floor;
+    } else {
+      next = Math.floor((lo + upper) / 2);
+    }
+    const a = await ask(next);
+    if (a.kind === 'error') return done(a.detail);
+    learn(next, a);
+  }
+  return done('the search did not converge');
+}
+
+// ------------------------------------------------------------------ probePathMtu (system ping)
+
+export interface PmtuOptions {
+  /** Host name or address (a ":port" suffix is accepted and ignored). */
+  host: string;
+  /** Smallest MTU to consider (default 576, IPv6 1280). */
+  floor?: number;
+  /** Per-probe timeout in ms (default 1000). */
+  timeoutMs?: number;
+  /** Extra attempts before a silent size counts as too big (default 1). */
+  retries?: number;
+  /** Largest MTU to try (default: the outgoing interface's MTU, or 1500 if unknown). */
+  ceiling?: number;
+  /** Called after each probe (progress). */
+  onProbe?: (step: ProbeStep) => void;
+}
+
+export interface PmtuResult {
+  /** The host as given. */
+  target: string;
+  /** The address probed. */
+  address: string;
+  family: 4 | 6;
+  pathMtu: number | null;
+  probes: number;
+  interface: string | null;
+  interfaceMtu: number | null;
+  blackhole: boolean | null;
+  floor: number;
+  ceiling: number;
+  elapsedMs: number;
+  steps: ProbeStep[];
+  error?: string;
+}
+
+/** Resolve a validated host to one address (literal IPs pass through). */
+export async function resolveHost(host: string, family: 0 | 4 | 6): Promise<{ address: string; family: 4 | 6 }> {
+  if (family === 4 || family === 6) return { address: host, family };
+  try {
+    const r = await lookup(host);
+    return { address: r.address, family: r.family === 6 ? 6 : 4 };
+  } catch (e) {
+    throw new StepError(`cannot resolve ${host}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, 'check the name, or give the IP address');
+  }
+}
+
+/** Discover the path MTU to a host with don't-fragment pings through the system ping. */
+export async function probePathMtu(opts: PmtuOptions): Promise<PmtuResult> {
+  const t0 = performance.now();
+  const h = validateHost(opts.host);
+  const { address, family } = await resolveHost(h.host, h.family);
+  const floor = opts.floor !== undefined ? validateMtu(opts.floor, family) : family === 6 ? 1280 : 576;
+  const timeoutMs = validateInt(opts.timeoutMs ?? 1000, 'probe timeout (ms)', 50, 60_000);
+  const retries = validateInt(opts.retries ?? 1, 'retries', 0, 10);
+  const route = await describeRoute(address, family);
+  const ceiling = opts.ceiling !== undefined ? validateMtu(opts.ceiling, family) : route.mtu ?? 1500;
+  const base = { target: opts.host, address, family, interface: route.interface, interfaceMtu: route.mtu, floor, ceiling };
+  if (floor > ceiling) {
+    return { ...base, pathMtu: null, probes: 0, blackhole: null, elapsedMs: 0, steps: [], error: `the floor ${floor} is above the interface MTU ${ceiling}` };
+  }
+  const platform: PingPlatform = pingPlatform();
+  const overhead = icmpOverhead(family);
+  const search = await searchPathMtu(
+    async (mtu) => {
+      const { outcome } = await runPing({ platform, address, family, df: true, payload: mtu - overhead, timeoutMs });
+      let a: ProbeAnswer;
+      switch (outcome.kind) {
+        case 'reply':
+          a = { kind: 'reply', rttMs: outcome.rttMs };
+          break;
+        case 'too-big':
+          a = outcome.mtu !== undefined ? { kind: 'too-big', mtu: outcome.mtu } : { kind: 'too-big' };
+          break;
+        case 'silent':
+          a = { kind: 'silent' };
+          break;
+        default:
+          a = { kind: 'error', detail: outcome.detail };
+      }
+      opts.onProbe?.({ mtu, answer: a.kind, ...(a.kind === 'too-big' && a.mtu !== undefined ? { hint: a.mtu } : {}) });
+      return a;
+    },
+    { floor, ceiling, retries },
+  );
+  let error = search.error;
+  if (!error && search.pathMtu === null) {
+    error = `no echo reply from ${address} even at ${floor} bytes: ICMP echo is blocked on the way or at the host (Windows Firewall blocks it by default), or the host is down`;
+  }
+  return {
+    ...base,
+    pathMtu: search.pathMtu,
+    probes: search.probes,
+    blackhole: search.blackhole,
+    elapsedMs: Math.round(performance.now() - t0),
+    steps: search.steps,
+    ...(error ? { error } : {}),
+  };
+}
+
+// ------------------------------------------------------------------ Windows PowerShell
+
+export interface MtuScriptOptions {
+  interface: string;
+  mtu: number;
+  /** netsh store=active (until reboot) instead of persistent. */
+  temporary?: boolean;
+  dryRun?: boolean;
+  backupDir?: string;
+}
+
+/**
+ * The PowerShell that sets an interface's IPv4 MTU on a Windows client: read the current value,
+ * back it up to a JSON file, set it with netsh, read it back. Same text for --emit and local runs.
+ */
+export function mtuScript(o: MtuScriptOptions): string {
+  const alias = validateInterface(o.interface, 'windows');
+  const mtu = validateMtu(o.mtu);
+  const backupDir = validateWindowsPath(o.backupDir ?? DEFAULT_BACKUP_DIR, 'backup folder');
+  return buildScript({
+    name: SCRIPT,
+    summary: `set the IPv4 MTU of one interface (undo: run again with the old value printed as "before")`,
+    params: { Interface: alias, Mtu: mtu, Store: o.temporary ? 'active' : 'persistent', DryRun: !!o.dryRun, BackupDir: backupDir },
+    body: `function Get-RdpfixIPv4Interface {
+    param([Parameter(Mandatory = $true)][string]$Alias)
+    # -InterfaceAlias takes wildcards; comparing with -eq keeps '*' or '[' in a name literal.
+    Get-NetIPInterface -AddressFamily IPv4 | Where-Object -FilterScript { $_.InterfaceAlias -eq $Alias } | Select-Object -First 1
+}
+
+function Set-RdpfixInterfaceMtu {
+    [CmdletBinding(SupportsShouldProcess = $true)]
+    param(
+        [Parameter(Mandatory = $true)][string]$Alias,
+        [Parameter(Mandatory = $true)][ValidateRange(576, 9000)][int]$Mtu,
+        [Parameter(Mandatory = $true)][ValidateSet('persistent', 'active')][string]$Store,
+        [Parameter(Mandatory = $true)][string]$BackupDir
+    )
+    $Interface = Get-RdpfixIPv4Interface -Alias $Alias
+    if ($null -eq $Interface) {
+        $Names = @(Get-NetIPInterface -AddressFamily IPv4 | Select-Object -ExpandProperty InterfaceAlias -Unique)
+        return [ordered]@{
+            step = 'lower-mtu'
+            status = 'failed'
+            reason = 'no-such-interface'
+            error = ('interface ''' + $Alias + ''' does not exist')
+            available = $Names
+        }
+    }
+    $Old = [long]$Interface.NlMtu
+    $Out = [ordered]@{
+        step = 'lower-mtu'
+        status = 'ok'
+        interface = $Alias
+        interfaceIndex = [int]$Interface.InterfaceIndex
+        before = $Old
+        after = $Old
+        mtu = $Mtu
+        store = $Store
+        backup = $null
+    }
+    if ($Old -eq $Mtu) {
+        return $Out
+    }
+    if (-not $PSCmdlet.ShouldProcess($Alias, ('Set IPv4 MTU from ' + $Old + ' to ' + $Mtu))) {
+        $Out.status = 'would-change'
+        return $Out
+    }
+    [void][System.IO.Directory]::CreateDirectory($BackupDir)
+    $BackupFile = Join-Path -Path $BackupDir -ChildPath ('lower-mtu-' + (Get-Date -Format 'yyyyMMdd-HHmmss') + '.json')
+    $Saved = [ordered]@{ interface = $Alias; interfaceIndex = $Out.interfaceIndex; mtu = $Old; time = (Get-Date).ToString('o') }
+    $Saved | ConvertTo-Json -Compress | Set-Content -LiteralPath $BackupFile -Encoding UTF8
+    $Out.backup = $BackupFile
+    # netsh is given the interface index, which is unambiguous whatever characters the name holds.
+    $Netsh = & netsh.exe interface ipv4 set subinterface ([string]$Out.interfaceIndex) ('mtu=' + $Mtu) ('store=' + $Store)
+    if ($LASTEXITCODE -ne 0) {
+        throw ('netsh failed (exit ' + $LASTEXITCODE + '): ' + (($Netsh | Out-String).Trim()))
+    }
+    $After = [long](Get-RdpfixIPv4Interface -Alias $Alias).NlMtu
+    $Out.after = $After
+    if ($After -eq $Mtu) {
+        $Out.status = 'changed'
+    } else {
+        $Out.status = 'failed'
+        $Out.error = ('the MTU reads ' + $After + ' after setting ' + $Mtu)
+    }
+    return $Out
+}
+
+$Result = Set-RdpfixInterfaceMtu -Alias $P.Interface -Mtu $P.Mtu -Store $P.Store -BackupDir $P.BackupDir -WhatIf:$P.DryRun`,
+  });
+}
+
+export function psExamples(): PsExample[] {
+  return [
+    { label: 'set', script: mtuScript({ interface: 'WireGuard Tunnel', mtu: 1400 }) },
+    { label: 'set-dry-run', script: mtuScript({ interface: 'Ethernet 2', mtu: 1400, dryRun: true }) },
+    { label: 'set-temporary', script: mtuScript({ interface: 'vEthernet (Default Switch)', mtu: 1380, temporary: true }) },
+  ];
+}
+
+// ------------------------------------------------------------------ set / revert
+
+export interface SetMtuOptions {
+  interface: string;
+  mtu: number;
+  dryRun?: boolean;
+  /** Windows: store=active instead of persistent. Ignored elsewhere (always runtime-only there). */
+  temporary?: boolean;
+  journalDir?: string;
+  backupDir?: string;
+  platform?: NodeJS.Platform;
+}
+
+export interface MtuChange {
+  status: Status;
+  interface: string;
+  before: number | null;
+  after: number | null;
+  mtu: number;
+  platform: NodeJS.Platform;
+  /** Journal entry id of the change (null when nothing changed). */
+  journal: string | null;
+  undo: UndoSpec | null;
+  backup: string | null;
+  notes: string[];
+  error?: string;
+}
+
+/** The local undo command for an MTU change (Linux: ip link, macOS: ifconfig). */
+export function unixMtuArgv(platform: NodeJS.Platform, iface: string, mtu: number, absolute = false): string[] {
+  if (platform === 'darwin') return [absolute ? systemProgram('ifconfig') : 'ifconfig', iface, 'mtu', String(mtu)];
+  return [absolute ? systemProgram('ip') : 'ip', 'link', 'set', 'dev', iface, 'mtu', String(mtu)];
+}
+
+function notFound(iface: string, available: string[]): UsageError {
+  return new UsageError(
+    `interface ${JSON.stringify(iface)} does not exist on this machine`,
+    available.length ? `available: ${available.join(', ')}` : undefined,
+  );
+}
+
+function platformNotes(platform: NodeJS.Platform, mtu: number, temporary: boolean): string[] {
+  const notes: string[] = [];
+  if (platform === 'linux') {
+    notes.push('Linux: the change lasts until the interface is reset (reboot, VPN reconnect); to keep it, set the MTU in the VPN or NetworkManager profile (e.g. MTU = N in a wg-quick config, or `nmcli connection modify NAME ethernet.mtu N`)');
+  } else if (platform === 'darwin') {
+    notes.push('macOS: the change lasts until the interface is reset; to keep it use `networksetup -setMTU SERVICE N` or the VPN client setting');
+  } else if (platform === 'win32') {
+    notes.push(temporary ? 'Windows: store=active, so it reverts at the next reboot' : 'Windows: store=persistent, so it survives reboots; some VPN clients reset it when they reconnect');
+  }
+  if (mtu < 1280) notes.push('an MTU below 1280 disables IPv6 on this interface');
+  return notes;
+}
+
+/** Set one interface's MTU on this machine: read, (back up,) change, verify, journal. */
+export async function setInterfaceMtu(o: SetMtuOptions): Promise<MtuChange> {
+  const platform = o.platform ?? process.platform;
+  const iface = validateInterface(o.interface, platform);
+  const mtu = validateMtu(o.mtu);
+  const notes = platformNotes(platform, mtu, !!o.temporary);
+  if (platform === 'win32') return setWindowsMtu({ ...o, interface: iface, mtu }, notes);
+
+  const state = await readInterfaceMtu(iface, platform);
+  if (!state.exists) throw notFound(iface, state.available);
+  const before = state.mtu;
+  const base = { interface: iface, before, mtu, platform, backup: null, notes };
+  if (before === mtu) return { ...base, status: 'ok', after: before, journal: null, undo: null };
+  if (o.dryRun) return { ...base, status: 'would-change', after: before, journal: null, undo: null };
+
+  const r = await execArgv(unixMtuArgv(platform, iface, mtu, true));
+  if (r.code !== 0) {
+    const msg = (r.stderr || r.stdout).trim() || `exit ${r.code}`;
+    if (/not permitted|permission denied/i.test(msg)) throw new EnvError(`changing the MTU of ${iface} needs root: ${msg}`, 'run it with sudo');
+    throw new StepError(`could not set the MTU of ${iface} to ${mtu}: ${msg}`);
+  }
+  const after = (await readInterfaceMtu(iface, platform)).mtu;
+  if (after !== mtu) {
+    return { ...base, status: 'failed', after, journal: null, undo: null, error: `the MTU of ${iface} reads ${after} after setting ${mtu}` };
+  }
+  const undo: UndoSpec = before === null
+    ? { kind: 'none', reason: 'the old MTU could not be read' }
+    : { kind: 'command', argv: unixMtuArgv(platform, iface, before) };
+  const entry = await record(
+    { script: SCRIPT, target: 'client', summary: `MTU of ${iface}: ${before} -> ${mtu}`, before: { interface: iface, mtu: before }, after: { interface: iface, mtu }, backup: null, undo },
+    o.journalDir,
+  );
+  return { ...base, status: 'changed', after, journal: entry.id, undo };
+}
+
+interface WindowsMtuResult {
+  status: Status;
+  reason?: string;
+  error?: string;
+  available?: string[];
+  before?: number;
+  after?: number;
+  backup?: string | null;
+  store?: string;
+}
+
+async function setWindowsMtu(o: SetMtuOptions, notes: string[]): Promise<MtuChange> {
+  const target: Target = { kind: 'local' };
+  const script = mtuScript({ interface: o.interface, mtu: o.mtu, temporary: o.temporary, dryRun: o.dryRun, backupDir: o.backupDir });
+  const { result } = await runScript<WindowsMtuResult>(target, script);
+  if (result.reason === 'no-such-interface') throw notFound(o.interface, result.available ?? []);
+  const base = { interface: o.interface, before: result.before ?? null, after: result.after ?? null, mtu: o.mtu, platform: 'win32' as const, backup: result.backup ?? null, notes };
+  if (result.status !== 'changed') {
+    return { ...base, status: result.status, journal: null, undo: null, ...(result.error ? { error: result.error } : {}) };
+  }
+  const undo: UndoSpec = result.before
+    ? { kind: 'powershell', target: describeTarget(target), script: mtuScript({ interface: o.interface, mtu: result.before, temporary: o.temporary, backupDir: o.backupDir }) }
+    : { kind: 'none', reason: 'the old MTU could not be read' };
+  const entry = await record(
+    { script: SCRIPT, target: 'client', summary: `MTU of ${o.interface}: ${result.before} -> ${o.mtu}`, before: { interface: o.interface, mtu: result.before ?? null }, after: { interface: o.interface, mtu: o.mtu, store: result.store }, backup: result.backup ?? null, undo },
+    o.journalDir,
+  );
+  return { ...base, status: 'changed', journal: entry.id, undo };
+}
+
+export interface RevertOptions {
+  /** Only this interface (default: every interface lower-mtu changed). */
+  interface?: string;
+  dryRun?: boolean;
+  journalDir?: string;
+  backupDir?: string;
+  platform?: NodeJS.Platform;
+}
+
+export interface RevertResult {
+  status: Status;
+  reverted: Array<{ interface: string; from: number | null; to: number; status: Status; entries: string[]; error?: string }>;
+  message: string;
+}
+
+/**
+ * Restore MTUs from the journal: every interface lower-mtu changed (and that is not yet undone) goes
+ * back to its value before the FIRST of those changes; the entries are then marked undone.
+ */
+export async function revertMtu(o: RevertOptions = {}): Promise<RevertResult> {
+  const platform = o.platform ?? process.platform;
+  const only = o.interface !== undefined ? validateInterface(o.interface, platform) : undefined;
+  const open = (await list(o.journalDir)).filter(
+    (e): e is JournalEntry & { before: { interface: string; mtu: number } } =>
+      e.script === SCRIPT && !e.undone && typeof (e.before as { mtu?: unknown })?.mtu === 'number' && typeof (e.before as { interface?: unknown })?.interface === 'string',
+  );
+  const byIf = new Map<string, typeof open>();
+  for (const e of open) {
+    if (only !== undefined && e.before.interface !== only) continue;
+    byIf.set(e.before.interface, [...(byIf.get(e.before.interface) ?? []), e]);
+  }
+  if (!byIf.size) {
+    return { status: 'ok', reverted: [], message: `nothing to revert: the journal (${journalDir(o.journalDir)}) has no MTU change${only ? ` for ${only}` : ''} that is not undone yet` };
+  }
+  const reverted: RevertResult['reverted'] = [];
+  for (const [iface, entries] of byIf) {
+    const to = entries[0]!.before.mtu; // oldest first: the value before rdpfix touched it
+    const ids = entries.map((e) => e.id);
+    let status: Status;
+    let from: number | null = null;
+    let error: string | undefined;
+    try {
+      if (platform === 'win32') {
+        const script = mtuScript({ interface: iface, mtu: to, dryRun: o.dryRun, backupDir: o.backupDir });
+        const { result } = await runScript<WindowsMtuResult>({ kind: 'local' }, script);
+        status = result.status;
+        from = result.before ?? null;
+        error = result.error;
+      } else {
+        const state = await readInterfaceMtu(iface, platform);
+        if (!state.exists) throw new StepError(`interface ${iface} no longer exists (a VPN tunnel that was torn down takes its MTU with it)`);
+        from = state.mtu;
+        if (from === to) status = 'ok';
+        else if (o.dryRun) status = 'would-change';
+        else {
+          const r = await execArgv(unixMtuArgv(platform, iface, to, true));
+          const after = (await readInterfaceMtu(iface, platform)).mtu;
+          status = r.code === 0 && after === to ? 'changed' : 'failed';
+          if (status === 'failed') error = (r.stderr || r.stdout).trim() || `the MTU reads ${after} after setting ${to}`;
+        }
+      }
+    } catch (e) {
+      status = 'failed';
+      error = (e as Error).message;
+    }
+    if (!o.dryRun && (status === 'changed' || status === 'ok')) {
+      for (const id of ids) await markUndone(id, { time: new Date().toISOString(), status, detail: `restored MTU ${to} by lower-mtu --revert` }, o.journalDir);
+    }
+    reverted.push({ interface: iface, from, to, status, entries: ids, ...(error ? { error } : {}) });
+  }
+  const worst: Status = reverted.some((r) => r.status === 'failed') ? 'failed'
+    : reverted.some((r) => r.status === 'changed') ? 'changed'
+    : reverted.some((r) => r.status === 'would-change') ? 'would-change' : 'ok';
+  const message = reverted.map((r) => `${r.interface}: ${r.from ?? '?'} -> ${r.to} (${r.status}${r.error ? `: ${r.error}` : ''})`).join('; ');
+  return { status: worst, reverted, message };
+}
+
+// ------------------------------------------------------------------ CLI
+
+function probeSummary(p: PmtuResult): { verdict: string; evidence: string[]; next: string[] } {
+  const evidence = [
+    `outgoing interface: ${p.interface ?? 'unknown'}${p.interfaceMtu ? `, MTU ${p.interfaceMtu}` : ''}`,
+    `${p.probes} probes in ${(p.elapsedMs / 1000).toFixed(1)} s between ${p.floor} and ${p.ceiling}: ${p.steps.map((s) => `${s.mtu}${s.answer === 'reply' ? '✓' : s.answer === 'too-big' ? `✗${s.hint ? `(${s.hint})` : ''}` : s.answer === 'silent' ? '·' : '!'}`).join(' ')}`,
+  ];
+  const next: string[] = [];
+  if (p.pathMtu === null) return { verdict: chalk.red(`Path MTU to ${p.target} unknown: ${p.error ?? 'no answer'}`), evidence, next };
+  const v = `${p.address === p.target ? p.target : `${p.target} (${p.address})`}`;
+  if (p.blackhole) {
+    if (p.interface) next.push(`npx tsx scripts/lower-mtu.ts --interface ${p.interface} --mtu ${p.pathMtu}`, `npx tsx scripts/lower-mtu.ts --auto --probe ${p.target}`);
+    return {
+      verdict: chalk.red(`Path MTU black hole: packets above ${p.pathMtu} bytes to ${v} vanish without an ICMP "fragmentation needed"`),
+      evidence: [...evidence, `the interface sends up to ${p.ceiling}: large TLS/RDP segments will stall (error 0x904)`],
+      next,
+    };
+  }
+  if (p.pathMtu < p.ceiling) {
+    return {
+      verdict: chalk.green(`Path MTU to ${v} is ${p.pathMtu}; routers report it, so TCP adapts (no black hole)`),
+      evidence: [...evidence, `lowering the interface MTU to ${p.pathMtu} is optional`],
+      next,
+    };
+  }
+  return { verdict: chalk.green(`Path MTU to ${v} is ${p.pathMtu}: the full interface MTU gets through`), evidence, next };
+}
+
+function changeLines(c: MtuChange): { verdict: string; evidence: string[] } {
+  const what = `MTU of ${c.interface}`;
+  const verdict =
+    c.status === 'ok' ? `${statusWord('ok')}: ${what} is already ${c.mtu}`
+    : c.status === 'would-change' ? `${statusWord('would-change')}: would set ${what} from ${c.before} to ${c.mtu} (dry run, nothing changed)`
+    : c.status === 'changed' ? `${statusWord('changed')}: ${what} ${c.before} -> ${c.after}`
+    : `${statusWord('failed')}: ${what}: ${c.error ?? 'failed'}`;
+  const evidence = [...c.notes];
+  if (c.journal) evidence.push(`journal: ${c.journal} (undo: npx tsx scripts/lower-mtu.ts --revert)`);
+  if (c.backup) evidence.push(`backup: ${c.backup}`);
+  return { verdict, evidence };
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const cli = makeCli(argv, SCRIPT)
+    .usage(
+      '$0 --probe HOST | --interface NAME --mtu N | --auto --probe HOST | --revert\n\n' +
+        'Find the exact path MTU to an RDP host (don\'t-fragment pings, binary search, retried so one lost\n' +
+        'packet is not taken for "too big"), and lower this machine\'s interface MTU to it — journaled,\n' +
+        'reversible with --revert. --emit prints the Windows PowerShell instead of running anything.',
+    )
+    .option('probe', { type: 'string', describe: 'discover the path MTU to this host (name or address)' })
+    .option('interface', { type: 'string', describe: 'interface to change (Linux/macOS name, Windows alias)' })
+    .option('mtu', { type: 'string', describe: 'new MTU (576-9000)' })
+    .option('auto', { type: 'boolean', default: false, describe: 'probe (--probe HOST), then set the outgoing interface to the path MTU' })
+    .option('revert', { type: 'boolean', default: false, describe: 'restore the MTU(s) changed earlier, from the journal' })
+    .option('floor', { type: 'string', describe: 'smallest MTU the probe considers (default 576; IPv6 1280)' })
+    .option('timeout', { type: 'string', default: '1000', describe: 'per-probe timeout in ms' })
+    .option('retries', { type: 'string', default: '1', describe: 'extra pings before a silent size counts as too big' })
+    .option('temporary', { type: 'boolean', default: false, describe: 'Windows: store=active (until reboot) instead of persistent' })
+    .option('dry-run', { type: 'boolean', default: false, describe: 'inspect and report what would change; change nothing' })
+    .option('emit', { type: 'boolean', default: false, describe: 'print the Windows PowerShell for --interface/--mtu (to paste on a Windows client); run nothing' })
+    .option('backup-dir', { type: 'string', default: DEFAULT_BACKUP_DIR, describe: 'Windows: folder for the backup of the old value' })
+    .option('journal', { type: 'string', describe: 'journal folder (default ~/.rdpfix/journal or $RDPFIX_JOURNAL)' })
+    .option('json', { type: 'boolean', default: false, describe: 'print one JSON object' })
+    .example('$0 --probe 10.8.0.5', 'exact path MTU to the RDP host, and whether it is a black hole')
+    .example('$0 --auto --probe vm1.contoso.com', 'probe, then lower the outgoing interface to the path MTU')
+    .example('sudo $0 --interface wg0 --mtu 1400', 'set it yourself (Linux; journaled)')
+    .example('$0 --revert', 'restore what lower-mtu changed')
+    .example("$0 --emit --interface 'WireGuard Tunnel' --mtu 1400 > set-mtu.ps1", 'PowerShell for a Windows client')
+    .epilog(
+      'Exit codes: 0 ok/changed (probe: path MTU found, no black hole), 1 black hole found or step failed, 2 bad usage.\n' +
+        'Probes: Linux ping -M do -s, Windows ping -f -l, macOS ping -D -s (payload = MTU - 28 for IPv4).\n' +
+        'Setting: Linux ip link set dev IF mtu N; macOS ifconfig IF mtu N; Windows netsh interface ipv4 set subinterface.',
+    );
+  const a = await cli.parseAsync();
+  const json = a.json as boolean;
+  const dryRun = a['dry-run'] as boolean;
+  const jdir = a.journal !== undefined ? validateLocalPath(a.journal as string, 'journal folder') : undefined;
+  const backupDir = validateWindowsPath(a['backup-dir'] as string, 'backup folder');
+  const modes = [a.probe !== undefined && !a.auto, a.auto, a.revert, a.mtu !== undefined && !a.auto].filter(Boolean).length;
+  if (a.emit) {
+    if (a.interface === undefined || a.mtu === undefined) throw new UsageError('--emit needs --interface NAME and --mtu N');
+    process.stdout.write(mtuScript({ interface: a.interface as string, mtu: validateMtu(a.mtu as string), temporary: a.temporary as boolean, dryRun, backupDir }));
+    return 0;
+  }
+  if (modes !== 1) throw new UsageError('choose one of: --probe HOST, --interface NAME --mtu N, --auto --probe HOST, --revert');
+  if (a.auto && a.probe === undefined) throw new UsageError('--auto needs --probe HOST (the host whose path MTU to use)');
+  if (a.mtu !== undefined && !a.auto && a.interface === undefined) throw new UsageError('--mtu needs --interface NAME');
+  if (a.auto && a.mtu !== undefined) throw new UsageError('--auto finds the MTU itself; leave out --mtu');
+
+  const fail = (e: unknown): number => {
+    if (e instanceof RdpfixError && e.exitCode === 2) throw e;
+    const message = e instanceof Error ? e.message : String(e);
+    if (json) printJson({ status: 'failed', error: message, hint: e instanceof RdpfixError ? e.hint ?? null : null });
+    else printHuman(`${statusWord('failed')}: ${message}`, e instanceof RdpfixError && e.hint ? [e.hint] : []);
+    return 1;
+  };
+
+  try {
+    if (a.revert) {
+      const r = await revertMtu({ interface: a.interface as string | undefined, dryRun, journalDir: jdir, backupDir });
+      if (json) printJson(r);
+      else printHuman(`${statusWord(r.status)}: ${r.message}`);
+      return r.status === 'failed' ? 1 : 0;
+    }
+
+    if (a.probe !== undefined) {
+      const opts: PmtuOptions = {
+        host: a.probe as string,
+        timeoutMs: validateInt(a.timeout as string, '--timeout (ms)', 50, 60_000),
+        retries: validateInt(a.retries as string, '--retries', 0, 10),
+        ...(a.floor !== undefined ? { floor: validateMtu(a.floor as string) } : {}),
+      };
+      // Validate before the spinner, so bad input is exit 2 with nothing sent.
+      validateHost(opts.host);
+      if (a.interface !== undefined) validateInterface(a.interface as string, process.platform);
+      const p = await withSpinner(`probing the path MTU to ${opts.host}`, () => probePathMtu(opts), !json);
+      const probeStatus: Status = p.pathMtu === null || p.blackhole ? 'failed' : 'ok';
+      if (!a.auto) {
+        const s = probeSummary(p);
+        if (json) printJson({ status: probeStatus, ...p });
+        else printHuman(s.verdict, s.evidence, s.next);
+        return probeStatus === 'ok' ? 0 : 1;
+      }
+      // --auto: set the outgoing (or given) interface to the path MTU.
+      const iface = (a.interface as string | undefined) ?? p.interface;
+      let change: MtuChange | null = null;
+      let status: Status;
+      let message: string;
+      if (p.pathMtu === null) {
+        status = 'failed';
+        message = `cannot lower the MTU: ${p.error ?? 'path MTU unknown'}`;
+      } else if (!iface) {
+        status = 'failed';
+        message = 'cannot tell which interface carries traffic to the host; give --interface NAME';
+      } else if (p.interfaceMtu !== null && iface === p.interface && p.pathMtu >= p.interfaceMtu) {
+        status = 'ok';
+        message = `nothing to lower: the path carries the full interface MTU ${p.interfaceMtu}`;
+      } else {
+        change = await setInterfaceMtu({ interface: iface, mtu: p.pathMtu, dryRun, temporary: a.temporary as boolean, journalDir: jdir, backupDir });
+        status = change.status;
+        message = changeLines(change).verdict;
+      }
+      if (json) printJson({ status, ...p, change, message });
+      else {
+        const s = probeSummary(p);
+        printHuman(message, [s.verdict, ...s.evidence, ...(change ? changeLines(change).evidence : [])]);
+      }
+      return status === 'failed' ? 1 : 0;
+    }
+
+    const c = await setInterfaceMtu({
+      interface: a.interface as string,
+      mtu: validateMtu(a.mtu as string),
+      dryRun,
+      temporary: a.temporary as boolean,
+      journalDir: jdir,
+      backupDir,
+    });
+    if (json) printJson(c);
+    else {
+      const l = changeLines(c);
+      printHuman(l.verdict, l.evidence);
+    }
+    return c.status === 'failed' ? 1 : 0;
+  } catch (e) {
+    return fail(e);
+  }
+}
+
+if (isMain(import.meta.url)) await runCli(main);
