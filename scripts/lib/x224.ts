@@ -1,7 +1,7 @@
 // The first exchange of RDP (MS-RDPBCGR 2.2.1.1 / 2.2.1.2): the X.224 Connection Request carrying
 // RDP_NEG_REQ, and the decoding of the Connection Confirm. Pure functions plus one bounded reader;
 // used by probe-rdp (diagnosis) and test-vpn-latency (application round trip).
-import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 
 /** requestedProtocols / selectedProtocol flags (MS-RDPBCGR 2.2.1.1.1). */
 export const PROTOCOL = { RDP: 0x0, SSL: 0x1, HYBRID: 0x2, RDSTLS: 0x4, HYBRID_EX: 0x8, RDSAAD: 0x10 } as const;
@@ -15,6 +15,21 @@ export const FAILURE_CODES: Record<number, string> = {
   5: 'HYBRID_REQUIRED_BY_SERVER',
   6: 'SSL_WITH_USER_AUTH_REQUIRED_BY_SERVER',
 };
+
+/** What each failure code means, in the words of MS-RDPBCGR 2.2.1.2.2 (shortened). */
+export const FAILURE_MEANINGS: Record<number, string> = {
+  1: 'the server requires Enhanced RDP Security (TLS or CredSSP)',
+  2: 'the server only allows Standard RDP Security, not TLS',
+  3: 'the server has no valid authentication certificate',
+  4: 'the server considers the flags of the request inconsistent',
+  5: 'the server requires CredSSP (Network Level Authentication)',
+  6: 'the server requires TLS with client certificate authentication',
+};
+
+/** Display form of a protocol mask, e.g. "SSL|HYBRID|HYBRID_EX" or "RDP". */
+export function protocolLabel(p: number): string {
+  return protocolNames(p).join('|') || `0x${p.toString(16)}`;
+}
 
 export function protocolNames(p: number): string[] {
   if (p === 0) return ['RDP'];
@@ -87,19 +102,28 @@ export function parseConfirm(buf: Buffer): Confirm {
 }
 
 export type ConfirmRead =
-  | { outcome: 'confirm'; confirm: Exclude<Confirm, { kind: 'incomplete' | 'not-x224' }>; ms: number; bytes: number }
+  | {
+      outcome: 'confirm';
+      confirm: Exclude<Confirm, { kind: 'incomplete' | 'not-x224' }>;
+      ms: number;
+      bytes: number;
+      /** Hex of bytes that arrived after the confirm in the same read (e.g. xrdp's MCS disconnect). */
+      trailing?: string;
+    }
   | { outcome: 'not-x224'; confirm: Extract<Confirm, { kind: 'not-x224' }>; ms: number; bytes: number }
   | { outcome: 'closed' | 'reset' | 'timeout'; ms: number; bytes: number; preview?: string };
 
 /**
  * Send the Connection Request on a connected socket and read the Confirm, bounded in time and size:
  * at most MAX_CONFIRM_BYTES are looked at; more than that is cut off and classified as not X.224.
- * The socket is left open on success (TLS continues on it) and paused.
+ * The socket is left open on success (TLS continues on it) and paused; bytes that arrived after
+ * the confirm are put back into the stream (unshift) so the next reader sees them. Any Duplex works
+ * (a net.Socket, or a relay through a helper process).
  */
-export function exchangeConfirm(socket: Socket, requestedProtocols: number, timeoutMs: number): Promise<ConfirmRead> {
+export function exchangeConfirm(socket: Duplex, requestedProtocols: number, timeoutMs: number): Promise<ConfirmRead> {
   return new Promise((resolve) => {
     const start = performance.now();
-    let buf = Buffer.alloc(0);
+    let buf: Buffer = Buffer.alloc(0);
     let done = false;
     const finish = (r: ConfirmRead) => {
       if (done) return;
@@ -111,14 +135,22 @@ export function exchangeConfirm(socket: Socket, requestedProtocols: number, time
     };
     const ms = () => Math.round((performance.now() - start) * 100) / 100;
     const onData = (d: Buffer) => {
-      buf = Buffer.concat([buf, d.subarray(0, MAX_CONFIRM_BYTES + 1 - buf.length)]);
+      // Only the first MAX_CONFIRM_BYTES + 1 bytes are ever parsed (an endless sender is cut off at
+      // its first chunk); the rest of this chunk is kept only to hand it back after a confirm.
+      const all = buf.length ? Buffer.concat([buf, d]) : d;
+      buf = all.subarray(0, MAX_CONFIRM_BYTES + 1);
       const c = parseConfirm(buf);
       if (c.kind === 'incomplete') {
         if (buf.length > MAX_CONFIRM_BYTES) finish({ outcome: 'not-x224', confirm: { kind: 'not-x224', reason: 'oversized answer', preview: preview(buf) }, ms: ms(), bytes: buf.length });
+        else buf = Buffer.from(buf); // do not pin a large chunk while waiting for more
         return;
       }
-      if (c.kind === 'not-x224') finish({ outcome: 'not-x224', confirm: c, ms: ms(), bytes: buf.length });
-      else finish({ outcome: 'confirm', confirm: c, ms: ms(), bytes: buf.length });
+      if (c.kind === 'not-x224') return finish({ outcome: 'not-x224', confirm: c, ms: ms(), bytes: buf.length });
+      // parseConfirm only completes once the whole TPKT is in, so its length is known and in range.
+      const len = buf.readUInt16BE(2);
+      const rest = all.subarray(len);
+      finish({ outcome: 'confirm', confirm: c, ms: ms(), bytes: len, ...(rest.length ? { trailing: rest.subarray(0, 64).toString('hex') } : {}) });
+      if (rest.length) socket.unshift(rest);
     };
     const partial = () => (buf.length ? { preview: preview(buf) } : {});
     const onEnd = () => finish({ outcome: 'closed', ms: ms(), bytes: buf.length, ...partial() });
