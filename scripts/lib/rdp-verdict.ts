@@ -1,0 +1,368 @@
+// From what the wire showed to one cause, a confidence, evidence lines and the command that fixes
+// it. Shared by probe-rdp (probe only) and diagnose (probe + connect sample + path-MTU check). Pure:
+// no I/O except printVerdict. The causes and their recipes are the table in lib/causes.ts.
+import type { ProbeResult, NegotiationStep } from '../probe-rdp.ts';
+import { recipeFor, type Cause } from './causes.ts';
+import { chalk } from './output.ts';
+import type { TlsResult } from './tls-probe.ts';
+import { protocolLabel } from './x224.ts';
+
+export interface SampleConnect {
+  i: number;
+  /** accepted / refused / reset are answers; timeout = no answer before the cut-off. */
+  outcome: 'accepted' | 'refused' | 'reset' | 'timeout' | 'unreachable' | 'error';
+  ms: number;
+  /** Answered only after a SYN retransmission (>= 1 s), or not at all: a lost SYN or SYN-ACK. */
+  lost: boolean;
+}
+
+export interface ConnectSample {
+  /** Connects made (the probe's own connect is sample 0). */
+  attempts: number;
+  answered: number;
+  accepted: number;
+  refused: number;
+  lost: number;
+  intervalMs: number;
+  /** A connect still pending after this long counts as lost (the first SYN retransmit is at 1 s). */
+  cutoffMs: number;
+  /** Over answered connects, in ms; null when none answered. */
+  rtt: { min: number; p50: number; p95: number; max: number; avg: number; jitter: number } | null;
+  results: SampleConnect[];
+}
+
+export interface PathMtuCheck {
+  status: 'done' | 'skipped' | 'error';
+  /** Why it was skipped, or the error. */
+  reason?: string;
+  target?: string;
+  pathMtu?: number | null;
+  interface?: string | null;
+  interfaceMtu?: number | null;
+  probes?: number;
+  ms: number;
+}
+
+export interface NetworkEvidence {
+  sample: ConnectSample | null;
+  pathMtu: PathMtuCheck | null;
+  thresholds: { maxRttMs: number; maxLost: number };
+}
+
+export interface Verdict {
+  cause: Cause;
+  /** 0.0-1.0: how sure the evidence makes us. */
+  confidence: number;
+  /** One sentence: what is wrong (or that nothing is). */
+  summary: string;
+  evidence: string[];
+  recipe: string | null;
+  /** What to run next (exact commands), or advice where no recipe applies. */
+  next: string[];
+}
+
+interface Finding {
+  cause: Cause;
+  confidence: number;
+  summary: string;
+  /** The probe's failure could be the network's doing (timeouts, silence). */
+  networkish?: boolean;
+  /** A TLS flight that did not arrive: the path-MTU evidence decides. */
+  flightLost?: boolean;
+}
+
+const DPUM = '0300000902f0802180';
+const fmt = (ms: number) => (ms >= 100 ? `${Math.round(ms)} ms` : `${ms.toFixed(1)} ms`);
+
+// ---------------------------------------------------------------- evidence lines
+
+function connectLine(p: ProbeResult): string {
+  const c = p.connect;
+  switch (c.outcome) {
+    case 'accepted': return `TCP connect to ${p.target}${p.address && p.address !== p.host ? ` (${p.address})` : ''}: accepted in ${fmt(c.ms)}`;
+    case 'refused': return `TCP connect to ${p.target}: refused (RST) in ${fmt(c.ms)}: nothing listens on port ${p.port}`;
+    case 'timeout': return `TCP connect to ${p.target}: no answer within ${fmt(c.ms)} (SYN dropped or host down)`;
+    case 'unreachable': return `TCP connect to ${p.target}: ${c.error ?? 'unreachable'} (no route to the host)`;
+    case 'reset': return `TCP connect to ${p.target}: accepted and reset at once (${c.error ?? 'RST'})`;
+    case 'unresolved': return `DNS lookup of ${p.host} failed (${c.error ?? 'no address'})`;
+    default: return `TCP connect to ${p.target} failed: ${c.error ?? c.outcome}`;
+  }
+}
+
+function negotiationLine(n: NegotiationStep, label = 'X.224'): string {
+  const asked = `${label}: asked for ${protocolLabel(n.requested)}`;
+  const trailing = n.trailing?.startsWith(DPUM) ? ', then an MCS Disconnect Provider Ultimatum' : n.trailing ? `, then ${n.trailing.length / 2} more bytes` : '';
+  switch (n.outcome) {
+    case 'response': return `${asked}; server selected ${protocolLabel(n.selectedProtocol!)} in ${fmt(n.ms)}${trailing}`;
+    case 'failure': return `${asked}; server answered RDP_NEG_FAILURE ${n.failureCode} ${n.failureName}: ${n.failureMeaning}${trailing}`;
+    case 'no-negotiation': return `${asked}; server answered without negotiation data (a server older than Windows Server 2008: Standard RDP Security only)${trailing}`;
+    case 'not-x224': return `${asked}; the answer is not X.224 (${n.reason}): ${n.preview}`;
+    case 'closed': return `${asked}; server closed the connection before answering${n.preview ? ` (after ${n.preview})` : ''} in ${fmt(n.ms)}`;
+    case 'reset': return `${asked}; server reset the connection before answering`;
+    case 'timeout': return `${asked}; no answer within ${fmt(n.ms)}${n.preview ? ` (only ${n.bytes} bytes: ${n.preview})` : ''}`;
+    default: return `${asked}; could not connect (${n.connect?.outcome ?? 'not connected'}${n.connect?.error ? `: ${n.connect.error}` : ''})`;
+  }
+}
+
+function tlsLine(t: TlsResult, label = 'TLS'): string {
+  if (t.outcome === 'ok') return `${label}: ${t.version} ${t.cipherStandardName ?? t.cipher ?? ''} completed in ${fmt(t.ms)} (${t.bytesReceived} bytes from the server)`;
+  return `${label} (offered ${t.offered}): ${t.detail}${t.outcome === 'silence' || t.outcome === 'stalled' ? ` for ${fmt(t.ms)}` : ''}`;
+}
+
+function certLine(t: TlsResult): string | null {
+  const c = t.certificate;
+  if (!c) return null;
+  const validity = c.expired ? `EXPIRED on ${c.validTo.slice(0, 10)} (${-c.daysLeft} days ago)`
+    : c.notYetValid ? `NOT YET VALID: valid from ${c.validFrom.slice(0, 10)} (check the server's and this machine's clocks)`
+    : `valid ${c.validFrom.slice(0, 10)} to ${c.validTo.slice(0, 10)} (${c.daysLeft} days left)`;
+  const key = `${c.keyType}${c.keyBits ? ` ${c.keyBits}` : ''}${c.curve ? ` ${c.curve}` : ''}`;
+  const sans = c.subjectAltNameCount ? `, ${c.subjectAltNameCount} subject alternative name${c.subjectAltNameCount > 1 ? 's' : ''}` : '';
+  return `certificate: ${c.subject}, ${c.selfSigned ? 'self-signed' : `issued by ${c.issuer}`}, ${validity}, ${key}, thumbprint ${c.thumbprint}${sans}`;
+}
+
+/** The probe's steps as evidence lines. */
+export function probeEvidence(p: ProbeResult): string[] {
+  const ev = [connectLine(p)];
+  if (p.negotiation) ev.push(negotiationLine(p.negotiation));
+  for (const f of p.followUps) ev.push(negotiationLine(f, `follow-up (${f.why})`));
+  if (p.tls) {
+    ev.push(tlsLine(p.tls));
+    const cl = certLine(p.tls);
+    if (cl) ev.push(cl);
+  }
+  const m = p.mssRetry;
+  if (m) {
+    if (m.skipped) ev.push(`small-segment retry skipped: ${m.skipped}`);
+    else if (m.arrived) ev.push(`same request with a ${m.mss}-byte segment size (via ${m.helper}): the TLS flight arrived (${m.tls?.bytesReceived} bytes${m.tls?.version ? `, ${m.tls.version}` : ''}): full-size packets are lost on the path, small ones pass`);
+    else if (m.tls) ev.push(`same request with a ${m.mss}-byte segment size (via ${m.helper}): still ${m.tls.outcome} (${m.tls.detail}): packet size is not the problem`);
+    else if (m.negotiation) ev.push(negotiationLine(m.negotiation, `small-segment retry (${m.mss} bytes, via ${m.helper})`));
+    else ev.push(`small-segment retry (${m.mss} bytes, via ${m.helper}): connect ${m.connect?.outcome}${m.connect?.error ? ` (${m.connect.error})` : ''}`);
+  }
+  const v = p.tlsVersions;
+  if (v) {
+    const refused = v.results.filter((r) => r.accepted === false).map((r) => r.version);
+    const unknown = v.results.filter((r) => r.accepted === null).map((r) => `${r.version} (${r.detail})`);
+    ev.push(`TLS versions accepted: ${v.accepted.join(', ') || 'none'}${refused.length ? `; refused: ${refused.join(', ')}` : ''}${unknown.length ? `; not tested: ${unknown.join(', ')}` : ''}${v.untested.length ? `; no connection left for ${v.untested.join(', ')}` : ''}`);
+  }
+  ev.push(`connections used by the probe: ${p.connections}`);
+  return ev;
+}
+
+// ---------------------------------------------------------------- probe-only finding
+
+const MODERN: ReadonlySet<string> = new Set(['TLSv1.2', 'TLSv1.3']);
+
+function tlsFinding(p: ProbeResult, t: TlsResult): Finding {
+  const scan = p.tlsVersions;
+  const accepted = scan?.accepted ?? [];
+  const modern = accepted.filter((v) => MODERN.has(v));
+  const old = accepted.filter((v) => !MODERN.has(v));
+  switch (t.outcome) {
+    case 'ok': {
+      const c = t.certificate;
+      if (c?.expired) return { cause: 'certificate-expired', confidence: 0.95, summary: `the server's RDP certificate expired on ${c.validTo.slice(0, 10)}` };
+      if (c?.notYetValid) return { cause: 'certificate-expired', confidence: 0.85, summary: `the server's RDP certificate is not valid until ${c.validFrom.slice(0, 10)} (or a clock is wrong)` };
+      if (!c) return { cause: 'healthy', confidence: 0.7, summary: 'negotiation and TLS complete (the certificate could not be read)' };
+      return { cause: 'healthy', confidence: 0.95, summary: `negotiation and TLS complete (${t.version}), certificate valid for ${c.daysLeft} more days` };
+    }
+    case 'not-tls':
+      return { cause: 'certificate-key-unusable', confidence: 0.9, summary: 'the server chose TLS, then aborted instead of sending a ServerHello: it cannot use its certificate or private key' };
+    case 'closed':
+    case 'reset': {
+      const how = t.outcome === 'reset' ? 'resets' : 'closes';
+      if (t.bytesReceived > 0) return { cause: 'certificate-key-unusable', confidence: 0.6, summary: `the server ${how} the connection in the middle of its TLS flight` };
+      if (modern.length) return { cause: 'certificate-key-unusable', confidence: 0.6, summary: `the server ${how} some TLS handshakes and completes others (${modern.join(', ')}): one of several servers behind this address, or an intermittent key problem` };
+      if (old.length) return { cause: 'tls-version-mismatch', confidence: 0.85, summary: `the server ${how} a modern ClientHello but accepts ${old.join(', ')}: no TLS version in common with a modern client` };
+      const scanned = scan && scan.results.some((r) => r.accepted === false);
+      return { cause: 'certificate-key-unusable', confidence: scanned ? 0.9 : 0.8, summary: `the server chose TLS, then ${t.outcome === 'reset' ? 'reset' : 'closed'} the connection right after our ClientHello${scanned ? ' for every TLS version' : ''}: it cannot use its certificate's private key` };
+    }
+    case 'alert': {
+      const name = t.alert?.name ?? 'unknown';
+      if (old.length && !modern.length) return { cause: 'tls-version-mismatch', confidence: 0.95, summary: `the server only accepts ${old.join(', ')} (alert ${name} to TLS 1.2/1.3): no TLS version in common with a modern client` };
+      if (modern.length) return { cause: 'tls-version-mismatch', confidence: 0.6, summary: `the server refused a modern ClientHello with alert ${name}, but completed ${modern.join(', ')} with legacy ciphers: its TLS cipher settings exclude modern clients` };
+      if (name === 'protocol_version') return { cause: 'tls-version-mismatch', confidence: 0.9, summary: 'the server refused every TLS version we offered (alert protocol_version): no TLS version in common with a modern client' };
+      if (name === 'internal_error') return { cause: 'certificate-key-unusable', confidence: 0.6, summary: 'the server failed internally while building its TLS answer (alert internal_error): most often its certificate\'s private key cannot be used' };
+      if (name === 'handshake_failure' || name === 'insufficient_security') return { cause: 'tls-version-mismatch', confidence: 0.7, summary: `the server refused every TLS handshake with alert ${name}: no TLS version or cipher in common with a modern client` };
+      return { cause: 'tls-version-mismatch', confidence: 0.5, summary: `the server ended the TLS handshake with alert ${name}` };
+    }
+    case 'silence':
+    case 'stalled': {
+      const m = p.mssRetry;
+      const lost = t.outcome === 'silence' ? 'never arrives' : 'stops half-way';
+      if (m?.arrived) return { cause: 'mtu-blackhole', confidence: 0.95, summary: `small packets pass but the server's TLS flight ${lost}; with a ${m.mss}-byte segment size it arrives: the path drops full-size packets (path-MTU black hole)`, networkish: true, flightLost: true };
+      if (m?.tls || m?.negotiation) return { cause: 'certificate-key-unusable', confidence: 0.5, summary: `the server chose TLS and then never answered our ClientHello, also with small segments: a hung TLS stack or unusable key (not packet size)`, networkish: true };
+      return { cause: 'mtu-blackhole', confidence: 0.6, summary: `small packets pass but the server's TLS flight ${lost}: suspect a path that drops large packets (path-MTU black hole)`, networkish: true, flightLost: true };
+    }
+    case 'oversized':
+    case 'protocol-error':
+      return { cause: 'certificate-key-unusable', confidence: 0.5, summary: 'the server chose TLS, then sent malformed TLS instead of a ServerHello and certificate' };
+    default:
+      return { cause: 'certificate-key-unusable', confidence: 0.3, summary: `the TLS handshake failed: ${t.detail}` };
+  }
+}
+
+function negotiationFinding(p: ProbeResult, n: NegotiationStep): Finding {
+  switch (n.outcome) {
+    case 'response':
+      if (n.selectedProtocol === 0) return { cause: 'security-layer-mismatch', confidence: 0.9, summary: 'the server chose Standard RDP Security although TLS and NLA were offered: a client that requires TLS or NLA is refused' };
+      if (p.tls) return tlsFinding(p, p.tls);
+      return { cause: 'security-layer-mismatch', confidence: 0.4, summary: `the server selected ${protocolLabel(n.selectedProtocol!)}` };
+    case 'failure':
+      switch (n.failureCode) {
+        case 1:
+        case 2: {
+          const rdp = p.followUps.find((f) => f.requested === 0);
+          const alsoRdp = rdp?.outcome === 'response' || rdp?.outcome === 'no-negotiation';
+          return { cause: 'security-layer-mismatch', confidence: alsoRdp || n.failureCode === 1 ? 0.95 : 0.85, summary: `the server refuses the security we asked for: ${n.failureMeaning}${alsoRdp ? ' (it accepts Standard RDP Security)' : ''}` };
+        }
+        case 3: return { cause: 'certificate-key-unusable', confidence: 0.95, summary: 'the server says it has no usable certificate (SSL_CERT_NOT_ON_SERVER)' };
+        case 5:
+        case 6: return { cause: 'nla-required', confidence: 0.9, summary: `${n.failureMeaning}: a client without it is refused` };
+        case 4: {
+          const last = p.followUps.at(-1);
+          if (last && last.outcome !== 'failure') return negotiationFinding(p, last);
+          if (last && last.failureCode !== 4) return negotiationFinding(p, last);
+          return { cause: 'security-layer-mismatch', confidence: 0.5, summary: 'the server calls every request inconsistent (INCONSISTENT_FLAGS)' };
+        }
+        default: return { cause: 'security-layer-mismatch', confidence: 0.4, summary: `the server refused the negotiation with an unknown failure code ${n.failureCode}` };
+      }
+    case 'no-negotiation':
+      return { cause: 'security-layer-mismatch', confidence: 0.8, summary: 'the server does not negotiate security (older than Windows Server 2008): Standard RDP Security only' };
+    case 'not-x224':
+      return { cause: 'not-rdp', confidence: 0.9, summary: `the service on port ${p.port} is not RDP: it answered ${n.preview}` };
+    case 'timeout':
+      return { cause: 'not-rdp', confidence: n.bytes ? 0.8 : 0.6, summary: `the service on port ${p.port} accepted the connection but never answered the X.224 request`, networkish: n.bytes === 0 };
+    case 'closed':
+    case 'reset': {
+      const rdp = p.followUps.find((f) => f.requested === 0);
+      const how = n.outcome === 'reset' ? 'reset' : 'closed';
+      if (rdp && (rdp.outcome === 'response' || rdp.outcome === 'no-negotiation' || rdp.outcome === 'failure')) {
+        return { cause: 'closed-by-server', confidence: 0.9, summary: `the server ${how} the connection when asked for TLS/NLA but answers Standard RDP Security: its certificate or TLS setup is broken` };
+      }
+      return { cause: 'closed-by-server', confidence: 0.85, summary: `the server accepts TCP and ${how} the connection before any negotiation answer` };
+    }
+    default:
+      return { cause: 'closed-by-server', confidence: 0.4, summary: `the negotiation failed (${n.outcome})` };
+  }
+}
+
+function probeFinding(p: ProbeResult): Finding {
+  switch (p.connect.outcome) {
+    case 'refused': return { cause: 'no-listener', confidence: 0.95, summary: `nothing listens on port ${p.port} (connection refused)` };
+    case 'timeout': return { cause: 'unreachable', confidence: 0.8, summary: `connect to port ${p.port} timed out: SYNs are dropped (firewall, NSG, VPN) or the host is down`, networkish: true };
+    case 'unreachable': return { cause: 'unreachable', confidence: 0.9, summary: `no route to ${p.host} (${p.connect.error ?? 'unreachable'})` };
+    case 'unresolved': return { cause: 'unreachable', confidence: 0.9, summary: `the name ${p.host} does not resolve (${p.connect.error ?? 'no address'})` };
+    case 'reset': return { cause: 'closed-by-server', confidence: 0.85, summary: 'the server accepts TCP and resets the connection at once' };
+    case 'error': return { cause: 'unreachable', confidence: 0.5, summary: `connect failed: ${p.connect.error ?? 'unknown error'}` };
+    default: break;
+  }
+  if (!p.negotiation) return { cause: 'unreachable', confidence: 0.3, summary: 'the probe did not get to the negotiation' };
+  return negotiationFinding(p, p.negotiation);
+}
+
+// ---------------------------------------------------------------- network
+
+function sampleLine(s: ConnectSample): string {
+  const r = s.rtt;
+  const rtt = r ? `; connect time min/p50/p95/max ${fmt(r.min)}/${fmt(r.p50)}/${fmt(r.p95)}/${fmt(r.max)}, jitter ${fmt(r.jitter)}` : '';
+  const lost = s.lost ? `, ${s.lost} lost (no SYN-ACK within ${s.cutoffMs} ms, or only after a retransmit)` : ', none lost';
+  const refused = s.refused ? `, ${s.refused} refused` : '';
+  return `connect sample: ${s.attempts} connects ${s.intervalMs} ms apart: ${s.answered} answered${refused}${lost}${rtt}`;
+}
+
+function pathMtuLine(m: PathMtuCheck): string {
+  if (m.status === 'skipped') return `path-MTU check skipped: ${m.reason}`;
+  if (m.status === 'error') return `path-MTU check failed: ${m.reason}`;
+  const ifc = m.interfaceMtu ? ` (interface ${m.interface ?? '?'} MTU ${m.interfaceMtu})` : '';
+  if (m.pathMtu === null || m.pathMtu === undefined) return `path-MTU check: no don't-fragment ping got through to ${m.target}${ifc}: ICMP is filtered, no conclusion`;
+  const smaller = m.interfaceMtu && m.pathMtu < m.interfaceMtu;
+  return `path-MTU check: ${m.pathMtu} bytes to ${m.target}${ifc}${smaller ? ': full-size packets do not pass' : ': full-size packets pass'} (${m.probes ?? '?'} probes)`;
+}
+
+/** Name the cause. `network` (diagnose) adds the connect sample and the path-MTU check. */
+export function verdictOf(p: ProbeResult, network?: NetworkEvidence | null): Verdict {
+  let f = probeFinding(p);
+  const evidence = probeEvidence(p);
+  const notes: string[] = [];
+  if (network) {
+    const s = network.sample;
+    const m = network.pathMtu;
+    if (s) evidence.push(sampleLine(s));
+    if (m) evidence.push(pathMtuLine(m));
+    const { maxRttMs, maxLost } = network.thresholds;
+    const lossy = !!s && s.lost >= maxLost;
+    const someLost = !!s && s.lost >= 1;
+    const slow = !!s?.rtt && s.rtt.p50 >= maxRttMs;
+    const mtuSmaller = m?.status === 'done' && typeof m.pathMtu === 'number' && typeof m.interfaceMtu === 'number' && m.pathMtu < m.interfaceMtu;
+    const mtuFull = m?.status === 'done' && typeof m.pathMtu === 'number' && typeof m.interfaceMtu === 'number' && m.pathMtu >= m.interfaceMtu;
+    const lossText = s ? `${s.lost} of ${s.attempts} connects lost` : '';
+    const slowText = s?.rtt ? `median connect time ${fmt(s.rtt.p50)} (threshold ${maxRttMs} ms)` : '';
+    const why = [lossy || (someLost && f.networkish) ? lossText : '', slow ? slowText : ''].filter(Boolean).join(', ');
+
+    if (p.connect.outcome === 'timeout') {
+      if (s && s.answered > 0) f = { cause: 'unstable-network', confidence: 0.85, summary: `connects time out intermittently: the probe's connect timed out, ${s.answered} of ${s.attempts} sample connects were answered` };
+      else if (s) f = { cause: 'unreachable', confidence: 0.9, summary: `no connect was answered (the probe's and ${s.attempts - 1} more): SYNs to port ${p.port} are dropped (firewall, NSG, VPN) or the host is down` };
+    } else if (f.networkish && (lossy || someLost || slow)) {
+      notes.push(`the probe's failure (${f.summary}) is what a lossy or slow path produces`);
+      f = { cause: 'unstable-network', confidence: lossy || slow ? 0.85 : 0.7, summary: `the path to ${p.target} is unstable: ${why}` };
+    } else if (f.flightLost && f.cause === 'mtu-blackhole') {
+      if (mtuSmaller && f.confidence < 0.9) f = { ...f, confidence: 0.85, summary: `small packets pass but the server's TLS flight never arrives, and the path MTU is ${m!.pathMtu} < ${m!.interfaceMtu}: a path-MTU black hole` };
+      else if (mtuFull && f.confidence < 0.9) f = { ...f, cause: 'certificate-key-unusable', confidence: 0.5, summary: 'the server chose TLS and never answered our ClientHello although full-size packets pass the path: a hung TLS stack or unusable key' };
+    } else if (f.cause === 'healthy' && (lossy || slow)) {
+      f = { cause: 'unstable-network', confidence: 0.8, summary: `RDP answers, but the path to ${p.target} is unstable: ${[lossy ? lossText : '', slow ? slowText : ''].filter(Boolean).join(', ')}` };
+    } else if (f.cause === 'healthy' && someLost) {
+      f = { ...f, confidence: 0.7 };
+      notes.push(`${lossText}: light loss on the path (below the threshold of ${maxLost})`);
+    } else if (lossy || slow) {
+      notes.push(`also: the path is unstable (${[lossy ? lossText : '', slow ? slowText : ''].filter(Boolean).join(', ')})`);
+    }
+    if (mtuSmaller && f.cause !== 'mtu-blackhole') notes.push(`the path MTU (${m!.pathMtu}) is smaller than the interface MTU (${m!.interfaceMtu}): large packets need PMTU discovery to work`);
+  }
+  const recipe = recipeFor(f.cause);
+  return {
+    cause: f.cause,
+    confidence: Math.round(f.confidence * 100) / 100,
+    summary: f.summary,
+    evidence: [...evidence, ...notes],
+    recipe,
+    next: nextSteps(f.cause, recipe, p),
+  };
+}
+
+// ---------------------------------------------------------------- next steps
+
+const CLIENT_SIDE = new Set(['vpn-mtu', 'unstable-network']);
+
+/** The exact commands that fix the cause (run-recipe), or advice where no recipe applies. */
+export function nextSteps(cause: Cause, recipe: string | null, p: Pick<ProbeResult, 'target' | 'host' | 'port'>): string[] {
+  if (cause === 'healthy') return [];
+  if (cause === 'not-rdp') {
+    return [
+      `Port ${p.port} on ${p.host} is not an RDP listener. On the server, see which port RDP uses:`,
+      `  Get-ItemProperty -LiteralPath 'HKLM:\\SYSTEM\\CurrentControlSet\\Control\\Terminal Server\\WinStations\\RDP-Tcp' -Name PortNumber`,
+    ];
+  }
+  if (!recipe) return [];
+  const base = `npx tsx scripts/run-recipe.ts ${recipe} --host ${p.target}`;
+  if (CLIENT_SIDE.has(recipe)) {
+    const lines = [base];
+    if (cause === 'unreachable') lines.push(`and check the firewall, NSG and VPN between here and ${p.host} for port ${p.port}`);
+    return lines;
+  }
+  const local = p.host === '127.0.0.1' || p.host === '::1' || p.host.toLowerCase() === 'localhost';
+  return [
+    `${base} --target ${local ? 'local' : `winrm://${p.host}`}`,
+    `(or --target azure://SUBSCRIPTION/RESOURCE_GROUP/VM when RDP and WinRM are down, ssh://USER@${p.host}, or --emit to print a script to paste)`,
+  ];
+}
+
+// ---------------------------------------------------------------- human output
+
+/** Verdict first, then the evidence, then the command. */
+export function formatVerdict(v: Verdict & { target: string }): string {
+  const ok = v.cause === 'healthy';
+  const head = `${ok ? chalk.green('✔') : chalk.red('✘')} ${chalk.bold(v.target)}: ${ok ? chalk.green(v.cause) : chalk.red(v.cause)} ${chalk.dim(`(confidence ${v.confidence.toFixed(2)})`)}`;
+  const lines = [head, `  ${v.summary}`, ...v.evidence.map((e) => `  ${chalk.dim('•')} ${e}`)];
+  if (v.next.length) lines.push('', chalk.bold(v.recipe ? `Fix (recipe ${v.recipe}):` : 'Next:'), ...v.next.map((n) => `  ${n}`));
+  return lines.join('\n');
+}
