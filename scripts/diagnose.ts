@@ -1,0 +1,344 @@
+// diagnose.ts: one command that says why Remote Desktop fails with 0x904 (extended 0x7) — "the
+// socket was closed" — and which recipe fixes it. This is what `npm start` runs.
+//
+// When to use it: first, from the machine where the RDP client fails (default target
+// 127.0.0.1:3389), or for a whole fleet with --hosts FILE. It changes nothing; nothing to undo.
+//
+// What it does, at the same time:
+//   - the RDP probe (probe-rdp.ts: TCP, X.224 negotiation, TLS and certificate, at most 5
+//     connections);
+//   - a connect sample: about ten TCP connects 20 ms apart (the probe's own connect is the first).
+//     A connect that is not answered within 1.2 s lost its SYN or SYN-ACK (the first retransmit
+//     is at 1 s), so a lossy path is caught even when the probe itself got through, and a healthy
+//     host is still done in about 0.2 s;
+//   - where the probe points at the network (the TLS flight never arrives, connects time out or
+//     are lost), the path-MTU check of scripts/lower-mtu.ts (DF pings), when that script exists;
+//     otherwise the evidence says the check was skipped.
+// Then it prints the verdict, the evidence, and the exact command of the recipe that fixes it.
+import { existsSync, readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
+import { fileURLToPath } from 'node:url';
+import { recipeFor, type Cause } from './lib/causes.ts';
+import { isMain, makeCli, runCli } from './lib/cli.ts';
+import { EnvError, UsageError } from './lib/errors.ts';
+import { chalk, printJson, withSpinner } from './lib/output.ts';
+import { formatVerdict, verdictOf, type ConnectSample, type NetworkEvidence, type PathMtuCheck, type SampleConnect, type Verdict } from './lib/rdp-verdict.ts';
+import { tcpConnect } from './lib/tcp.ts';
+import { formatHostPort, validateHost, validateInt, validateLocalPath } from './lib/validate.ts';
+import { DEFAULT_TIMEOUTS, probeRdp, type ProbeOptions, type ProbeResult } from './probe-rdp.ts';
+
+// ---------------------------------------------------------------- types
+
+export const DEFAULTS = {
+  host: '127.0.0.1',
+  port: 3389,
+  /** Connects in the sample, the probe's own included. */
+  samples: 10,
+  intervalMs: 20,
+  /** A sample connect still unanswered after this long lost its SYN (first retransmit at 1 s). */
+  cutoffMs: 1200,
+  /** Median connect time at or above this is "slow". */
+  maxRttMs: 500,
+  /** This many lost sample connects make the path "lossy". */
+  maxLost: 2,
+  /** Longest wait for the path-MTU check. */
+  pathMtuDeadlineMs: 10_000,
+} as const;
+
+export interface DiagnoseOptions extends Omit<ProbeOptions, 'host' | 'port' | 'address' | 'onProgress'> {
+  samples?: number;
+  intervalMs?: number;
+  maxRttMs?: number;
+  maxLost?: number;
+  /** Run the path-MTU check when the probe points at the network (default true). */
+  pathMtu?: boolean;
+}
+
+export interface DiagnoseReport extends Verdict {
+  status: 'ok' | 'failed';
+  target: string;
+  probe: ProbeResult;
+  network: NetworkEvidence;
+  /** TCP connections opened: the probe's and the sample's extra connects. */
+  connections: { probe: number; sample: number; total: number };
+  ms: number;
+}
+
+// ---------------------------------------------------------------- connect sample
+
+/**
+ * `extra` connects, interval apart, starting one interval after the probe's connect. Each one is
+ * closed as soon as it is answered. Bounded by (extra * interval + cutoff).
+ */
+export async function connectSample(address: string, port: number, extra: number, intervalMs: number, cutoffMs: number): Promise<SampleConnect[]> {
+  return Promise.all(Array.from({ length: extra }, async (_, k) => {
+    const i = k + 1;
+    await new Promise((r) => setTimeout(r, i * intervalMs));
+    const c = await tcpConnect(address, port, cutoffMs);
+    const outcome: SampleConnect['outcome'] = c.error === 'ECONNRESET' ? 'reset' : c.outcome;
+    const answered = outcome === 'accepted' || outcome === 'refused' || outcome === 'reset';
+    return { i, outcome, ms: c.ms, lost: !answered ? outcome === 'timeout' : c.ms >= 1000 };
+  }));
+}
+
+function percentile(sorted: number[], p: number): number {
+  const idx = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
+  return sorted[idx]!;
+}
+
+/** Sample statistics; the probe's connect is sample 0. */
+export function summariseSample(probe: ProbeResult, extra: SampleConnect[], intervalMs: number, cutoffMs: number): ConnectSample {
+  const results: SampleConnect[] = [];
+  const pc = probe.connect;
+  if (pc.outcome !== 'unresolved') {
+    const answered = pc.outcome === 'accepted' || pc.outcome === 'refused' || pc.outcome === 'reset';
+    results.push({ i: 0, outcome: pc.outcome, ms: pc.ms, lost: answered ? pc.ms >= 1000 : pc.outcome === 'timeout' });
+  }
+  results.push(...extra);
+  const answered = results.filter((r) => r.outcome === 'accepted' || r.outcome === 'refused' || r.outcome === 'reset');
+  const times = answered.map((r) => r.ms).sort((a, b) => a - b);
+  const r2 = (n: number) => Math.round(n * 100) / 100;
+  let rtt: ConnectSample['rtt'] = null;
+  if (times.length) {
+    const avg = times.reduce((a, b) => a + b, 0) / times.length;
+    const jitter = Math.sqrt(times.reduce((a, b) => a + (b - avg) ** 2, 0) / times.length);
+    rtt = { min: r2(times[0]!), p50: r2(percentile(times, 50)), p95: r2(percentile(times, 95)), max: r2(times.at(-1)!), avg: r2(avg), jitter: r2(jitter) };
+  }
+  return {
+    attempts: results.length,
+    answered: answered.length,
+    accepted: results.filter((r) => r.outcome === 'accepted').length,
+    refused: results.filter((r) => r.outcome === 'refused').length,
+    lost: results.filter((r) => r.lost).length,
+    intervalMs,
+    cutoffMs,
+    rtt,
+    results,
+  };
+}
+
+// ---------------------------------------------------------------- path-MTU check
+
+type ProbePathMtu = (opts: { host: string; floor?: number; timeoutMs?: number }) => Promise<{ target: string; pathMtu: number | null; probes: number; interface: string | null; interfaceMtu: number | null }>;
+
+const LOWER_MTU = new URL('./lower-mtu.ts', import.meta.url);
+
+/** probePathMtu from scripts/lower-mtu.ts, or why it cannot be used. Loaded only when needed. */
+async function loadProbePathMtu(): Promise<ProbePathMtu | string> {
+  if (!existsSync(fileURLToPath(LOWER_MTU))) return 'scripts/lower-mtu.ts is not installed yet, so the DF-ping path-MTU check was not run';
+  try {
+    const mod = (await import(LOWER_MTU.href)) as { probePathMtu?: unknown };
+    if (typeof mod.probePathMtu !== 'function') return 'scripts/lower-mtu.ts does not export probePathMtu, so the DF-ping path-MTU check was not run';
+    return mod.probePathMtu as ProbePathMtu;
+  } catch (e) {
+    return `scripts/lower-mtu.ts could not be loaded (${(e as Error).message.split('\n')[0]})`;
+  }
+}
+
+/** Run the path-MTU check, bounded by deadlineMs. Never throws. */
+export async function pathMtuCheck(address: string, deadlineMs: number = DEFAULTS.pathMtuDeadlineMs): Promise<PathMtuCheck> {
+  const t0 = performance.now();
+  const ms = () => Math.round(performance.now() - t0);
+  const fn = await loadProbePathMtu();
+  if (typeof fn === 'string') return { status: 'skipped', reason: fn, ms: ms() };
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    const r = await Promise.race([
+      fn({ host: address, timeoutMs: 1000 }),
+      new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error(`no result within ${deadlineMs} ms`)), deadlineMs); }),
+    ]);
+    return { status: 'done', target: r.target, pathMtu: r.pathMtu, interface: r.interface, interfaceMtu: r.interfaceMtu, probes: r.probes, ms: ms() };
+  } catch (e) {
+    return { status: 'error', reason: (e as Error).message.split('\n')[0], ms: ms() };
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+// ---------------------------------------------------------------- diagnose
+
+/** Does the probe's result point at the network (so that the path MTU matters)? */
+function pointsAtNetwork(p: ProbeResult, s: ConnectSample): boolean {
+  const tls = p.tls?.outcome;
+  if (tls === 'silence' || tls === 'stalled') return true;
+  if (p.connect.outcome === 'timeout' && s.answered > 0) return true;
+  return s.lost > 0 && s.answered > 0;
+}
+
+/** Diagnose one host. Never throws for network reasons. */
+export async function diagnose(host: string, port: number = DEFAULTS.port, o: DiagnoseOptions = {}): Promise<DiagnoseReport> {
+  const t0 = performance.now();
+  const samples = o.samples ?? DEFAULTS.samples;
+  const intervalMs = o.intervalMs ?? DEFAULTS.intervalMs;
+  const thresholds = { maxRttMs: o.maxRttMs ?? DEFAULTS.maxRttMs, maxLost: o.maxLost ?? DEFAULTS.maxLost };
+  const target = formatHostPort({ host, port });
+
+  // Resolve once, so the probe and the sample talk to the same address.
+  let address: string | undefined = isIP(host) ? host : undefined;
+  if (!address) {
+    const { lookup } = await import('node:dns/promises');
+    let timer: NodeJS.Timeout | undefined;
+    address = await Promise.race([
+      lookup(host).then((r) => r.address).catch(() => undefined),
+      new Promise<undefined>((r) => { timer = setTimeout(() => r(undefined), o.connectTimeoutMs ?? DEFAULT_TIMEOUTS.connectMs); }),
+    ]);
+    clearTimeout(timer);
+  }
+
+  let mtu: Promise<PathMtuCheck> | undefined;
+  const startMtu = (addr: string) => (mtu ??= o.pathMtu === false ? Promise.resolve({ status: 'skipped', reason: 'disabled (--no-path-mtu)', ms: 0 } as PathMtuCheck) : pathMtuCheck(addr));
+  const probeP = probeRdp({
+    ...o,
+    host,
+    port,
+    ...(address ? { address } : {}),
+    onProgress: (e) => { if (e.step === 'tls-silence') void startMtu(e.address); },
+  });
+  const sampleP = address ? connectSample(address, port, Math.max(0, samples - 1), intervalMs, DEFAULTS.cutoffMs) : Promise.resolve([]);
+  const [probe, extra] = await Promise.all([probeP, sampleP]);
+  const sample = summariseSample(probe, extra, intervalMs, DEFAULTS.cutoffMs);
+  if (address && pointsAtNetwork(probe, sample)) startMtu(address);
+  const network: NetworkEvidence = { sample: address ? sample : null, pathMtu: mtu ? await mtu : null, thresholds };
+  const v = verdictOf(probe, network);
+  const sampleConns = extra.length;
+  return {
+    status: v.cause === 'healthy' ? 'ok' : 'failed',
+    target,
+    ...v,
+    probe,
+    network,
+    connections: { probe: probe.connections, sample: sampleConns, total: probe.connections + sampleConns },
+    ms: Math.round(performance.now() - t0),
+  };
+}
+
+export interface FleetTarget {
+  host: string;
+  port: number;
+  /** Line number in the hosts file (1-based), for the output. */
+  line?: number;
+}
+
+/**
+ * Diagnose many hosts, `parallel` at a time. Each report is passed to onReport as soon as it is
+ * ready (one slow host holds up no other); the result is in input order.
+ */
+export async function diagnoseFleet(targets: FleetTarget[], parallel: number, o: DiagnoseOptions = {}, onReport?: (r: DiagnoseReport, t: FleetTarget) => void): Promise<DiagnoseReport[]> {
+  const out: DiagnoseReport[] = new Array(targets.length);
+  let next = 0;
+  const worker = async () => {
+    for (;;) {
+      const i = next++;
+      if (i >= targets.length) return;
+      const t = targets[i]!;
+      const r = await diagnose(t.host, t.port, o);
+      out[i] = r;
+      onReport?.(r, t);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(parallel, targets.length)) }, worker));
+  return out;
+}
+
+/** Parse a hosts file: one HOST[:PORT] per line; blank lines and # comments ignored; further columns (a run-recipe target) ignored. */
+export function parseHostsFile(text: string, file: string): FleetTarget[] {
+  const targets: FleetTarget[] = [];
+  text.split(/\r?\n/).forEach((raw, idx) => {
+    const line = raw.replace(/#.*$/, '').trim();
+    if (!line) return;
+    const first = line.split(/\s+/)[0]!;
+    let h;
+    try {
+      h = validateHost(first, `host on line ${idx + 1} of ${file}`);
+    } catch (e) {
+      throw e instanceof UsageError ? e : new UsageError(String(e));
+    }
+    targets.push({ host: h.host, port: h.port ?? DEFAULTS.port, line: idx + 1 });
+  });
+  if (!targets.length) throw new UsageError(`no hosts in ${file}`, 'one HOST[:PORT] per line; # starts a comment');
+  return targets;
+}
+
+// ---------------------------------------------------------------- CLI
+
+function fleetLine(r: DiagnoseReport): string {
+  const ok = r.cause === 'healthy';
+  return `${ok ? chalk.green('✔') : chalk.red('✘')} ${r.target.padEnd(26)} ${(ok ? chalk.green : chalk.red)(r.cause.padEnd(25))} ${r.confidence.toFixed(2)}  ${chalk.dim(r.summary)}`;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const args = await makeCli(argv, 'diagnose')
+    .strict(false)
+    .strictOptions(true) // one optional positional (the host), every option checked
+    .usage('$0 [HOST[:PORT]] [options]\n\nName the cause of Remote Desktop error 0x904/0x7 from the client side and print the command that fixes it.\nRuns the RDP probe, a TCP connect sample and (where the network is suspect) a path-MTU check. Changes nothing.\nDefault target: 127.0.0.1:3389.')
+    .option('json', { type: 'boolean', default: false, describe: 'one JSON document (with --hosts: one JSON object per line)' })
+    .option('hosts', { type: 'string', describe: 'fleet: file with one HOST[:PORT] per line (# comments; further columns ignored)' })
+    .option('parallel', { type: 'number', default: 16, describe: 'fleet: hosts diagnosed at once' })
+    .option('tls-versions', { type: 'boolean', default: false, describe: 'also test which TLS versions (1.0-1.3) the server accepts' })
+    .option('samples', { type: 'number', default: DEFAULTS.samples, describe: 'TCP connects in the loss/latency sample, the probe\'s included (1 = the probe only)' })
+    .option('interval', { type: 'number', default: DEFAULTS.intervalMs, describe: 'ms between sample connects' })
+    .option('max-rtt', { type: 'number', default: DEFAULTS.maxRttMs, describe: 'median connect time (ms) from which the path counts as too slow' })
+    .option('max-lost', { type: 'number', default: DEFAULTS.maxLost, describe: 'lost sample connects from which the path counts as lossy' })
+    .option('connect-timeout', { type: 'number', default: DEFAULT_TIMEOUTS.connectMs, describe: 'TCP connect timeout of the probe, ms' })
+    .option('x224-timeout', { type: 'number', default: DEFAULT_TIMEOUTS.x224Ms, describe: 'wait for the X.224 Connection Confirm, ms' })
+    .option('tls-timeout', { type: 'number', default: DEFAULT_TIMEOUTS.tlsMs, describe: 'wait for the TLS handshake, ms' })
+    .option('mss-retry', { type: 'boolean', default: true, describe: 'when the TLS flight never arrives, retry with a 536-byte segment size (needs perl or python3)' })
+    .option('path-mtu', { type: 'boolean', default: true, describe: 'run the DF-ping path-MTU check (scripts/lower-mtu.ts) when the network is suspect' })
+    .example('$0', 'diagnose this machine (127.0.0.1:3389)')
+    .example('$0 10.0.0.4', 'diagnose a server on the default port')
+    .example('$0 vm1.contoso.com:3390 --json', 'machine-readable verdict')
+    .example('$0 --hosts hosts.txt --parallel 64 --json > results.jsonl', 'a fleet, one JSON object per line')
+    .epilog('Exit codes: 0 healthy, 1 a problem was found (every host, in fleet mode), 2 bad usage.\nFix: the printed `npx tsx scripts/run-recipe.ts RECIPE --host HOST ...` command.')
+    .parseAsync();
+
+  const json = args.json;
+  const opts: DiagnoseOptions = {
+    connectTimeoutMs: validateInt(args['connect-timeout'], '--connect-timeout', 100, 60_000),
+    x224TimeoutMs: validateInt(args['x224-timeout'], '--x224-timeout', 100, 60_000),
+    tlsTimeoutMs: validateInt(args['tls-timeout'], '--tls-timeout', 100, 60_000),
+    tlsVersions: args['tls-versions'],
+    mssRetry: args['mss-retry'],
+    pathMtu: args['path-mtu'],
+    samples: validateInt(args.samples, '--samples', 1, 50),
+    intervalMs: validateInt(args.interval, '--interval', 0, 1000),
+    maxRttMs: validateInt(args['max-rtt'], '--max-rtt', 1, 60_000),
+    maxLost: validateInt(args['max-lost'], '--max-lost', 1, 50),
+  };
+  const positional = args._.map(String);
+
+  if (args.hosts !== undefined) {
+    if (positional.length) throw new UsageError(`give either HOST or --hosts FILE, not both (got ${positional.map((p) => JSON.stringify(p)).join(' ')})`);
+    const file = validateLocalPath(args.hosts, '--hosts');
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch {
+      throw new EnvError(`cannot read hosts file ${JSON.stringify(file)}`);
+    }
+    const targets = parseHostsFile(text, file);
+    const parallel = validateInt(args.parallel, '--parallel', 1, 1024);
+    const t0 = performance.now();
+    const reports = await diagnoseFleet(targets, parallel, opts, (r, t) => {
+      if (json) printJson({ line: t.line, ...r });
+      else process.stdout.write(fleetLine(r) + '\n');
+    });
+    if (!json) {
+      const counts = new Map<Cause, number>();
+      for (const r of reports) counts.set(r.cause, (counts.get(r.cause) ?? 0) + 1);
+      const parts = [...counts].sort((a, b) => b[1] - a[1]).map(([c, n]) => `${n} ${c}${recipeFor(c) ? ` (recipe ${recipeFor(c)})` : ''}`);
+      process.stdout.write(`\n${reports.length} hosts in ${((performance.now() - t0) / 1000).toFixed(1)} s: ${parts.join(', ')}\n`);
+      process.stdout.write(chalk.dim(`Fix a group: npx tsx scripts/run-recipe.ts RECIPE --hosts FILE --target "winrm://{host}"\n`));
+    }
+    return reports.every((r) => r.status === 'ok') ? 0 : 1;
+  }
+
+  if (positional.length > 1) throw new UsageError(`expected at most one HOST[:PORT], got ${positional.length}: ${positional.map((p) => JSON.stringify(p)).join(' ')}`);
+  const t = positional.length ? validateHost(positional[0]!) : { host: DEFAULTS.host, port: DEFAULTS.port };
+  const port = t.port ?? DEFAULTS.port;
+  const report = await withSpinner(`Diagnosing ${formatHostPort({ host: t.host, port })}`, () => diagnose(t.host, port, opts), !json);
+  if (json) printJson(report);
+  else process.stdout.write(formatVerdict(report) + '\n');
+  return report.status === 'ok' ? 0 : 1;
+}
+
+if (isMain(import.meta.url)) await runCli(main);
