@@ -70,7 +70,7 @@ export interface ExecOut {
   error?: string;
 }
 
-/** Run a program (argv array, no shell), C locale, bounded in time. Never rejects. */
+/** Run a program (argv array, no shell), C locale, stdin closed, bounded in time. Never rejects. */
 export function execArgv(argv: string[], timeoutMs = 10_000, input?: string): Promise<ExecOut> {
   return new Promise((resolve) => {
     const child = execFile(
@@ -83,7 +83,8 @@ export function execArgv(argv: string[], timeoutMs = 10_000, input?: string): Pr
         resolve({ stdout: String(stdout), stderr: String(stderr), code, ...(e && typeof e.code === 'string' ? { error: e.code } : {}) });
       },
     );
-    if (input !== undefined) child.stdin?.end(input);
+    // Always close stdin: a program that reads it must never wait on us.
+    child.stdin?.on('error', () => {}).end(input ?? '');
   });
 }
 
