@@ -96,7 +96,8 @@ export function summariseSample(probe: ProbeResult, extra: SampleConnect[], inte
   }
   results.push(...extra);
   const answered = results.filter((r) => r.outcome === 'accepted' || r.outcome === 'refused' || r.outcome === 'reset');
-  const times = answered.map((r) => r.ms).sort((a, b) => a - b);
+  // Latency over prompt answers only: a retransmitted SYN is counted as loss, not as a slow path.
+  const times = answered.filter((r) => !r.lost).map((r) => r.ms).sort((a, b) => a - b);
   const r2 = (n: number) => Math.round(n * 100) / 100;
   let rtt: ConnectSample['rtt'] = null;
   if (times.length) {
@@ -119,7 +120,11 @@ export function summariseSample(probe: ProbeResult, extra: SampleConnect[], inte
 
 // ---------------------------------------------------------------- path-MTU check
 
-type ProbePathMtu = (opts: { host: string; floor?: number; timeoutMs?: number }) => Promise<{ target: string; pathMtu: number | null; probes: number; interface: string | null; interfaceMtu: number | null }>;
+type ProbePathMtu = (opts: { host: string; floor?: number; timeoutMs?: number }) => Promise<{
+  target: string; pathMtu: number | null; probes: number; interface: string | null; interfaceMtu: number | null;
+  /** Later versions of lower-mtu.ts also say whether the sizes above pathMtu vanished silently. */
+  blackhole?: boolean | null; error?: string;
+}>;
 
 const LOWER_MTU = new URL('./lower-mtu.ts', import.meta.url);
 
@@ -135,8 +140,11 @@ async function loadProbePathMtu(): Promise<ProbePathMtu | string> {
   }
 }
 
-/** Run the path-MTU check, bounded by deadlineMs. Never throws. */
-export async function pathMtuCheck(address: string, deadlineMs: number = DEFAULTS.pathMtuDeadlineMs): Promise<PathMtuCheck> {
+/**
+ * Run the path-MTU check, bounded by deadlineMs. `pingTimeoutMs` is the wait per DF ping (a silent
+ * size costs that much; on a path with a 1 ms RTT a reply comes in well under 300 ms). Never throws.
+ */
+export async function pathMtuCheck(address: string, pingTimeoutMs = 1000, deadlineMs: number = DEFAULTS.pathMtuDeadlineMs): Promise<PathMtuCheck> {
   const t0 = performance.now();
   const ms = () => Math.round(performance.now() - t0);
   const fn = await loadProbePathMtu();
@@ -144,10 +152,13 @@ export async function pathMtuCheck(address: string, deadlineMs: number = DEFAULT
   let timer: NodeJS.Timeout | undefined;
   try {
     const r = await Promise.race([
-      fn({ host: address, timeoutMs: 1000 }),
+      fn({ host: address, timeoutMs: pingTimeoutMs }),
       new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error(`no result within ${deadlineMs} ms`)), deadlineMs); }),
     ]);
-    return { status: 'done', target: r.target, pathMtu: r.pathMtu, interface: r.interface, interfaceMtu: r.interfaceMtu, probes: r.probes, ms: ms() };
+    return {
+      status: 'done', target: r.target, pathMtu: r.pathMtu, interface: r.interface, interfaceMtu: r.interfaceMtu, probes: r.probes,
+      ...(r.blackhole !== undefined ? { blackhole: r.blackhole } : {}), ...(r.error ? { reason: r.error } : {}), ms: ms(),
+    };
   } catch (e) {
     return { status: 'error', reason: (e as Error).message.split('\n')[0], ms: ms() };
   } finally {
@@ -186,13 +197,18 @@ export async function diagnose(host: string, port: number = DEFAULTS.port, o: Di
   }
 
   let mtu: Promise<PathMtuCheck> | undefined;
-  const startMtu = (addr: string) => (mtu ??= o.pathMtu === false ? Promise.resolve({ status: 'skipped', reason: 'disabled (--no-path-mtu)', ms: 0 } as PathMtuCheck) : pathMtuCheck(addr));
+  let pingTimeoutMs = 1000;
+  const startMtu = (addr: string) => (mtu ??= o.pathMtu === false ? Promise.resolve({ status: 'skipped', reason: 'disabled (--no-path-mtu)', ms: 0 } as PathMtuCheck) : pathMtuCheck(addr, pingTimeoutMs));
   const probeP = probeRdp({
     ...o,
     host,
     port,
     ...(address ? { address } : {}),
-    onProgress: (e) => { if (e.step === 'tls-silence') void startMtu(e.address); },
+    onProgress: (e) => {
+      // A DF ping that has not come back after 20 connect times (at least 300 ms) is lost.
+      if (e.step === 'connected') pingTimeoutMs = Math.min(1000, Math.max(300, Math.round(e.ms * 20)));
+      if (e.step === 'tls-silence') void startMtu(e.address);
+    },
   });
   const sampleP = address ? connectSample(address, port, Math.max(0, samples - 1), intervalMs, DEFAULTS.cutoffMs) : Promise.resolve([]);
   const [probe, extra] = await Promise.all([probeP, sampleP]);

@@ -26,7 +26,7 @@ export interface ConnectSample {
   intervalMs: number;
   /** A connect still pending after this long counts as lost (the first SYN retransmit is at 1 s). */
   cutoffMs: number;
-  /** Over answered connects, in ms; null when none answered. */
+  /** Over promptly answered connects (not lost), in ms; null when none was. */
   rtt: { min: number; p50: number; p95: number; max: number; avg: number; jitter: number } | null;
   results: SampleConnect[];
 }
@@ -40,6 +40,8 @@ export interface PathMtuCheck {
   interface?: string | null;
   interfaceMtu?: number | null;
   probes?: number;
+  /** lower-mtu's own reading: sizes above pathMtu vanished without an ICMP answer. */
+  blackhole?: boolean | null;
   ms: number;
 }
 
@@ -264,19 +266,27 @@ function probeFinding(p: ProbeResult): Finding {
 
 function sampleLine(s: ConnectSample): string {
   const r = s.rtt;
-  const rtt = r ? `; connect time min/p50/p95/max ${fmt(r.min)}/${fmt(r.p50)}/${fmt(r.p95)}/${fmt(r.max)}, jitter ${fmt(r.jitter)}` : '';
-  const lost = s.lost ? `, ${s.lost} lost (no SYN-ACK within ${s.cutoffMs} ms, or only after a retransmit)` : ', none lost';
-  const refused = s.refused ? `, ${s.refused} refused` : '';
-  return `connect sample: ${s.attempts} connects ${s.intervalMs} ms apart: ${s.answered} answered${refused}${lost}${rtt}`;
+  const rtt = r ? `; prompt connect times min/p50/p95/max ${fmt(r.min)}/${fmt(r.p50)}/${fmt(r.p95)}/${fmt(r.max)}, jitter ${fmt(r.jitter)}` : '';
+  const late = s.results.filter((x) => x.lost && x.outcome !== 'timeout').length;
+  const silent = s.results.filter((x) => x.outcome === 'timeout').length;
+  const other = s.attempts - s.answered - silent;
+  const parts = [
+    `${s.answered - late} answered promptly${s.refused ? ` (${s.refused} refused)` : ''}`,
+    ...(late ? [`${late} only after a SYN retransmit (>= 1 s)`] : []),
+    ...(silent ? [`${silent} not answered within ${s.cutoffMs} ms`] : []),
+    ...(other ? [`${other} failed otherwise`] : []),
+  ];
+  return `connect sample: ${s.attempts} connects ${s.intervalMs} ms apart: ${parts.join(', ')}: ${s.lost ? `${s.lost} lost` : 'none lost'}${rtt}`;
 }
 
 function pathMtuLine(m: PathMtuCheck): string {
   if (m.status === 'skipped') return `path-MTU check skipped: ${m.reason}`;
   if (m.status === 'error') return `path-MTU check failed: ${m.reason}`;
   const ifc = m.interfaceMtu ? ` (interface ${m.interface ?? '?'} MTU ${m.interfaceMtu})` : '';
-  if (m.pathMtu === null || m.pathMtu === undefined) return `path-MTU check: no don't-fragment ping got through to ${m.target}${ifc}: ICMP is filtered, no conclusion`;
+  if (m.pathMtu === null || m.pathMtu === undefined) return `path-MTU check to ${m.target}${ifc}: no conclusion (${m.reason ?? 'no don\'t-fragment ping got an answer'})`;
   const smaller = m.interfaceMtu && m.pathMtu < m.interfaceMtu;
-  return `path-MTU check: ${m.pathMtu} bytes to ${m.target}${ifc}${smaller ? ': full-size packets do not pass' : ': full-size packets pass'} (${m.probes ?? '?'} probes)`;
+  const silent = m.blackhole ? ', larger sizes vanish without an ICMP "fragmentation needed"' : '';
+  return `path-MTU check (DF pings): ${m.pathMtu} bytes to ${m.target}${ifc}${smaller ? `: full-size packets do not pass${silent}` : ': full-size packets pass'} (${m.probes ?? '?'} probes, ${fmt(m.ms)})`;
 }
 
 /** Name the cause. `network` (diagnose) adds the connect sample and the path-MTU check. */
@@ -316,7 +326,11 @@ export function verdictOf(p: ProbeResult, network?: NetworkEvidence | null): Ver
     } else if (lossy || slow) {
       notes.push(`also: the path is unstable (${[lossy ? lossText : '', slow ? slowText : ''].filter(Boolean).join(', ')})`);
     }
-    if (mtuSmaller && f.cause !== 'mtu-blackhole') notes.push(`the path MTU (${m!.pathMtu}) is smaller than the interface MTU (${m!.interfaceMtu}): large packets need PMTU discovery to work`);
+    if (mtuSmaller && f.cause !== 'mtu-blackhole') {
+      notes.push(someLost
+        ? `the DF-ping path MTU (${m!.pathMtu}) is below the interface MTU (${m!.interfaceMtu}), but on a path that loses packets a lost ping looks like a too-big one: measure again once the loss is fixed`
+        : `the path MTU (${m!.pathMtu}) is smaller than the interface MTU (${m!.interfaceMtu}): large packets rely on ICMP "fragmentation needed" getting through`);
+    }
   }
   const recipe = recipeFor(f.cause);
   return {
