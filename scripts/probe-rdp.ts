@@ -56,6 +56,8 @@ export interface ProbeOptions {
   mss?: number;
   /** Silence after the ClientHello before the small-segment retry starts (default 1500 ms). */
   mssRetryAfterMs?: number;
+  /** Use this helper for the small-segment retry (default: perl, else python3). */
+  mssHelper?: 'perl' | 'python3';
   /** At most this many connections (1-5, default 5). */
   maxConnections?: number;
   /** Progress, e.g. to start a path-MTU check as soon as the TLS flight looks lost. */
@@ -317,7 +319,7 @@ export async function probeRdp(o: ProbeOptions): Promise<ProbeResult> {
   const startRetry = () => {
     if (retry) return retry;
     o.onProgress?.({ step: 'tls-silence', ms: round(performance.now() - t0), address: addr, port });
-    retry = smallMssRetry(addr, port, mss, timeouts, budget, servername, o.now, o.mssRetry === false);
+    retry = smallMssRetry(addr, port, mss, timeouts, budget, servername, o.now, o.mssRetry === false, o.mssHelper);
     // Once the flight arrived over small segments, the main handshake's silence has said enough.
     retry.then((r) => { if (r.arrived) abortMain.abort(); });
     return retry;
@@ -373,12 +375,12 @@ export async function probeRdp(o: ProbeOptions): Promise<ProbeResult> {
 /** The same request over a small-MSS connection; `skip` records why it was not run. */
 async function smallMssRetry(
   address: string, port: number, mss: number, timeouts: ProbeResult['timeouts'], budget: Budget,
-  servername: string | undefined, now: Date | undefined, skip: boolean,
+  servername: string | undefined, now: Date | undefined, skip: boolean, only?: 'perl' | 'python3',
 ): Promise<MssRetry> {
   const t0 = performance.now();
   const ms = () => round(performance.now() - t0);
   if (skip) return { mss, skipped: 'disabled (--no-mss-retry)', ms: 0 };
-  const helper = findMssHelper();
+  const helper = findMssHelper(process.platform, only);
   if ('unavailable' in helper) return { mss, skipped: helper.unavailable, ms: 0 };
   if (!budget.take()) return { mss, skipped: `no connection left in the budget of ${budget.max}`, ms: 0 };
   const c = await connectSmallMss(address, port, mss, timeouts.connectMs, helper);

@@ -109,13 +109,13 @@ function which(name: string): string | null {
 }
 
 /** The helper this machine has, or why there is none. */
-export function findMssHelper(platform: NodeJS.Platform = process.platform): MssHelper | { unavailable: string } {
+export function findMssHelper(platform: NodeJS.Platform = process.platform, only?: MssHelper['name']): MssHelper | { unavailable: string } {
   if (platform === 'win32') return { unavailable: 'Windows cannot set a socket\'s TCP_MAXSEG' };
-  for (const name of ['perl', 'python3'] as const) {
+  for (const name of only ? [only] : (['perl', 'python3'] as const)) {
     const path = which(name);
     if (path) return { name, path };
   }
-  return { unavailable: 'neither perl nor python3 is installed to open a connection with a small segment size' };
+  return { unavailable: only ? `${only} is not installed` : 'neither perl nor python3 is installed to open a connection with a small segment size' };
 }
 
 export type SmallMssConnect =
