@@ -1,0 +1,258 @@
+// diagnose against real servers and real networks in the lab: every row of the issue's cause table
+// (xrdp in each configuration, nothing listening, SYNs dropped, a PMTU black hole and the same path
+// without it, random loss on the router, socat that closes at once, non-RDP services, scripted
+// failure codes and alerts); fleet mode (--hosts/--parallel, one JSON object per line, a slow host
+// holds up no other); the CLI contract (JSON fields, exit codes, default target, npm start).
+// Run: npx tsx test/diagnose.test.ts  (needs root, xrdp, socat, iptables; skips otherwise)
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { parseHostsFile, summariseSample, type DiagnoseOptions, type DiagnoseReport } from '../scripts/diagnose.ts';
+import { UsageError } from '../scripts/lib/errors.ts';
+import { recipeFor } from '../scripts/lib/causes.ts';
+import type { ProbeResult } from '../scripts/probe-rdp.ts';
+import { createFleet, FLEET_EXPECT } from './lab/fleet.ts';
+import { cleanupStaleLab, createTopology, type Topology } from './lab/netns.ts';
+import { startPeers, startSocatCloser } from './lab/peers.ts';
+import { labGate, labMissing } from './lab/prereq.ts';
+import { RDPFIX_CALLS } from './lab/rdpfix-calls.ts';
+import { negFailure } from './lab/rdp-bytes.ts';
+import { labCerts, startXrdp } from './lab/xrdp.ts';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+const DIAGNOSE = join(root, 'scripts', 'diagnose.ts');
+const START = join(root, 'scripts', 'start.ts');
+
+async function bounded<T>(ms: number, what: string, fn: () => Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([fn(), new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error(`${what}: over ${ms} ms`)), ms); })]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+async function withTopology<T>(opts: Parameters<typeof createTopology>[0], fn: (t: Topology) => Promise<T>): Promise<T> {
+  const topo = await createTopology(opts);
+  try {
+    return await fn(topo);
+  } finally {
+    await topo.destroy();
+  }
+}
+
+const diagnoseAll = (topo: Topology, list: { host: string; port: number; opts?: DiagnoseOptions }[]) =>
+  topo.call<DiagnoseReport[]>('client', RDPFIX_CALLS, 'diagnoseAll', [list], { timeoutMs: 90_000 });
+const show = (r: DiagnoseReport) => JSON.stringify({ cause: r.cause, summary: r.summary, evidence: r.evidence }, null, 1);
+
+/** The shape the issue asks for, on every report. */
+function assertShape(r: DiagnoseReport): void {
+  assert.match(r.target, /^[^:]+:\d+$/);
+  assert.ok(r.confidence >= 0 && r.confidence <= 1);
+  assert.ok(Array.isArray(r.evidence) && r.evidence.length > 0);
+  assert.is(r.recipe, recipeFor(r.cause));
+  assert.is(r.status, r.cause === 'healthy' ? 'ok' : 'failed');
+  assert.type(r.probe, 'object');
+  assert.type(r.network, 'object');
+  assert.ok(r.probe.connections <= 5);
+}
+
+if (labMissing(['root', 'netns']).length === 0) cleanupStaleLab();
+
+// ---
+
+const units = suite('diagnose: hosts file and sample');
+
+units('hosts file: HOST[:PORT] per line, comments and extra columns ignored, bad lines named', () => {
+  const t = parseHostsFile('# fleet\n10.0.0.4\nvm1.contoso.com:3390  winrm://vm1   # web\n\n[2001:db8::1]:3389\n', 'hosts.txt');
+  assert.equal(t.map((x) => [x.host, x.port, x.line]), [['10.0.0.4', 3389, 2], ['vm1.contoso.com', 3390, 3], ['2001:db8::1', 3389, 5]]);
+  for (const bad of ['10.0.0.4;reboot\n', 'ok.example\n$(evil)\n', '# only comments\n']) {
+    try {
+      parseHostsFile(bad, 'hosts.txt');
+      assert.unreachable(`accepted ${JSON.stringify(bad)}`);
+    } catch (e) {
+      assert.instance(e, UsageError);
+      assert.ok((e as Error).message.includes('hosts.txt'), (e as Error).message);
+    }
+  }
+});
+
+units('sample: the probe\'s connect is sample 0; late or missing answers are losses, not latency', () => {
+  const probe = { connect: { outcome: 'accepted', ms: 2 } } as ProbeResult;
+  const s = summariseSample(probe, [
+    { i: 1, outcome: 'accepted', ms: 1, lost: false },
+    { i: 2, outcome: 'accepted', ms: 1003, lost: true },
+    { i: 3, outcome: 'timeout', ms: 1200, lost: true },
+    { i: 4, outcome: 'refused', ms: 3, lost: false },
+  ], 20, 1200);
+  assert.equal([s.attempts, s.answered, s.accepted, s.refused, s.lost], [5, 4, 3, 1, 2]);
+  assert.equal(s.rtt, { min: 1, p50: 2, p95: 3, max: 3, avg: 2, jitter: 0.82 });
+});
+
+units.run();
+
+// ---
+
+const table = suite('diagnose: every row of the cause table, against xrdp and real networks');
+
+if (labGate('diagnose: cause table (direct)', ['root', 'netns', 'iptables', 'xrdp', 'openssl', 'socat'])) {
+  table('xrdp configurations, nothing listening, SYNs dropped, socat, non-RDP services, scripted failures', () =>
+    bounded(60_000, 'table', async () => {
+      const certs = await labCerts();
+      await withTopology({ kind: 'direct', dropSynPorts: [3500] }, async (topo) => {
+        await Promise.all([
+          startXrdp(topo, { port: 3389, cert: certs.valid }),
+          startXrdp(topo, { port: 3390, securityLayer: 'tls', cert: certs.valid }),
+          startXrdp(topo, { port: 3391, securityLayer: 'rdp', cert: certs.valid }),
+          startXrdp(topo, { port: 3392, cert: certs.mismatched }),
+          startXrdp(topo, { port: 3393, cert: certs.expired }),
+          startXrdp(topo, { port: 3394, securityLayer: 'tls', cert: certs.missing }),
+          startXrdp(topo, { port: 3396, securityLayer: 'tls', cert: certs.valid, sslProtocols: 'TLSv1' }),
+          startPeers(topo, [
+            { mode: 'stall', port: 3500 }, // behind the SYN drop
+            { mode: 'banner', port: 4003 }, { mode: 'http', port: 4004 }, { mode: 'tls-alert', port: 4005 },
+            { mode: 'tls-reset', port: 4007 }, { mode: 'stall', port: 4010 },
+            ...[2, 3, 5, 6].map((code) => ({ mode: 'reply' as const, port: 4100 + code, hex: negFailure(code).toString('hex') })),
+          ]),
+          startSocatCloser(topo, 4020),
+        ]);
+        const want: [number, string, string][] = [
+          [3389, 'healthy', 'xrdp, valid certificate'],
+          [3390, 'healthy', 'xrdp security_layer=tls'],
+          [3391, 'security-layer-mismatch', 'xrdp security_layer=rdp'],
+          [3392, 'certificate-key-unusable', 'certificate and key do not match'],
+          [3393, 'certificate-expired', 'expired certificate'],
+          [3394, 'certificate-key-unusable', 'security_layer=tls, certificate missing (failure code 3)'],
+          [3396, 'tls-version-mismatch', 'TLS 1.0 only'],
+          [3399, 'no-listener', 'nothing listening'],
+          [3500, 'unreachable', 'SYNs dropped'],
+          [4003, 'not-rdp', 'SSH on the port'],
+          [4004, 'not-rdp', 'HTTP on the port'],
+          [4005, 'tls-version-mismatch', 'TLS alert handshake_failure'],
+          [4007, 'certificate-key-unusable', 'reset right after the ClientHello'],
+          [4010, 'not-rdp', 'no answer to the X.224 request'],
+          [4102, 'security-layer-mismatch', 'RDP_NEG_FAILURE 2'],
+          [4103, 'certificate-key-unusable', 'RDP_NEG_FAILURE 3'],
+          [4105, 'nla-required', 'RDP_NEG_FAILURE 5'],
+          [4106, 'nla-required', 'RDP_NEG_FAILURE 6'],
+          [4020, 'closed-by-server', 'socat accepts and closes'],
+        ];
+        const reports = await diagnoseAll(topo, want.map(([port]) => ({ host: topo.server.addr, port, opts: { x224TimeoutMs: 1500 } })));
+        reports.forEach((r, i) => {
+          const [port, cause, what] = want[i]!;
+          assert.is(r.cause, cause, `${what} (port ${port}): ${show(r)}`);
+          assertShape(r);
+          if (cause !== 'unreachable') assert.is(r.network.sample?.lost, 0, `no loss on the lab link: ${show(r)}`);
+        });
+        const healthy = reports[0]!;
+        assert.is(healthy.connections.total, 10, 'one probe connection and nine sample connects');
+        assert.is(healthy.network.pathMtu, null, 'no path-MTU check when nothing points at the network');
+        const unreachable = reports[8]!;
+        assert.is(unreachable.network.sample?.answered, 0);
+      });
+    }));
+}
+
+if (labGate('diagnose: cause table (paths)', ['root', 'netns', 'iptables', 'xrdp', 'openssl', 'ping'])) {
+  table('a router with a smaller MTU that drops "fragmentation needed" is mtu-blackhole; the same path without the black hole is healthy', () =>
+    bounded(60_000, 'mtu', async () => {
+      const certs = await labCerts();
+      const one = (pmtuBlackhole: boolean) => withTopology({ kind: 'routed', pathMtu: 1400, pmtuBlackhole }, async (topo) => {
+        await startXrdp(topo, { cert: certs.large });
+        return (await diagnoseAll(topo, [{ host: topo.server.addr, port: 3389 }]))[0]!;
+      });
+      const [hole, fine] = await Promise.all([one(true), one(false)]);
+      assert.is(hole.cause, 'mtu-blackhole', show(hole));
+      assertShape(hole);
+      assert.ok(hole.confidence >= 0.9, show(hole));
+      assert.is(hole.recipe, 'vpn-mtu');
+      assert.is(hole.probe.mssRetry?.arrived, true);
+      // The path-MTU check ran (or says why it could not).
+      assert.ok(hole.network.pathMtu, show(hole));
+      if (hole.network.pathMtu?.status === 'done') assert.is(hole.network.pathMtu.pathMtu, 1400, show(hole));
+      else assert.match(hole.evidence.join('\n'), /path-MTU check (skipped|failed)/);
+      assert.is(fine.cause, 'healthy', show(fine));
+      assert.ok((fine.probe.tls?.bytesReceived ?? 0) > 6000, 'the large certificate flight came through');
+    }));
+
+  table('random loss on the router is unstable-network, even when the probe itself gets through', () =>
+    bounded(60_000, 'loss', () =>
+      // 40% each way: a connect is clean with p = 0.36; P(at most 1 of 10 lost) < 0.1%.
+      withTopology({ kind: 'routed', lossToServer: 0.4, lossToClient: 0.4 }, async (topo) => {
+        const certs = await labCerts();
+        await startXrdp(topo, { cert: certs.valid });
+        const [r] = await diagnoseAll(topo, [{ host: topo.server.addr, port: 3389, opts: { connectTimeoutMs: 2000, x224TimeoutMs: 2000, tlsTimeoutMs: 3000 } }]);
+        assert.is(r!.cause, 'unstable-network', show(r!));
+        assertShape(r!);
+        assert.ok(r!.network.sample!.lost >= 2, show(r!));
+      })));
+}
+table.run();
+
+// ---
+
+const fleet = suite('diagnose: fleet mode');
+if (labGate('diagnose: fleet mode', ['root', 'netns', 'iptables', 'xrdp', 'openssl', 'ping'])) {
+  fleet('--hosts --parallel --json: one JSON object per line, each host named right, slow hosts hold up no other', () =>
+    bounded(90_000, 'fleet', async () => {
+      const f = await createFleet({ healthy: 6, refusing: 4, 'syn-dropped': 2, 'pmtu-blackhole': 2 });
+      try {
+        // The slow hosts first in the file: with 6 workers, 4 of them wait on slow hosts and the
+        // other 2 must still get through every fast host meanwhile.
+        const slow = f.hosts.filter((h) => h.kind === 'syn-dropped' || h.kind === 'pmtu-blackhole');
+        const fast = f.hosts.filter((h) => !slow.includes(h));
+        const file = join(f.topo.tmpDir, 'slow-first.txt');
+        writeFileSync(file, [...slow, ...fast].map((h) => `${h.addr}:${h.port}`).join('\n') + '\n');
+        const r = await f.topo.runNode('client', [DIAGNOSE, '--hosts', file, '--parallel', '6', '--json'], { timeoutMs: 80_000 });
+        assert.is(r.exitCode, 1, `some hosts have problems: ${r.stderr}`);
+        const lines = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as DiagnoseReport & { line: number });
+        assert.is(lines.length, f.hosts.length);
+        for (const l of lines) {
+          const h = f.hosts.find((x) => `${x.addr}:${x.port}` === l.target)!;
+          assert.is(l.cause, FLEET_EXPECT[h.kind], `${h.kind} ${l.target}: ${show(l)}`);
+          assertShape(l);
+        }
+        const order = lines.map((l) => l.target);
+        const lastFast = Math.max(...fast.map((h) => order.indexOf(`${h.addr}:${h.port}`)));
+        const firstSlow = Math.min(...slow.map((h) => order.indexOf(`${h.addr}:${h.port}`)));
+        assert.ok(lastFast < firstSlow, `fast hosts are reported before the slow ones finish: ${order.join(' ')}`);
+      } finally {
+        await f.destroy();
+      }
+    }));
+}
+fleet.run();
+
+// ---
+
+const cli = suite('diagnose: CLI');
+if (labGate('diagnose: CLI', ['root', 'netns', 'xrdp', 'openssl'])) {
+  cli('default target 127.0.0.1:3389, JSON document, exit codes, npm start', () =>
+    bounded(40_000, 'cli', () =>
+      withTopology({ kind: 'direct' }, async (topo) => {
+        await startXrdp(topo, { cert: (await labCerts()).valid });
+        // Inside the client namespace nothing listens on 127.0.0.1:3389.
+        const [local, healthy, start, bad] = await Promise.all([
+          topo.runNode('client', [DIAGNOSE, '--json']),
+          topo.runNode('client', [DIAGNOSE, topo.server.addr, '--json']),
+          topo.runNode('client', [START]),
+          topo.runNode('client', [DIAGNOSE, '10.0.0.1', '10.0.0.2']),
+        ]);
+        assert.is(local.exitCode, 1, local.stderr);
+        const l = JSON.parse(local.stdout) as DiagnoseReport;
+        assert.is(local.stdout.trim().split('\n').length, 1);
+        assert.equal([l.target, l.cause, l.recipe, l.status], ['127.0.0.1:3389', 'no-listener', 'service-down', 'failed']);
+        assert.match(l.next[0]!, /run-recipe\.ts service-down --host 127\.0\.0\.1:3389 --target local/);
+        assert.is(healthy.exitCode, 0, healthy.stderr);
+        const h = JSON.parse(healthy.stdout) as DiagnoseReport;
+        for (const k of ['target', 'cause', 'confidence', 'evidence', 'recipe', 'probe', 'network', 'status']) assert.ok(k in h, `has ${k}`);
+        assert.equal([h.cause, h.status, h.recipe], ['healthy', 'ok', null]);
+        // npm start: a finding is still a successful report.
+        assert.is(start.exitCode, 0, start.stderr);
+        assert.match(start.stdout, /no-listener/);
+        assert.is(bad.exitCode, 2);
+      })));
+}
+cli.run();
