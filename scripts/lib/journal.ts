@@ -6,11 +6,20 @@ import { mkdir, readdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 
-/** How to undo a change: a generated PowerShell script for the same target, or a local command. */
+/**
+ * How to undo a change: a generated PowerShell script for the same target (it reads back what it
+ * restored and reports status 'changed' | 'ok' | 'failed'), or a local command run as an argv array
+ * (exit 0 = undone; an optional `verify` argv run afterwards must also exit 0), or nothing.
+ */
 export type UndoSpec =
   | { kind: 'powershell'; target: string; script: string }
-  | { kind: 'command'; argv: string[] }
+  | { kind: 'command'; argv: string[]; verify?: string[] }
   | { kind: 'none'; reason: string };
+
+/** Entries written by undo.ts itself carry this script name; `lastRun` never returns them. */
+export const UNDO_SCRIPT = 'undo';
+
+export const isUndoEntry = (e: JournalEntry): boolean => e.script === UNDO_SCRIPT;
 
 export interface JournalEntry {
   id: string;
@@ -47,13 +56,18 @@ async function writeAtomic(path: string, doc: unknown): Promise<void> {
   await rename(tmp, path);
 }
 
+let lastStamp = 0;
+
 export async function record(
   entry: Omit<JournalEntry, 'id' | 'time' | 'runId'> & { runId?: string },
   dir?: string,
 ): Promise<JournalEntry> {
   const d = journalDir(dir);
   await mkdir(d, { recursive: true, mode: 0o700 });
-  const time = new Date().toISOString();
+  // Strictly increasing within a process, so entries recorded in the same millisecond still sort
+  // in the order they were made (undo goes newest first).
+  lastStamp = Math.max(Date.now(), lastStamp + 1);
+  const time = new Date(lastStamp).toISOString();
   const id = `${time.replace(/[-:.]/g, '').replace('T', '-').slice(0, 20)}-${entry.script}-${randomBytes(3).toString('hex')}`;
   const full: JournalEntry = { ...entry, id, time, runId: entry.runId ?? currentRunId() };
   await writeAtomic(join(d, `${id}.json`), full);
@@ -90,10 +104,26 @@ export async function markUndone(id: string, undone: NonNullable<JournalEntry['u
   await writeAtomic(path, { ...e, undone });
 }
 
-/** Entries of the newest run that are not yet undone, newest first. */
+/**
+ * Entries of the newest script or recipe run that are not yet undone, newest first. Undo entries
+ * (script 'undo') neither count as a run nor are returned, so `undo --last` never undoes an undo.
+ */
 export async function lastRun(dir?: string): Promise<JournalEntry[]> {
-  const all = await list(dir);
+  const all = (await list(dir)).filter((e) => !isUndoEntry(e));
   const last = all.at(-1);
   if (!last) return [];
   return all.filter((e) => e.runId === last.runId && !e.undone).reverse();
+}
+
+/** Entries of one run (by runId) that are not yet undone, newest first; undo entries excluded. */
+export async function runEntries(runId: string, dir?: string): Promise<JournalEntry[]> {
+  return (await list(dir)).filter((e) => e.runId === runId && !e.undone && !isUndoEntry(e)).reverse();
+}
+
+/** The newest `n` entries not yet undone (any run), newest first; undo entries excluded. */
+export async function newest(n: number, dir?: string, filter: (e: JournalEntry) => boolean = () => true): Promise<JournalEntry[]> {
+  return (await list(dir))
+    .filter((e) => !e.undone && !isUndoEntry(e) && filter(e))
+    .reverse()
+    .slice(0, n);
 }
