@@ -66,7 +66,8 @@ export function changesState(step: RecipeStep): boolean {
 
 /** The argv a step runs with (after the script path). Exported for tests and --explain. */
 export function stepArgv(step: RecipeStep, opts: { host: string; target: string; dryRun: boolean; params: Record<string, string> }): string[] {
-  const argv = stepArgs(step, { ...opts.params, host: opts.host });
+  const hostname = opts.host.replace(/:\d+$/, '').replace(/^\[(.*)\]$/, '$1');
+  const argv = stepArgs(step, { ...opts.params, host: opts.host, hostname });
   if (step.on === 'server') argv.push('--target', opts.target);
   if (opts.dryRun && changesState(step)) argv.push('--dry-run');
   argv.push('--json');

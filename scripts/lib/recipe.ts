@@ -1,6 +1,6 @@
 // Recipes are data (recipes/*.yaml) with a deliberately small vocabulary — no expressions, no
 // templating beyond {host} and declared {param} names in step arguments. This file loads and
-// validates them; every mistake is reported with file, line, field and what was expected.
+// validates them ({host} is HOST:PORT, {hostname} the host alone); every mistake is reported with file, line, field and what was expected.
 import { readdirSync, readFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -114,7 +114,7 @@ export function parseRecipe(text: string, file: string, scripts = knownScripts()
     if (!isMap(pNode.value)) fail(pNode.value as YamlNode, 'params', 'expected a mapping of NAME: { description, default }');
     for (const p of (pNode.value as YAMLMap).items) {
       const k = String((p.key as { value: unknown }).value);
-      if (!/^[a-z][a-z0-9_]*$/.test(k) || k === 'host') fail(p.key as YamlNode, `params.${k}`, 'expected a lower-case name (not "host", which is always given)');
+      if (!/^[a-z][a-z0-9_]*$/.test(k) || k === 'host' || k === 'hostname') fail(p.key as YamlNode, `params.${k}`, 'expected a lower-case name (not "host" or "hostname", which are always given)');
       if (!isMap(p.value)) fail(p.value as YamlNode, `params.${k}`, 'expected { description: ..., default: ... }');
       const m = p.value as YAMLMap;
       checkKeys(m, ['description', 'default'], `params.${k}.`);
@@ -145,7 +145,7 @@ export function parseRecipe(text: string, file: string, scripts = knownScripts()
     const args = strList(m, 'args', f);
     for (const a of args) {
       for (const [, ph] of a.matchAll(/\{([^}]*)\}/g)) {
-        if (ph !== 'host' && !(ph! in params)) fail(keyNode(m, 'args')!.value as YamlNode, `${f}args`, `unknown placeholder {${ph}}; expected {host} or a declared param (${Object.keys(params).join(', ') || 'none declared'})`);
+        if (ph !== 'host' && ph !== 'hostname' && !(ph! in params)) fail(keyNode(m, 'args')!.value as YamlNode, `${f}args`, `unknown placeholder {${ph}}; expected {host}, {hostname} or a declared param (${Object.keys(params).join(', ') || 'none declared'})`);
       }
     }
     const id = str(m, 'id', f, false) ?? `step-${i + 1}`;
@@ -202,7 +202,7 @@ export function listRecipes(dir = RECIPES_DIR): string[] {
   }
 }
 
-/** Substitute {host} and declared {param}s in a step's arguments. */
+/** Substitute {host}, {hostname} and declared {param}s in a step's arguments. */
 export function stepArgs(step: RecipeStep, values: Record<string, string>): string[] {
   return step.args.map((a) => a.replace(/\{([a-z_][a-z0-9_]*)\}/g, (_, k: string) => values[k] ?? ''));
 }
