@@ -43,6 +43,9 @@ export const DEFAULTS = {
   maxLost: 2,
   /** Longest wait for the path-MTU check. */
   pathMtuDeadlineMs: 10_000,
+  /** When the burst lost connects: this many more, this far apart, to tell path loss from a full listen queue. */
+  recheck: 5,
+  recheckIntervalMs: 100,
 } as const;
 
 export interface DiagnoseOptions extends Omit<ProbeOptions, 'host' | 'port' | 'address' | 'onProgress'> {
@@ -67,13 +70,14 @@ export interface DiagnoseReport extends Verdict {
 // ---------------------------------------------------------------- connect sample
 
 /**
- * `extra` connects, interval apart, starting one interval after the probe's connect. Each one is
- * closed as soon as it is answered. Bounded by (extra * interval + cutoff).
+ * `count` connects, interval apart, the first one `startDelayMs` from now (by default one interval,
+ * i.e. after the probe's own connect), numbered from `first`. Each one is closed as soon as it is
+ * answered. Bounded by (startDelay + (count - 1) * interval + cutoff).
  */
-export async function connectSample(address: string, port: number, extra: number, intervalMs: number, cutoffMs: number): Promise<SampleConnect[]> {
-  return Promise.all(Array.from({ length: extra }, async (_, k) => {
-    const i = k + 1;
-    await new Promise((r) => setTimeout(r, i * intervalMs));
+export async function connectSample(address: string, port: number, count: number, intervalMs: number, cutoffMs: number, first = 1, startDelayMs = intervalMs): Promise<SampleConnect[]> {
+  return Promise.all(Array.from({ length: count }, async (_, k) => {
+    const i = k + first;
+    await new Promise((r) => setTimeout(r, startDelayMs + k * intervalMs));
     const c = await tcpConnect(address, port, cutoffMs);
     const outcome: SampleConnect['outcome'] = c.error === 'ECONNRESET' ? 'reset' : c.outcome;
     const answered = outcome === 'accepted' || outcome === 'refused' || outcome === 'reset';
@@ -86,11 +90,11 @@ function percentile(sorted: number[], p: number): number {
   return sorted[idx]!;
 }
 
-/** Sample statistics; the probe's connect is sample 0. */
-export function summariseSample(probe: ProbeResult, extra: SampleConnect[], intervalMs: number, cutoffMs: number): ConnectSample {
+/** Sample statistics; the probe's connect is sample 0 (when `probe` is given). */
+export function summariseSample(probe: ProbeResult | null, extra: SampleConnect[], intervalMs: number, cutoffMs: number): ConnectSample {
   const results: SampleConnect[] = [];
-  const pc = probe.connect;
-  if (pc.outcome !== 'unresolved') {
+  const pc = probe?.connect;
+  if (pc && pc.outcome !== 'unresolved') {
     const answered = pc.outcome === 'accepted' || pc.outcome === 'refused' || pc.outcome === 'reset';
     results.push({ i: 0, outcome: pc.outcome, ms: pc.ms, lost: answered ? pc.ms >= 1000 : pc.outcome === 'timeout' });
   }
@@ -169,11 +173,12 @@ export async function pathMtuCheck(address: string, pingTimeoutMs = 1000, deadli
 // ---------------------------------------------------------------- diagnose
 
 /** Does the probe's result point at the network (so that the path MTU matters)? */
-function pointsAtNetwork(p: ProbeResult, s: ConnectSample): boolean {
+function pointsAtNetwork(p: ProbeResult, s: ConnectSample, recheck: ConnectSample | null): boolean {
   const tls = p.tls?.outcome;
   if (tls === 'silence' || tls === 'stalled') return true;
   if (p.connect.outcome === 'timeout' && s.answered > 0) return true;
-  return s.lost > 0 && s.answered > 0;
+  // Losses that vanish when connects are paced are the server's listen queue, not the path.
+  return s.lost > 0 && s.answered > 0 && (recheck === null || recheck.lost > 0);
 }
 
 /** Diagnose one host. Never throws for network reasons. */
@@ -213,10 +218,19 @@ export async function diagnose(host: string, port: number = DEFAULTS.port, o: Di
   const sampleP = address ? connectSample(address, port, Math.max(0, samples - 1), intervalMs, DEFAULTS.cutoffMs) : Promise.resolve([]);
   const [probe, extra] = await Promise.all([probeP, sampleP]);
   const sample = summariseSample(probe, extra, intervalMs, DEFAULTS.cutoffMs);
-  if (address && pointsAtNetwork(probe, sample)) startMtu(address);
-  const network: NetworkEvidence = { sample: address ? sample : null, pathMtu: mtu ? await mtu : null, thresholds };
+  // Lost connects in a 20 ms burst are either the path, or a server whose listen queue overflowed
+  // (xrdp's backlog is 2; any server that is briefly busy): the kernel then drops the SYN, which on
+  // the wire looks exactly like loss. Pacing tells them apart: path loss does not care how far
+  // apart connects are, a full accept queue does.
+  let recheck: ConnectSample | null = null;
+  if (address && sample.lost > 0 && sample.answered > 0 && samples > 1) {
+    const paced = await connectSample(address, port, DEFAULTS.recheck, DEFAULTS.recheckIntervalMs, DEFAULTS.cutoffMs, sample.attempts, 0);
+    recheck = summariseSample(null, paced, DEFAULTS.recheckIntervalMs, DEFAULTS.cutoffMs);
+  }
+  if (address && pointsAtNetwork(probe, sample, recheck)) startMtu(address);
+  const network: NetworkEvidence = { sample: address ? sample : null, recheck, pathMtu: mtu ? await mtu : null, thresholds };
   const v = verdictOf(probe, network);
-  const sampleConns = extra.length;
+  const sampleConns = extra.length + (recheck?.attempts ?? 0);
   return {
     status: v.cause === 'healthy' ? 'ok' : 'failed',
     target,

@@ -47,6 +47,11 @@ export interface PathMtuCheck {
 
 export interface NetworkEvidence {
   sample: ConnectSample | null;
+  /**
+   * Only when the sample lost connects: 5 more, 100 ms apart. Path loss shows here too; a listen
+   * queue that overflowed under the 20 ms burst (a busy or small-backlog server) does not.
+   */
+  recheck?: ConnectSample | null;
   pathMtu: PathMtuCheck | null;
   thresholds: { maxRttMs: number; maxLost: number };
 }
@@ -296,16 +301,25 @@ export function verdictOf(p: ProbeResult, network?: NetworkEvidence | null): Ver
   const notes: string[] = [];
   if (network) {
     const s = network.sample;
+    const rc = network.recheck ?? null;
     const m = network.pathMtu;
     if (s) evidence.push(sampleLine(s));
+    if (rc) evidence.push(`re-check, paced: ${sampleLine(rc).replace(/^connect sample: /, '')}`);
     if (m) evidence.push(pathMtuLine(m));
     const { maxRttMs, maxLost } = network.thresholds;
-    const lossy = !!s && s.lost >= maxLost;
-    const someLost = !!s && s.lost >= 1;
+    // Losses that vanished when the connects were paced were the server's listen queue.
+    const burstOnly = !!s && s.lost > 0 && !!rc && rc.lost === 0 && rc.answered > 0;
+    const pathLost = !s ? 0 : burstOnly ? 0 : s.lost + (rc?.lost ?? 0);
+    const attempts = (s?.attempts ?? 0) + (rc?.attempts ?? 0);
+    if (burstOnly) {
+      notes.push(`${s!.lost} of ${s!.attempts} connects sent ${s!.intervalMs} ms apart needed a SYN retransmit, but all ${rc!.attempts} sent ${rc!.intervalMs} ms apart were answered at once: the server's listen queue overflows when connections arrive in a burst (a busy server, or a small backlog), not loss on the path`);
+    }
+    const lossy = pathLost >= maxLost;
+    const someLost = pathLost >= 1;
     const slow = !!s?.rtt && s.rtt.p50 >= maxRttMs;
     const mtuSmaller = m?.status === 'done' && typeof m.pathMtu === 'number' && typeof m.interfaceMtu === 'number' && m.pathMtu < m.interfaceMtu;
     const mtuFull = m?.status === 'done' && typeof m.pathMtu === 'number' && typeof m.interfaceMtu === 'number' && m.pathMtu >= m.interfaceMtu;
-    const lossText = s ? `${s.lost} of ${s.attempts} connects lost` : '';
+    const lossText = s ? `${pathLost} of ${attempts} connects lost` : '';
     const slowText = s?.rtt ? `median connect time ${fmt(s.rtt.p50)} (threshold ${maxRttMs} ms)` : '';
     const why = [lossy || (someLost && f.networkish) ? lossText : '', slow ? slowText : ''].filter(Boolean).join(', ');
 
@@ -320,6 +334,8 @@ export function verdictOf(p: ProbeResult, network?: NetworkEvidence | null): Ver
       else if (mtuFull && f.confidence < 0.9) f = { ...f, cause: 'certificate-key-unusable', confidence: 0.5, summary: 'the server chose TLS and never answered our ClientHello although full-size packets pass the path: a hung TLS stack or unusable key' };
     } else if (f.cause === 'healthy' && (lossy || slow)) {
       f = { cause: 'unstable-network', confidence: 0.8, summary: `RDP answers, but the path to ${p.target} is unstable: ${[lossy ? lossText : '', slow ? slowText : ''].filter(Boolean).join(', ')}` };
+    } else if (f.cause === 'healthy' && burstOnly) {
+      f = { ...f, confidence: Math.min(f.confidence, 0.9) };
     } else if (f.cause === 'healthy' && someLost) {
       f = { ...f, confidence: 0.7 };
       notes.push(`${lossText}: light loss on the path (below the threshold of ${maxLost})`);

@@ -115,6 +115,18 @@ network('a healthy probe on a lossy or slow path is unstable-network; one lost c
   assert.match(one.evidence.join('\n'), /light loss/);
 });
 
+network('losses that vanish when the connects are paced are the server\'s listen queue, not the path', () => {
+  const burst = sample(3);
+  const withRecheck = (lost: number): NetworkEvidence => ({ ...net(burst), recheck: sample(lost, { attempts: 5 }) });
+  const busy = verdictOf(probe(), withRecheck(0));
+  assert.is(busy.cause, 'healthy');
+  assert.is(busy.confidence, 0.9);
+  assert.match(busy.evidence.join('\n'), /listen queue overflows when connections arrive in a burst/);
+  const lossy = verdictOf(probe(), withRecheck(2));
+  assert.is(lossy.cause, 'unstable-network');
+  assert.match(lossy.summary, /5 of 15 connects lost/);
+});
+
 network('a connect timeout is unreachable when nothing answers, unstable-network when some connects do', () => {
   const timedOut = probe({ connect: { outcome: 'timeout', ms: 3000 }, negotiation: null, tls: null });
   assert.is(verdictOf(timedOut, net(sample(10, { answered: 0 }))).cause, 'unreachable');
