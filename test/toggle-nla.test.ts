@@ -1,0 +1,225 @@
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { parseTarget } from '../scripts/lib/channels.ts';
+import { UsageError } from '../scripts/lib/errors.ts';
+import { list } from '../scripts/lib/journal.ts';
+import { psQuote } from '../scripts/lib/ps.ts';
+import type { Runner, StepContext } from '../scripts/lib/server-step.ts';
+import { applyOrder, buildNlaScript, desiredValues, expiryTaskScript, interpretNla, toggleNla, validateOptions, type NlaRaw } from '../scripts/toggle-nla.ts';
+import { fakeBin } from './helpers/fakebin.ts';
+import { parseProblems } from './helpers/powershell.ts';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+const fx = (n: string) => JSON.parse(readFileSync(join(root, 'test/fixtures/toggle-nla', n), 'utf8')) as NlaRaw;
+
+function scripted(...answers: NlaRaw[]): Runner & { scripts: string[] } {
+  const scripts: string[] = [];
+  const run = (async (_t, script) => {
+    scripts.push(script);
+    const a = answers.shift();
+    if (!a) throw new Error('no more scripted answers');
+    return a;
+  }) as Runner & { scripts: string[] };
+  run.scripts = scripts;
+  return run;
+}
+
+let dir = '';
+const ctxFor = (run: Runner, dryRun = false): StepContext => ({ target: parseTarget('winrm://vm1'), dryRun, journal: dir, run });
+
+const rules = suite('toggle-nla decisions');
+
+rules('modes map to values; moving to TLS sets the encryption level first, everything else the layer first', () => {
+  assert.equal(desiredValues({ mode: 'disable' }), { UserAuthentication: 0 });
+  assert.equal(desiredValues({ mode: 'set', securityLayer: 'tls', minEncryptionLevel: 2 }), { SecurityLayer: 2, MinEncryptionLevel: 2 });
+  assert.equal(applyOrder({ SecurityLayer: 2 }), ['MinEncryptionLevel', 'SecurityLayer', 'UserAuthentication']);
+  assert.equal(applyOrder({ SecurityLayer: 1, MinEncryptionLevel: 1 }), ['SecurityLayer', 'MinEncryptionLevel', 'UserAuthentication']);
+  assert.match(buildNlaScript({ mode: 'set', securityLayer: 'tls', minEncryptionLevel: 2 }, false), /Order = @\('MinEncryptionLevel', 'SecurityLayer'\)/);
+});
+
+rules('invalid requests are refused before anything runs', () => {
+  const bad = [
+    { mode: 'set', securityLayer: 'tls', minEncryptionLevel: 1 },
+    { mode: 'enable', forSeconds: 7200 },
+    { mode: 'set', securityLayer: 'negotiate', forSeconds: 3600 },
+    { mode: 'status', policy: true },
+  ] as const;
+  for (const o of bad) assert.throws(() => validateOptions(o), (e: unknown) => e instanceof UsageError, JSON.stringify(o));
+  validateOptions({ mode: 'disable', forSeconds: 7200 });
+  validateOptions({ mode: 'set', securityLayer: 'rdp', forSeconds: 600 });
+});
+
+rules('status names what is in force and where it comes from', () => {
+  const r = interpretNla(fx('status-policy.json'), ctxFor(scripted()), { mode: 'status' });
+  assert.is(r.status, 'ok');
+  assert.is(r.summary, 'in force: NLA required [Group Policy], SecurityLayer Negotiate (1), MinEncryptionLevel 2');
+  assert.equal(r.effectiveBefore!.UserAuthentication, { value: 1, source: 'policy' });
+});
+
+rules('a Group Policy override is refused, not reported as done, with the --policy command', () => {
+  const r = interpretNla(fx('disable-policy-refused.json'), ctxFor(scripted()), { mode: 'disable', forSeconds: 7200 });
+  assert.is(r.status, 'failed');
+  assert.match(r.summary, /Group Policy sets UserAuthentication = 1/);
+  assert.equal(r.next, ['npx tsx scripts/toggle-nla.ts disable --policy --target winrm://vm1']);
+});
+
+rules('TypeScript verifies the value in force: a local change the policy still overrides is a failure', () => {
+  const raw = fx('disable-changed.json');
+  raw.after!.policy = { UserAuthentication: 1 };
+  const r = interpretNla(raw, ctxFor(scripted()), { mode: 'disable', forSeconds: 7200 });
+  assert.is(r.status, 'failed');
+  assert.ok(r.evidence.some((e) => /UserAuthentication in force is 1 \(policy\), not 0/.test(e)));
+});
+
+rules('disabling NLA says it is a downgrade; without --for it says how to turn it back on', () => {
+  const withExpiry = interpretNla(fx('disable-changed.json'), ctxFor(scripted()), { mode: 'disable', forSeconds: 7200 });
+  assert.ok(withExpiry.warnings.some((w) => /security downgrade/.test(w)));
+  assert.not.ok(withExpiry.warnings.some((w) => /no expiry/.test(w)));
+  assert.match(withExpiry.summary, /puts it back at 2025-06-01T14:00:00/);
+  const raw = fx('disable-changed.json');
+  raw.task = null;
+  const without = interpretNla(raw, ctxFor(scripted()), { mode: 'disable' });
+  assert.ok(without.warnings.some((w) => /no expiry is set: re-enable with npx tsx scripts\/toggle-nla\.ts enable --target winrm:\/\/vm1/.test(w)));
+  const policy = interpretNla(fx('disable-policy-changed.json'), ctxFor(scripted()), { mode: 'disable', policy: true });
+  assert.ok(policy.warnings.some((w) => /re-applies its own value at the next refresh/.test(w)));
+  assert.ok(policy.warnings.some((w) => /domain-joined/.test(w)));
+});
+
+// ---
+
+const triple = suite('toggleNla: check, apply, again; restore; undo data');
+triple.before.each(() => {
+  dir = mkdtempSync(join(tmpdir(), 'rdpfix-nla-'));
+});
+triple.after.each(() => rmSync(dir, { recursive: true, force: true }));
+
+triple('disable --for 2h: would-change and nothing recorded; changed with the expiry task and an undo; then ok', async () => {
+  const o = { mode: 'disable', forSeconds: 7200 } as const;
+  const check = await toggleNla(o, ctxFor(scripted(fx('disable-dry-run.json')), true));
+  assert.is(check.status, 'would-change');
+  assert.match(check.summary, /would set NLA off and register a task that puts it back in 7200 s/);
+  assert.equal(await list(dir), []);
+
+  const run = scripted(fx('disable-changed.json'));
+  const apply = await toggleNla(o, ctxFor(run));
+  assert.is(apply.status, 'changed');
+  assert.match(run.scripts[0]!, /ExpirySeconds = 7200/);
+  const [e] = await list(dir);
+  assert.ok(e);
+  assert.match(e.summary, /local UserAuthentication 1→0 \(expires 2025-06-01T14:00:00/);
+  assert.is(e.backup, 'C:\\ProgramData\\rdpfix\\backup\\20250601-120000-321-toggle-nla');
+  const undo = e.undo as { kind: string; script: string };
+  assert.is(undo.kind, 'powershell');
+  assert.equal(await parseProblems(undo.script), []);
+  assert.ok(undo.script.includes("'UserAuthentication' = [ordered]@{ 'before' = 1; 'after' = 0 }"), 'the undo carries the recorded values');
+  assert.match(undo.script, /-RemoveTask -WhatIf:\$P\.DryRun/, 'and removes the expiry task');
+
+  const again = await toggleNla(o, ctxFor(scripted(fx('disable-again-ok.json'))));
+  assert.is(again.status, 'ok');
+  assert.is((await list(dir)).length, 1);
+});
+
+triple('--restore on the target marks the journal entry with that backup as undone', async () => {
+  await toggleNla({ mode: 'disable', forSeconds: 7200 }, ctxFor(scripted(fx('disable-changed.json'))));
+  const r = await toggleNla({ mode: 'restore' }, ctxFor(scripted(fx('restore-changed.json'))));
+  assert.is(r.status, 'changed');
+  assert.match(r.summary, /^restored: NLA required/);
+  const [e] = await list(dir);
+  assert.is(e!.undone?.status, 'changed');
+  assert.match(e!.undone!.detail!, /toggle-nla --restore/);
+  assert.equal(r.journal, [e!.id]);
+});
+
+triple('a value someone changed since is kept and reported', async () => {
+  const r = await toggleNla({ mode: 'restore' }, ctxFor(scripted(fx('restore-kept.json'))));
+  assert.is(r.status, 'ok');
+  assert.ok(r.warnings.some((w) => /SecurityLayer is 0 now, not 1 as rdpfix left it: kept/.test(w)));
+});
+
+triple('enable removes the expiry task and is journaled', async () => {
+  const r = await toggleNla({ mode: 'enable' }, ctxFor(scripted(fx('enable-changed.json'))));
+  assert.is(r.status, 'changed');
+  assert.match(r.summary, /the expiry task was removed/);
+  assert.match((await list(dir))[0]!.summary, /\(expiry task removed\)/);
+});
+
+// ---
+
+const task = suite('the expiry task');
+
+task('its command line stays under the 32,767-character limit in the worst case', () => {
+  const values = JSON.stringify({ local: { UserAuthentication: { before: 1, after: 0 }, SecurityLayer: { before: 2, after: 0 }, MinEncryptionLevel: { before: 3, after: 2 } }, policy: { UserAuthentication: { before: 1, after: 0 }, SecurityLayer: { before: 2, after: 0 }, MinEncryptionLevel: { before: 4, after: 2 } } });
+  const path = `C:\\${'b'.repeat(255)}`;
+  // What Register-RdpExpiryTask builds on the target (ConvertTo-RdpLiteral is psQuote's rule).
+  const script = `$rdpfixValuesJson = ${psQuote(values)}\r\n$rdpfixBackupPath = ${psQuote(path)}\r\n${expiryTaskScript()}`;
+  const argument = `-NoProfile -NonInteractive -ExecutionPolicy Bypass -EncodedCommand ${Buffer.from(script, 'utf16le').toString('base64')}`;
+  assert.ok(`powershell.exe ${argument}`.length < 32_767, `${argument.length} characters`);
+});
+
+task('it parses, restores through the same function, and the target-side quoting doubles all five quote characters', async () => {
+  const s = expiryTaskScript();
+  assert.equal(await parseProblems(`$rdpfixValuesJson = '{}'\n$rdpfixBackupPath = 'C:\\x'\n${s}`), []);
+  assert.match(s, /Restore-RdpSecuritySetting -Values \(\$rdpfixValuesJson \| ConvertFrom-Json\) -BackupPath \$rdpfixBackupPath -TaskName 'rdpfix-reenable-nla' -RemoveTask/);
+  const set = buildNlaScript({ mode: 'disable', forSeconds: 60 }, false);
+  assert.ok(set.includes(`-replace "['\\u2018\\u2019\\u201A\\u201B]", '$0$0'`));
+  assert.match(set, /New-ScheduledTaskPrincipal -UserId 'S-1-5-18' -LogonType ServiceAccount/, 'SYSTEM by SID (names are localised)');
+  assert.match(set, /New-ScheduledTaskTrigger -Once -At \$due/);
+});
+
+// ---
+
+const cli = suite('toggle-nla CLI');
+
+const run = (args: string[], path?: string) =>
+  spawnSync(process.execPath, ['--import', 'tsx', 'scripts/toggle-nla.ts', ...args], {
+    cwd: root,
+    encoding: 'utf8',
+    timeout: 60_000,
+    env: { ...process.env, ...(path ? { PATH: `${path}:${process.env.PATH}` } : {}) },
+  });
+
+cli('bad modes, values and combinations: exit 2, nothing run', () => {
+  const fb = fakeBin(['pwsh']);
+  try {
+    for (const args of [
+      ['off'],
+      ['disable', '--for', '2 hours'],
+      ['disable', '--for', '10s'],
+      ['enable', '--for', '2h'],
+      ['--security-layer', 'ssl'],
+      ['--security-layer', 'tls', '--min-encryption-level', '1'],
+      ['--min-encryption-level', '5'],
+      ['--restore', 'enable'],
+      ['status', '--policy'],
+      ['disable', '--backup-dir', 'C:\\a?b'],
+    ]) {
+      const r = run([...args, '--target', 'winrm://vm1', '--json'], fb.dir);
+      assert.is(r.status, 2, `${args.join(' ')}: ${r.stdout}${r.stderr}`);
+    }
+    assert.not.ok(existsSync(join(fb.dir, 'pwsh.argv')), 'pwsh was never started');
+  } finally {
+    fb.remove();
+  }
+});
+
+cli('--emit prints exactly the script; "status --security-layer X" (the recipe form) sets only the layer', () => {
+  let r = run(['disable', '--for', '2h', '--emit']);
+  assert.is(r.status, 0, r.stderr);
+  assert.is(r.stdout, buildNlaScript({ mode: 'disable', forSeconds: 7200, policy: false }, false));
+  r = run(['status', '--security-layer', 'negotiate', '--emit', '--dry-run']);
+  assert.is(r.stdout, buildNlaScript({ mode: 'set', securityLayer: 'negotiate', policy: false }, true));
+  assert.match(r.stdout, /Desired = \[ordered\]@\{ 'SecurityLayer' = 1 \}/);
+  r = run(['--emit']);
+  assert.is(r.stdout, buildNlaScript({ mode: 'status', policy: false }, false));
+  assert.not.ok(/Set-RdpSecuritySetting/.test(r.stdout), 'status is read-only');
+});
+
+rules.run();
+triple.run();
+task.run();
+cli.run();
