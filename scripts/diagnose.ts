@@ -46,6 +46,8 @@ export const DEFAULTS = {
   /** When the burst lost connects: this many more, this far apart, to tell path loss from a full listen queue. */
   recheck: 5,
   recheckIntervalMs: 100,
+  /** Pause before the re-check, so that connections the burst left in the server's accept queue are taken first. */
+  recheckPauseMs: 300,
 } as const;
 
 export interface DiagnoseOptions extends Omit<ProbeOptions, 'host' | 'port' | 'address' | 'onProgress'> {
@@ -224,7 +226,7 @@ export async function diagnose(host: string, port: number = DEFAULTS.port, o: Di
   // apart connects are, a full accept queue does.
   let recheck: ConnectSample | null = null;
   if (address && sample.lost > 0 && sample.answered > 0 && samples > 1) {
-    const paced = await connectSample(address, port, DEFAULTS.recheck, DEFAULTS.recheckIntervalMs, DEFAULTS.cutoffMs, sample.attempts, 0);
+    const paced = await connectSample(address, port, DEFAULTS.recheck, DEFAULTS.recheckIntervalMs, DEFAULTS.cutoffMs, sample.attempts, DEFAULTS.recheckPauseMs);
     recheck = summariseSample(null, paced, DEFAULTS.recheckIntervalMs, DEFAULTS.cutoffMs);
   }
   if (address && pointsAtNetwork(probe, sample, recheck)) startMtu(address);
