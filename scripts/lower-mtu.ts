@@ -447,17 +447,18 @@ export async function setInterfaceMtu(o: SetMtuOptions): Promise<MtuChange> {
     throw new StepError(`could not set the MTU of ${iface} to ${mtu}: ${msg}`);
   }
   const after = (await readInterfaceMtu(iface, platform)).mtu;
-  if (after !== mtu) {
-    return { ...base, status: 'failed', after, journal: null, undo: null, error: `the MTU of ${iface} reads ${after} after setting ${mtu}` };
-  }
   const undo: UndoSpec = before === null
     ? { kind: 'none', reason: 'the old MTU could not be read' }
     : { kind: 'command', argv: unixMtuArgv(platform, iface, before) };
-  const entry = await record(
-    { script: SCRIPT, target: 'client', summary: `MTU of ${iface}: ${before} -> ${mtu}`, before: { interface: iface, mtu: before }, after: { interface: iface, mtu }, backup: null, undo },
+  // Journal whatever changed, even when the read-back disagrees, so it can still be undone.
+  const entry = after === before ? null : await record(
+    { script: SCRIPT, target: 'client', summary: `MTU of ${iface}: ${before} -> ${after}`, before: { interface: iface, mtu: before }, after: { interface: iface, mtu: after }, backup: null, undo },
     o.journalDir,
   );
-  return { ...base, status: 'changed', after, journal: entry.id, undo };
+  if (after !== mtu) {
+    return { ...base, status: 'failed', after, journal: entry?.id ?? null, undo: entry ? undo : null, error: `the MTU of ${iface} reads ${after} after setting ${mtu}` };
+  }
+  return { ...base, status: 'changed', after, journal: entry!.id, undo };
 }
 
 interface WindowsMtuResult {
