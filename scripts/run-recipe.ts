@@ -60,7 +60,8 @@ export type StepExecutor = (
 const READ_ONLY = new Set(['inspect-server', 'probe-rdp', 'diagnose', 'test-vpn-latency']);
 export function changesState(step: RecipeStep): boolean {
   if (step.kind === 'check' || READ_ONLY.has(step.script)) return false;
-  if (step.script === 'lower-mtu' && step.args.includes('--probe')) return false;
+  // lower-mtu --probe alone only measures; with --auto (or --mtu, --revert) it sets the MTU.
+  if (step.script === 'lower-mtu') return ['--auto', '--mtu', '--revert'].some((f) => step.args.includes(f));
   return true;
 }
 

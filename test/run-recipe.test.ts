@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { parseHostsFile } from '../scripts/run-recipe.ts';
+import { changesState, parseHostsFile } from '../scripts/run-recipe.ts';
 import { parseProblems } from './helpers/powershell.ts';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -233,6 +233,15 @@ steps:
   } finally {
     e.cleanup();
   }
+});
+
+// ---
+
+cond('lower-mtu with --auto changes state (gets --dry-run); --probe alone only measures', () => {
+  const step = (args: string[]) => ({ id: 'x', name: 'x', kind: 'run' as const, script: 'lower-mtu', on: 'client' as const, args, expect: [], stopWhen: [], line: 1 });
+  assert.ok(changesState(step(['--auto', '--probe', '{hostname}'])));
+  assert.ok(changesState(step(['--interface', 'wg0', '--mtu', '1400'])));
+  assert.not.ok(changesState(step(['--probe', '{hostname}'])));
 });
 
 // ---
