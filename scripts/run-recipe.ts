@@ -75,6 +75,12 @@ export function stepArgv(step: RecipeStep, opts: { host: string; target: string;
   return argv;
 }
 
+/** The recipe's parameter defaults overlaid with the values given on the command line. */
+export function recipeParams(recipe: Recipe, given: Record<string, string> = {}): Record<string, string> {
+  const defaults = Object.entries(recipe.params).flatMap(([k, p]) => (p.default !== undefined ? [[k, p.default] as const] : []));
+  return { ...Object.fromEntries(defaults), ...given };
+}
+
 /** Default executor: the script as its own process, exactly as a user would run it. */
 export const spawnStep: StepExecutor = (step, argv, env) =>
   new Promise((resolve) => {
@@ -174,7 +180,7 @@ function detailOf(json: Record<string, unknown> | null, stderr: string): string 
 export async function runRecipe(recipe: Recipe, o: RunOptions): Promise<RunState> {
   const exec = o.exec ?? spawnStep;
   const wrap = o.wrap ?? (<T,>(_t: string, w: () => Promise<T>) => w());
-  const params = { ...Object.fromEntries(Object.entries(recipe.params).flatMap(([k, p]) => (p.default !== undefined ? [[k, p.default]] : []))), ...o.params };
+  const params = recipeParams(recipe, o.params);
   const state: RunState = o.resume ?? {
     runId: `${new Date().toISOString().replace(/[-:.]/g, '').slice(0, 15)}-${recipe.name}-${randomBytes(3).toString('hex')}`,
     recipe: recipe.name,
@@ -296,7 +302,7 @@ export async function emitRecipe(recipe: Recipe, host: string, params: Record<st
     '',
   ];
   for (const [i, step] of recipe.steps.entries()) {
-    const argv = stepArgv(step, { host, target: 'local', dryRun: false, params });
+    const argv = stepArgv(step, { host, target: 'local', dryRun: false, params: recipeParams(recipe, params) });
     const visible = argv.filter((a) => a !== '--json' && a !== '--target' && a !== 'local').join(' ');
     if (step.on === 'client') {
       parts.push(`# Step ${i + 1} (${step.kind === 'check' ? 'check' : 'client'}): ${step.name}`);

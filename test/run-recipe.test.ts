@@ -323,6 +323,18 @@ emit('one self-contained script: server steps in order, checks as comments, pars
   }
 });
 
+emit('--emit of every shipped recipe is one script that parses with the PowerShell grammar', async () => {
+  const { listRecipes, loadRecipe } = await import('../scripts/lib/recipe.ts');
+  const { emitRecipe } = await import('../scripts/run-recipe.ts');
+  for (const name of listRecipes()) {
+    const text = await emitRecipe(loadRecipe(name), 'vm1.contoso.com:3389');
+    assert.equal(await parseProblems(text), [], name);
+    assert.ok(text.includes(`# rdpfix recipe ${name}:`), name);
+    const serverSteps = loadRecipe(name).steps.filter((s) => s.on === 'server').length;
+    assert.is((text.match(/##rdpfix-result-end##'\)/g) ?? []).length, serverSteps, `${name}: one result check per server step`);
+  }
+});
+
 // ---
 
 const fleet = suite('hosts file');
