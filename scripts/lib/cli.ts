@@ -47,6 +47,10 @@ export interface CommonFlags {
  * (with --json, one JSON error document on stdout), anything else is a crash reported as exit 1.
  */
 export async function runCli(main: (argv: string[]) => Promise<number>, argv = process.argv.slice(2)): Promise<never> {
+  // `... | head` closes the pipe early: that is the reader's choice, not an error of ours.
+  process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code === 'EPIPE') process.exit(0);
+  });
   let code: number;
   try {
     code = await main(argv);
