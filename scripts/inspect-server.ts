@@ -587,7 +587,8 @@ export async function main(argv: string[]): Promise<number> {
   const opts: InspectOptions = {
     eventHours: validateInt(args['event-hours'], '--event-hours', 1, 720),
     maxEvents: validateInt(args['max-events'], '--max-events', 0, 20),
-    save: args.save,
+    // Read-only either way; a dry run does not even write the evidence file.
+    save: args.save && !flags.dryRun,
   };
   return serverMain(flags, {
     title: 'inspect-server',

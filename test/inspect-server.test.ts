@@ -196,6 +196,11 @@ cli('--emit prints exactly the script that would run', () => {
   assert.is(r.stdout, buildInspectScript({ save: false, eventHours: 24, maxEvents: 4 }));
 });
 
+cli('--dry-run writes nothing on the target, not even the evidence file', () => {
+  const r = run(['--emit', '--dry-run']);
+  assert.is(r.stdout, buildInspectScript({ save: false }));
+});
+
 cli('through a channel: one JSON object; exit 0 when healthy, 1 with the cause when not', () => {
   const fb = fakeBin(['ssh']);
   try {
