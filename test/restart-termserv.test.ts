@@ -52,6 +52,15 @@ interp('a "changed" whose old certificate is still in use is a failed verificati
   assert.ok(r.evidence.some((e) => /verification: no new certificate is in use/.test(e)));
 });
 
+interp('a result trimmed to fit 4 KB (services dropped) is still judged by what is left', () => {
+  const raw = fx('regenerate-changed.json');
+  delete raw.before!.services;
+  raw.dropped = ['before.services'] as never;
+  const r = interpretRestart(raw, ctxFor(scripted()), { regenerateCert: true });
+  assert.is(r.status, 'changed');
+  assert.match(r.evidence[0]!, /before: TermService unknown/);
+});
+
 interp('a service that does not come back: failed, with the newest events, and the next step', () => {
   const r = interpretRestart(fx('regenerate-failed.json'), ctxFor(scripted()), { regenerateCert: true });
   assert.is(r.status, 'failed');

@@ -599,7 +599,7 @@ try {
     }
 
     $Result = Restart-RdpService -TimeoutSeconds $P.TimeoutSeconds -RegenerateCert:$P.RegenerateCert -OnlyThumbprint $P.OnlyThumbprint -RemoveKey:$P.RemoveKey -Force:$P.Force -BackupRoot $P.BackupRoot -Port $P.Port -WhatIf:$P.DryRun
-    $Result = Compress-RdpResult -Result $Result -Drop @('before.certificate.store', 'after.certificate.store', 'events.newest', 'before.certificate.key.sddl', 'before.services', 'after.services')
+    $Result = Compress-RdpResult -Result $Result -Drop @('before.certificate.store', 'after.certificate.store', 'events.newest', 'before.certificate.key.sddl', 'before.services')
 } catch {
     $Result = [ordered]@{
         step = 'restart-termserv'
