@@ -60,7 +60,7 @@ export async function runCli(main: (argv: string[]) => Promise<number>, argv = p
     code = err ? err.exitCode : 1;
     const message = e instanceof Error ? e.message : String(e);
     if (json) {
-      process.stdout.write(JSON.stringify({ error: message, hint: err?.hint ?? null, exitCode: code }) + '\n');
+      process.stdout.write(JSON.stringify({ status: 'failed', error: message, hint: err?.hint ?? null, exitCode: code }) + '\n');
     } else {
       process.stderr.write(chalk.red(`error: ${message}`) + '\n');
       if (err?.hint) process.stderr.write(`  ${err.hint}\n`);
