@@ -23,7 +23,7 @@ import { isMain, makeCli, runCli } from './lib/cli.ts';
 import { EnvError, UsageError } from './lib/errors.ts';
 import { chalk, printJson, withSpinner } from './lib/output.ts';
 import { formatVerdict, verdictOf, type ConnectSample, type NetworkEvidence, type PathMtuCheck, type SampleConnect, type Verdict } from './lib/rdp-verdict.ts';
-import { tcpConnect } from './lib/tcp.ts';
+import { LagMonitor, tcpConnect } from './lib/tcp.ts';
 import { formatHostPort, validateHost, validateInt, validateLocalPath } from './lib/validate.ts';
 import { DEFAULT_TIMEOUTS, probeRdp, type ProbeOptions, type ProbeResult } from './probe-rdp.ts';
 
@@ -82,10 +82,22 @@ export async function connectSample(address: string, port: number, count: number
     await new Promise((r) => setTimeout(r, startDelayMs + k * intervalMs));
     const c = await tcpConnect(address, port, cutoffMs);
     const outcome: SampleConnect['outcome'] = c.error === 'ECONNRESET' ? 'reset' : c.outcome;
-    const answered = outcome === 'accepted' || outcome === 'refused' || outcome === 'reset';
-    return { i, outcome, ms: c.ms, lost: !answered ? outcome === 'timeout' : c.ms >= 1000 };
+    return sampleOf(i, outcome, c.ms, c.startedAt ?? performance.now() - c.ms);
   }));
 }
+
+/** A connect time with the time this process's event loop was blocked taken out. */
+function sampleOf(i: number, outcome: SampleConnect['outcome'], measured: number, startedAt: number): SampleConnect {
+  const answered = outcome === 'accepted' || outcome === 'refused' || outcome === 'reset';
+  const lag = Math.min(measured, LagMonitor.blocked(startedAt, startedAt + measured));
+  const ms = Math.round((measured - lag) * 100) / 100;
+  // A SYN retransmit answers after >= 1 s (initial RTO); allow the lag estimate some slack.
+  const lost = answered ? ms >= LOST_AFTER_MS : outcome === 'timeout';
+  return { i, outcome, ms, lost, ...(lag >= 1 ? { measuredMs: measured, lagMs: lag } : {}) };
+}
+
+/** An answer this late (lag taken out) came after a SYN retransmission. */
+const LOST_AFTER_MS = 950;
 
 function percentile(sorted: number[], p: number): number {
   const idx = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
@@ -93,12 +105,12 @@ function percentile(sorted: number[], p: number): number {
 }
 
 /** Sample statistics; the probe's connect is sample 0 (when `probe` is given). */
-export function summariseSample(probe: ProbeResult | null, extra: SampleConnect[], intervalMs: number, cutoffMs: number): ConnectSample {
+export function summariseSample(probe: ProbeResult | null, extra: SampleConnect[], intervalMs: number, cutoffMs: number, probeConnectAt?: number): ConnectSample {
   const results: SampleConnect[] = [];
   const pc = probe?.connect;
   if (pc && pc.outcome !== 'unresolved') {
-    const answered = pc.outcome === 'accepted' || pc.outcome === 'refused' || pc.outcome === 'reset';
-    results.push({ i: 0, outcome: pc.outcome, ms: pc.ms, lost: answered ? pc.ms >= 1000 : pc.outcome === 'timeout' });
+    results.push(probeConnectAt !== undefined ? sampleOf(0, pc.outcome, pc.ms, probeConnectAt)
+      : { i: 0, outcome: pc.outcome, ms: pc.ms, lost: pc.outcome === 'timeout' || (pc.outcome !== 'error' && pc.outcome !== 'unreachable' && pc.ms >= LOST_AFTER_MS) });
   }
   results.push(...extra);
   const answered = results.filter((r) => r.outcome === 'accepted' || r.outcome === 'refused' || r.outcome === 'reset');
@@ -111,8 +123,10 @@ export function summariseSample(probe: ProbeResult | null, extra: SampleConnect[
     const jitter = Math.sqrt(times.reduce((a, b) => a + (b - avg) ** 2, 0) / times.length);
     rtt = { min: r2(times[0]!), p50: r2(percentile(times, 50)), p95: r2(percentile(times, 95)), max: r2(times.at(-1)!), avg: r2(avg), jitter: r2(jitter) };
   }
+  const lags = results.map((r) => r.lagMs ?? 0);
   return {
     attempts: results.length,
+    ...(Math.max(0, ...lags) >= 1 ? { maxLagMs: Math.max(...lags) } : {}),
     answered: answered.length,
     accepted: results.filter((r) => r.outcome === 'accepted').length,
     refused: results.filter((r) => r.outcome === 'refused').length,
@@ -205,6 +219,8 @@ export async function diagnose(host: string, port: number = DEFAULTS.port, o: Di
 
   let mtu: Promise<PathMtuCheck> | undefined;
   let pingTimeoutMs = 1000;
+  let probeConnectAt: number | undefined;
+  LagMonitor.start();
   const startMtu = (addr: string) => (mtu ??= o.pathMtu === false ? Promise.resolve({ status: 'skipped', reason: 'disabled (--no-path-mtu)', ms: 0 } as PathMtuCheck) : pathMtuCheck(addr, pingTimeoutMs));
   const probeP = probeRdp({
     ...o,
@@ -213,21 +229,31 @@ export async function diagnose(host: string, port: number = DEFAULTS.port, o: Di
     ...(address ? { address } : {}),
     onProgress: (e) => {
       // A DF ping that has not come back after 20 connect times (at least 300 ms) is lost.
-      if (e.step === 'connected') pingTimeoutMs = Math.min(1000, Math.max(300, Math.round(e.ms * 20)));
+      if (e.step === 'connected') {
+        probeConnectAt = performance.now() - e.ms;
+        pingTimeoutMs = Math.min(1000, Math.max(300, Math.round(e.ms * 20)));
+      }
       if (e.step === 'tls-silence') void startMtu(e.address);
     },
   });
   const sampleP = address ? connectSample(address, port, Math.max(0, samples - 1), intervalMs, DEFAULTS.cutoffMs) : Promise.resolve([]);
-  const [probe, extra] = await Promise.all([probeP, sampleP]);
-  const sample = summariseSample(probe, extra, intervalMs, DEFAULTS.cutoffMs);
-  // Lost connects in a 20 ms burst are either the path, or a server whose listen queue overflowed
-  // (xrdp's backlog is 2; any server that is briefly busy): the kernel then drops the SYN, which on
-  // the wire looks exactly like loss. Pacing tells them apart: path loss does not care how far
-  // apart connects are, a full accept queue does.
+  let probe: ProbeResult;
+  let extra: SampleConnect[];
+  let sample: ConnectSample;
   let recheck: ConnectSample | null = null;
-  if (address && sample.lost > 0 && sample.answered > 0 && samples > 1) {
-    const paced = await connectSample(address, port, DEFAULTS.recheck, DEFAULTS.recheckIntervalMs, DEFAULTS.cutoffMs, sample.attempts, DEFAULTS.recheckPauseMs);
-    recheck = summariseSample(null, paced, DEFAULTS.recheckIntervalMs, DEFAULTS.cutoffMs);
+  try {
+    [probe, extra] = await Promise.all([probeP, sampleP]);
+    sample = summariseSample(probe, extra, intervalMs, DEFAULTS.cutoffMs, probeConnectAt);
+    // Lost connects in a 20 ms burst are either the path, or a server whose listen queue overflowed
+    // (xrdp's backlog is 2; any server that is briefly busy): the kernel then drops the SYN, which
+    // on the wire looks exactly like loss. Pacing tells them apart: path loss does not care how far
+    // apart connects are, a full accept queue does.
+    if (address && sample.lost > 0 && sample.answered > 0 && samples > 1) {
+      const paced = await connectSample(address, port, DEFAULTS.recheck, DEFAULTS.recheckIntervalMs, DEFAULTS.cutoffMs, sample.attempts, DEFAULTS.recheckPauseMs);
+      recheck = summariseSample(null, paced, DEFAULTS.recheckIntervalMs, DEFAULTS.cutoffMs);
+    }
+  } finally {
+    LagMonitor.stop();
   }
   if (address && pointsAtNetwork(probe, sample, recheck)) startMtu(address);
   const network: NetworkEvidence = { sample: address ? sample : null, recheck, pathMtu: mtu ? await mtu : null, thresholds };

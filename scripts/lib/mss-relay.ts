@@ -15,6 +15,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { accessSync, constants } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import { Duplex } from 'node:stream';
+import { lateSafeTimeout } from './tcp.ts';
 
 /**
  * 536 = the IPv4 default MSS (RFC 879/1122): 576-byte packets, which every IPv4 path must carry,
@@ -150,11 +151,11 @@ export function connectSmallMss(address: string, port: number, mss: number, time
     const settle = (r: SmallMssConnect) => {
       if (settled) return;
       settled = true;
-      clearTimeout(timer);
+      cancel();
       if (r.outcome !== 'accepted') kill();
       resolve(r);
     };
-    const timer = setTimeout(() => settle({ outcome: 'timeout', helper: helper.name, ms: ms(), error: 'connect timed out' }), timeoutMs);
+    const cancel = lateSafeTimeout(() => settle({ outcome: 'timeout', helper: helper.name, ms: ms(), error: 'connect timed out' }), timeoutMs);
     child.on('error', (e) => settle({ outcome: 'error', helper: helper.name, ms: ms(), error: e.message }));
     child.stdin!.on('error', () => { /* helper gone; the stream reports the close */ });
     child.stderr!.setEncoding('utf8').on('data', (d: string) => {

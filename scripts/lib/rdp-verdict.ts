@@ -14,11 +14,16 @@ export interface SampleConnect {
   ms: number;
   /** Answered only after a SYN retransmission (>= 1 s), or not at all: a lost SYN or SYN-ACK. */
   lost: boolean;
+  /** When this process's event loop was blocked meanwhile: the raw time, and the lag taken out of `ms`. */
+  measuredMs?: number;
+  lagMs?: number;
 }
 
 export interface ConnectSample {
   /** Connects made (the probe's own connect is sample 0). */
   attempts: number;
+  /** Largest event-loop lag taken out of a connect time (this machine was busy). */
+  maxLagMs?: number;
   answered: number;
   accepted: number;
   refused: number;
@@ -281,7 +286,8 @@ function sampleLine(s: ConnectSample): string {
     ...(silent ? [`${silent} not answered within ${s.cutoffMs} ms`] : []),
     ...(other ? [`${other} failed otherwise`] : []),
   ];
-  return `connect sample: ${s.attempts} connects ${s.intervalMs} ms apart: ${parts.join(', ')}: ${s.lost ? `${s.lost} lost` : 'none lost'}${rtt}`;
+  const busy = s.maxLagMs && s.maxLagMs >= 20 ? ` (this machine was busy: up to ${fmt(s.maxLagMs)} of event-loop delay taken out of the connect times)` : '';
+  return `connect sample: ${s.attempts} connects ${s.intervalMs} ms apart: ${parts.join(', ')}: ${s.lost ? `${s.lost} lost` : 'none lost'}${rtt}${busy}`;
 }
 
 function pathMtuLine(m: PathMtuCheck): string {

@@ -6,6 +6,7 @@
 // key type and size). node:tls and node:crypto are loaded only when a handshake is made.
 import { Duplex } from 'node:stream';
 import type { ConnectionOptions, TLSSocket } from 'node:tls';
+import { lateSafeTimeout } from './tcp.ts';
 
 /** TLS versions as Node names them, oldest first. */
 export const TLS_VERSIONS = ['TLSv1', 'TLSv1.1', 'TLSv1.2', 'TLSv1.3'] as const;
@@ -328,8 +329,8 @@ export async function tlsHandshake(o: TlsHandshakeOptions): Promise<TlsResult> {
     const finish = async (completed: boolean, timedOut: boolean, errorCode?: string) => {
       if (done) return;
       done = true;
-      clearTimeout(timer);
-      clearTimeout(silenceTimer);
+      cancelTimeout();
+      cancelSilence?.();
       o.signal?.removeEventListener('abort', onAbort);
       const facts: TlsWireFacts = { completed, timedOut, bytes: tap.bytes, head: tap.head, ended: tap.ended, capped: tap.capped, ...(errorCode ? { errorCode } : {}) };
       const c = classifyTls(facts);
@@ -363,11 +364,12 @@ export async function tlsHandshake(o: TlsHandshakeOptions): Promise<TlsResult> {
       o.stream.destroy();
       resolve(r);
     };
-    const timer = setTimeout(() => void finish(false, true), o.timeoutMs);
-    let silenceTimer: NodeJS.Timeout | undefined;
+    // Late-safe: on a busy event loop, bytes that already arrived are counted before we call it silence.
+    const cancelTimeout = lateSafeTimeout(() => void finish(false, true), o.timeoutMs);
+    let cancelSilence: (() => void) | undefined;
     if (o.silence) {
       const { afterMs, onSilence } = o.silence;
-      silenceTimer = setTimeout(() => { if (!done && tap.bytes === 0) onSilence(); }, afterMs);
+      cancelSilence = lateSafeTimeout(() => { if (!done && tap.bytes === 0) onSilence(); }, afterMs);
     }
     const onAbort = () => void finish(false, true);
     if (o.signal?.aborted) queueMicrotask(onAbort);

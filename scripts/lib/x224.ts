@@ -2,6 +2,7 @@
 // RDP_NEG_REQ, and the decoding of the Connection Confirm. Pure functions plus one bounded reader;
 // used by probe-rdp (diagnosis) and test-vpn-latency (application round trip).
 import type { Duplex } from 'node:stream';
+import { lateSafeTimeout } from './tcp.ts';
 
 /** requestedProtocols / selectedProtocol flags (MS-RDPBCGR 2.2.1.1.1). */
 export const PROTOCOL = { RDP: 0x0, SSL: 0x1, HYBRID: 0x2, RDSTLS: 0x4, HYBRID_EX: 0x8, RDSAAD: 0x10 } as const;
@@ -128,7 +129,7 @@ export function exchangeConfirm(socket: Duplex, requestedProtocols: number, time
     const finish = (r: ConfirmRead) => {
       if (done) return;
       done = true;
-      clearTimeout(timer);
+      cancel();
       socket.off('data', onData).off('close', onClose).off('error', onError).off('end', onEnd);
       socket.pause();
       resolve(r);
@@ -157,7 +158,7 @@ export function exchangeConfirm(socket: Duplex, requestedProtocols: number, time
     const onClose = () => finish({ outcome: 'closed', ms: ms(), bytes: buf.length, ...partial() });
     const onError = (e: NodeJS.ErrnoException) =>
       finish({ outcome: e.code === 'ECONNRESET' || e.code === 'EPIPE' ? 'reset' : 'closed', ms: ms(), bytes: buf.length, ...partial() });
-    const timer = setTimeout(() => finish({ outcome: 'timeout', ms: ms(), bytes: buf.length, ...partial() }), timeoutMs);
+    const cancel = lateSafeTimeout(() => finish({ outcome: 'timeout', ms: ms(), bytes: buf.length, ...partial() }), timeoutMs);
     socket.on('data', onData).on('end', onEnd).on('close', onClose).on('error', onError);
     socket.resume();
     socket.write(connectionRequest(requestedProtocols));
