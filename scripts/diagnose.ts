@@ -55,9 +55,16 @@ export interface DiagnoseOptions extends Omit<ProbeOptions, 'host' | 'port' | 'a
   intervalMs?: number;
   maxRttMs?: number;
   maxLost?: number;
-  /** Run the path-MTU check when the probe points at the network (default true). */
-  pathMtu?: boolean;
+  /**
+   * When to run the DF-ping path-MTU check (scripts/lower-mtu.ts): 'suspected' (default for one
+   * host) whenever the probe points at the network; 'unproven' (default for a fleet) only when the
+   * small-segment retry did not already prove a black hole (its number is then left to the vpn-mtu
+   * recipe, which measures it again before changing anything); 'never'. true/false = suspected/never.
+   */
+  pathMtu?: PathMtuPolicy | boolean;
 }
+
+export type PathMtuPolicy = 'suspected' | 'unproven' | 'never';
 
 export interface DiagnoseReport extends Verdict {
   status: 'ok' | 'failed';
@@ -217,11 +224,13 @@ export async function diagnose(host: string, port: number = DEFAULTS.port, o: Di
     clearTimeout(timer);
   }
 
+  const policy: PathMtuPolicy = o.pathMtu === false ? 'never' : o.pathMtu === true || o.pathMtu === undefined ? 'suspected' : o.pathMtu;
   let mtu: Promise<PathMtuCheck> | undefined;
   let pingTimeoutMs = 1000;
   let probeConnectAt: number | undefined;
   LagMonitor.start();
-  const startMtu = (addr: string) => (mtu ??= o.pathMtu === false ? Promise.resolve({ status: 'skipped', reason: 'disabled (--no-path-mtu)', ms: 0 } as PathMtuCheck) : pathMtuCheck(addr, pingTimeoutMs));
+  const skipped = (reason: string): Promise<PathMtuCheck> => Promise.resolve({ status: 'skipped', reason, ms: 0 });
+  const startMtu = (addr: string) => (mtu ??= policy === 'never' ? skipped('disabled (--path-mtu never)') : pathMtuCheck(addr, pingTimeoutMs));
   const probeP = probeRdp({
     ...o,
     host,
@@ -233,7 +242,8 @@ export async function diagnose(host: string, port: number = DEFAULTS.port, o: Di
         probeConnectAt = performance.now() - e.ms;
         pingTimeoutMs = Math.min(1000, Math.max(300, Math.round(e.ms * 20)));
       }
-      if (e.step === 'tls-silence') void startMtu(e.address);
+      // 'suspected': start at once, alongside the small-segment retry; 'unproven' waits for it.
+      if (e.step === 'tls-silence' && policy === 'suspected') void startMtu(e.address);
     },
   });
   const sampleP = address ? connectSample(address, port, Math.max(0, samples - 1), intervalMs, DEFAULTS.cutoffMs) : Promise.resolve([]);
@@ -255,7 +265,13 @@ export async function diagnose(host: string, port: number = DEFAULTS.port, o: Di
   } finally {
     LagMonitor.stop();
   }
-  if (address && pointsAtNetwork(probe, sample, recheck)) startMtu(address);
+  if (address && pointsAtNetwork(probe, sample, recheck)) {
+    if (policy === 'unproven' && probe.mssRetry?.arrived && !mtu) {
+      mtu = skipped(`not needed: the small-segment retry proved the black hole (its size: npx tsx scripts/lower-mtu.ts --probe ${host})`);
+    } else {
+      startMtu(address);
+    }
+  }
   const network: NetworkEvidence = { sample: address ? sample : null, recheck, pathMtu: mtu ? await mtu : null, thresholds };
   const v = verdictOf(probe, network);
   const sampleConns = extra.length + (recheck?.attempts ?? 0);
@@ -341,7 +357,7 @@ export async function main(argv: string[]): Promise<number> {
     .option('x224-timeout', { type: 'number', default: DEFAULT_TIMEOUTS.x224Ms, describe: 'wait for the X.224 Connection Confirm, ms' })
     .option('tls-timeout', { type: 'number', default: DEFAULT_TIMEOUTS.tlsMs, describe: 'wait for the TLS handshake, ms' })
     .option('mss-retry', { type: 'boolean', default: true, describe: 'when the TLS flight never arrives, retry with a 536-byte segment size (needs perl or python3)' })
-    .option('path-mtu', { type: 'boolean', default: true, describe: 'run the DF-ping path-MTU check (scripts/lower-mtu.ts) when the network is suspect' })
+    .option('path-mtu', { type: 'string', choices: ['suspected', 'unproven', 'never'], describe: 'when to run the DF-ping path-MTU check (scripts/lower-mtu.ts): whenever the network is suspect (default for one host), only when the small-segment retry did not prove a black hole (default with --hosts), or never' })
     .example('$0', 'diagnose this machine (127.0.0.1:3389)')
     .example('$0 10.0.0.4', 'diagnose a server on the default port')
     .example('$0 vm1.contoso.com:3390 --json', 'machine-readable verdict')
@@ -356,7 +372,7 @@ export async function main(argv: string[]): Promise<number> {
     tlsTimeoutMs: validateInt(args['tls-timeout'], '--tls-timeout', 100, 60_000),
     tlsVersions: args['tls-versions'],
     mssRetry: args['mss-retry'],
-    pathMtu: args['path-mtu'],
+    ...(args['path-mtu'] !== undefined ? { pathMtu: args['path-mtu'] as PathMtuPolicy } : {}),
     samples: validateInt(args.samples, '--samples', 1, 50),
     intervalMs: validateInt(args.interval, '--interval', 0, 1000),
     maxRttMs: validateInt(args['max-rtt'], '--max-rtt', 1, 60_000),
@@ -376,7 +392,7 @@ export async function main(argv: string[]): Promise<number> {
     const targets = parseHostsFile(text, file);
     const parallel = validateInt(args.parallel, '--parallel', 1, 1024);
     const t0 = performance.now();
-    const reports = await diagnoseFleet(targets, parallel, opts, (r, t) => {
+    const reports = await diagnoseFleet(targets, parallel, { pathMtu: 'unproven', ...opts }, (r, t) => {
       if (json) printJson({ line: t.line, ...r });
       else process.stdout.write(fleetLine(r) + '\n');
     });

@@ -13,7 +13,7 @@ import { parseHostsFile, summariseSample, type DiagnoseOptions, type DiagnoseRep
 import { UsageError } from '../scripts/lib/errors.ts';
 import { recipeFor } from '../scripts/lib/causes.ts';
 import type { ProbeResult } from '../scripts/probe-rdp.ts';
-import { startBusyServer } from './lab/busy-server.ts';
+import { startBusyServer } from './lab/rdp-responder.ts';
 import { createFleet, FLEET_EXPECT } from './lab/fleet.ts';
 import { cleanupStaleLab, createTopology, type Topology } from './lab/netns.ts';
 import { startPeers, startSocatCloser } from './lab/peers.ts';
