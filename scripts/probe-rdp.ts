@@ -319,7 +319,8 @@ export async function probeRdp(o: ProbeOptions): Promise<ProbeResult> {
   const startRetry = () => {
     if (retry) return retry;
     o.onProgress?.({ step: 'tls-silence', ms: round(performance.now() - t0), address: addr, port });
-    retry = smallMssRetry(addr, port, mss, timeouts, budget, servername, o.now, o.mssRetry === false, o.mssHelper);
+    retry = smallMssRetry(addr, port, mss, timeouts, budget, servername, o.now, o.mssRetry === false, o.mssHelper)
+      .catch((e: unknown): MssRetry => ({ mss, skipped: `failed: ${(e as Error).message}`, ms: 0 }));
     // Once the flight arrived over small segments, the main handshake's silence has said enough.
     retry.then((r) => { if (r.arrived) abortMain.abort(); });
     return retry;
@@ -343,9 +344,11 @@ export async function probeRdp(o: ProbeOptions): Promise<ProbeResult> {
   if (tls.outcome === 'ok' && o.tlsVersions) {
     const known = tls.version as TlsVersion | undefined;
     result.tlsVersions = await scanVersions(TLS_VERSIONS.filter((v) => v !== known), 'requested', known);
-  } else if (tls.outcome !== 'ok' && tls.outcome !== 'not-tls') {
+  } else if (tls.outcome !== 'ok' && (tls.outcome !== 'not-tls' || o.tlsVersions)) {
     // An alert, a close or a reset may be the server refusing our versions: find out which it takes.
-    result.tlsVersions = await scanVersions(['TLSv1.2', 'TLSv1.3', 'TLSv1', 'TLSv1.1'], 'first-handshake-failed');
+    // (RDP bytes instead of TLS mean it aborted before reading our hello: no version would help,
+    // so that case is scanned only on request.)
+    result.tlsVersions = await scanVersions(['TLSv1.2', 'TLSv1.3', 'TLSv1', 'TLSv1.1'], o.tlsVersions ? 'requested' : 'first-handshake-failed');
   }
   return done();
 
