@@ -19,6 +19,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { recipeFor, type Cause } from './lib/causes.ts';
+import { parseTarget, TARGET_HELP } from './lib/channels.ts';
 import { isMain, makeCli, runCli } from './lib/cli.ts';
 import { EnvError, UsageError } from './lib/errors.ts';
 import { chalk, printJson, withSpinner } from './lib/output.ts';
@@ -361,7 +362,12 @@ export async function main(argv: string[]): Promise<number> {
     .example('$0', 'diagnose this machine (127.0.0.1:3389)')
     .example('$0 10.0.0.4', 'diagnose a server on the default port')
     .example('$0 vm1.contoso.com:3390 --json', 'machine-readable verdict')
+    .option('fix', { type: 'boolean', default: false, describe: 'run the recipe for the cause found, through run-recipe (plan, confirmation, verification)' })
+    .option('target', { type: 'string', default: 'local', describe: `with --fix: ${TARGET_HELP}` })
+    .option('yes', { alias: 'y', type: 'boolean', default: false, describe: 'with --fix: do not ask for confirmation' })
+    .option('dry-run', { type: 'boolean', default: false, describe: 'with --fix: run the recipe in inspect-only mode' })
     .example('$0 --hosts hosts.txt --parallel 64 --json > results.jsonl', 'a fleet, one JSON object per line')
+    .example('$0 10.0.0.4 --fix --target azure://SUB/rg-web/web-01', 'diagnose, then run the recipe that fixes it (asks first)')
     .epilog('Exit codes: 0 healthy (with --hosts: every host healthy), 1 a problem was found, 2 bad usage.\nFix: the printed `npx tsx scripts/run-recipe.ts RECIPE --host HOST ...` command.')
     .parseAsync();
 
@@ -379,6 +385,8 @@ export async function main(argv: string[]): Promise<number> {
     maxLost: validateInt(args['max-lost'], '--max-lost', 1, 50),
   };
   const positional = args._.map(String);
+  if (args.fix && args.hosts !== undefined) throw new UsageError('--fix works on one host; for a fleet run: npx tsx scripts/run-recipe.ts RECIPE --hosts FILE');
+  if (args.fix) parseTarget(args.target); // a bad channel is bad usage before anything is probed
 
   if (args.hosts !== undefined) {
     if (positional.length) throw new UsageError(`give either HOST or --hosts FILE, not both (got ${positional.map((p) => JSON.stringify(p)).join(' ')})`);
@@ -412,7 +420,24 @@ export async function main(argv: string[]): Promise<number> {
   const report = await withSpinner(`Diagnosing ${formatHostPort({ host: t.host, port })}`, () => diagnose(t.host, port, opts), !json);
   if (json) printJson(report);
   else process.stdout.write(formatVerdict(report) + '\n');
-  return report.status === 'ok' ? 0 : 1;
+  if (!args.fix || report.status === 'ok') return report.status === 'ok' ? 0 : 1;
+  return fix(report, formatHostPort({ host: t.host, port }), { target: args.target, yes: args.yes, dryRun: args['dry-run'], json });
+}
+
+/**
+ * --fix: hand the cause's recipe to the runner, which prints the plan, asks for confirmation
+ * (unless --yes), runs, verifies with the same probe and journals the run. With --json the
+ * runner's document follows the diagnosis as a second line.
+ */
+async function fix(report: { cause: Cause; recipe: string | null }, host: string, o: { target: string; yes: boolean; dryRun: boolean; json: boolean }): Promise<number> {
+  const recipe = recipeFor(report.cause);
+  if (!recipe) {
+    if (!o.json) process.stdout.write(`\nNo recipe fixes ${report.cause}; nothing was changed.\n`);
+    return 1;
+  }
+  if (!o.json) process.stdout.write(`\n${chalk.bold(`Fixing with recipe ${recipe}`)}\n`);
+  const runner = (await import('./run-recipe.ts')) as { main: (argv: string[]) => Promise<number> };
+  return runner.main([recipe, '--host', host, '--target', o.target, ...(o.yes ? ['--yes'] : []), ...(o.dryRun ? ['--dry-run'] : []), ...(o.json ? ['--json'] : [])]);
 }
 
 if (isMain(import.meta.url)) await runCli(main);
