@@ -5,7 +5,6 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { existsSync } from 'node:fs';
-import { $ } from 'zx';
 import { EnvError, StepError, UsageError } from './errors.ts';
 import { encodeCommand, extractResult, psQuote } from './ps.ts';
 import {
@@ -201,6 +200,7 @@ export async function runScript<T = Record<string, unknown>>(target: Target, scr
     }
     const run = channelCommand(target, script, scriptPath);
     const [cmd, ...args] = run.argv as [string, ...string[]];
+    const { $ } = await import('zx'); // loaded only when a channel really runs something
     // Always end stdin (an empty Buffer still closes it), so a program that reads it never waits on us.
     const p = await $({ input: Buffer.from(run.stdin, "utf8"), nothrow: true, quiet: true, timeout })`${cmd} ${args}`;
     let output = p.stdout;

@@ -1,8 +1,24 @@
 // Human and machine output. Human: a short verdict first, then evidence, colour when the terminal
 // supports it, a spinner only while waiting on a TTY. Machine (--json): one JSON document on stdout.
-import { chalk } from 'zx';
+// Colour without loading all of zx at start-up (start-up time is part of a diagnosis): the seven
+// styles the scripts use, on when stdout is a terminal (FORCE_COLOR / NO_COLOR decide otherwise).
+function colourOn(): boolean {
+  if (process.env.NO_COLOR) return false;
+  if (process.env.FORCE_COLOR !== undefined) return process.env.FORCE_COLOR !== '0';
+  return Boolean(process.stdout.isTTY);
+}
+const style = (open: number, close: number) => (text: string | number) =>
+  colourOn() ? `\x1b[${open}m${text}\x1b[${close}m` : String(text);
 
-export { chalk };
+export const chalk = {
+  bold: style(1, 22),
+  dim: style(2, 22),
+  red: style(31, 39),
+  green: style(32, 39),
+  yellow: style(33, 39),
+  cyan: style(36, 39),
+  gray: style(90, 39),
+};
 
 export type Status = 'ok' | 'changed' | 'would-change' | 'failed' | 'skipped';
 
