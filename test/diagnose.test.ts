@@ -147,7 +147,11 @@ if (labGate('diagnose: cause table (direct)', ['root', 'netns', 'iptables', 'xrd
           assertShape(r);
         });
         const healthy = reports[0]!;
-        assert.is(healthy.connections.total, 10, 'one probe connection and nine sample connects');
+        // One probe connection and nine sample connects (five more only if a busy moment made the
+        // burst lose connects and the paced re-check ran).
+        assert.is(healthy.connections.probe, 1);
+        assert.ok([9, 14].includes(healthy.connections.sample), JSON.stringify(healthy.connections));
+        assert.is(healthy.connections.total, healthy.connections.probe + healthy.connections.sample);
         assert.is(healthy.network.pathMtu, null, 'no path-MTU check when nothing points at the network');
         const unreachable = reports[8]!;
         assert.is(unreachable.network.sample?.answered, 0);
