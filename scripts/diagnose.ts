@@ -15,17 +15,18 @@
 //     are lost), the path-MTU check of scripts/lower-mtu.ts (DF pings), when that script exists;
 //     otherwise the evidence says the check was skipped.
 // Then it prints the verdict, the evidence, and the exact command of the recipe that fixes it.
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { recipeFor, type Cause } from './lib/causes.ts';
 import { parseTarget, TARGET_HELP } from './lib/channels.ts';
 import { isMain, makeCli, runCli } from './lib/cli.ts';
-import { EnvError, UsageError } from './lib/errors.ts';
+import { readHostsFile } from './lib/hosts.ts';
+import { UsageError } from './lib/errors.ts';
 import { chalk, printJson, withSpinner } from './lib/output.ts';
 import { formatVerdict, verdictOf, type ConnectSample, type NetworkEvidence, type PathMtuCheck, type SampleConnect, type Verdict } from './lib/rdp-verdict.ts';
 import { LagMonitor, tcpConnect } from './lib/tcp.ts';
-import { formatHostPort, validateHost, validateInt, validateLocalPath } from './lib/validate.ts';
+import { formatHostPort, validateHost, validateInt } from './lib/validate.ts';
 import { DEFAULT_TIMEOUTS, probeRdp, type ProbeOptions, type ProbeResult } from './probe-rdp.ts';
 
 // ---------------------------------------------------------------- types
@@ -316,24 +317,6 @@ export async function diagnoseFleet(targets: FleetTarget[], parallel: number, o:
 }
 
 /** Parse a hosts file: one HOST[:PORT] per line; blank lines and # comments ignored; further columns (a run-recipe target) ignored. */
-export function parseHostsFile(text: string, file: string): FleetTarget[] {
-  const targets: FleetTarget[] = [];
-  text.split(/\r?\n/).forEach((raw, idx) => {
-    const line = raw.replace(/#.*$/, '').trim();
-    if (!line) return;
-    const first = line.split(/\s+/)[0]!;
-    let h;
-    try {
-      h = validateHost(first, `host on line ${idx + 1} of ${file}`);
-    } catch (e) {
-      throw e instanceof UsageError ? e : new UsageError(String(e));
-    }
-    targets.push({ host: h.host, port: h.port ?? DEFAULTS.port, line: idx + 1 });
-  });
-  if (!targets.length) throw new UsageError(`no hosts in ${file}`, 'one HOST[:PORT] per line; # starts a comment');
-  return targets;
-}
-
 // ---------------------------------------------------------------- CLI
 
 function fleetLine(r: DiagnoseReport): string {
@@ -390,14 +373,7 @@ export async function main(argv: string[]): Promise<number> {
 
   if (args.hosts !== undefined) {
     if (positional.length) throw new UsageError(`give either HOST or --hosts FILE, not both (got ${positional.map((p) => JSON.stringify(p)).join(' ')})`);
-    const file = validateLocalPath(args.hosts, '--hosts');
-    let text: string;
-    try {
-      text = readFileSync(file, 'utf8');
-    } catch {
-      throw new EnvError(`cannot read hosts file ${JSON.stringify(file)}`);
-    }
-    const targets = parseHostsFile(text, file);
+    const targets = readHostsFile(args.hosts).map((h) => ({ host: h.host, port: h.port ?? DEFAULTS.port, line: h.line }));
     const parallel = validateInt(args.parallel, '--parallel', 1, 1024);
     const t0 = performance.now();
     const reports = await diagnoseFleet(targets, parallel, { pathMtu: 'unproven', ...opts }, (r, t) => {

@@ -11,7 +11,8 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline/promises';
 import { describeTarget, parseTarget, TARGET_HELP } from './lib/channels.ts';
 import { isMain, makeCli, runCli } from './lib/cli.ts';
-import { EnvError, UsageError } from './lib/errors.ts';
+import { UsageError } from './lib/errors.ts';
+import { readHostsFile, type HostsLine } from './lib/hosts.ts';
 import { journalDir } from './lib/journal.ts';
 import { chalk, printJson, statusWord, withSpinner } from './lib/output.ts';
 import { psQuote } from './lib/ps.ts';
@@ -339,32 +340,19 @@ export interface FleetHost {
 }
 
 /**
- * Hosts file: one host per line, `HOST[:PORT] [TARGET]`, `#` comments. Without a TARGET on the line
- * the --target value is used, with `{host}` replaced by the host name (e.g. 'winrm://{host}').
+ * The fleet's hosts (lib/hosts.ts): a line without a TARGET uses the --target value, with `{host}`
+ * replaced by the host name (e.g. 'winrm://{host}').
  */
-export function parseHostsFile(text: string, file: string, targetTemplate: string): FleetHost[] {
-  const hosts: FleetHost[] = [];
-  text.split(/\r?\n/).forEach((raw, i) => {
-    const line = raw.replace(/#.*/, '').trim();
-    if (!line) return;
-    const [h, t, extra] = line.split(/\s+/);
-    if (extra !== undefined) throw new UsageError(`${file}:${i + 1}: expected HOST[:PORT] [TARGET], got ${JSON.stringify(raw.trim())}`);
-    let hp;
-    try {
-      hp = validateHost(h!);
-    } catch (e) {
-      throw new UsageError(`${file}:${i + 1}: ${(e as Error).message}`);
-    }
-    const target = t ?? targetTemplate.replaceAll('{host}', hp.host.includes(':') ? `[${hp.host}]` : hp.host);
+export function fleetHosts(lines: HostsLine[], file: string, targetTemplate: string): FleetHost[] {
+  return lines.map((l) => {
+    const target = l.target ?? targetTemplate.replaceAll('{host}', l.host.includes(':') ? `[${l.host}]` : l.host);
     try {
       parseTarget(target);
     } catch (e) {
-      throw new UsageError(`${file}:${i + 1}: ${(e as Error).message}`);
+      throw new UsageError(`${file}:${l.line}: ${(e as Error).message}`);
     }
-    hosts.push({ host: formatHostPort(hp), target, line: i + 1 });
+    return { host: formatHostPort(l), target, line: l.line };
   });
-  if (!hosts.length) throw new UsageError(`${file}: no hosts (one HOST[:PORT] [TARGET] per line)`);
-  return hosts;
 }
 
 /** Run the recipe on every host, at most `parallel` at once; one host failing never stops the others. */
@@ -491,14 +479,8 @@ export async function main(argv: string[]): Promise<number> {
   for (const k of Object.keys(params)) if (!(k in recipe.params)) throw new UsageError(`recipe ${recipe.name} has no parameter ${JSON.stringify(k)}`);
 
   if (args.hosts !== undefined) {
-    const file = validateLocalPath(args.hosts, '--hosts');
-    let text: string;
-    try {
-      text = readFileSync(file, 'utf8');
-    } catch {
-      throw new EnvError(`cannot read hosts file ${JSON.stringify(file)}`);
-    }
-    const hosts = parseHostsFile(text, file, args.target);
+    const file = args.hosts;
+    const hosts = fleetHosts(readHostsFile(file), file, args.target);
     const parallel = validateInt(args.parallel, '--parallel', 1, 1024);
     if (!json) {
       process.stdout.write(planLines(recipe, `${hosts.length} hosts from ${file}`, args.target, args['dry-run']).join('\n') + '\n\n');

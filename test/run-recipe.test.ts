@@ -8,7 +8,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { changesState, parseHostsFile } from '../scripts/run-recipe.ts';
+import { parseHostsFile } from '../scripts/lib/hosts.ts';
+import { changesState, fleetHosts } from '../scripts/run-recipe.ts';
 import { parseProblems } from './helpers/powershell.ts';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -340,7 +341,7 @@ emit('--emit of every shipped recipe is one script that parses with the PowerShe
 const fleet = suite('hosts file');
 
 fleet('one host per line with comments, optional per-line target, {host} in the target template', () => {
-  const hosts = parseHostsFile('# lab\nvm1\n10.0.0.5:3390  azure://sub/rg/vm5 # azure one\n\n[::1]\n', 'hosts.txt', 'winrm://{host}');
+  const hosts = fleetHosts(parseHostsFile('# lab\nvm1\n10.0.0.5:3390  azure://sub/rg/vm5 # azure one\n\n[::1]\n', 'hosts.txt'), 'hosts.txt', 'winrm://{host}');
   assert.equal(hosts, [
     { host: 'vm1:3389', target: 'winrm://vm1', line: 2 },
     { host: '10.0.0.5:3390', target: 'azure://sub/rg/vm5', line: 3 },
@@ -349,9 +350,10 @@ fleet('one host per line with comments, optional per-line target, {host} in the 
 });
 
 fleet('a bad line names the file and line', () => {
-  assert.throws(() => parseHostsFile('vm1\nvm;2\n', 'hosts.txt', 'local'), /hosts\.txt:2: invalid host/);
-  assert.throws(() => parseHostsFile('vm1 a b\n', 'hosts.txt', 'local'), /hosts\.txt:1: expected HOST\[:PORT\] \[TARGET\]/);
-  assert.throws(() => parseHostsFile('# nothing\n', 'hosts.txt', 'local'), /no hosts/);
+  assert.throws(() => parseHostsFile('vm1\nvm;2\n', 'hosts.txt'), /hosts\.txt:2: invalid host/);
+  assert.throws(() => parseHostsFile('vm1 a b\n', 'hosts.txt'), /hosts\.txt:1: expected HOST\[:PORT\] \[TARGET\]/);
+  assert.throws(() => parseHostsFile('# nothing\n', 'hosts.txt'), /no hosts/);
+  assert.throws(() => fleetHosts(parseHostsFile("vm1 winrm://x'y\n", 'hosts.txt'), 'hosts.txt', 'local'), /hosts\.txt:1: invalid WinRM host/);
 });
 
 fleet('a fleet run gives one record per host and one failing host does not stop the others', () => {

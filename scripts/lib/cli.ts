@@ -11,7 +11,7 @@ const stripExt = (p: string) => p.replace(/\.[cm]?[jt]s$/, '');
 
 /**
  * True when the module at `metaUrl` is the program being run. `import.meta.main` is undefined on
- * Node 20 (a bare `if (import.meta.main)` silently does nothing), so compare real paths as zx does.
+ * Node 20 (a bare import.meta.main check silently does nothing), so compare real paths as zx does.
  */
 export function isMain(metaUrl: string): boolean {
   const argv1 = process.argv[1];
