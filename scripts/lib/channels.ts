@@ -3,10 +3,10 @@
 // JSON result is extracted. Channels never re-quote or rewrite the script.
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { delimiter, join } from 'node:path';
-import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { EnvError, StepError, UsageError } from './errors.ts';
 import { encodeCommand, extractResult, psQuote } from './ps.ts';
+import { findProgram } from './which.ts';
 import {
   validateAzureResourceGroup,
   validateAzureSubscription,
@@ -86,14 +86,8 @@ const INSTALL: Record<string, string> = {
 
 /** Find a program on PATH (PATHEXT-aware on Windows); EnvError with the install step if missing. */
 export function requireProgram(name: string): string {
-  const exts = process.platform === 'win32' ? (process.env.PATHEXT ?? '.EXE;.CMD;.BAT').split(';') : [''];
-  for (const dir of (process.env.PATH ?? '').split(delimiter)) {
-    if (!dir) continue;
-    for (const ext of exts) {
-      const p = join(dir, name.endsWith('.exe') ? name : name + ext.toLowerCase());
-      if (existsSync(p)) return p;
-    }
-  }
+  const found = findProgram(name);
+  if (found) return found;
   throw new EnvError(`required program '${name}' was not found on PATH`, INSTALL[name]);
 }
 

@@ -12,10 +12,9 @@
 // Windows has neither the helpers by default nor a settable TCP_MAXSEG: there the check is
 // reported as skipped and diagnose relies on the DF-ping path-MTU check instead.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { accessSync, constants } from 'node:fs';
-import { delimiter, join } from 'node:path';
 import { Duplex } from 'node:stream';
 import { lateSafeTimeout } from './tcp.ts';
+import { findProgram } from './which.ts';
 
 /**
  * 536 = the IPv4 default MSS (RFC 879/1122): 576-byte packets, which every IPv4 path must carry,
@@ -95,25 +94,11 @@ export interface MssHelper {
   path: string;
 }
 
-function which(name: string): string | null {
-  for (const dir of (process.env.PATH ?? '').split(delimiter)) {
-    if (!dir) continue;
-    const p = join(dir, name);
-    try {
-      accessSync(p, constants.X_OK);
-      return p;
-    } catch {
-      // keep looking
-    }
-  }
-  return null;
-}
-
 /** The helper this machine has, or why there is none. */
 export function findMssHelper(platform: NodeJS.Platform = process.platform, only?: MssHelper['name']): MssHelper | { unavailable: string } {
   if (platform === 'win32') return { unavailable: 'Windows cannot set a socket\'s TCP_MAXSEG' };
   for (const name of only ? [only] : (['perl', 'python3'] as const)) {
-    const path = which(name);
+    const path = findProgram(name);
     if (path) return { name, path };
   }
   return { unavailable: only ? `${only} is not installed` : 'neither perl nor python3 is installed to open a connection with a small segment size' };

@@ -6,8 +6,7 @@
 // Lookups never throw for a missing tool or an odd answer: the route is then reported as unknown
 // (nulls plus an `error`), because naming the route is evidence, not the job itself.
 import { execFile } from 'node:child_process';
-import { accessSync, constants } from 'node:fs';
-import { delimiter, join } from 'node:path';
+import { findProgram } from './which.ts';
 import { buildScript, encodeCommand, extractResult } from './ps.ts';
 
 export interface RouteInfo {
@@ -50,16 +49,7 @@ const SBIN = ['/usr/local/sbin', '/usr/sbin', '/sbin', '/usr/bin', '/bin'];
  */
 export function systemProgram(name: string): string {
   if (process.platform === 'win32') return name;
-  for (const dir of [...(process.env.PATH ?? '').split(delimiter), ...SBIN]) {
-    if (!dir) continue;
-    try {
-      accessSync(join(dir, name), constants.X_OK);
-      return join(dir, name);
-    } catch {
-      // not here
-    }
-  }
-  return name;
+  return findProgram(name, SBIN) ?? name;
 }
 
 export interface ExecOut {

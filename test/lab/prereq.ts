@@ -5,8 +5,7 @@
 // one clear line; in CI (CI=true) a missing prerequisite is a failure,
 // because a silently skipped lab would hide regressions.
 import { spawnSync } from 'node:child_process';
-import { accessSync, constants } from 'node:fs';
-import { delimiter, join } from 'node:path';
+import { findProgram } from '../../scripts/lib/which.ts';
 
 export type LabNeed =
   | 'root'
@@ -25,18 +24,7 @@ const EXTRA_DIRS = ['/usr/local/sbin', '/usr/sbin', '/sbin', '/usr/bin', '/bin']
 
 /** Absolute path of an executable, or null. Looks in PATH plus the sbin dirs. */
 export function which(name: string): string | null {
-  const dirs = [...(process.env.PATH ?? '').split(delimiter), ...EXTRA_DIRS];
-  for (const dir of dirs) {
-    if (!dir) continue;
-    const p = join(dir, name);
-    try {
-      accessSync(p, constants.X_OK);
-      return p;
-    } catch {
-      // not here, keep looking
-    }
-  }
-  return null;
+  return findProgram(name, EXTRA_DIRS);
 }
 
 /** Like which(), but returns the bare name so the error shows up at spawn time. */
