@@ -8,13 +8,12 @@ import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline/promises';
 import { describeTarget, parseTarget, TARGET_HELP } from './lib/channels.ts';
 import { isMain, makeCli, runCli } from './lib/cli.ts';
 import { UsageError } from './lib/errors.ts';
 import { readHostsFile, type HostsLine } from './lib/hosts.ts';
 import { journalDir } from './lib/journal.ts';
-import { chalk, printJson, statusWord, withSpinner } from './lib/output.ts';
+import { chalk, confirm, printJson, statusWord, withSpinner } from './lib/output.ts';
 import { psQuote } from './lib/ps.ts';
 import { listRecipes, loadRecipe, scriptsDir, stepArgs, type Recipe, type RecipeStep } from './lib/recipe.ts';
 import { formatHostPort, validateHost, validateInt, validateLocalPath } from './lib/validate.ts';
@@ -404,16 +403,6 @@ function recap(state: RunState): string {
   return `ok=${n('ok')} changed=${n('changed')} would-change=${n('would-change')} skipped=${n('skipped')} failed=${n('failed')}`;
 }
 
-async function confirm(question: string): Promise<boolean> {
-  if (!process.stdin.isTTY) throw new UsageError('this recipe changes state and needs confirmation: pass --yes (or --dry-run to inspect only)');
-  const rl = createInterface({ input: process.stdin, output: process.stderr });
-  try {
-    return /^y(es)?$/i.test((await rl.question(`${question} [y/N] `)).trim());
-  } finally {
-    rl.close();
-  }
-}
-
 async function undoRun(runId: string, json: boolean): Promise<number> {
   const p = spawn(process.execPath, ['--import', import.meta.resolve('tsx'), join(scriptsDir(), 'undo.ts'), '--run', runId, '--yes', ...(json ? ['--json'] : [])], {
     stdio: ['ignore', json ? 'pipe' : 'inherit', 'inherit'],
@@ -485,7 +474,7 @@ export async function main(argv: string[]): Promise<number> {
     if (!json) {
       process.stdout.write(planLines(recipe, `${hosts.length} hosts from ${file}`, args.target, args['dry-run']).join('\n') + '\n\n');
     }
-    if (!args['dry-run'] && !args.yes && recipe.steps.some(changesState) && !(await confirm(`Run on ${hosts.length} hosts?`))) return 1;
+    if (!args['dry-run'] && !args.yes && recipe.steps.some(changesState) && !(await confirm(`Run on ${hosts.length} hosts?`, 'this recipe changes state and needs confirmation: pass --yes (or --dry-run to inspect only)'))) return 1;
     const t0 = performance.now();
     const runs = await runFleet(recipe, hosts, parallel, { dryRun: args['dry-run'], params, journal: args.journal });
     if (json) for (const r of runs) printJson({ status: r.result === 'failed' ? 'failed' : 'ok', ...r });
@@ -514,7 +503,7 @@ export async function main(argv: string[]): Promise<number> {
     throw new UsageError('with --json there is no prompt: pass --yes (or --dry-run)');
   }
   if (!json) process.stdout.write(plan.join('\n') + '\n\n');
-  if (!args['dry-run'] && !args.yes && recipe.steps.some(changesState) && !(await confirm('Run these steps?'))) {
+  if (!args['dry-run'] && !args.yes && recipe.steps.some(changesState) && !(await confirm('Run these steps?', 'this recipe changes state and needs confirmation: pass --yes (or --dry-run to inspect only)'))) {
     process.stdout.write('Nothing was run.\n');
     return 1;
   }

@@ -12,12 +12,11 @@
 // When to use it: after a fix made things worse, or to end a temporary change early.
 // Safety: without --yes it asks on a terminal and refuses (exit 2) when stdin is not one.
 // --dry-run shows what would be undone; --emit prints the undo scripts to paste; nothing is run.
-import { createInterface } from 'node:readline/promises';
 import { isMain, makeCli, runCli } from './lib/cli.ts';
 import { describeTarget, parseTarget } from './lib/channels.ts';
 import { RdpfixError, UsageError } from './lib/errors.ts';
 import { currentRunId, get, isUndoEntry, journalDir, lastRun, list, markUndone, newest, record, runEntries, UNDO_SCRIPT, type JournalEntry } from './lib/journal.ts';
-import { chalk, printHuman, printJson, statusWord, withSpinner, type Status } from './lib/output.ts';
+import { chalk, confirm, printHuman, printJson, statusWord, withSpinner, type Status } from './lib/output.ts';
 import { channelRunner, type Runner } from './lib/server-step.ts';
 import { validateInt, validateLocalPath } from './lib/validate.ts';
 
@@ -201,16 +200,6 @@ function entryLine(e: JournalEntry): string {
   return `${e.id}  ${chalk.dim(e.time.slice(0, 19).replace('T', ' '))}  ${e.script.padEnd(17)} ${e.target.padEnd(22)} ${e.summary}${state}`;
 }
 
-async function confirm(question: string): Promise<boolean> {
-  if (!process.stdin.isTTY) throw new UsageError('undo changes state and needs confirmation: pass --yes (or --dry-run to see what it would do)');
-  const rl = createInterface({ input: process.stdin, output: process.stderr });
-  try {
-    return /^y(es)?$/i.test((await rl.question(`${question} [y/N] `)).trim());
-  } finally {
-    rl.close();
-  }
-}
-
 export async function main(argv: string[], o: Omit<UndoOptions, 'journal' | 'onEntry'> = {}): Promise<number> {
   const args = await makeCli(argv, 'undo')
     .command('$0 [ids..]', 'undo journal entries', (y) => y.positional('ids', { type: 'string', array: true, describe: 'journal entry ids to undo (newest first)' }))
@@ -289,7 +278,7 @@ export async function main(argv: string[], o: Omit<UndoOptions, 'journal' | 'onE
   if (!args.yes) {
     if (args.json) throw new UsageError('with --json there is no prompt: pass --yes (or --dry-run)');
     process.stderr.write(`${entries.map(entryLine).join('\n')}\n`);
-    if (!(await confirm(`Undo ${entries.length} change(s) above, newest first?`))) return 1;
+    if (!(await confirm(`Undo ${entries.length} change(s) above, newest first?`, 'undo changes state and needs confirmation: pass --yes (or --dry-run to see what it would do)'))) return 1;
   }
   const report = await withSpinner(`undoing ${entries.length} change(s)`, () => undoEntries(entries, { ...o, ...(dir ? { journal: dir } : {}) }), !args.json);
   if (args.json) printJson(report);

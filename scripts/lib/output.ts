@@ -65,3 +65,19 @@ export async function withSpinner<T>(title: string, work: () => Promise<T>, enab
     process.stderr.write(`\r\x1b[K`);
   }
 }
+
+/**
+ * Ask y/N on the terminal before changing state. Without a terminal there is nobody to ask: that
+ * is bad usage (exit 2), with `refusal` saying which flag to pass instead.
+ */
+export async function confirm(question: string, refusal: string): Promise<boolean> {
+  const { UsageError } = await import('./errors.ts');
+  if (!process.stdin.isTTY) throw new UsageError(refusal);
+  const { createInterface } = await import('node:readline/promises');
+  const rl = createInterface({ input: process.stdin, output: process.stderr });
+  try {
+    return /^y(es)?$/i.test((await rl.question(`${question} [y/N] `)).trim());
+  } finally {
+    rl.close();
+  }
+}
