@@ -10,6 +10,7 @@ import { parseTarget } from '../scripts/lib/channels.ts';
 import { UsageError } from '../scripts/lib/errors.ts';
 import { list } from '../scripts/lib/journal.ts';
 import type { Runner, StepContext } from '../scripts/lib/server-step.ts';
+import { scripted } from './helpers/scripted-runner.ts';
 import { RESTART_PS } from '../scripts/restart-termserv.ts';
 import { fakeBin } from './helpers/fakebin.ts';
 import { parseProblems } from './helpers/powershell.ts';
@@ -17,18 +18,6 @@ import { parseProblems } from './helpers/powershell.ts';
 const root = fileURLToPath(new URL('..', import.meta.url));
 const fx = (n: string) => JSON.parse(readFileSync(join(root, 'test/fixtures/clear-machinekeys', n), 'utf8')) as ClearRaw;
 const KEY = 'f686aace6942fb7f7ceb231212eef4a4_3b5a6c1e-2f4d-4e8a-9c1b-7d6e5f4a3b2c';
-
-function scripted(...answers: ClearRaw[]): Runner & { scripts: string[] } {
-  const scripts: string[] = [];
-  const run = (async (_t, script) => {
-    scripts.push(script);
-    const a = answers.shift();
-    if (!a) throw new Error('no more scripted answers');
-    return a;
-  }) as Runner & { scripts: string[] };
-  run.scripts = scripts;
-  return run;
-}
 
 let dir = '';
 const ctxFor = (run: Runner, dryRun = false): StepContext => ({ target: parseTarget('azure://sub-1/rg-web/web-01'), dryRun, journal: dir, run });

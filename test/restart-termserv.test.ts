@@ -9,6 +9,7 @@ import { parseTarget } from '../scripts/lib/channels.ts';
 import { list } from '../scripts/lib/journal.ts';
 import { RESULT_BEGIN, RESULT_END } from '../scripts/lib/ps.ts';
 import type { Runner, StepContext } from '../scripts/lib/server-step.ts';
+import { scripted } from './helpers/scripted-runner.ts';
 import { buildRestartScript, interpretRestart, regenChange, restartTermserv, validRecords, type RestartRaw } from '../scripts/restart-termserv.ts';
 import { fakeBin } from './helpers/fakebin.ts';
 import { parseProblems } from './helpers/powershell.ts';
@@ -19,18 +20,6 @@ const OLD = '3F2A9C4E1B7D6058A1C3E5F7092B4D6E8A0C2E41';
 const NEW = '7C0E5A3B9D1F2E4C6A8B0D2F4E6A8C0B1D3F5E79';
 
 /** A fake channel: answers with the given results in order and records the scripts it was given. */
-function scripted(...answers: RestartRaw[]): Runner & { scripts: string[] } {
-  const scripts: string[] = [];
-  const run = (async (_t, script) => {
-    scripts.push(script);
-    const a = answers.shift();
-    if (!a) throw new Error('no more scripted answers');
-    return a;
-  }) as Runner & { scripts: string[] };
-  run.scripts = scripts;
-  return run;
-}
-
 let dir = '';
 const ctxFor = (run: Runner, dryRun = false): StepContext => ({ target: parseTarget('winrm://vm1'), dryRun, journal: dir, run });
 

@@ -10,24 +10,13 @@ import { UsageError } from '../scripts/lib/errors.ts';
 import { list } from '../scripts/lib/journal.ts';
 import { psQuote } from '../scripts/lib/ps.ts';
 import type { Runner, StepContext } from '../scripts/lib/server-step.ts';
+import { scripted } from './helpers/scripted-runner.ts';
 import { applyOrder, buildNlaScript, desiredValues, expiryTaskScript, interpretNla, toggleNla, validateOptions, type NlaRaw } from '../scripts/toggle-nla.ts';
 import { fakeBin } from './helpers/fakebin.ts';
 import { parseProblems } from './helpers/powershell.ts';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const fx = (n: string) => JSON.parse(readFileSync(join(root, 'test/fixtures/toggle-nla', n), 'utf8')) as NlaRaw;
-
-function scripted(...answers: NlaRaw[]): Runner & { scripts: string[] } {
-  const scripts: string[] = [];
-  const run = (async (_t, script) => {
-    scripts.push(script);
-    const a = answers.shift();
-    if (!a) throw new Error('no more scripted answers');
-    return a;
-  }) as Runner & { scripts: string[] };
-  run.scripts = scripts;
-  return run;
-}
 
 let dir = '';
 const ctxFor = (run: Runner, dryRun = false): StepContext => ({ target: parseTarget('winrm://vm1'), dryRun, journal: dir, run });
