@@ -9,33 +9,131 @@ import { chalk } from './output.ts';
 
 const stripExt = (p: string) => p.replace(/\.[cm]?[jt]s$/, '');
 
+/** The real path of what the user named: tsx also runs `scripts/diagnose` for `scripts/diagnose.ts`. */
+function realScriptPath(p: string): string | null {
+  for (const candidate of [p, `${p}.ts`, `${p}.mts`, `${p}.js`, `${p}.mjs`]) {
+    try {
+      return realpathSync(candidate);
+    } catch {
+      // try the next spelling
+    }
+  }
+  return null;
+}
+
 /**
  * True when the module at `metaUrl` is the program being run. `import.meta.main` is undefined on
- * Node 20 (a bare import.meta.main check silently does nothing), so compare real paths as zx does.
+ * Node 20 (a bare import.meta.main check silently does nothing), so compare real paths as zx does,
+ * whether the path was given with or without its extension, relative, or through a symlink.
  */
 export function isMain(metaUrl: string): boolean {
   const argv1 = process.argv[1];
   if (!argv1) return false;
+  const given = realScriptPath(argv1);
+  if (!given) return false;
   try {
-    return stripExt(realpathSync(argv1)) === stripExt(realpathSync(fileURLToPath(metaUrl)));
+    return stripExt(given) === stripExt(realpathSync(fileURLToPath(metaUrl)));
   } catch {
     return false;
   }
 }
 
-/** A yargs parser for one script: strict, with --help, usage errors thrown as UsageError. */
+/** Every script's help ends with the contract. */
+export const EXIT_CODES = 'Exit codes: 0 ok, 1 problem found or step failed, 2 bad usage or environment.';
+
+/** Help is never narrower than this: example commands stay one copy-pasteable line each. */
+const HELP_WIDTH = 80;
+
+/**
+ * The raw text given for option `key` (the last occurrence, as yargs keeps the last), or
+ * undefined. Used to name what the user typed when yargs has already coerced it.
+ */
+function rawOption(argv: string[], key: string): string | undefined {
+  let raw: string | undefined;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '--') break;
+    if (a === `--${key}`) raw = argv[i + 1] ?? '';
+    else if (a.startsWith(`--${key}=`)) raw = a.slice(key.length + 3);
+  }
+  return raw;
+}
+
+/**
+ * Turn yargs's "Unknown argument" for a token that followed an option into what happened: the
+ * value started with "-" and was read as an option. Names the token exactly as typed.
+ */
+function explainUnknown(msg: string, argv: string[]): string {
+  const m = /^Unknown arguments?: (.*)$/.exec(msg);
+  if (!m) return msg;
+  const unknown = m[1]!.split(', ');
+  for (let i = 1; i < argv.length; i++) {
+    const tok = argv[i]!;
+    const prev = argv[i - 1]!;
+    if (!tok.startsWith('-') || !/^--[a-z][a-z0-9-]*$/i.test(prev)) continue;
+    const bare = tok.replace(/^-+/, '').replace(/=.*$/, '');
+    if (!unknown.includes(bare)) continue;
+    return `${prev} got no value: ${JSON.stringify(tok)} was read as an option (to pass a value that starts with "-", write ${prev}=${tok})`;
+  }
+  const named = unknown.map((u) => argv.find((a) => a.replace(/^-+/, '').replace(/=.*$/, '') === u) ?? u);
+  return `unknown argument${named.length > 1 ? 's' : ''}: ${named.map((n) => JSON.stringify(n)).join(', ')}`;
+}
+
+/**
+ * A yargs parser for one script: strict, with --help, usage errors thrown as UsageError.
+ * - Positionals stay strings (`0x7f000001` is not turned into 2130706433) and `-1h` is not the
+ *   short options -1 -h: a value can never become `--help`.
+ * - A number option given something that is not a number fails naming the text typed.
+ * - `.example(cmd, desc)` renders as "# desc" above the command, one line each, and the help
+ *   ends with the exit codes.
+ */
 export function makeCli(argv: string[], script: string): Argv {
-  return yargs(argv)
-    .scriptName(`npx tsx scripts/${script}.ts`)
+  const name = `npx tsx scripts/${script}.ts`;
+  const y = yargs(argv)
+    .scriptName(name)
+    .parserConfiguration({ 'parse-positional-numbers': false, 'short-option-groups': false })
     .strict()
     .version(false)
     .help()
     .alias('h', 'help')
-    .wrap(Math.min(110, process.stdout.columns || 110))
+    .wrap(Math.max(HELP_WIDTH, Math.min(110, process.stdout.columns || 110)))
+    .middleware((args) => {
+      for (const key of ((y as unknown as { getOptions(): { number: string[] } }).getOptions().number ?? [])) {
+        const v = args[key];
+        const raw = rawOption(argv, key);
+        const bad = (x: unknown) => typeof x === 'number' && Number.isNaN(x);
+        if (bad(v) || (Array.isArray(v) && v.some(bad)) || (raw !== undefined && raw.trim() === '')) {
+          throw new UsageError(`invalid --${key} ${JSON.stringify(raw ?? String(v))}: expected a number`);
+        }
+      }
+    }, true)
     .fail((msg, err) => {
       if (err) throw err;
-      throw new UsageError(msg);
+      throw new UsageError(explainUnknown(msg, argv));
     });
+
+  const examples: string[] = [];
+  let epilog = '';
+  const self = y as unknown as Record<'example' | 'epilog' | 'epilogue' | 'parseAsync', unknown>;
+  self.example = (cmd: string, desc?: string) => {
+    examples.push(`${desc ? `  # ${desc}\n` : ''}  ${cmd.replaceAll('$0', name)}`);
+    return y;
+  };
+  self.epilog = self.epilogue = (text: string) => {
+    epilog = text;
+    return y;
+  };
+  // yargs appends every epilogue it is given, so the help's tail is set once, just before parsing.
+  const proto = Object.getPrototypeOf(y) as { epilogue(t: string): unknown; parseAsync(...a: unknown[]): Promise<unknown> };
+  self.parseAsync = (...a: unknown[]) => {
+    const parts = [];
+    if (examples.length) parts.push(`Examples:\n${examples.join('\n')}`);
+    if (epilog) parts.push(epilog);
+    if (!/Exit codes:/.test(epilog)) parts.push(EXIT_CODES);
+    proto.epilogue.call(y, parts.join('\n\n'));
+    return proto.parseAsync.apply(y, a);
+  };
+  return y;
 }
 
 export interface CommonFlags {

@@ -1,5 +1,6 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
+import { pwshGate, runPwsh } from '../helpers/pwsh.ts';
 import { buildScript, extractResult, psQuote, psUnquote, psValue, RESULT_BEGIN, RESULT_END } from '../../scripts/lib/ps.ts';
 import { parseProblems, psParser, walk } from '../helpers/powershell.ts';
 
@@ -108,7 +109,34 @@ build('a built script parses cleanly and carries hostile parameters only as lite
   assert.ok(script.includes("$ErrorActionPreference = 'Stop'"));
   assert.ok(script.includes('Set-StrictMode -Version Latest'));
   assert.ok(script.includes("Name = 'x''; Remove-Item -Recurse C:\\ #'"));
-  assert.ok(script.trimEnd().endsWith(`Write-Output '${RESULT_END}'`));
+  assert.ok(script.includes(`Write-Output '${RESULT_END}'`));
+});
+
+build('a pasted script ends by saying where its backup is and the exact command that restores it', () => {
+  if (!pwshGate('buildScript epilogue under pwsh')) return;
+  const script = buildScript({
+    name: 'demo',
+    summary: 'demo',
+    params: {},
+    body: "$Result.status = 'changed'\n$Result.backup = 'C:\\ProgramData\\rdpfix\\backup\\1'\n$Result.restore = @('reg import \"C:\\b\\a.reg\"', 'icacls C:\\x /restore C:\\b\\x.acl')",
+  });
+  const r = runPwsh(script);
+  assert.is(r.code, 0, r.stderr);
+  const lines = r.stdout.trimEnd().split('\n');
+  assert.equal(extractResult(r.stdout), { step: 'demo', status: 'changed', backup: 'C:\\ProgramData\\rdpfix\\backup\\1', restore: ['reg import "C:\\b\\a.reg"', 'icacls C:\\x /restore C:\\b\\x.acl'] });
+  assert.equal(lines.slice(-3), [
+    'rdpfix: backup on this server: C:\\ProgramData\\rdpfix\\backup\\1',
+    'rdpfix: to restore it, run: reg import "C:\\b\\a.reg"',
+    'rdpfix: to restore it, run: icacls C:\\x /restore C:\\b\\x.acl',
+  ]);
+});
+
+build('a script that backed nothing up ends with its result and prints no restore line', () => {
+  if (!pwshGate('buildScript epilogue under pwsh')) return;
+  const r = runPwsh(buildScript({ name: 'demo', summary: 'demo', params: {}, body: "$Result.status = 'ok'" }));
+  assert.is(r.code, 0, r.stderr);
+  assert.is(r.stdout.trimEnd().split('\n').at(-1), RESULT_END);
+  assert.not.match(r.stdout, /rdpfix: /);
 });
 
 build('rejects parameter names that are not plain identifiers', () => {
