@@ -8,6 +8,8 @@ import { EnvError, StepError, UsageError } from './errors.ts';
 import { encodeCommand, extractResult, psQuote } from './ps.ts';
 import { findProgram } from './which.ts';
 import {
+  isDnsName,
+  show,
   validateAzureResourceGroup,
   validateAzureSubscription,
   validateAzureVmName,
@@ -16,40 +18,106 @@ import {
 
 export type Target =
   | { kind: 'local' }
-  | { kind: 'winrm'; host: string }
+  /** WinRM: `ssl` is HTTPS (winrms://); `user` means pwsh prompts for that account's password. */
+  | { kind: 'winrm'; host: string; ssl: boolean; port?: number; user?: string }
   | { kind: 'ssh'; user: string; host: string; port?: number }
   | { kind: 'azure'; subscription: string; resourceGroup: string; vm: string };
 
-export const TARGET_HELP =
-  'where Windows-side steps run: local | winrm://HOST | ssh://USER@HOST[:PORT] | azure://SUBSCRIPTION/RESOURCE_GROUP/VM';
+export const WINRM_HTTP_PORT = 5985;
+export const WINRM_HTTPS_PORT = 5986;
 
-/** Parse a --target value; hostile or malformed values are a UsageError (exit 2). */
+/** What each channel needs to work, said once (help, errors, printed next steps). */
+export const CHANNEL_NEEDS = {
+  local: 'local: this Windows machine, in an elevated PowerShell',
+  winrm:
+    'winrm://[USER@]HOST[:PORT]: WinRM over HTTP (port 5985); without USER your own Kerberos identity (HOST must be a name in your domain), ' +
+    'with USER pwsh asks for the password in this terminal; an IP address or a host outside your domain must be in the WinRM TrustedHosts list and needs USER',
+  winrms: 'winrms://[USER@]HOST[:PORT]: WinRM over HTTPS (port 5986, -UseSSL); the server needs an HTTPS listener with a certificate this client trusts for HOST',
+  ssh: 'ssh://USER@HOST[:PORT]: OpenSSH server on Windows with key-based login (no password prompt)',
+  azure: 'azure://SUBSCRIPTION/RESOURCE_GROUP/VM: the Azure CLI (`az login`), Run Command on the VM; runs as SYSTEM',
+  pwshOnUnix: 'WinRM from Linux or macOS: pwsh with a WSMan client (Install-Module PSWSMan; Install-WSMan), which supports Negotiate/Basic, not Kerberos without extra setup',
+} as const;
+
+export const TARGET_HELP =
+  'where Windows-side steps run: local (Windows only) | winrm://[USER@]HOST[:PORT] (WinRM HTTP, 5985) | ' +
+  'winrms://[USER@]HOST[:PORT] (WinRM HTTPS, 5986) | ssh://USER@HOST[:PORT] | azure://SUBSCRIPTION/RESOURCE_GROUP/VM. ' +
+  'USER is DOMAIN\\user, user@domain or user; with USER, pwsh prompts for the password in the terminal (never on the command line). ' +
+  'WinRM over HTTP to an IP address or a host outside your domain needs it in TrustedHosts and a USER; HTTPS needs a certificate the client trusts; ' +
+  'pwsh on Linux/macOS needs a WSMan client (PSWSMan)';
+
+/** What a channel needs, for an error hint or a printed next step. */
+export function channelNeeds(t: Target): string {
+  if (t.kind === 'winrm') {
+    const parts: string[] = [t.ssl ? CHANNEL_NEEDS.winrms : CHANNEL_NEEDS.winrm];
+    if (process.platform !== 'win32') parts.push(CHANNEL_NEEDS.pwshOnUnix);
+    return parts.join('; ');
+  }
+  return CHANNEL_NEEDS[t.kind];
+}
+
+const NETBIOS_DOMAIN = /^[A-Za-z0-9][A-Za-z0-9.\-]{0,62}$/;
+const ACCOUNT = /^[\p{L}\p{N}_.\-$]{1,104}$/u;
+
+/**
+ * One validator for a Windows account in a target: DOMAIN\user, user@domain or user (letters,
+ * digits and _ . - $; nothing a shell, ssh or PowerShell would read as syntax or an option).
+ */
+export function validateWindowsUser(value: string, what = 'user'): string {
+  const v = String(value ?? '');
+  const bad = (why: string) => new UsageError(`invalid ${what} ${show(value)}: ${why}`, 'expected DOMAIN\\user, user@domain or user (letters, digits and _ . - $)');
+  if (!v) throw bad('it is empty');
+  if (v.startsWith('-')) throw bad('it starts with "-", which would be read as an option');
+  const slash = v.split('\\');
+  const at = v.split('@');
+  if (slash.length > 2 || at.length > 2 || (slash.length === 2 && at.length === 2)) throw bad('use one form: DOMAIN\\user or user@domain');
+  if (slash.length === 2) {
+    if (!NETBIOS_DOMAIN.test(slash[0]!)) throw bad(`${show(slash[0])} is not a domain name`);
+    if (!ACCOUNT.test(slash[1]!)) throw bad('an account name has letters, digits and _ . - $ only');
+    return v;
+  }
+  if (at.length === 2) {
+    if (!ACCOUNT.test(at[0]!) || at[0]!.startsWith('-')) throw bad('an account name has letters, digits and _ . - $ only');
+    if (!isDnsName(at[1]!)) throw bad(`${show(at[1])} is not a DNS domain`);
+    return v;
+  }
+  if (!ACCOUNT.test(v)) throw bad('an account name has letters, digits and _ . - $ only');
+  return v;
+}
+
+/** Split "USER@HOST" at the last @ (a UPN user has its own @). */
+function splitUser(rest: string): { user?: string; hostPart: string } {
+  const at = rest.lastIndexOf('@');
+  return at < 0 ? { hostPart: rest } : { user: rest.slice(0, at), hostPart: rest.slice(at + 1) };
+}
+
+/** Parse a --target value; hostile, malformed or empty values are a UsageError (exit 2). */
 export function parseTarget(spec: string): Target {
-  const s = String(spec ?? '').trim();
-  if (s === '' || s === 'local') return { kind: 'local' };
+  const s = String(spec ?? '');
+  // An empty value used to mean local: a variable that expanded to nothing must not pick a channel.
+  if (s.trim() === '') throw new UsageError(`invalid --target ${show(spec)}: it is empty`, `expected ${TARGET_HELP}`);
+  if (s.trim() !== s) throw new UsageError(`invalid --target ${show(spec)}: it has spaces at the ends`, `expected ${TARGET_HELP}`);
+  if (s === 'local') return { kind: 'local' };
   const m = /^([a-z]+):\/\/(.*)$/.exec(s);
-  if (!m) throw new UsageError(`invalid --target ${JSON.stringify(spec)}: expected ${TARGET_HELP}`);
+  if (!m) throw new UsageError(`invalid --target ${show(spec)}: expected ${TARGET_HELP}`);
   const [, scheme, rest] = m as unknown as [string, string, string];
-  if (scheme === 'winrm') {
-    const h = validateHost(rest, 'WinRM host');
-    if (h.port) throw new UsageError(`invalid --target ${JSON.stringify(spec)}: WinRM takes a host name without a port`);
-    return { kind: 'winrm', host: h.host };
+  if (scheme === 'winrm' || scheme === 'winrms') {
+    const { user, hostPart } = splitUser(rest);
+    const h = validateHost(hostPart, `WinRM host in --target ${show(spec)}:`);
+    const t: Target = { kind: 'winrm', host: h.host, ssl: scheme === 'winrms' };
+    if (h.port && h.port !== (t.ssl ? WINRM_HTTPS_PORT : WINRM_HTTP_PORT)) t.port = h.port;
+    if (user !== undefined) t.user = validateWindowsUser(user, `user in --target ${show(spec)}:`);
+    return t;
   }
   if (scheme === 'ssh') {
-    const at = rest.indexOf('@');
-    if (at < 1) throw new UsageError(`invalid --target ${JSON.stringify(spec)}: expected ssh://USER@HOST[:PORT]`);
-    const user = rest.slice(0, at);
-    // Windows account names: no quotes, spaces at the ends, or ssh option syntax.
-    if (!/^[\p{L}\p{N}_.\-\\$]{1,104}$/u.test(user) || user.startsWith('-')) {
-      throw new UsageError(`invalid SSH user ${JSON.stringify(user)}: expected letters, digits and _ . - \\ $`);
-    }
-    const h = validateHost(rest.slice(at + 1), 'SSH host');
-    return { kind: 'ssh', user, host: h.host, ...(h.port ? { port: h.port } : {}) };
+    const { user, hostPart } = splitUser(rest);
+    if (!user) throw new UsageError(`invalid --target ${show(spec)}: expected ssh://USER@HOST[:PORT]`);
+    const h = validateHost(hostPart, `SSH host in --target ${show(spec)}:`);
+    return { kind: 'ssh', user: validateWindowsUser(user, `SSH user in --target ${show(spec)}:`), host: h.host, ...(h.port ? { port: h.port } : {}) };
   }
   if (scheme === 'azure') {
     const parts = rest.split('/');
     if (parts.length !== 3) {
-      throw new UsageError(`invalid --target ${JSON.stringify(spec)}: expected azure://SUBSCRIPTION/RESOURCE_GROUP/VM`);
+      throw new UsageError(`invalid --target ${show(spec)}: expected azure://SUBSCRIPTION/RESOURCE_GROUP/VM`);
     }
     return {
       kind: 'azure',
@@ -58,18 +126,20 @@ export function parseTarget(spec: string): Target {
       vm: validateAzureVmName(parts[2]!),
     };
   }
-  throw new UsageError(`invalid --target ${JSON.stringify(spec)}: unknown scheme ${JSON.stringify(scheme)}; expected ${TARGET_HELP}`);
+  throw new UsageError(`invalid --target ${show(spec)}: unknown scheme ${JSON.stringify(scheme)}; expected ${TARGET_HELP}`);
 }
 
-/** A stable string for journals and output. */
+const hostText = (host: string) => (host.includes(':') ? `[${host}]` : host);
+
+/** A stable string for journals and output (default ports left out, so one server has one name). */
 export function describeTarget(t: Target): string {
   switch (t.kind) {
     case 'local':
       return 'local';
     case 'winrm':
-      return `winrm://${t.host}`;
+      return `${t.ssl ? 'winrms' : 'winrm'}://${t.user ? `${t.user}@` : ''}${hostText(t.host)}${t.port ? `:${t.port}` : ''}`;
     case 'ssh':
-      return `ssh://${t.user}@${t.host.includes(':') ? `[${t.host}]` : t.host}${t.port ? `:${t.port}` : ''}`;
+      return `ssh://${t.user}@${hostText(t.host)}${t.port ? `:${t.port}` : ''}`;
     case 'azure':
       return `azure://${t.subscription}/${t.resourceGroup}/${t.vm}`;
   }
@@ -101,18 +171,48 @@ function stdinLoader(invoke: string): string {
   ].join('\n');
 }
 
+/**
+ * Loader for a channel whose stdin is the user's terminal (the password prompt): the script comes
+ * from a temporary file of ours instead (the script, never a password).
+ */
+function fileLoader(path: string, invoke: string): string {
+  return [
+    "$ErrorActionPreference = 'Stop'",
+    `$rdpfixScript = [System.IO.File]::ReadAllText(${psQuote(path)}, (New-Object System.Text.UTF8Encoding $false))`,
+    invoke,
+  ].join('\n');
+}
+
+/**
+ * The exact Invoke-Command line of a WinRM target. Without a user it runs as the current identity
+ * (Kerberos/Negotiate); with one, Get-Credential asks for the password in the terminal, so the
+ * password is never on a command line, in a file or in rdpfix's memory.
+ */
+export function invokeCommandLine(t: Extract<Target, { kind: 'winrm' }>): string {
+  const parts = ['Invoke-Command', '-ComputerName', psQuote(t.host)];
+  if (t.port) parts.push('-Port', String(t.port));
+  if (t.ssl) parts.push('-UseSSL');
+  if (t.user) {
+    parts.push('-Credential', `(Get-Credential -UserName ${psQuote(t.user)} -Message ${psQuote(`rdpfix: the password of ${t.user} on ${t.host}`)})`);
+  }
+  parts.push('-ScriptBlock', '([scriptblock]::Create($rdpfixScript))');
+  return parts.join(' ');
+}
+
 export interface ChannelRun {
   /** The program and its arguments, exactly as spawned (tests assert on these). */
   argv: string[];
   /** What is written to the program's standard input. */
   stdin: string;
-  /** Temp file to create with the script text before running (azure). */
+  /** Temp file to create with the script text before running (azure, WinRM with a user). */
   scriptFile?: string;
+  /** The program reads the user's terminal (a password prompt): stdin is inherited, not written. */
+  interactive?: boolean;
 }
 
 /**
  * The exact command line for a channel. Exported so tests can assert it and so --explain can show
- * it. `scriptPath` is where the azure channel's temp file lives.
+ * it. `scriptPath` is where the temp file of the azure channel (and of WinRM with a user) lives.
  */
 export function channelCommand(target: Target, script: string, scriptPath = ''): ChannelRun {
   switch (target.kind) {
@@ -120,9 +220,12 @@ export function channelCommand(target: Target, script: string, scriptPath = ''):
       throw new Error('the local channel runs through node-powershell, not a command line');
     case 'winrm': {
       const exe = process.platform === 'win32' ? 'powershell.exe' : 'pwsh';
-      const loader = stdinLoader(
-        `Invoke-Command -ComputerName ${psQuote(target.host)} -ScriptBlock ([scriptblock]::Create($rdpfixScript))`,
-      );
+      if (target.user) {
+        // Get-Credential needs an interactive pwsh (no -NonInteractive) and the terminal on stdin.
+        const loader = fileLoader(scriptPath, invokeCommandLine(target));
+        return { argv: [exe, '-NoProfile', '-EncodedCommand', encodeCommand(loader)], stdin: '', scriptFile: scriptPath, interactive: true };
+      }
+      const loader = stdinLoader(invokeCommandLine(target));
       return { argv: [exe, '-NoProfile', '-NonInteractive', '-EncodedCommand', encodeCommand(loader)], stdin: script };
     }
     case 'ssh': {
@@ -170,6 +273,8 @@ export function azureMessage(azJson: string): { stdout: string; stderr: string }
 export interface RunOptions {
   /** Milliseconds before the channel is abandoned. */
   timeoutMs?: number;
+  /** Whether stdin is a terminal (default: process.stdin.isTTY); tests set it. */
+  terminal?: boolean;
 }
 
 export interface RunOutput<T> {
@@ -183,11 +288,18 @@ export async function runScript<T = Record<string, unknown>>(target: Target, scr
   const timeout = opts.timeoutMs ?? (target.kind === 'azure' ? 20 * 60_000 : 10 * 60_000);
   if (target.kind === 'local') return runLocal<T>(script, timeout);
   const exe = target.kind === 'winrm' ? (process.platform === 'win32' ? 'powershell.exe' : 'pwsh') : target.kind === 'ssh' ? 'ssh' : 'az';
+  const needsFile = target.kind === 'azure' || (target.kind === 'winrm' && !!target.user);
+  if (target.kind === 'winrm' && target.user && !(opts.terminal ?? process.stdin.isTTY)) {
+    throw new EnvError(
+      `${describeTarget(target)} asks for the password of ${target.user}, and that prompt needs a terminal: standard input is not one`,
+      `run it from an interactive terminal, or use ${target.ssl ? 'winrms' : 'winrm'}://${hostText(target.host)} to run as your current identity (Kerberos)`,
+    );
+  }
   requireProgram(exe);
   let dir: string | undefined;
   try {
     let scriptPath = '';
-    if (target.kind === 'azure') {
+    if (needsFile) {
       dir = await mkdtemp(join(tmpdir(), 'rdpfix-'));
       scriptPath = join(dir, 'step.ps1');
       await writeFile(scriptPath, script, { mode: 0o600 });
@@ -195,8 +307,12 @@ export async function runScript<T = Record<string, unknown>>(target: Target, scr
     const run = channelCommand(target, script, scriptPath);
     const [cmd, ...args] = run.argv as [string, ...string[]];
     const { $ } = await import('zx'); // loaded only when a channel really runs something
-    // Always end stdin (an empty Buffer still closes it), so a program that reads it never waits on us.
-    const p = await $({ input: Buffer.from(run.stdin, "utf8"), nothrow: true, quiet: true, timeout })`${cmd} ${args}`;
+    if (run.interactive) process.stderr.write(`pwsh asks for the password of ${(target as { user: string }).user} (typed in this terminal, not shown)\n`);
+    // Always end stdin (an empty Buffer still closes it), so a program that reads it never waits on
+    // us; an interactive run gets the terminal instead.
+    const p = run.interactive
+      ? await $({ stdio: ['inherit', 'pipe', 'pipe'], nothrow: true, quiet: true, timeout })`${cmd} ${args}`
+      : await $({ input: Buffer.from(run.stdin, 'utf8'), nothrow: true, quiet: true, timeout })`${cmd} ${args}`;
     let output = p.stdout;
     if (target.kind === 'azure') {
       if (p.exitCode !== 0) throw new StepError(`az vm run-command failed (exit ${p.exitCode})`, p.stderr.trim().split('\n').slice(-3).join(' '));
@@ -207,7 +323,7 @@ export async function runScript<T = Record<string, unknown>>(target: Target, scr
       return { result: extractResult<T>(output), output, channel: describeTarget(target) };
     } catch (e) {
       const tail = (p.stderr || output).trim().split('\n').slice(-3).join(' | ');
-      throw new StepError(`${describeTarget(target)}: ${(e as Error).message} (exit ${p.exitCode})`, tail);
+      throw new StepError(`${describeTarget(target)}: ${(e as Error).message} (exit ${p.exitCode})`, [tail, target.kind === 'winrm' ? `this channel needs: ${channelNeeds(target)}` : ''].filter(Boolean).join('\n  '));
     }
   } finally {
     if (dir) await rm(dir, { recursive: true, force: true });
@@ -218,7 +334,7 @@ async function runLocal<T>(script: string, timeout: number): Promise<RunOutput<T
   if (process.platform !== 'win32') {
     throw new EnvError(
       `--target local runs PowerShell on this Windows machine, but this is ${process.platform}`,
-      'use --target winrm://HOST, ssh://USER@HOST or azure://SUB/RG/VM, or --emit to print the script',
+      'use --target winrm://HOST, winrms://HOST, ssh://USER@HOST or azure://SUB/RG/VM, or --emit to print the script',
     );
   }
   const { PowerShell } = await import('node-powershell');
