@@ -200,9 +200,12 @@ export async function certInfo(der: Buffer, now = new Date()): Promise<CertInfo>
   const key = x.publicKey;
   const details = key.asymmetricKeyDetails ?? {};
   const type = key.asymmetricKeyType ?? 'unknown';
+  // Self-signed: it names itself as issuer and its own key verifies its signature. Not
+  // checkIssued(): OpenSSL's issuer check also wants keyUsage keyCertSign, which RDP certificates
+  // (digitalSignature, keyEncipherment; EKU serverAuth) do not have.
   let selfSigned = false;
   try {
-    selfSigned = x.checkIssued(x) && x.verify(key);
+    selfSigned = x.subject === x.issuer && x.verify(key);
   } catch {
     selfSigned = false; // an algorithm OpenSSL cannot verify: we cannot claim it is self-signed
   }

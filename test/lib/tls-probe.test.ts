@@ -4,7 +4,9 @@
 // reading of the same files. No network.
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Duplex, PassThrough } from 'node:stream';
 import tls from 'node:tls';
 import { suite } from 'uvu';
@@ -162,6 +164,34 @@ if (labGate('tlsHandshake over in-memory streams', ['openssl'])) {
     assert.is(large.certificate?.keyBits, 4096);
     assert.is(large.certificate?.subjectAltNameCount, 140);
     assert.is(large.certificate?.subjectAltNames.length, 5);
+  });
+
+  handshake('self-signed = issuer is subject and its own key verifies it: true for an RDP-style certificate without keyCertSign, false for a namesake signed by another key', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'rdpfix-selfsigned-'));
+    const openssl = (args: string[]) => execFileSync(bin('openssl'), args, { cwd: dir, stdio: 'pipe' });
+    const der = (file: string) => Buffer.from(readFileSync(join(dir, file), 'utf8').replace(/-----[^-]+-----|\s/g, ''), 'base64');
+    try {
+      // What Windows generates for RDP: keyUsage without keyCertSign, EKU serverAuth, not a CA.
+      openssl(['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'rdp.key', '-out', 'rdp.pem', '-days', '180', '-subj', '/CN=vm1',
+        '-addext', 'keyUsage=critical,digitalSignature,keyEncipherment', '-addext', 'extendedKeyUsage=serverAuth', '-addext', 'basicConstraints=critical,CA:FALSE']);
+      const rdp = await tlsHandshake({ stream: tlsServer({ cert: join(dir, 'rdp.pem'), key: join(dir, 'rdp.key') }), timeoutMs: 5000 });
+      assert.is(rdp.outcome, 'ok', rdp.detail);
+      assert.equal([rdp.certificate?.subject, rdp.certificate?.issuer, rdp.certificate?.selfSigned], ['CN=vm1', 'CN=vm1', true]);
+      // Same subject as its issuer, but signed by a CA that happens to carry that name.
+      openssl(['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '180', '-subj', '/CN=vm1']);
+      openssl(['req', '-new', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'leaf.key', '-out', 'leaf.csr', '-subj', '/CN=vm1']);
+      openssl(['x509', '-req', '-in', 'leaf.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'leaf.pem', '-days', '180']);
+      const namesake = await certInfo(der('leaf.pem'));
+      assert.equal([namesake.subject, namesake.issuer, namesake.selfSigned], ['CN=vm1', 'CN=vm1', false]);
+      // Issued by another name: not self-signed either.
+      openssl(['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'ca2.key', '-out', 'ca2.pem', '-days', '180', '-subj', '/CN=Contoso Issuing CA']);
+      openssl(['x509', '-req', '-in', 'leaf.csr', '-CA', 'ca2.pem', '-CAkey', 'ca2.key', '-CAcreateserial', '-out', 'issued.pem', '-days', '180']);
+      const issued = await certInfo(der('issued.pem'));
+      assert.equal([issued.issuer, issued.selfSigned], ['CN=Contoso Issuing CA', false]);
+      assert.match(issued.validFrom, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/, 'ISO 8601');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   handshake('a TLS 1.2-only server refuses a TLS 1.3-only client with an alert', async () => {
