@@ -1,12 +1,12 @@
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { parseTarget } from '../scripts/lib/channels.ts';
-import { lastRun, list, record, type JournalEntry } from '../scripts/lib/journal.ts';
+import { lastRun, list, markUndone, record, type JournalEntry } from '../scripts/lib/journal.ts';
 import { RESULT_BEGIN, RESULT_END } from '../scripts/lib/ps.ts';
 import type { Runner } from '../scripts/lib/server-step.ts';
 import { toggleNla } from '../scripts/toggle-nla.ts';
@@ -14,6 +14,9 @@ import { undoEntries, undoEntry } from '../scripts/undo.ts';
 import { fakeBin } from './helpers/fakebin.ts';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
+// The seal key of these tests, so they neither need nor touch the user's ~/.rdpfix/journal.key.
+const keyDir = mkdtempSync(join(tmpdir(), 'rdpfix-undo-key-'));
+process.env.RDPFIX_JOURNAL_KEY = join(keyDir, 'journal.key');
 const nlaFixture = (n: string) => JSON.parse(readFileSync(join(root, 'test/fixtures/toggle-nla', n), 'utf8')) as never;
 
 let dir = '';
@@ -87,24 +90,93 @@ rt('"already as before" (ok) counts as undone; a change with no automatic undo i
   assert.match(report.results[1]!.detail, /nothing to put back/);
 });
 
-rt('a local command undo (as the network scripts record for an MTU) runs as argv and is verified', async () => {
-  const file = join(dir, "mtu restored; $(touch pwned)");
-  await change('r3', 'client MTU 1400', { kind: 'command', argv: ['touch', file], verify: ['test', '-f', file] }, 'client');
-  const r = await undoEntry((await lastRun(dir))[0]!, { journal: dir });
-  assert.is(r.status, 'changed');
-  assert.ok(existsSync(file), 'the argv reached the program unchanged, no shell');
-  assert.not.ok(existsSync(join(root, 'pwned')) || existsSync('pwned'));
-  assert.match(r.detail, /verified/);
+const mtuChange = (runId: string, undo: JournalEntry['undo']) =>
+  record({ runId, script: 'lower-mtu', target: 'client', summary: 'MTU of wg0: 1500 -> 1400', before: { interface: 'wg0', mtu: 1500 }, after: { interface: 'wg0', mtu: 1400 }, backup: null, undo }, dir);
 
-  await change('r4', 'client MTU 1300', { kind: 'command', argv: ['false'] }, 'client');
-  const f = await undoEntry((await lastRun(dir))[0]!, { journal: dir });
-  assert.is(f.status, 'failed');
-  assert.match(f.detail, /false exited 1/);
+/** A fake ip: `ip link set ...` exits `setCode`; `ip link show dev IF` reports `mtu`. */
+function fakeIp(mtu: number, setCode = 0) {
+  const calls: string[][] = [];
+  const exec = async (argv: string[]) => {
+    calls.push(argv);
+    if (argv[1] === 'link' && argv[2] === 'show') return { code: 0, stdout: `5: ${argv[4]}: <POINTOPOINT,UP> mtu ${mtu} qdisc noqueue state UNKNOWN\n`, stderr: '' };
+    return { code: setCode, stdout: '', stderr: setCode ? 'RTNETLINK answers: Operation not permitted' : '' };
+  };
+  return { exec, calls };
+}
+
+rt('an MTU command undo runs exactly the recorded argv and is verified by reading the MTU back', async () => {
+  await mtuChange('r3', { kind: 'command', argv: ['ip', 'link', 'set', 'dev', 'wg0', 'mtu', '1500'] });
+  const ip = fakeIp(1500);
+  const r = await undoEntry((await lastRun(dir))[0]!, { journal: dir, exec: ip.exec, platform: 'linux' });
+  assert.is(r.status, 'changed', r.detail);
+  assert.equal(ip.calls, [['ip', 'link', 'set', 'dev', 'wg0', 'mtu', '1500'], ['ip', 'link', 'show', 'dev', 'wg0']]);
+  assert.match(r.detail, /reads MTU 1500/);
+  assert.equal(await lastRun(dir), []);
+});
+
+rt('an MTU undo whose read-back disagrees, or whose command fails, is failed and stays open', async () => {
+  await mtuChange('r4', { kind: 'command', argv: ['ip', 'link', 'set', 'dev', 'wg0', 'mtu', '1500'] });
+  const stuck = await undoEntry((await lastRun(dir))[0]!, { journal: dir, exec: fakeIp(1400).exec, platform: 'linux' });
+  assert.is(stuck.status, 'failed');
+  assert.match(stuck.detail, /reads MTU 1400, not 1500/);
+  const denied = await undoEntry((await lastRun(dir))[0]!, { journal: dir, exec: fakeIp(1400, 2).exec, platform: 'linux' });
+  assert.is(denied.status, 'failed');
+  assert.match(denied.detail, /exited 2: RTNETLINK answers: Operation not permitted/);
   assert.is((await lastRun(dir)).length, 1, 'a failed undo leaves the entry to try again');
 });
 
+rt('a command undo outside the allow-list is refused and nothing runs, even when the file is sealed', async () => {
+  const hostile: Array<[string, JournalEntry['undo']]> = [
+    ['lower-mtu', { kind: 'command', argv: ['sh', '-c', 'touch /tmp/pwned'] }],
+    ['lower-mtu', { kind: 'command', argv: ['ip', 'link', 'set', 'dev', 'wg0', 'mtu', '1500', 'up'] }],
+    ['lower-mtu', { kind: 'command', argv: ['ip', 'link', 'set', 'dev', 'wg0;reboot', 'mtu', '1500'] }],
+    ['lower-mtu', { kind: 'command', argv: ['ip', 'link', 'set', 'dev', 'wg0', 'mtu', '70000'] }],
+    ['lower-mtu', { kind: 'command', argv: ['/tmp/ip', 'link', 'set', 'dev', 'wg0', 'mtu', '1500'] }],
+    ['lower-mtu', { kind: 'command', argv: ['ip', 'link', 'set', 'dev', 'wg0', 'mtu', '1500'], verify: ['rm', '-rf', '/'] }],
+    ['toggle-nla', { kind: 'command', argv: ['ip', 'link', 'set', 'dev', 'wg0', 'mtu', '1500'] }],
+  ];
+  for (const [script, undo] of hostile) {
+    await record({ runId: 'rh', script, target: 'client', summary: 'x', before: null, after: null, backup: null, undo }, dir);
+    const ip = fakeIp(1500);
+    const r = await undoEntry((await lastRun(dir))[0]!, { journal: dir, exec: ip.exec, platform: 'linux' });
+    assert.is(r.status, 'failed', JSON.stringify(undo));
+    assert.match(r.detail, /^refused, nothing run: /);
+    assert.equal(ip.calls, [], `nothing ran for ${JSON.stringify(undo)}`);
+    await markUndoneAll();
+  }
+});
+
+async function markUndoneAll() {
+  for (const e of await lastRun(dir)) await markUndone(e.id, { time: new Date().toISOString(), status: 'ok' }, dir);
+}
+
+rt('a PowerShell undo without a valid seal (hand-written, or edited after the fact) is refused', async () => {
+  const made = await change('r6', 'NLA off', ps('# the real undo'));
+  const file = join(dir, `${made.id}.json`);
+  const edited = { ...(JSON.parse(readFileSync(file, 'utf8')) as JournalEntry), undo: ps('Remove-Item C:\\ -Recurse') };
+  writeFileSync(file, JSON.stringify(edited));
+  const run = scripted({ status: 'changed' });
+  const r = await undoEntry((await lastRun(dir))[0]!, { journal: dir, run });
+  assert.is(r.status, 'failed');
+  assert.match(r.detail, /does not carry this rdpfix's seal/);
+  assert.equal(run.calls, [], 'the channel was never used');
+
+  const { seal: _seal, ...unsealed } = made;
+  writeFileSync(file, JSON.stringify(unsealed));
+  assert.match((await undoEntry((await lastRun(dir))[0]!, { journal: dir, run })).detail, /seal/);
+  assert.equal(run.calls, []);
+});
+
+rt('a sealed PowerShell undo may only go to its own entry\'s target', async () => {
+  await change('r7', 'x', { kind: 'powershell', target: 'winrm://elsewhere', script: '# x' });
+  const run = scripted({ status: 'changed' });
+  const r = await undoEntry((await lastRun(dir))[0]!, { journal: dir, run });
+  assert.match(r.detail, /^refused, nothing run: its undo goes to "winrm:\/\/elsewhere", not to the entry's own target "winrm:\/\/vm1"/);
+  assert.equal(run.calls, []);
+});
+
 rt('a channel that cannot be reached is a failed undo, not a crash', async () => {
-  await change('r5', 'x', { kind: 'powershell', target: 'local', script: '# x' });
+  await change('r5', 'x', { kind: 'powershell', target: 'local', script: '# x' }, 'client');
   const r = await undoEntry((await lastRun(dir))[0]!, { journal: dir });
   assert.is(r.status, 'failed');
   assert.match(r.detail, /this Windows machine, but this is/);
@@ -163,11 +235,71 @@ cli('--run RUN_ID (what run-recipe --rollback calls), --list --target, --emit an
   assert.equal((JSON.parse(r.stdout) as { entries: JournalEntry[] }).entries.map((x) => x.summary), ['b']);
   r = run(['--run', 'run-a', '--emit']);
   assert.is(r.status, 0);
-  assert.match(r.stdout, /^# undo of .*toggle-nla on winrm:\/\/vm1\): a\n# a/);
+  assert.match(r.stdout, /^# rdpfix undo: 1 journal entry, newest first/);
+  assert.match(r.stdout, /# Pasting this does not update that journal/);
+  assert.match(r.stdout, /\n# undo of .*toggle-nla on winrm:\/\/vm1\): a\n# a/);
   r = run(['--run', 'run-a', '--dry-run', '--json']);
   const dry = JSON.parse(r.stdout) as { status: string; results: Array<{ summary: string; status: string }> };
   assert.equal([dry.status, dry.results.map((x) => x.summary)], ['would-change', ['a']]);
   assert.equal((await list(dir)).filter((x) => x.undone), [], 'emit and dry-run change nothing');
+});
+
+cli('an empty journal: --last --emit writes nothing to stdout, says why on stderr, and exits 1', () => {
+  const r = run(['--last', '--emit']);
+  assert.is(r.status, 1);
+  assert.is(r.stdout, '', 'nothing a `> undo.ps1` could take for a script');
+  assert.match(r.stderr, /nothing to undo: no script or recipe run with a change that is not undone yet/);
+});
+
+cli('every selector that selects nothing is exit 1; with --json it is one document with status nothing-to-undo', async () => {
+  for (const args of [['--last'], ['--last', '3'], ['--run', 'no-such-run'], ['--last', '--dry-run'], ['--last', '--emit']]) {
+    const r = run([...args, '--yes', '--json']);
+    assert.is(r.status, 1, `${args.join(' ')}: ${r.stdout}${r.stderr}`);
+    const doc = JSON.parse(r.stdout) as { status: string; summary: string };
+    assert.is(doc.status, 'nothing-to-undo', args.join(' '));
+    assert.match(doc.summary, /^nothing to undo: /);
+  }
+  await change('r1', 'a', ps('# a'));
+  const r = run(['--run', 'r1', '--target', 'winrm://vm2', '--yes']);
+  assert.is(r.status, 1);
+  assert.match(r.stderr, /run r1 has no change on winrm:\/\/vm2 that is not undone yet/);
+});
+
+cli('foreign or damaged files are listed as damaged by name and never hide the valid entries', async () => {
+  const ok = await change('r1', 'NLA off', ps('# a'));
+  writeFileSync(join(dir, 'foreign.json'), '{"foo":1}');
+  writeFileSync(join(dir, 'null.json'), 'null');
+  writeFileSync(join(dir, 'half.json'), '{"id": "x"');
+  let r = run(['--list']);
+  assert.is(r.status, 0, r.stderr);
+  assert.ok(r.stdout.includes(ok.id), r.stdout);
+  assert.match(r.stdout, /damaged .*foreign\.json: no valid "id" \(skipped\)/);
+  assert.match(r.stdout, /damaged .*null\.json: not a journal entry \(a JSON null, expected an object\)/);
+  assert.match(r.stdout, /damaged .*half\.json: not JSON/);
+  r = run(['--list', '--json']);
+  const doc = JSON.parse(r.stdout) as { entries: JournalEntry[]; damaged: Array<{ file: string; why: string }> };
+  assert.equal(doc.entries.map((e) => e.id), [ok.id]);
+  assert.equal(doc.damaged.map((d) => d.file.split('/').pop()).sort(), ['foreign.json', 'half.json', 'null.json']);
+  r = run(['--last', '--dry-run']);
+  assert.is(r.status, 0, r.stderr);
+  assert.match(r.stderr, /3 damaged journal file\(s\) were skipped/);
+});
+
+cli('a hostile hand-written entry is refused with a clear message and never runs', () => {
+  const pwned = join(dir, 'pwned');
+  const id = '20990101-000000000-lower-mtu-abcdef';
+  writeFileSync(join(dir, `${id}.json`), JSON.stringify({
+    id, time: '2099-01-01T00:00:00.000Z', runId: 'evil', script: 'lower-mtu', target: 'client', summary: 'MTU of wg0', before: null, after: null, backup: null,
+    undo: { kind: 'command', argv: ['sh', '-c', `touch ${pwned}`] },
+  }));
+  let r = run(['--last', '--yes']);
+  assert.is(r.status, 1, r.stdout + r.stderr);
+  assert.match(r.stdout, /refused, nothing run: \["sh","-c","touch .*pwned"\] is not one of the MTU commands rdpfix records/);
+  assert.not.ok(existsSync(pwned), 'the command never ran');
+  r = run(['--last', '--emit']);
+  assert.is(r.status, 1);
+  assert.match(r.stdout, /# 20990101-000000000-lower-mtu-abcdef \(lower-mtu on client\): not emitted: /);
+  assert.match(r.stderr, /refused/);
 });
 
 cli('bad input is exit 2', () => {
@@ -179,3 +311,4 @@ cli('bad input is exit 2', () => {
 
 rt.run();
 cli.run();
+process.on('exit', () => rmSync(keyDir, { recursive: true, force: true }));
