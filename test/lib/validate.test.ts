@@ -3,7 +3,7 @@ import * as assert from 'uvu/assert';
 import { UsageError } from '../../scripts/lib/errors.ts';
 import {
   formatHostPort, validateAzureResourceGroup, validateAzureSubscription, validateAzureVmName, validateDuration,
-  validateHost, validateInterface, validateMtu, validatePort, validateThumbprint, validateWindowsPath,
+  inetAton, invisibleCharacters, validateHost, validateInt, validateInterface, validateMtu, validatePort, validateThumbprint, validateWindowsPath,
 } from '../../scripts/lib/validate.ts';
 
 function rejects(fn: () => unknown, mentions: string) {
@@ -33,6 +33,24 @@ host('rejects hostile and malformed hosts, naming the value', () => {
   }
 });
 
+host('numeric IPv4 forms other than dotted decimal are refused with the dotted form to write instead', () => {
+  for (const [typed, dotted] of [['0x7f000001', '127.0.0.1'], ['2130706433', '127.0.0.1'], ['0177.0.0.1', '127.0.0.1'], ['127.1', '127.0.0.1'], ['10.0.0x10.4', '10.0.16.4'], ['010.0.0.4:3389', '8.0.0.4']]) {
+    rejects(() => validateHost(typed), `invalid host ${JSON.stringify(typed)}: a numeric IPv4 form`);
+    rejects(() => validateHost(typed), `write it in dotted decimal: ${dotted}`);
+  }
+  assert.is(inetAton('10.0.0.4'), null, 'plain dotted decimal is not such a form');
+  assert.is(inetAton('vm1'), null);
+  assert.equal(validateHost('123.example.com'), { host: '123.example.com', family: 0 }, 'a numeric label in a DNS name is fine');
+  rejects(() => validateHost('99999999999'), 'not a valid IPv4 address');
+});
+
+host('an invisible character is named by code point in the error, and shown escaped', () => {
+  rejects(() => validateHost('\u200evm1.contoso.com'), '"\\u200evm1.contoso.com" (contains the invisible U+200E LEFT-TO-RIGHT MARK at position 1)');
+  rejects(() => validateInterface('Ethernet\u00a02'), 'U+00A0 NO-BREAK SPACE at position 9');
+  rejects(() => validatePort('3389\u200b'), 'U+200B ZERO WIDTH SPACE at position 5');
+  assert.equal(invisibleCharacters('a b\u202ec\ufeff'), ['U+202E RIGHT-TO-LEFT OVERRIDE at position 4', 'U+FEFF ZERO WIDTH NO-BREAK SPACE (BOM) at position 6']);
+});
+
 host('formats IPv6 with brackets and a default port', () => {
   assert.is(formatHostPort({ host: '::1' }), '[::1]:3389');
   assert.is(formatHostPort({ host: 'vm', port: 1 }), 'vm:1');
@@ -45,6 +63,24 @@ const nums = suite('port and MTU');
 nums('port is 1-65535, digits only', () => {
   assert.is(validatePort('3389'), 3389);
   for (const bad of ['0', '65536', '-1', '3389;', '1e3', ' ', '0x10']) rejects(() => validatePort(bad), 'port');
+});
+
+nums('a found MTU (measured or read from the system) may be anything an interface can have, e.g. loopback 65535/65536', () => {
+  assert.is(validateMtu(65535, 4, 'found'), 65535);
+  assert.is(validateMtu('65536', 4, 'found'), 65536);
+  assert.is(validateMtu(68, 4, 'found'), 68);
+  rejects(() => validateMtu(65535), 'from 576 to 9000');
+  rejects(() => validateMtu(67, 4, 'found'), 'from 68 to 65536');
+  rejects(() => validateMtu(1279, 6, 'found'), 'from 1280 to 65536');
+});
+
+nums('validateInt names the text that was typed and why it is wrong', () => {
+  rejects(() => validateInt('abc', '--parallel', 1, 64), 'invalid --parallel "abc": not a whole number');
+  rejects(() => validateInt('', '--parallel', 1, 64), 'invalid --parallel "": it is empty');
+  rejects(() => validateInt('-3', '--parallel', 1, 64), '"-3": negative');
+  rejects(() => validateInt('100', '--parallel', 1, 64), '"100": out of range; expected a whole number from 1 to 64');
+  rejects(() => validateInt(NaN, '--parallel', 1, 64), 'invalid --parallel that is not a number');
+  assert.is(validateInt(' 4 ', '--parallel', 1, 64), 4);
 });
 
 nums('MTU is 576-9000 for IPv4 and at least 1280 for IPv6', () => {
@@ -90,6 +126,14 @@ names('Windows paths must be absolute and free of special characters', () => {
 names('thumbprints are 40 hex digits, normalised to upper case', () => {
   assert.is(validateThumbprint('ab:cd ' + 'ef'.repeat(18)), 'ABCD' + 'EF'.repeat(18));
   rejects(() => validateThumbprint("AB'; Remove-Item Cert:\\ -Recurse"), 'thumbprint');
+});
+
+names('a thumbprint pasted from certlm.msc (leading U+200E, no-break spaces, BOM) is accepted', () => {
+  const hex = '3a5f1c2b'.repeat(5);
+  assert.is(validateThumbprint(`\u200e${hex}`), hex.toUpperCase());
+  assert.is(validateThumbprint(`\ufeff${hex.match(/../g)!.join('\u00a0')}\u200f`), hex.toUpperCase());
+  rejects(() => validateThumbprint(`${hex.slice(0, 38)}\u0007z`), 'U+0007 at position 39');
+  rejects(() => validateThumbprint(hex.slice(0, 38)), '38 hexadecimal digits; expected 40');
 });
 
 names('durations', () => {
