@@ -26,9 +26,11 @@ import { chalk, printHuman, printJson, statusWord, withSpinner, type Status } fr
 import { icmpOverhead, pingPlatform, runPing, type PingPlatform } from './lib/ping.ts';
 import { buildScript, type PsExample } from './lib/ps.ts';
 import { describeRoute, execArgv, readInterfaceMtu, systemProgram } from './lib/route.ts';
-import { validateHost, validateInt, validateInterface, validateLocalPath, validateMtu, validateWindowsPath } from './lib/validate.ts';
+import { MTU_RANGE, validateHost, validateInt, validateInterface, validateLocalPath, validateMtu, validateWindowsPath } from './lib/validate.ts';
 
 const SCRIPT = 'lower-mtu';
+/** An IP packet is at most 65535 bytes, whatever larger MTU an interface reports (Linux lo: 65536). */
+export const MAX_IP_PACKET = 65535;
 export const DEFAULT_BACKUP_DIR = 'C:\\ProgramData\\rdpfix\\backup';
 
 // ------------------------------------------------------------------ path-MTU search (pure)
@@ -190,8 +192,8 @@ export interface PmtuOptions {
 }
 
 export interface PmtuResult {
-  /** The host as given. */
-  target: string;
+  /** The host probed, as given (`target` is the channel elsewhere; this is never one). */
+  host: string;
   /** The address probed. */
   address: string;
   family: 4 | 6;
@@ -227,8 +229,10 @@ export async function probePathMtu(opts: PmtuOptions): Promise<PmtuResult> {
   const timeoutMs = validateInt(opts.timeoutMs ?? 1000, 'probe timeout (ms)', 50, 60_000);
   const retries = validateInt(opts.retries ?? 1, 'retries', 0, 10);
   const route = await describeRoute(address, family);
-  const ceiling = opts.ceiling !== undefined ? validateMtu(opts.ceiling, family) : route.mtu ?? 1500;
-  const base = { target: opts.host, address, family, interface: route.interface, interfaceMtu: route.mtu, floor, ceiling };
+  // The interface's MTU bounds the search, and so does the largest packet IP can carry: loopback
+  // reports 65536, and no ping of that size exists.
+  const ceiling = opts.ceiling !== undefined ? validateMtu(opts.ceiling, family) : Math.min(route.mtu ?? 1500, MAX_IP_PACKET);
+  const base = { host: opts.host, address, family, interface: route.interface, interfaceMtu: route.mtu, floor, ceiling };
   if (floor > ceiling) {
     return { ...base, pathMtu: null, probes: 0, blackhole: null, elapsedMs: 0, steps: [], error: `the floor ${floor} is above the interface MTU ${ceiling}` };
   }
@@ -276,6 +280,8 @@ export async function probePathMtu(opts: PmtuOptions): Promise<PmtuResult> {
 export interface MtuScriptOptions {
   interface: string;
   mtu: number;
+  /** 'found': a measured path MTU or the value an undo puts back (wider range than a typed --mtu). */
+  origin?: 'set' | 'found';
   /** netsh store=active (until reboot) instead of persistent. */
   temporary?: boolean;
   dryRun?: boolean;
@@ -288,7 +294,7 @@ export interface MtuScriptOptions {
  */
 export function mtuScript(o: MtuScriptOptions): string {
   const alias = validateInterface(o.interface, 'windows');
-  const mtu = validateMtu(o.mtu);
+  const mtu = validateMtu(o.mtu, 4, o.origin);
   const backupDir = validateWindowsPath(o.backupDir ?? DEFAULT_BACKUP_DIR, 'backup folder');
   return buildScript({
     name: SCRIPT,
@@ -304,7 +310,7 @@ function Set-RdpfixInterfaceMtu {
     [CmdletBinding(SupportsShouldProcess = $true)]
     param(
         [Parameter(Mandatory = $true)][string]$Alias,
-        [Parameter(Mandatory = $true)][ValidateRange(576, 9000)][int]$Mtu,
+        [Parameter(Mandatory = $true)][ValidateRange(${MTU_RANGE.found[4][0]}, ${MTU_RANGE.found[4][1]})][int]$Mtu,
         [Parameter(Mandatory = $true)][ValidateSet('persistent', 'active')][string]$Store,
         [Parameter(Mandatory = $true)][string]$BackupDir
     )
@@ -376,6 +382,8 @@ export function psExamples(): PsExample[] {
 export interface SetMtuOptions {
   interface: string;
   mtu: number;
+  /** 'found' for a path MTU the probe measured (--auto); 'set' (default) for a typed --mtu. */
+  origin?: 'set' | 'found';
   dryRun?: boolean;
   /** Windows: store=active instead of persistent. Ignored elsewhere (always runtime-only there). */
   temporary?: boolean;
@@ -405,6 +413,16 @@ export function unixMtuArgv(platform: NodeJS.Platform, iface: string, mtu: numbe
   return [absolute ? systemProgram('ip') : 'ip', 'link', 'set', 'dev', iface, 'mtu', String(mtu)];
 }
 
+/** A value the system reported that an undo can put back (any MTU an interface can have). */
+function isFoundMtu(mtu: number): boolean {
+  try {
+    validateMtu(mtu, 4, 'found');
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 function notFound(iface: string, available: string[]): UsageError {
   return new UsageError(
     `interface ${JSON.stringify(iface)} does not exist on this machine`,
@@ -429,7 +447,7 @@ function platformNotes(platform: NodeJS.Platform, mtu: number, temporary: boolea
 export async function setInterfaceMtu(o: SetMtuOptions): Promise<MtuChange> {
   const platform = o.platform ?? process.platform;
   const iface = validateInterface(o.interface, platform);
-  const mtu = validateMtu(o.mtu);
+  const mtu = validateMtu(o.mtu, 4, o.origin);
   const notes = platformNotes(platform, mtu, !!o.temporary);
   if (platform === 'win32') return setWindowsMtu({ ...o, interface: iface, mtu }, notes);
 
@@ -449,7 +467,9 @@ export async function setInterfaceMtu(o: SetMtuOptions): Promise<MtuChange> {
   const after = (await readInterfaceMtu(iface, platform)).mtu;
   const undo: UndoSpec = before === null
     ? { kind: 'none', reason: 'the old MTU could not be read' }
-    : { kind: 'command', argv: unixMtuArgv(platform, iface, before) };
+    : !isFoundMtu(before)
+      ? { kind: 'none', reason: `the old MTU ${before} is outside ${MTU_RANGE.found[4].join('..')}` }
+      : { kind: 'command', argv: unixMtuArgv(platform, iface, before) };
   // Journal whatever changed, even when the read-back disagrees, so it can still be undone.
   const entry = after === before ? null : await record(
     { script: SCRIPT, target: 'client', summary: `MTU of ${iface}: ${before} -> ${after}`, before: { interface: iface, mtu: before }, after: { interface: iface, mtu: after }, backup: null, undo },
@@ -474,16 +494,18 @@ interface WindowsMtuResult {
 
 async function setWindowsMtu(o: SetMtuOptions, notes: string[]): Promise<MtuChange> {
   const target: Target = { kind: 'local' };
-  const script = mtuScript({ interface: o.interface, mtu: o.mtu, temporary: o.temporary, dryRun: o.dryRun, backupDir: o.backupDir });
+  const script = mtuScript({ interface: o.interface, mtu: o.mtu, origin: o.origin, temporary: o.temporary, dryRun: o.dryRun, backupDir: o.backupDir });
   const { result } = await runScript<WindowsMtuResult>(target, script);
   if (result.reason === 'no-such-interface') throw notFound(o.interface, result.available ?? []);
   const base = { interface: o.interface, before: result.before ?? null, after: result.after ?? null, mtu: o.mtu, platform: 'win32' as const, backup: result.backup ?? null, notes };
   if (result.status !== 'changed') {
     return { ...base, status: result.status, journal: null, undo: null, ...(result.error ? { error: result.error } : {}) };
   }
-  const undo: UndoSpec = result.before
-    ? { kind: 'powershell', target: describeTarget(target), script: mtuScript({ interface: o.interface, mtu: result.before, temporary: o.temporary, backupDir: o.backupDir }) }
-    : { kind: 'none', reason: 'the old MTU could not be read' };
+  const undo: UndoSpec = !result.before
+    ? { kind: 'none', reason: 'the old MTU could not be read' }
+    : !isFoundMtu(result.before)
+      ? { kind: 'none', reason: `the old MTU ${result.before} is outside ${MTU_RANGE.found[4].join('..')}` }
+      : { kind: 'powershell', target: describeTarget(target), script: mtuScript({ interface: o.interface, mtu: result.before, origin: 'found', temporary: o.temporary, backupDir: o.backupDir }) };
   const entry = await record(
     { script: SCRIPT, target: 'client', summary: `MTU of ${o.interface}: ${result.before} -> ${o.mtu}`, before: { interface: o.interface, mtu: result.before ?? null }, after: { interface: o.interface, mtu: o.mtu, store: result.store }, backup: result.backup ?? null, undo },
     o.journalDir,
@@ -526,15 +548,19 @@ export async function revertMtu(o: RevertOptions = {}): Promise<RevertResult> {
     return { status: 'ok', reverted: [], message: `nothing to revert: the journal (${journalDir(o.journalDir)}) has no MTU change${only ? ` for ${only}` : ''} that is not undone yet` };
   }
   const reverted: RevertResult['reverted'] = [];
-  for (const [iface, entries] of byIf) {
+  for (const [recorded, entries] of byIf) {
     const to = entries[0]!.before.mtu; // oldest first: the value before rdpfix touched it
     const ids = entries.map((e) => e.id);
     let status: Status;
     let from: number | null = null;
     let error: string | undefined;
+    let iface = recorded;
     try {
+      // The journal is data: its interface and MTU are validated like typed ones before use.
+      iface = validateInterface(recorded, platform);
+      validateMtu(to, 4, 'found');
       if (platform === 'win32') {
-        const script = mtuScript({ interface: iface, mtu: to, dryRun: o.dryRun, backupDir: o.backupDir });
+        const script = mtuScript({ interface: iface, mtu: to, origin: 'found', dryRun: o.dryRun, backupDir: o.backupDir });
         const { result } = await runScript<WindowsMtuResult>({ kind: 'local' }, script);
         status = result.status;
         from = result.before ?? null;
@@ -576,10 +602,10 @@ function probeSummary(p: PmtuResult): { verdict: string; evidence: string[]; nex
     `${p.probes} probes in ${(p.elapsedMs / 1000).toFixed(1)} s between ${p.floor} and ${p.ceiling}: ${p.steps.map((s) => `${s.mtu}${s.answer === 'reply' ? '✓' : s.answer === 'too-big' ? `✗${s.hint ? `(${s.hint})` : ''}` : s.answer === 'silent' ? '·' : '!'}`).join(' ')}`,
   ];
   const next: string[] = [];
-  if (p.pathMtu === null) return { verdict: chalk.red(`Path MTU to ${p.target} unknown: ${p.error ?? 'no answer'}`), evidence, next };
-  const v = `${p.address === p.target ? p.target : `${p.target} (${p.address})`}`;
+  if (p.pathMtu === null) return { verdict: chalk.red(`Path MTU to ${p.host} unknown: ${p.error ?? 'no answer'}`), evidence, next };
+  const v = `${p.address === p.host ? p.host : `${p.host} (${p.address})`}`;
   if (p.blackhole) {
-    if (p.interface) next.push(`npx tsx scripts/lower-mtu.ts --interface ${p.interface} --mtu ${p.pathMtu}`, `npx tsx scripts/lower-mtu.ts --auto --probe ${p.target}`);
+    if (p.interface) next.push(`npx tsx scripts/lower-mtu.ts --interface ${p.interface} --mtu ${p.pathMtu}`, `npx tsx scripts/lower-mtu.ts --auto --probe ${p.host}`);
     return {
       verdict: chalk.red(`Path MTU black hole: packets above ${p.pathMtu} bytes to ${v} vanish without an ICMP "fragmentation needed"`),
       evidence: [...evidence, `the interface sends up to ${p.ceiling}: large TLS/RDP segments will stall (error 0x904)`],
@@ -635,7 +661,7 @@ export async function main(argv: string[]): Promise<number> {
     .example('$0 --auto --probe vm1.contoso.com', 'probe, then lower the outgoing interface to the path MTU')
     .example('sudo $0 --interface wg0 --mtu 1400', 'set it yourself (Linux; journaled)')
     .example('$0 --revert', 'restore what lower-mtu changed')
-    .example("$0 --emit --interface 'WireGuard Tunnel' --mtu 1400 > set-mtu.ps1", 'PowerShell for a Windows client')
+    .example("$0 --emit --interface 'Wi-Fi' --mtu 1400 > mtu.ps1", 'PowerShell for a Windows client')
     .epilog(
       'Exit codes: 0 ok/changed (probe: path MTU found, no black hole), 1 black hole found or step failed, 2 bad usage.\n' +
         'Probes: Linux ping -M do -s, Windows ping -f -l, macOS ping -D -s (payload = MTU - 28 for IPv4).\n' +
@@ -702,11 +728,11 @@ export async function main(argv: string[]): Promise<number> {
       } else if (!iface) {
         status = 'failed';
         message = 'cannot tell which interface carries traffic to the host; give --interface NAME';
-      } else if (p.interfaceMtu !== null && iface === p.interface && p.pathMtu >= p.interfaceMtu) {
+      } else if (p.interfaceMtu !== null && iface === p.interface && p.pathMtu >= Math.min(p.interfaceMtu, MAX_IP_PACKET)) {
         status = 'ok';
-        message = `nothing to lower: the path carries the full interface MTU ${p.interfaceMtu}`;
+        message = `nothing to lower: the path carries the full interface MTU ${p.interfaceMtu}${p.interfaceMtu > MAX_IP_PACKET ? ` (the largest IP packet, ${MAX_IP_PACKET})` : ''}`;
       } else {
-        change = await setInterfaceMtu({ interface: iface, mtu: p.pathMtu, dryRun, temporary: a.temporary as boolean, journalDir: jdir, backupDir });
+        change = await setInterfaceMtu({ interface: iface, mtu: p.pathMtu, origin: 'found', dryRun, temporary: a.temporary as boolean, journalDir: jdir, backupDir });
         status = change.status;
         message = changeLines(change).verdict;
       }

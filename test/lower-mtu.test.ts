@@ -3,13 +3,14 @@
 // paths, changing the client interface's MTU (read back with `ip link`), reverting it from the
 // journal, and a large TLS flight to xrdp that stalls before and completes after --auto.
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { mtuScript, searchPathMtu, type ProbeAnswer, type SearchResult } from '../scripts/lower-mtu.ts';
+import { mtuScript, revertMtu, searchPathMtu, type ProbeAnswer, type SearchResult } from '../scripts/lower-mtu.ts';
+import { findProgram } from '../scripts/lib/which.ts';
 import type { JournalEntry } from '../scripts/lib/journal.ts';
 import { parseProblems } from './helpers/powershell.ts';
 import { LAB_CLIENT, type ClientResult } from './lab/lab-client.ts';
@@ -143,6 +144,45 @@ usage('an interface that does not exist is named, with the ones that do (exit 2)
   assert.match(r.stderr, /available: .*\blo\b/);
 });
 
+usage('a numeric host form is refused with the dotted address to write, as diagnose refuses it', () => {
+  const r = cli(['--probe', '0x7f000001']);
+  assert.is(r.status, 2, r.stdout + r.stderr);
+  assert.match(r.stderr, /invalid host "0x7f000001": a numeric IPv4 form .* write it in dotted decimal: 127\.0\.0\.1/);
+});
+
+usage('--auto --probe 127.0.0.1 accepts the loopback MTU it found: nothing to lower, exit 0; the probed host is "host"', () => {
+  if (!findProgram('ping', ['/usr/bin', '/bin'])) assert.unreachable('ping is needed (iputils-ping)');
+  const jdir = mkdtempSync(join(tmpdir(), 'rdpfix-journal-'));
+  try {
+    const r = cli(['--auto', '--probe', '127.0.0.1', '--dry-run', '--json', '--journal', jdir]);
+    assert.is(r.status, 0, r.stdout + r.stderr);
+    const doc = JSON.parse(r.stdout) as Record<string, unknown>;
+    assert.is(doc.status, 'ok');
+    assert.is(doc.host, '127.0.0.1');
+    assert.not.ok('target' in doc, '`target` is the channel everywhere; the probed host is `host`');
+    assert.ok((doc.pathMtu as number) <= 65535 && (doc.ceiling as number) <= 65535, JSON.stringify(doc));
+    assert.match(doc.message as string, /^nothing to lower/);
+  } finally {
+    rmSync(jdir, { recursive: true, force: true });
+  }
+});
+
+usage('--revert validates what the journal says before using it (a hostile interface never reaches ip)', async () => {
+  const jdir = mkdtempSync(join(tmpdir(), 'rdpfix-journal-'));
+  try {
+    const id = '20250101-000000000-lower-mtu-abcdef';
+    writeFileSync(join(jdir, `${id}.json`), JSON.stringify({
+      id, time: '2025-01-01T00:00:00.000Z', runId: 'r', script: 'lower-mtu', target: 'client', summary: 'x',
+      before: { interface: 'lo;reboot', mtu: 1500 }, after: { interface: 'lo;reboot', mtu: 1400 }, backup: null, undo: { kind: 'none', reason: 'x' },
+    }));
+    const r = await revertMtu({ journalDir: jdir, platform: 'linux' });
+    assert.is(r.status, 'failed');
+    assert.match(r.reverted[0]!.error!, /invalid interface "lo;reboot"/);
+  } finally {
+    rmSync(jdir, { recursive: true, force: true });
+  }
+});
+
 usage('modes must not be mixed', () => {
   for (const args of [[], ['--probe', '10.0.0.1', '--revert'], ['--auto'], ['--mtu', '1400'], ['--auto', '--probe', '10.0.0.1', '--mtu', '1400']]) {
     assert.is(cli(args).status, 2, args.join(' '));
@@ -184,7 +224,7 @@ interface ProbeJson {
   interface: string | null;
   interfaceMtu: number | null;
   blackhole: boolean | null;
-  target: string;
+  host: string;
   change?: { status: string; before: number; after: number; journal: string } | null;
 }
 
@@ -229,7 +269,7 @@ if (labGate('lab: --probe', ['root', 'netns', 'iptables', 'ping'])) {
       const { code, doc, ifname, addr } = results[i]!;
       const d = doc as unknown as ProbeJson;
       assert.is(d.pathMtu, c.pathMtu, JSON.stringify(doc));
-      assert.is(d.target, addr);
+      assert.is(d.host, addr);
       assert.is(d.interface, ifname);
       assert.is(d.interfaceMtu, 1500);
       assert.is(d.blackhole, c.pmtuBlackhole);

@@ -25,7 +25,7 @@ try {
         [CmdletBinding(SupportsShouldProcess = $true)]
         param(
             [Parameter(Mandatory = $true)][string]$Alias,
-            [Parameter(Mandatory = $true)][ValidateRange(576, 9000)][int]$Mtu,
+            [Parameter(Mandatory = $true)][ValidateRange(68, 65536)][int]$Mtu,
             [Parameter(Mandatory = $true)][ValidateSet('persistent', 'active')][string]$Store,
             [Parameter(Mandatory = $true)][string]$BackupDir
         )
