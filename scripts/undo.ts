@@ -245,7 +245,8 @@ function shellWord(s: string): string {
 // ---------------------------------------------------------------- CLI
 
 function entryLine(e: JournalEntry): string {
-  const state = e.undone ? chalk.dim(` [undone ${e.undone.status}]`) : '';
+  const permit = e.undone ? null : undoPermit(e);
+  const state = e.undone ? chalk.dim(` [undone ${e.undone.status}]`) : permit && !permit.ok ? chalk.red(` [undo refused: ${permit.why.split(':')[0]}]`) : '';
   return `${e.id}  ${chalk.dim(e.time.slice(0, 19).replace('T', ' '))}  ${e.script.padEnd(17)} ${e.target.padEnd(22)} ${e.summary.replace(/[\r\n]+/g, ' ')}${state}`;
 }
 

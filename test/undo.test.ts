@@ -296,6 +296,8 @@ cli('a hostile hand-written entry is refused with a clear message and never runs
   assert.is(r.status, 1, r.stdout + r.stderr);
   assert.match(r.stdout, /refused, nothing run: \["sh","-c","touch .*pwned"\] is not one of the MTU commands rdpfix records/);
   assert.not.ok(existsSync(pwned), 'the command never ran');
+  r = run(['--list']);
+  assert.match(r.stdout, /20990101-000000000-lower-mtu-abcdef .*\[undo refused: \["sh","-c","touch .*pwned"\] is not one of the MTU commands rdpfix records \(ip link set dev IF mtu N, ifconfig IF mtu N, netsh interface ipv4 set subinterface IF mtu=N store=...\)\]/);
   r = run(['--last', '--emit']);
   assert.is(r.status, 1);
   assert.match(r.stdout, /# 20990101-000000000-lower-mtu-abcdef \(lower-mtu on client\): not emitted: /);
