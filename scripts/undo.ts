@@ -229,7 +229,7 @@ export async function undoEntries(entries: JournalEntry[], o: UndoOptions = {}):
   const summary = !results.length
     ? 'nothing to undo'
     : firstFailed
-      ? `undo failed at ${firstFailed.id}; ${n('changed')} undone before it, ${n('skipped')} not attempted or not undoable`
+      ? `undo ${firstFailed.detail.startsWith('refused') ? 'refused' : 'failed'} at ${firstFailed.id}; ${n('changed')} undone before it, ${n('skipped')} not attempted or not undoable`
       : `${n('changed')} change(s) undone${n('ok') ? `, ${n('ok')} already as before` : ''}${n('skipped') ? `, ${n('skipped')} cannot be undone automatically` : ''}`;
   const journalFlag = o.journal ? ` --journal ${shellWord(o.journal)}` : '';
   const next = firstFailed && !firstFailed.detail.startsWith('refused') ? [`npx tsx scripts/undo.ts ${firstFailed.id} --yes${journalFlag}`] : [];
