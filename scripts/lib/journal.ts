@@ -180,7 +180,9 @@ export function parseEntry(doc: unknown, file: string): JournalEntry {
   if (typeof d.script !== 'string' || !SCRIPT_NAME.test(d.script)) fail('no valid "script"');
   if (!line(d.target, 300) || !d.target) fail('no valid "target"');
   if (typeof d.summary !== 'string' || d.summary.length > 20_000) fail('no valid "summary"');
-  if (!('before' in d) || !('after' in d)) fail('no "before" or "after"');
+  // before/after are free-form evidence; JSON drops an undefined one, which is no damage.
+  if (!('before' in d)) d.before = null;
+  if (!('after' in d)) d.after = null;
   if (d.backup !== null && !line(d.backup, 1000)) fail('"backup" is neither null nor a path');
   const u = d.undo;
   if (!isObj(u)) fail('no "undo"');
