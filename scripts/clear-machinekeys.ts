@@ -48,7 +48,7 @@ import {
 } from './lib/server-step.ts';
 import type { UndoSpec } from './lib/journal.ts';
 import { keyFindings, type Finding } from './inspect-server.ts';
-import { backupRoot, regenChange, restartFunctions, validRecords, type CertBackupRecord, type RestartRaw } from './restart-termserv.ts';
+import { backupRoot, describeSession, regenChange, restartFunctions, sessionImpact, validRecords, type CertBackupRecord, type RestartRaw, type SessionFacts } from './restart-termserv.ts';
 import { validateInt } from './lib/validate.ts';
 
 // ---------------------------------------------------------------- types
@@ -61,6 +61,8 @@ export interface ClearOptions {
   /** The drastic fix; requires force. */
   renameFolder?: boolean;
   force?: boolean;
+  /** Restart TermService although it disconnects other signed-in sessions (--force). */
+  disconnectSessions?: boolean;
   eventHours?: number;
   timeoutSeconds?: number;
   backupRoot?: string;
@@ -111,6 +113,9 @@ export interface ClearRaw extends RawResult {
   renamed?: { path: string; to: string } | null;
   removed?: CertBackupRecord[] | CertBackupRecord;
   problems?: string[] | string;
+  refused?: 'sessions' | null;
+  sessions?: SessionFacts | null;
+  restore?: string[] | string;
 }
 
 export interface ClearReport extends StepReport {
@@ -316,6 +321,21 @@ function ConvertTo-RdpKeyStateSummary {
     }
 }
 
+function Assert-RdpSessionFree {
+    # Before a change that ends in a TermService restart: refuse (nothing changed yet) when other
+    # signed-in sessions would be disconnected, unless -DisconnectSessions. A dry run only reports.
+    [CmdletBinding()]
+    param([Parameter(Mandatory = $true)]$Result, [switch]$DisconnectSessions)
+    $termService = @(Get-Service -Name 'TermService' -ErrorAction SilentlyContinue)
+    $running = ($termService.Count -gt 0 -and [string]$termService[0].Status -eq 'Running')
+    $Result.sessions = Get-RdpSession
+    $block = Test-RdpSessionBlock -Sessions $Result.sessions -Running $running
+    if ($block -and -not $DisconnectSessions -and -not $WhatIfPreference) {
+        $Result.refused = 'sessions'
+        throw $block
+    }
+}
+
 function Repair-RdpMachineKey {
     # Evidence, backup, narrow repair, verify; regenerate only if the key is still unusable.
     [CmdletBinding(SupportsShouldProcess = $true)]
@@ -327,6 +347,7 @@ function Repair-RdpMachineKey {
         [switch]$Regenerate,
         [switch]$Restart,
         [switch]$RenameFolder,
+        [switch]$DisconnectSessions,
         [int]$TimeoutSeconds = 60
     )
     $machineKeys = Join-Path -Path $env:ProgramData -ChildPath 'Microsoft\\Crypto\\RSA\\MachineKeys'
@@ -335,6 +356,7 @@ function Repair-RdpMachineKey {
         evidence = @(); before = $null; plan = $null; backup = $null
         changed = [ordered]@{ folder = $null; containers = @() }
         after = $null; keyUsable = $null; restart = $null; regenerate = $null; renamed = $null; removed = @(); problems = @()
+        refused = $null; sessions = $null; restore = @()
     }
     try {
         $before = Get-RdpKeyEvidence -MachineKeys $machineKeys -EventHours $EventHours
@@ -354,6 +376,7 @@ function Repair-RdpMachineKey {
             $result.mode = 'rename'
             $others = @(Get-ChildItem -LiteralPath $machineKeys -Force -File -ErrorAction SilentlyContinue | Where-Object -FilterScript { -not $_.Name.StartsWith(${psQuote(RDP_CONTAINER_PREFIX)}) }).Count
             $result.plan = [ordered]@{ rename = $true; otherKeys = $others }
+            Assert-RdpSessionFree -Result $result -DisconnectSessions:$DisconnectSessions
             if ($PSCmdlet.ShouldProcess($machineKeys, 'Rename to MachineKeys_old_<time>, start a fresh folder, remove the RDP certificate, restart')) {
                 $folder = New-RdpBackupFolder -Root $BackupRoot -Step 'clear-machinekeys-rename'
                 $result.backup = $folder
@@ -371,8 +394,14 @@ function Repair-RdpMachineKey {
                     Remove-Item -LiteralPath (Join-Path -Path ${psQuote(RD_STORE)} -ChildPath $record.thumbprint) -Confirm:$false
                     $result.removed += $record
                 }
-                $regen = Restart-RdpService -RegenerateCert -TimeoutSeconds $TimeoutSeconds -BackupRoot $BackupRoot
+                $putBack = @(
+                    ('Rename-Item -LiteralPath {0} -NewName {1}' -f (ConvertTo-RdpLiteral -Value $machineKeys), (ConvertTo-RdpLiteral -Value ('MachineKeys_rdpfix_{0}' -f (Get-Date).ToString('yyyyMMdd-HHmmss')))),
+                    ('Rename-Item -LiteralPath {0} -NewName {1}' -f (ConvertTo-RdpLiteral -Value $result.renamed.to), (ConvertTo-RdpLiteral -Value (Split-Path -Path $machineKeys -Leaf)))
+                )
+                $result.restore = $putBack + @(Get-RdpCertRestoreLine -Folder $folder -Record $result.removed)
+                $regen = Restart-RdpService -RegenerateCert -TimeoutSeconds $TimeoutSeconds -BackupRoot $BackupRoot -DisconnectSessions:$DisconnectSessions
                 $result.regenerate = ConvertTo-RdpRegenSummary -Restart $regen
+                if ($null -ne $regen.after) { $result.restore = $putBack + @(Get-RdpCertRestoreLine -Folder $folder -Record $result.removed -NewThumbprint @($regen.after.certificate.thumbprint)) }
                 if ($regen.status -ne 'changed') { $result.problems += ('after the rename: {0} {1}' -f $regen.error, (@($regen.problems) -join '; ')) }
                 $after = Get-RdpKeyEvidence -MachineKeys $machineKeys -EventHours 0
                 $result.after = ConvertTo-RdpKeyStateSummary -State $after
@@ -393,6 +422,9 @@ function Repair-RdpMachineKey {
             }
         }
         $result.plan = [ordered]@{ folder = [bool]$folderFix; containers = @($fixes | ForEach-Object -Process { $_.container.name }); regenerate = 'only if the key is still unusable after the ACL repair' }
+        if ((($folderFix -or $fixes.Count -gt 0) -and $Restart) -or ($Regenerate -and -not (Test-RdpKeyUsable -State $before))) {
+            Assert-RdpSessionFree -Result $result -DisconnectSessions:$DisconnectSessions
+        }
         $applied = $false
         if ($folderFix -or $fixes.Count -gt 0) {
             if ($PSCmdlet.ShouldProcess($machineKeys, 'Back up, then repair the MachineKeys folder and RDP key container ACLs')) {
@@ -408,6 +440,8 @@ function Repair-RdpMachineKey {
                     Set-RdpContainerAcl -Path $fix.container.path -Aces $fix.aces -OwnerSystem:($fix.container.kind -eq 'listener')
                     $result.changed.containers += [ordered]@{ path = $fix.container.path; kind = $fix.container.kind; before = $fix.container.sddl; after = (Get-RdpPathSddl -Path $fix.container.path) }
                 }
+                # icacls /save recorded the folder and its files relative to the parent folder.
+                $result.restore = @(('icacls.exe {0} /restore {1} /c' -f (ConvertTo-RdpLiteral -Value (Split-Path -Path $machineKeys -Parent)), (ConvertTo-RdpLiteral -Value (Join-Path -Path $folder -ChildPath 'MachineKeys.acl'))))
                 $applied = $true
             } else {
                 $result.status = 'would-change'
@@ -422,8 +456,10 @@ function Repair-RdpMachineKey {
             if ($after.certificate.source -eq 'pinned') {
                 $result.problems += 'the key of the pinned certificate is still unusable; rdpfix does not remove a CA-issued certificate: re-import it with its private key'
             } else {
-                $regen = Restart-RdpService -RegenerateCert -RemoveKey -OnlyThumbprint ([string]$after.certificate.thumbprint) -BackupRoot $BackupRoot -TimeoutSeconds $TimeoutSeconds
+                $regen = Restart-RdpService -RegenerateCert -RemoveKey -OnlyThumbprint ([string]$after.certificate.thumbprint) -BackupRoot $BackupRoot -TimeoutSeconds $TimeoutSeconds -DisconnectSessions:$DisconnectSessions
                 $result.regenerate = ConvertTo-RdpRegenSummary -Restart $regen
+                # The regeneration is undone first, then the ACLs.
+                $result.restore = @($regen.restore) + @($result.restore)
                 if ($regen.status -eq 'failed') { $result.problems += ('regeneration failed: {0} {1}' -f $regen.error, (@($regen.problems) -join '; ')) }
                 if ($regen.status -eq 'changed') {
                     $final = Get-RdpKeyEvidence -MachineKeys $machineKeys -EventHours 0
@@ -435,7 +471,7 @@ function Repair-RdpMachineKey {
         } elseif (-not $result.keyUsable) {
             $result.problems += 'the key is still unusable (regeneration not allowed)'
         } elseif ($applied -and $Restart) {
-            $restarted = Restart-RdpService -TimeoutSeconds $TimeoutSeconds
+            $restarted = Restart-RdpService -TimeoutSeconds $TimeoutSeconds -DisconnectSessions:$DisconnectSessions
             $result.restart = ConvertTo-RdpRegenSummary -Restart $restarted
             if ($restarted.status -eq 'failed') { $result.problems += ('restart failed: {0} {1}' -f $restarted.error, (@($restarted.problems) -join '; ')) }
         }
@@ -540,10 +576,11 @@ export function buildClearScript(opts: ClearOptions, dryRun: boolean): string {
     Regenerate: opts.regenerate ?? true,
     Restart: opts.restart ?? true,
     RenameFolder: !!opts.renameFolder,
+    DisconnectSessions: !!opts.disconnectSessions,
     TimeoutSeconds: opts.timeoutSeconds ?? 60,
     DryRun: dryRun,
   };
-  const call = `$Result = Repair-RdpMachineKey -AceSets $P.AceSets -DefaultFolderSddl $P.DefaultFolderSddl -BackupRoot $P.BackupRoot -EventHours $P.EventHours -Regenerate:$P.Regenerate -Restart:$P.Restart -RenameFolder:$P.RenameFolder -TimeoutSeconds $P.TimeoutSeconds -WhatIf:$P.DryRun
+  const call = `$Result = Repair-RdpMachineKey -AceSets $P.AceSets -DefaultFolderSddl $P.DefaultFolderSddl -BackupRoot $P.BackupRoot -EventHours $P.EventHours -Regenerate:$P.Regenerate -Restart:$P.Restart -RenameFolder:$P.RenameFolder -DisconnectSessions:$P.DisconnectSessions -TimeoutSeconds $P.TimeoutSeconds -WhatIf:$P.DryRun
 $Result = Compress-RdpResult -Result $Result -Drop @(${DROP.map(psQuote).join(', ')})`;
   return buildScript({
     name: 'clear-machinekeys',
@@ -755,11 +792,20 @@ export function interpretClear(raw: ClearRaw, ctx: StepContext, opts: ClearOptio
   if (opts.renameFolder || raw.mode === 'rename') {
     r.warnings.push(`--rename-folder moves every machine key aside, not just RDP's: IIS, SQL Server and other certificates' keys${plan.otherKeys !== undefined ? ` (${plan.otherKeys} other files)` : ''} stop working until restored (undo puts the folder back)`);
   }
-  if (status === 'failed' && /run this as SYSTEM/.test(raw.error ?? '')) {
-    r.next.push('run it through Azure Run Command: --target azure://SUBSCRIPTION/RESOURCE_GROUP/VM, or paste the --emit script into a SYSTEM PowerShell (psexec -s, Serial Console)');
+  const impact = sessionImpact(raw.sessions, true);
+  const others = [...impact.others.map(describeSession), ...(impact.more ? [`${impact.more} more`] : [])].join('; ');
+  const args = [...(opts.renameFolder ? ['--rename-folder'] : []), ...(opts.renameFolder || opts.disconnectSessions ? ['--force'] : [])];
+  if (raw.refused === 'sessions') {
+    r.summary = `refused: the repair ends with a TermService restart, which disconnects ${impact.unknown ? `signed-in users (the sessions could not be listed: ${impact.unknown})` : others}; nothing was changed (pass --force to go ahead)`;
+    r.next.push(nextCommand('clear-machinekeys', [...args.filter((a) => a !== '--force'), '--force'], ctx));
+  } else if (raw.sessions && impact.blocks && (status === 'would-change' || raw.restart || raw.regenerate)) {
+    r.warnings.push(`the TermService restart ${status === 'would-change' ? 'would disconnect' : 'disconnected'} ${impact.unknown ? 'signed-in users (the sessions could not be listed)' : others}${status === 'would-change' && !opts.disconnectSessions ? '; the real run refuses without --force' : ''}`);
   }
-  if (status === 'changed') r.next.push('probe from your workstation: npx tsx scripts/diagnose.ts HOST');
-  if (status === 'would-change') r.next.push(nextCommand('clear-machinekeys', opts.renameFolder ? ['--rename-folder', '--force'] : [], ctx));
+  if (status === 'failed' && /run this as SYSTEM/.test(raw.error ?? '')) {
+    r.notes.push(`reading the RDP key ACL needs SYSTEM from build 17763: Azure Run Command runs as SYSTEM (${nextCommand('clear-machinekeys', args, { ...ctx, target: { kind: 'azure', subscription: 'SUB', resourceGroup: 'RG', vm: 'VM' } })}), or run the --emit script in a SYSTEM PowerShell (psexec -s -i powershell.exe)`);
+  }
+  if (status === 'changed') r.notes.push('probe RDP from your workstation: npx tsx scripts/diagnose.ts HOST');
+  if (status === 'would-change') r.next.push(nextCommand('clear-machinekeys', [...args, ...(impact.blocks && !args.includes('--force') ? ['--force'] : [])], ctx));
   return r;
 }
 
@@ -777,7 +823,7 @@ export async function clearMachineKeys(opts: ClearOptions, ctx: StepContext): Pr
 }
 
 export const RENAME_WARNING =
-  '--rename-folder renames the whole MachineKeys folder: the private keys of IIS, SQL Server and every other machine certificate live there too and stop working until it is put back. It needs --force (the default repair touches only the RDP key).';
+  '--rename-folder renames the whole MachineKeys folder: the private keys of IIS, SQL Server and every other machine certificate live there too and stop working until it is put back. It needs --force (the default repair touches only the RDP key); --force also lets its TermService restart disconnect signed-in users.';
 
 // ---------------------------------------------------------------- examples
 
@@ -815,23 +861,23 @@ export async function main(argv: string[]): Promise<number> {
     .option('regenerate', { type: 'boolean', default: true, describe: 'if the key is still unusable after the ACL repair, remove only the RDP certificate and its key and let TermService create new ones (--no-regenerate to stop after the ACLs)' })
     .option('restart', { type: 'boolean', default: true, describe: 'restart TermService after an ACL repair so it picks the key up (--no-restart to skip)' })
     .option('rename-folder', { type: 'boolean', default: false, describe: 'DRASTIC: rename MachineKeys to MachineKeys_old_<time> and start fresh (needs --force; every service\'s keys are in there)' })
-    .option('force', { type: 'boolean', default: false, describe: 'confirm --rename-folder' })
+    .option('force', { type: 'boolean', default: false, describe: 'go ahead although it is disruptive: restart TermService even when it disconnects the signed-in users listed; required to confirm --rename-folder' })
     .option('event-hours', { type: 'string', default: '72', describe: 'how far back events count as evidence (hours, 1-720)' })
     .option('timeout', { type: 'string', default: '60', describe: 'seconds to wait for TermService, the listener and a new certificate (10-600)' })
     .option('backup-dir', { type: 'string', describe: 'backup folder on the target (default C:\\ProgramData\\rdpfix\\backup)' })
-    .example('$0 --target azure://SUB/rg-web/web-01 --dry-run', 'show the evidence and what would be repaired (runs as SYSTEM)')
-    .example('$0 --target azure://SUB/rg-web/web-01', 'repair on evidence, backed up; undo with undo.ts --last --yes')
+    .example('$0 --dry-run --target azure://SUB/RG/VM', 'show the evidence and what would be repaired (runs as SYSTEM)')
+    .example('$0 --target azure://SUB/RG/VM', 'repair on evidence, backed up; undo with undo.ts --last --yes')
     .example('$0 --emit > fix-keys.ps1', 'the script to paste into the Run command blade or a SYSTEM shell')
     .epilog('Never takeown /r, never a recursive grant: only the RDP key container(s) and the folder itself are touched.')
     .parseAsync();
   const flags = serverFlags(args);
   if (args['rename-folder'] && !args.force) throw new UsageError(RENAME_WARNING);
-  if (args.force && !args['rename-folder']) throw new UsageError('--force only applies with --rename-folder');
   const opts: ClearOptions = {
     regenerate: args.regenerate,
     restart: args.restart,
     renameFolder: args['rename-folder'],
     force: args.force,
+    disconnectSessions: args.force,
     eventHours: validateInt(args['event-hours'], '--event-hours', 1, 720),
     timeoutSeconds: validateInt(args.timeout, '--timeout', 10, 600),
     ...(args['backup-dir'] !== undefined ? { backupRoot: backupRoot(args['backup-dir']) } : {}),

@@ -18,7 +18,7 @@ import { isMain, makeCli, runCli } from './lib/cli.ts';
 import { EnvError, StepError } from './lib/errors.ts';
 import { record, type UndoSpec } from './lib/journal.ts';
 import { printHuman, printJson, statusWord, withSpinner, type Status } from './lib/output.ts';
-import { buildScript, type PsExample } from './lib/ps.ts';
+import { buildScript, psQuote, type PsExample } from './lib/ps.ts';
 import { validateLocalPath, validateWindowsPath } from './lib/validate.ts';
 
 const SCRIPT = 'disable-rdp-udp';
@@ -107,6 +107,12 @@ function Set-RdpfixUdpPolicy {
             [void](New-Item -Path $Key -Force)
         }
         [void](New-ItemProperty -LiteralPath $Key -Name '${VALUE_NAME}' -PropertyType DWord -Value $Value -Force)
+    }
+    # What an administrator pastes on this machine to put the previous state back.
+    if ($null -eq $Before.value) {
+        $Out.restore = @(${psQuote(`Remove-ItemProperty -LiteralPath ${psQuote(POLICY_KEY)} -Name ${psQuote(VALUE_NAME)}`)})
+    } else {
+        $Out.restore = @((${psQuote(`Set-ItemProperty -LiteralPath ${psQuote(POLICY_KEY)} -Name ${psQuote(VALUE_NAME)} -Type DWord -Value `)} + [string]$Before.value))
     }
     $After = Get-RdpfixUdpPolicy -Key $Key
     $Out.after = $After.value
@@ -268,7 +274,9 @@ export async function main(argv: string[]): Promise<number> {
     const evidence = [`key: ${POLICY_REG_KEY}`];
     if (r.backup) evidence.push(`backup: ${r.backup}`);
     if (r.journal) evidence.push(`journal: ${r.journal}`);
-    const next = r.status === 'changed' ? ['reopen the Remote Desktop client (mstsc reads the policy at start)', a.enable ? '' : 'undo: npx tsx scripts/disable-rdp-udp.ts --enable'].filter(Boolean) : [];
+    if (r.status === 'changed') evidence.push('note: reopen the Remote Desktop client (mstsc reads the policy at start)');
+    const where = target.kind === 'local' ? [] : ['--target', describeTarget(target)];
+    const next = r.status === 'changed' ? [['npx tsx scripts/disable-rdp-udp.ts', ...(a.enable ? [] : ['--enable']), ...where].join(' ')] : [];
     printHuman(verdict, evidence, next);
   }
   return r.status === 'failed' ? 1 : 0;

@@ -578,9 +578,9 @@ export async function main(argv: string[]): Promise<number> {
     .option('event-hours', { type: 'string', default: '72', describe: 'how far back to look for events (hours, 1-720)' })
     .option('max-events', { type: 'string', default: '6', describe: 'newest events in the compact result (0-20; the evidence file keeps more)' })
     .option('save', { type: 'boolean', default: true, describe: 'save the full evidence to C:\\ProgramData\\rdpfix\\evidence on the target (--no-save to skip)' })
-    .example('$0 --target azure://SUB/rg-web/web-01', 'inspect an Azure VM through Run Command (works while RDP is down)')
+    .example('$0 --target azure://SUB/RG/VM', 'inspect an Azure VM through Run Command (works while RDP is down)')
     .example('$0 --target winrm://vm1.contoso.com --json', 'one JSON object with status, cause and findings')
-    .example('$0 --emit > inspect.ps1', 'the script to paste into the Serial Console or the Run command blade')
+    .example('$0 --emit > inspect.ps1', 'the script to paste into the Run command blade or an elevated PowerShell')
     .epilog('Fixes: findings name restart-termserv, clear-machinekeys or toggle-nla with the exact arguments.')
     .parseAsync();
   const flags = serverFlags(args);

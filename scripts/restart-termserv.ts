@@ -11,7 +11,10 @@
 // removes it so the restart creates a fresh one, and verifies that it did (and that NETWORK SERVICE
 // can read the new key). An orphaned SSLCertificateSHA1Hash pin (certificate gone or expired) is
 // backed up and removed too — unlike Azure's ResetRDPCert it never forces SecurityLayer 0 or
-// MinEncryptionLevel 1. A valid CA-issued pinned certificate is left alone unless --force.
+// MinEncryptionLevel 1. A valid CA-issued pinned certificate is left alone unless --replace-pinned.
+// Sessions: a restart disconnects every RDP session. Before anything changes it lists the signed-in
+// sessions (WTS API: user, session id, state, client) and refuses when any but the caller's would be
+// disconnected, unless --force; --dry-run reports them.
 // When to use it: diagnose says no-listener, certificate-expired or certificate-key-unusable.
 // Undo: a plain restart has nothing to undo. A regeneration is journaled: `npx tsx scripts/undo.ts
 // --last --yes` re-imports the old store entry (and key, pin), removes the new certificate (backed up
@@ -20,7 +23,7 @@ import { isMain, makeCli, runCli } from './lib/cli.ts';
 import { UsageError } from './lib/errors.ts';
 import { buildScript, type PsExample } from './lib/ps.ts';
 import { isSddl } from './lib/sddl.ts';
-import { PS_BACKUP, PS_FACTS, PS_NATIVE, PS_REGISTRY, PS_SDDL, psJoin, RD_STORE, RD_STORE_REG, RDP_TCP_KEY } from './lib/server-ps.ts';
+import { PS_BACKUP, PS_FACTS, PS_NATIVE, PS_REGISTRY, PS_SDDL, PS_SESSIONS, psJoin, RD_STORE, RD_STORE_REG, RDP_TCP_KEY } from './lib/server-ps.ts';
 import {
   asArray,
   attachJournal,
@@ -57,7 +60,9 @@ export interface RestartOptions {
   /** Also remove the certificate's own key container (clear-machinekeys step 4). */
   removeKey?: boolean;
   /** Replace a valid pinned (CA-issued) certificate: remove the pin and fall back to self-signed. */
-  force?: boolean;
+  replacePinned?: boolean;
+  /** Restart even though other signed-in sessions are disconnected (--force). */
+  disconnectSessions?: boolean;
   /** Backup root on the target (default C:\ProgramData\rdpfix\backup). */
   backupRoot?: string;
   /** Port to check for the listener (default: PortNumber from the registry). */
@@ -82,6 +87,23 @@ export interface RestartState {
   certificate?: CertificateFacts;
 }
 
+/** One signed-in session as Get-RdpSession reports it (WTS API). */
+export interface SessionRecord {
+  id: number;
+  user: string;
+  state: string;
+  client?: string | null;
+  station?: string | null;
+}
+
+/** Get-RdpSession: the caller's own session id, how many are signed in, the first few, or an error. */
+export interface SessionFacts {
+  own?: number;
+  count?: number;
+  list?: SessionRecord[] | SessionRecord;
+  error?: string | null;
+}
+
 export interface RestartRaw extends RawResult {
   restarted?: boolean;
   before?: RestartState;
@@ -94,6 +116,9 @@ export interface RestartRaw extends RawResult {
   note?: string | null;
   warnings?: string[] | string;
   problems?: string[] | string;
+  refused?: 'sessions' | 'pinned' | null;
+  sessions?: SessionFacts | null;
+  restore?: string[] | string;
 }
 
 export interface RestartReport extends StepReport {
@@ -101,6 +126,46 @@ export interface RestartReport extends StepReport {
   thumbprintAfter: string | null;
   restarted: boolean;
   events: EventRecord[];
+  /** The signed-in sessions other than the caller's that a restart disconnects. */
+  disconnects: SessionRecord[];
+}
+
+// ---------------------------------------------------------------- sessions
+
+export interface SessionImpact {
+  /** Other users' sessions a restart disconnects (the first few by name). */
+  others: SessionRecord[];
+  /** Signed-in sessions beyond those listed by name. */
+  more: number;
+  /** The caller's own session, when the caller is signed in on the server (the local channel). */
+  own: SessionRecord | null;
+  /** Why the list is unknown (then a restart is refused without --force, like a list of others). */
+  unknown: string | null;
+  /** True when a restart without --force must be refused. */
+  blocks: boolean;
+}
+
+/**
+ * Who a TermService restart disconnects: every signed-in session but the caller's. A stopped
+ * TermService has none to lose. The same rule as the generated Test-RdpSessionBlock, re-checked here
+ * on what the target reported.
+ */
+export function sessionImpact(facts: SessionFacts | null | undefined, termServiceRunning: boolean): SessionImpact {
+  const none: SessionImpact = { others: [], more: 0, own: null, unknown: null, blocks: false };
+  if (!termServiceRunning) return none;
+  if (!facts) return { ...none, unknown: 'the target did not report its sessions', blocks: true };
+  if (facts.error) return { ...none, unknown: facts.error, blocks: true };
+  const list = asArray<SessionRecord>(facts.list).filter((x) => x && typeof x.id === 'number' && x.user);
+  const own = list.find((x) => x.id === facts.own) ?? null;
+  const others = list.filter((x) => x !== own);
+  const more = Math.max(0, (typeof facts.count === 'number' ? facts.count : list.length) - list.length);
+  return { others, more, own, unknown: null, blocks: others.length + more > 0 };
+}
+
+export const describeSession = (x: SessionRecord) => `${x.user} (session ${x.id}, ${x.state}${x.client ? `, from ${x.client}` : ''})`;
+
+function sessionText(i: SessionImpact): string {
+  return [...i.others.map(describeSession), ...(i.more ? [`${i.more} more`] : [])].join('; ');
 }
 
 // ---------------------------------------------------------------- PowerShell
@@ -137,6 +202,33 @@ export const RESTART_PS = `function Backup-RdpCertificate {
     return $record
 }
 
+function Get-RdpCertRestoreLine {
+    # The commands an administrator can paste on this server to put backed-up certificates back
+    # (what rdpfix's undo does): remove the certificate Windows created since, copy a removed key
+    # back, reg import each store entry (certificate and link to its key) and the pin, restart.
+    [CmdletBinding()]
+    param(
+        [Parameter(Mandatory = $true)][string]$Folder,
+        [object[]]$Record = @(),
+        [AllowEmptyString()][string]$PinFile = '',
+        [string[]]$NewThumbprint = @()
+    )
+    $lines = @()
+    $old = @($Record | ForEach-Object -Process { $_.thumbprint })
+    foreach ($thumbprint in @($NewThumbprint | Where-Object -FilterScript { $_ -and $old -notcontains $_ })) {
+        $lines += ('Remove-Item -LiteralPath {0}' -f (ConvertTo-RdpLiteral -Value (Join-Path -Path ${psQuote(RD_STORE)} -ChildPath $thumbprint)))
+    }
+    foreach ($item in $Record) {
+        if ($item.keyRemoved -and $item.keyFile -and $item.keyDir) {
+            $lines += ('Copy-Item -LiteralPath {0} -Destination {1}' -f (ConvertTo-RdpLiteral -Value (Join-Path -Path $Folder -ChildPath $item.keyFile)), (ConvertTo-RdpLiteral -Value $item.keyDir))
+        }
+        $lines += ('reg.exe import {0}' -f (ConvertTo-RdpLiteral -Value (Join-Path -Path $Folder -ChildPath $item.reg)))
+    }
+    if ($PinFile) { $lines += ('reg.exe import {0}' -f (ConvertTo-RdpLiteral -Value $PinFile)) }
+    $lines += 'Restart-Service -Name ''TermService'' -Force'
+    return $lines
+}
+
 function Get-RdpServiceState {
     # Services, listener and certificate in use, for before/after.
     [CmdletBinding()]
@@ -159,7 +251,8 @@ function Restart-RdpService {
         [switch]$RegenerateCert,
         [AllowEmptyString()][string]$OnlyThumbprint = '',
         [switch]$RemoveKey,
-        [switch]$Force,
+        [switch]$ReplacePinned,
+        [switch]$DisconnectSessions,
         [AllowEmptyString()][string]$BackupRoot = '',
         [int]$Port = 0
     )
@@ -169,6 +262,7 @@ function Restart-RdpService {
         step = 'restart-termserv'; status = 'failed'; error = $null; note = $null; restarted = $false
         before = Get-RdpServiceState -Port $Port; after = $null; backup = $null; removed = @(); unpinned = $null
         plan = [ordered]@{ remove = @(); unpin = $false; restart = $true }; problems = @(); warnings = @(); events = $null
+        refused = $null; sessions = $null; restore = @()
     }
     try {
         $certificate = $result.before.certificate
@@ -185,8 +279,9 @@ function Restart-RdpService {
             }
             if ($certificate.source -eq 'pinned') {
                 $expired = ($null -ne $certificate.inUse -and $certificate.inUse.NotAfter -lt (Get-Date))
-                if (-not $expired -and -not $Force) {
-                    throw ('the listener uses the pinned certificate {0} (SSLCertificateSHA1Hash), which Windows does not regenerate; renew it with its CA, or pass --force to remove the pin and fall back to a self-signed certificate' -f $certificate.pinned)
+                if (-not $expired -and -not $ReplacePinned) {
+                    $result.refused = 'pinned'
+                    throw ('the listener uses the pinned certificate {0} (SSLCertificateSHA1Hash), which Windows does not regenerate; renew it with its CA, or pass --replace-pinned to remove the pin and fall back to a self-signed certificate' -f $certificate.pinned)
                 }
                 $result.plan.unpin = $true
             } elseif ($certificate.source -eq 'pinned-missing') {
@@ -197,6 +292,16 @@ function Restart-RdpService {
             }
             $result.plan.remove = @($toRemove | ForEach-Object -Process { $_.Thumbprint })
         }
+        # Who a restart disconnects, decided before anything changes (a dry run reports it too).
+        $termService = @($result.before.services | Where-Object -FilterScript { $_.Name -eq 'TermService' })
+        $running = ($termService.Count -gt 0 -and [string]$termService[0].Status -eq 'Running')
+        $result.sessions = Get-RdpSession
+        $block = Test-RdpSessionBlock -Sessions $result.sessions -Running $running
+        if ($block -and -not $DisconnectSessions -and -not $WhatIfPreference) {
+            $result.refused = 'sessions'
+            throw $block
+        }
+        $pinFile = ''
         if ($toRemove.Count -gt 0 -or $result.plan.unpin) {
             if ($PSCmdlet.ShouldProcess(${psQuote(RD_STORE)}, 'Back up, then remove the certificate(s) so TermService creates a new one')) {
                 $folder = New-RdpBackupFolder -Root $BackupRoot -Step 'restart-termserv'
@@ -221,6 +326,7 @@ function Restart-RdpService {
                     Remove-ItemProperty -LiteralPath ${psQuote(RDP_TCP_KEY)} -Name 'SSLCertificateSHA1Hash' -Confirm:$false
                     $result.unpinned = $certificate.pinned
                 }
+                $result.restore = @(Get-RdpCertRestoreLine -Folder $folder -Record $result.removed -PinFile $pinFile)
             }
         }
         if ($PSCmdlet.ShouldProcess('TermService', 'Restart (with -Force: UmRdpService is stopped and started again)')) {
@@ -245,6 +351,7 @@ function Restart-RdpService {
                 }
             }
             $result.after = $after
+            if ($result.restore.Count -gt 0) { $result.restore = @(Get-RdpCertRestoreLine -Folder $result.backup -Record $result.removed -PinFile $pinFile -NewThumbprint @($after.certificate.thumbprint)) }
             $termService = @($after.services | Where-Object -FilterScript { $_.Name -eq 'TermService' })
             if ($termService.Count -eq 0 -or [string]$termService[0].Status -ne 'Running') { $result.problems += 'TermService is not running' }
             if (-not $after.listening) { $result.problems += ('nothing listens on port {0}' -f $Port) }
@@ -351,7 +458,7 @@ function Restore-RdpCertificate {
 
 /** Every function a restart (or its undo) needs, in dependency order. */
 export function restartFunctions(): string {
-  return psJoin(PS_REGISTRY, PS_SDDL, PS_NATIVE, PS_BACKUP, PS_FACTS, RESTART_PS);
+  return psJoin(PS_REGISTRY, PS_SDDL, PS_NATIVE, PS_BACKUP, PS_FACTS, PS_SESSIONS, RESTART_PS);
 }
 
 const DROP = ['before.certificate.store', 'after.certificate.store', 'events.newest', 'before.certificate.key.sddl', 'before.services'];
@@ -363,12 +470,13 @@ export function buildRestartScript(opts: RestartOptions, dryRun: boolean): strin
     RegenerateCert: !!opts.regenerateCert,
     OnlyThumbprint: opts.onlyThumbprint ?? '',
     RemoveKey: !!opts.removeKey,
-    Force: !!opts.force,
+    ReplacePinned: !!opts.replacePinned,
+    DisconnectSessions: !!opts.disconnectSessions,
     BackupRoot: opts.backupRoot ?? '',
     Port: opts.port ?? 0,
     DryRun: dryRun,
   };
-  const call = `$Result = Restart-RdpService -TimeoutSeconds $P.TimeoutSeconds -RegenerateCert:$P.RegenerateCert -OnlyThumbprint $P.OnlyThumbprint -RemoveKey:$P.RemoveKey -Force:$P.Force -BackupRoot $P.BackupRoot -Port $P.Port -WhatIf:$P.DryRun
+  const call = `$Result = Restart-RdpService -TimeoutSeconds $P.TimeoutSeconds -RegenerateCert:$P.RegenerateCert -OnlyThumbprint $P.OnlyThumbprint -RemoveKey:$P.RemoveKey -ReplacePinned:$P.ReplacePinned -DisconnectSessions:$P.DisconnectSessions -BackupRoot $P.BackupRoot -Port $P.Port -WhatIf:$P.DryRun
 $Result = Compress-RdpResult -Result $Result -Drop ${psArray(DROP)}`;
   return buildScript({
     name: 'restart-termserv',
@@ -458,14 +566,29 @@ export function regenChange(raw: RestartRaw, ctx: StepContext, timeoutSeconds?: 
 const termStatus = (s?: RestartState | null) =>
   serviceStatus(asArray<{ Name?: string; Status?: unknown }>(s?.services).find((x) => x?.Name === 'TermService')?.Status) ?? 'unknown';
 
+/** The restart-termserv arguments that repeat this run (for next-step commands). */
+function cliArgs(opts: RestartOptions, extra: { force?: boolean; replacePinned?: boolean } = {}): string[] {
+  const a: string[] = [];
+  if (opts.regenerateCert) a.push('--regenerate-cert');
+  if (opts.onlyThumbprint) a.push('--thumbprint', opts.onlyThumbprint);
+  if (opts.removeKey) a.push('--remove-key');
+  if (opts.replacePinned || extra.replacePinned) a.push('--replace-pinned');
+  if (opts.disconnectSessions || extra.force) a.push('--force');
+  return a;
+}
+
 /** Turn the raw result into a report (pure; tested on fixtures). */
 export function interpretRestart(raw: RestartRaw, ctx: StepContext, opts: RestartOptions = {}): RestartReport {
+  const running = termStatus(raw.before) === 'Running';
+  // A result without a services list (dropped to fit 4 KB) was judged by the target itself.
+  const impact = sessionImpact(raw.sessions, raw.before?.services === undefined ? true : running);
   const r: RestartReport = {
     ...baseReport('restart-termserv', ctx),
     thumbprintBefore: raw.before?.certificate?.thumbprint ?? null,
     thumbprintAfter: raw.after?.certificate?.thumbprint ?? null,
     restarted: !!raw.restarted,
     events: asArray<EventRecord>(raw.events?.newest),
+    disconnects: impact.others,
     before: raw.before ?? null,
     after: raw.after ?? null,
     backup: raw.backup ?? null,
@@ -484,38 +607,55 @@ export function interpretRestart(raw: RestartRaw, ctx: StepContext, opts: Restar
   r.status = status === 'changed' && problems.length ? 'failed' : status;
   r.warnings.push(...asArray<string>(raw.warnings));
   if (raw.error) r.error = raw.error;
+  // The refusal is TypeScript's decision too: a restart that disconnected others without --force
+  // is reported as such, whatever the target concluded.
+  if (raw.restarted && impact.blocks && !opts.disconnectSessions) {
+    r.warnings.push(`TermService was restarted without --force although it disconnected ${sessionText(impact) || `sessions (${impact.unknown})`}`);
+  }
+  const refusedForSessions = raw.refused === 'sessions' || (r.status === 'failed' && !raw.restarted && impact.blocks && !opts.disconnectSessions && /disconnect/.test(raw.error ?? ''));
 
   const port = raw.after?.port ?? raw.before?.port ?? opts.port ?? 3389;
   const plan = raw.plan ?? {};
   const planRemove = asArray<string>(plan.remove);
+  const disconnectText = impact.unknown ? `may disconnect signed-in users (the sessions could not be listed: ${impact.unknown})` : `disconnects ${impact.others.length + impact.more} session(s): ${sessionText(impact)}`;
   switch (r.status) {
     case 'ok':
       r.summary = raw.note ?? 'nothing to do';
       break;
     case 'would-change':
-      r.summary = `would ${planRemove.length || plan.unpin ? `back up and remove ${[planRemove.length ? `certificate(s) ${planRemove.join(', ')}` : '', plan.unpin ? 'the SSLCertificateSHA1Hash pin' : ''].filter(Boolean).join(' and ')}, then ` : ''}restart TermService (currently ${termStatus(raw.before)}, certificate ${r.thumbprintBefore ?? 'none'})`;
+      r.summary = `would ${planRemove.length || plan.unpin ? `back up and remove ${[planRemove.length ? `certificate(s) ${planRemove.join(', ')}` : '', plan.unpin ? 'the SSLCertificateSHA1Hash pin' : ''].filter(Boolean).join(' and ')}, then ` : ''}restart TermService (currently ${termStatus(raw.before)}, certificate ${r.thumbprintBefore ?? 'none'})${impact.blocks ? `; that ${disconnectText}${opts.disconnectSessions ? '' : ', so the real run refuses without --force'}` : ''}`;
       break;
     case 'changed':
       r.summary = `TermService restarted and listening on port ${port}; certificate ${r.thumbprintBefore ?? 'none'} → ${r.thumbprintAfter ?? 'none'}`;
       break;
     default:
-      r.summary = raw.error ?? (problems.length ? problems.join('; ') : 'the restart failed');
+      r.summary = refusedForSessions
+        ? `refused: restarting TermService ${disconnectText}; nothing was changed (pass --force to restart anyway)`
+        : raw.error ?? (problems.length ? problems.join('; ') : 'the restart failed');
   }
   r.evidence.push(`before: TermService ${termStatus(raw.before)}, ${raw.before?.listening ? 'listening' : 'not listening'}, certificate ${r.thumbprintBefore ?? 'none'}`);
+  if (raw.sessions && !impact.unknown) {
+    const signedIn = impact.others.length + impact.more + (impact.own ? 1 : 0);
+    r.evidence.push(signedIn ? `signed in: ${[...(impact.own ? [`${describeSession(impact.own)} (this session)`] : []), sessionText(impact)].filter(Boolean).join('; ')}` : 'signed in: nobody');
+  }
+  if (impact.own && (raw.restarted || r.status === 'would-change')) r.warnings.push(`your own session ${impact.own.id} is disconnected by the restart too`);
   if (raw.after) r.evidence.push(`after: TermService ${termStatus(raw.after)}, ${raw.after.listening ? 'listening' : 'not listening'}, certificate ${r.thumbprintAfter ?? 'none'}`);
   if (status === 'changed' && problems.length) r.evidence.push(...problems.map((p) => `verification: ${p}`));
   const na = psDate(raw.after?.certificate?.inUse?.NotAfter);
   if (na && r.status === 'changed') r.evidence.push(`new certificate valid until ${na.toISOString().slice(0, 10)}`);
   for (const e of r.events) r.evidence.push(`event ${e.Id} ${e.ProviderName ?? ''} ${psDate(e.TimeCreated)?.toISOString() ?? ''}: ${e.Message ?? ''}`.trim());
-  if (r.status === 'failed' && !raw.restarted && /pinned certificate/.test(raw.error ?? '')) {
-    r.next.push(nextCommand('restart-termserv', ['--regenerate-cert', '--force'], ctx));
+  if (refusedForSessions) {
+    r.next.push(nextCommand('restart-termserv', cliArgs(opts, { force: true }), ctx));
+    r.notes.push('tell the users listed first: the restart ends their connection (their sessions stay, and they can reconnect when the listener is back)');
+  } else if (r.status === 'failed' && !raw.restarted && (raw.refused === 'pinned' || /pinned certificate/.test(raw.error ?? ''))) {
+    r.next.push(nextCommand('restart-termserv', cliArgs(opts, { replacePinned: true }), ctx));
   } else if (r.status === 'failed' && opts.regenerateCert && !opts.removeKey) {
-    r.next.push(nextCommand('clear-machinekeys', [], ctx));
+    r.next.push(nextCommand('clear-machinekeys', opts.disconnectSessions ? ['--force'] : [], ctx));
   } else if (r.status === 'failed') {
     r.next.push(nextCommand('inspect-server', [], ctx));
   }
-  if (r.status === 'changed') r.next.push('probe from your workstation: npx tsx scripts/diagnose.ts HOST');
-  if (r.status === 'would-change') r.next.push(nextCommand('restart-termserv', opts.regenerateCert ? ['--regenerate-cert', ...(opts.onlyThumbprint ? ['--thumbprint', opts.onlyThumbprint] : [])] : [], ctx));
+  if (r.status === 'changed') r.notes.push('probe RDP from your workstation: npx tsx scripts/diagnose.ts HOST');
+  if (r.status === 'would-change') r.next.push(nextCommand('restart-termserv', cliArgs(opts, { force: impact.blocks }), ctx));
   return r;
 }
 
@@ -526,7 +666,10 @@ export async function restartTermserv(opts: RestartOptions, ctx: StepContext): P
   const change = regenChange(raw, ctx, opts.timeoutSeconds);
   if (change) {
     attachJournal(report, await journalChanges(ctx, 'restart-termserv', [change]), ctx);
-    if (report.status === 'failed' && report.undo) report.next.unshift(`put the old certificate back: ${report.undo}`);
+    if (report.status === 'failed' && report.undo) {
+      report.next.unshift(report.undo);
+      report.notes.push(`the first command puts the old certificate back (${change.summary})`);
+    }
   }
   return report;
 }
@@ -561,24 +704,27 @@ export async function main(argv: string[]): Promise<number> {
     .option('regenerate-cert', { type: 'boolean', default: false, describe: 'back up and remove the Remote Desktop store certificate(s) (and an orphaned pin) so the restart creates a new one' })
     .option('thumbprint', { type: 'string', describe: 'regenerate only while this certificate is still in use (a second run then reports ok)' })
     .option('remove-key', { type: 'boolean', default: false, describe: "also remove the certificate's own key container (backed up); for an unreadable key" })
-    .option('force', { type: 'boolean', default: false, describe: 'replace a valid pinned (CA-issued) certificate: remove the pin, fall back to self-signed' })
+    .option('force', { type: 'boolean', default: false, describe: 'restart although it disconnects the signed-in users listed (without it, other sessions make it refuse)' })
+    .option('replace-pinned', { type: 'boolean', default: false, describe: 'with --regenerate-cert: replace a valid pinned (CA-issued) certificate: remove the pin, fall back to self-signed' })
     .option('timeout', { type: 'string', default: '60', describe: 'seconds to wait for Running, the listener and a new certificate (10-600)' })
     .option('port', { type: 'string', describe: 'port to check for the listener (default: PortNumber from the registry)' })
     .option('backup-dir', { type: 'string', describe: 'backup folder on the target (default C:\\ProgramData\\rdpfix\\backup)' })
-    .example('$0 --target azure://SUB/rg-web/web-01', 'restart through Run Command and check the listener')
-    .example('$0 --regenerate-cert --target winrm://vm1 --dry-run', 'show what would be backed up and removed')
+    .example('$0 --target azure://SUB/RG/VM', 'restart through Run Command and check the listener')
+    .example('$0 --dry-run --target winrm://vm1', 'who would be disconnected, and what would change')
+    .example('$0 --force --target winrms://vm1', 'restart although other users are signed in')
     .example('$0 --regenerate-cert --emit > regen.ps1', 'the script to paste on the server')
     .epilog('Undo a regeneration: npx tsx scripts/undo.ts --last --yes')
     .parseAsync();
   const flags = serverFlags(args);
-  if ((args.thumbprint || args['remove-key'] || args.force) && !args['regenerate-cert']) {
-    throw new UsageError('--thumbprint, --remove-key and --force only apply with --regenerate-cert');
+  if ((args.thumbprint !== undefined || args['remove-key'] || args['replace-pinned']) && !args['regenerate-cert']) {
+    throw new UsageError('--thumbprint, --remove-key and --replace-pinned only apply with --regenerate-cert');
   }
   const opts: RestartOptions = {
     timeoutSeconds: validateInt(args.timeout, '--timeout', 10, 600),
     regenerateCert: args['regenerate-cert'],
     removeKey: args['remove-key'],
-    force: args.force,
+    replacePinned: args['replace-pinned'],
+    disconnectSessions: args.force,
     ...(args.thumbprint !== undefined ? { onlyThumbprint: validateThumbprint(args.thumbprint) } : {}),
     ...(args.port !== undefined ? { port: validatePort(args.port, '--port') } : {}),
     ...(args['backup-dir'] !== undefined ? { backupRoot: backupRoot(args['backup-dir']) } : {}),

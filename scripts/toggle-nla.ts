@@ -20,7 +20,7 @@ import { isMain, makeCli, runCli } from './lib/cli.ts';
 import { UsageError } from './lib/errors.ts';
 import { list, markUndone } from './lib/journal.ts';
 import { buildScript, psQuote, type PsExample } from './lib/ps.ts';
-import { POLICY_KEY, PS_BACKUP, PS_NATIVE, PS_REGISTRY, psJoin, RDP_TCP_KEY, REENABLE_TASK } from './lib/server-ps.ts';
+import { POLICY_KEY, PS_BACKUP, PS_LITERAL, PS_NATIVE, PS_REGISTRY, psJoin, RDP_TCP_KEY, REENABLE_TASK } from './lib/server-ps.ts';
 import {
   asArray,
   attachJournal,
@@ -130,6 +130,12 @@ export function validateOptions(o: NlaOptions): void {
   const d = desiredValues(o);
   const combo = combinationProblem(d.SecurityLayer ?? null, d.MinEncryptionLevel ?? null);
   if (combo) throw new UsageError(`${combo}: choose --min-encryption-level 2 or higher with --security-layer tls`);
+  if (d.UserAuthentication === 1 && d.SecurityLayer === 0) {
+    throw new UsageError(
+      'enable --security-layer rdp asks for two things that exclude each other: NLA authenticates through CredSSP, which runs inside TLS, and SecurityLayer rdp (0) turns TLS off',
+      'use enable with --security-layer negotiate or tls, or --security-layer rdp together with disable',
+    );
+  }
   const weakening = d.UserAuthentication === 0 || d.SecurityLayer === 0;
   if (o.forSeconds !== undefined && !weakening) throw new UsageError('--for sets an expiry for a temporary weakening: use it with disable or --security-layer rdp');
   if ((o.mode === 'status' || o.mode === 'restore') && o.policy && !Object.keys(d).length) throw new UsageError('--policy applies when a value is changed');
@@ -233,6 +239,25 @@ function Get-RdpRestoreOrder {
     return @('SecurityLayer', 'MinEncryptionLevel', 'UserAuthentication')
 }
 
+function Get-RdpValueRestoreLine {
+    # The commands an administrator can paste on this server to put changed values back (each
+    # change's "before": set again, or removed when it was not set), policy values first, and to
+    # remove an expiry task this run registered.
+    [CmdletBinding()]
+    param([object[]]$Change = @(), [AllowEmptyString()][string]$TaskName = '')
+    $keys = @{ local = ${psQuote(RDP_TCP_KEY)}; policy = ${psQuote(POLICY_KEY)} }
+    $lines = @()
+    foreach ($scope in @('policy', 'local')) {
+        foreach ($item in @($Change | Where-Object -FilterScript { $_.scope -eq $scope })) {
+            $key = ConvertTo-RdpLiteral -Value $keys[$scope]
+            if ($null -eq $item.before) { $lines += ('Remove-ItemProperty -LiteralPath {0} -Name {1}' -f $key, (ConvertTo-RdpLiteral -Value $item.name)) }
+            else { $lines += ('Set-ItemProperty -LiteralPath {0} -Name {1} -Value {2} -Type DWord' -f $key, (ConvertTo-RdpLiteral -Value $item.name), [int]$item.before) }
+        }
+    }
+    if ($TaskName) { $lines += ('Unregister-ScheduledTask -TaskName {0} -TaskPath {1} -Confirm:$false' -f (ConvertTo-RdpLiteral -Value $TaskName), (ConvertTo-RdpLiteral -Value '\\rdpfix\\')) }
+    return $lines
+}
+
 function Restore-RdpSecuritySetting {
     # Put recorded values back — only those still as rdpfix left them; anything changed since is
     # reported and kept. Removes the expiry task; marks the backup folder restored.
@@ -276,6 +301,7 @@ function Restore-RdpSecuritySetting {
                 }
             }
             if ($dropTask) { $result.taskRemoved = Remove-RdpExpiryTask -TaskName $TaskName }
+            $result.restore = @(Get-RdpValueRestoreLine -Change $result.restored)
             if ($BackupPath -and (Test-Path -LiteralPath $BackupPath)) {
                 Set-Content -LiteralPath (Join-Path -Path $BackupPath -ChildPath 'restored.json') -Value ((Get-Date).ToUniversalTime().ToString('o')) -Encoding ASCII
             }
@@ -332,17 +358,10 @@ export function minifyPs(text: string): string {
  * literals (ConvertTo-RdpLiteral, the same rule as psQuote), then encodes for -EncodedCommand.
  */
 export function expiryTaskScript(): string {
-  return minifyPs(psJoin(PS_REGISTRY, STATE_PS, EXPIRY_MAIN));
+  return minifyPs(psJoin(PS_REGISTRY, PS_LITERAL, STATE_PS, EXPIRY_MAIN));
 }
 
-const SET_PS = `function ConvertTo-RdpLiteral {
-    # A PowerShell single-quoted literal: every one of the five single-quote characters doubled.
-    [CmdletBinding()]
-    param([Parameter(Mandatory = $true)][AllowEmptyString()][string]$Value)
-    return "'" + ($Value -replace "['\\u2018\\u2019\\u201A\\u201B]", '$0$0') + "'"
-}
-
-function Register-RdpExpiryTask {
+const SET_PS = `function Register-RdpExpiryTask {
     # A one-time task, as SYSTEM, that puts the recorded values back when the time is up.
     [CmdletBinding(SupportsShouldProcess = $true)]
     param(
@@ -457,6 +476,9 @@ function Set-RdpSecuritySetting {
                 $via = Set-RdpListenerValue -Name $item.name -Value $item.after
                 $result.changed += [ordered]@{ scope = 'local'; name = $item.name; before = $item.before; after = $item.after; via = $via }
             }
+            $registered = ''
+            if ($null -ne $result.task) { $registered = $TaskName }
+            $result.restore = @(Get-RdpValueRestoreLine -Change $result.changed -TaskName $registered)
             $after = Get-RdpSecurityState -TaskName $TaskName
             $result.after = $after
             foreach ($item in $plan) {
@@ -506,7 +528,7 @@ export function buildNlaScript(o: NlaOptions, dryRun: boolean): string {
       name: 'toggle-nla',
       summary: 'show NLA and security-layer settings, their Group Policy overrides and the expiry task (read-only)',
       params: { TaskName: REENABLE_TASK },
-      body: psJoin(PS_REGISTRY, STATE_PS, "$Result = [ordered]@{ step = 'toggle-nla'; mode = 'status'; status = 'ok'; before = (Get-RdpSecurityState -TaskName $P.TaskName); after = $null }"),
+      body: psJoin(PS_REGISTRY, PS_LITERAL, STATE_PS, "$Result = [ordered]@{ step = 'toggle-nla'; mode = 'status'; status = 'ok'; before = (Get-RdpSecurityState -TaskName $P.TaskName); after = $null }"),
     });
   }
   if (o.mode === 'restore') {
@@ -634,7 +656,10 @@ export function interpretNla(raw: NlaRaw, ctx: StepContext, o: NlaOptions): NlaR
   if (raw.before?.task) r.evidence.push(`expiry task ${raw.before.task.name}: ${raw.before.task.state ?? ''}${raw.before.task.nextRun ? `, runs ${raw.before.task.nextRun}` : ''}`);
   if (problems.length && r.status === 'failed') r.evidence.push(...problems);
   if (raw.refused === 'policy-override') r.next.push(nextCommand('toggle-nla', [...cliArgs(o), '--policy'], ctx));
-  if (r.status === 'changed' && weakens) r.next.push(`re-enable: ${nextCommand('toggle-nla', ['enable'], ctx)}`);
+  if (r.status === 'changed' && weakens) {
+    r.next.push(nextCommand('toggle-nla', ['enable'], ctx));
+    r.notes.push(`the command under Next turns NLA back on${r.task ? ` before the expiry task does (${r.task.due})` : ''}`);
+  }
   if (raw.before?.domainJoined && [...changes, ...plan].some((c) => c.scope === 'policy')) r.warnings.push('this machine is domain-joined: the domain GPO wins at the next refresh');
   return r;
 }
@@ -726,9 +751,9 @@ export async function main(argv: string[]): Promise<number> {
     .option('policy', { type: 'boolean', default: false, describe: 'when Group Policy overrides a value, change the policy value too (a GPO may re-apply it at the next refresh)' })
     .option('restore', { type: 'boolean', default: false, describe: 'put back the values recorded by the newest toggle-nla change on the target' })
     .option('backup-dir', { type: 'string', describe: 'backup folder on the target (default C:\\ProgramData\\rdpfix\\backup)' })
-    .example('$0 status --target azure://SUB/rg-web/web-01', 'what is in force, and where it comes from')
+    .example('$0 status --target azure://SUB/RG/VM', 'what is in force, and where it comes from')
     .example('$0 disable --for 2h --target winrm://vm1', 'let a client without CredSSP in for two hours; NLA comes back by itself')
-    .example('$0 --security-layer negotiate --target winrm://vm1 --dry-run', 'what would change')
+    .example('$0 --security-layer negotiate --dry-run', 'what would change')
     .example('$0 disable --for 2h --emit > nla-off.ps1', 'the script to paste on the server')
     .example('$0 --restore --target winrm://vm1', 'put the recorded values back')
     .epilog('Undo: npx tsx scripts/undo.ts --last --yes  (or toggle-nla --restore on the target)')

@@ -58,7 +58,24 @@ decide('an administrator token that cannot read a 2019 key ACL is told to run as
   const r = interpretClear(fx('admin-refused.json'), ctxFor(scripted()));
   assert.is(r.status, 'failed');
   assert.match(r.summary, /run this as SYSTEM/);
-  assert.match(r.next[0]!, /Azure Run Command: --target azure:\/\//);
+  assert.equal(r.next, [], 'no placeholder command in next');
+  assert.ok(r.notes.some((n) => /Azure Run Command runs as SYSTEM \(npx tsx scripts\/clear-machinekeys\.ts --target azure:\/\/SUB\/RG\/VM\)/.test(n)), r.notes.join('\n'));
+  assert.not.ok(JSON.stringify(r).includes('Serial Console'), 'the Serial Console takes 2,048 characters per paste: never offered for this script');
+});
+
+decide('evidence found, but other users are signed in: refused before any change, with who and the command with --force', () => {
+  const raw = fx('admin-refused.json');
+  raw.error = 'restarting TermService disconnects 1 session(s): CONTOSO\\alice (session 2, Active, from LAPTOP-17). Pass --force to restart anyway';
+  raw.refused = 'sessions';
+  raw.sessions = { own: 0, count: 1, list: [{ id: 2, user: 'CONTOSO\\alice', state: 'Active', client: 'LAPTOP-17', station: 'RDP-Tcp#3' }], error: null };
+  const r = interpretClear(raw, ctxFor(scripted()));
+  assert.is(r.status, 'failed');
+  assert.match(r.summary, /^refused: the repair ends with a TermService restart, which disconnects CONTOSO\\alice \(session 2, Active, from LAPTOP-17\); nothing was changed/);
+  assert.equal(r.next, ['npx tsx scripts/clear-machinekeys.ts --force --target azure://sub-1/rg-web/web-01']);
+  const script = buildClearScript({ disconnectSessions: true }, false);
+  assert.match(script, /^ {4}DisconnectSessions = \$true$/m);
+  const repair = script.slice(script.indexOf('function Repair-RdpMachineKey'));
+  assert.ok(repair.indexOf('Assert-RdpSessionFree') < repair.indexOf('Backup-RdpMachineKeyAcl'), 'sessions are judged before the backup and the ACL change');
 });
 
 decide('--rename-folder is reported with its warning about every other service\'s keys', () => {
@@ -160,7 +177,7 @@ const run = (args: string[], path?: string) =>
 cli('bad input and --rename-folder without --force: exit 2, nothing run, the warning shown', () => {
   const fb = fakeBin(['az']);
   try {
-    for (const args of [['--rename-folder'], ['--force'], ['--backup-dir', 'C:\\x|y'], ['--event-hours', '0'], ['--timeout', '1e3'], ['--target', 'azure://sub/rg/../vm']]) {
+    for (const args of [['--rename-folder'], ['--backup-dir', 'C:\\x|y'], ['--event-hours', '0'], ['--timeout', '1e3'], ['--target', 'azure://sub/rg/../vm']]) {
       const r = run(['--target', 'azure://sub-1/rg-web/web-01', ...args], fb.dir);
       assert.is(r.status, 2, `${args.join(' ')}: ${r.stdout}${r.stderr}`);
       if (args[0] === '--rename-folder') assert.ok(r.stderr.includes(RENAME_WARNING.slice(0, 60)));

@@ -10,7 +10,7 @@ import { list } from '../scripts/lib/journal.ts';
 import { RESULT_BEGIN, RESULT_END } from '../scripts/lib/ps.ts';
 import type { Runner, StepContext } from '../scripts/lib/server-step.ts';
 import { scripted } from './helpers/scripted-runner.ts';
-import { buildRestartScript, interpretRestart, regenChange, restartTermserv, validRecords, type RestartRaw } from '../scripts/restart-termserv.ts';
+import { buildRestartScript, interpretRestart, regenChange, restartTermserv, sessionImpact, validRecords, type RestartRaw } from '../scripts/restart-termserv.ts';
 import { fakeBin } from './helpers/fakebin.ts';
 import { parseProblems } from './helpers/powershell.ts';
 
@@ -59,11 +59,11 @@ interp('a service that does not come back: failed, with the newest events, and t
   assert.equal(r.next, ['npx tsx scripts/clear-machinekeys.ts --target winrm://vm1']);
 });
 
-interp('a valid pinned CA certificate is not replaced without --force, and says how', () => {
+interp('a valid pinned CA certificate is not replaced without --replace-pinned, and says how', () => {
   const r = interpretRestart(fx('regenerate-pinned-refused.json'), ctxFor(scripted()), { regenerateCert: true });
   assert.is(r.status, 'failed');
   assert.match(r.summary, /pinned certificate 5C1E9A770B44D2138E6FA03BC95127E80496BD62/);
-  assert.equal(r.next, ['npx tsx scripts/restart-termserv.ts --regenerate-cert --force --target winrm://vm1']);
+  assert.equal(r.next, ['npx tsx scripts/restart-termserv.ts --regenerate-cert --replace-pinned --target winrm://vm1']);
 });
 
 // ---
@@ -115,7 +115,8 @@ triple('a failed regeneration still journals what it removed and offers the undo
   const r = await restartTermserv({ regenerateCert: true }, ctxFor(scripted(fx('regenerate-failed.json'))));
   assert.is(r.status, 'failed');
   assert.is((await list(dir)).length, 1);
-  assert.match(r.next[0]!, /^put the old certificate back: npx tsx scripts\/undo\.ts /);
+  assert.match(r.next[0]!, /^npx tsx scripts\/undo\.ts \S+ --yes/, 'the undo is the first next step, as a bare command');
+  assert.ok(r.notes.some((n) => /puts the old certificate back/.test(n)));
 });
 
 triple('a backup record with a hostile path is never embedded in an undo script', async () => {
@@ -177,9 +178,9 @@ cli('hostile thumbprint, port, path or timeout: exit 2, nothing run', () => {
 cli('--emit and --emit --dry-run print exactly the script that would run', () => {
   let r = run(['--regenerate-cert', '--thumbprint', OLD.toLowerCase(), '--emit']);
   assert.is(r.status, 0, r.stderr);
-  assert.is(r.stdout, buildRestartScript({ regenerateCert: true, onlyThumbprint: OLD, timeoutSeconds: 60, removeKey: false, force: false }, false));
+  assert.is(r.stdout, buildRestartScript({ regenerateCert: true, onlyThumbprint: OLD, timeoutSeconds: 60, removeKey: false, replacePinned: false, disconnectSessions: false }, false));
   r = run(['--emit', '--dry-run']);
-  assert.is(r.stdout, buildRestartScript({ timeoutSeconds: 60, regenerateCert: false, removeKey: false, force: false }, true));
+  assert.is(r.stdout, buildRestartScript({ timeoutSeconds: 60, regenerateCert: false, removeKey: false, replacePinned: false, disconnectSessions: false }, true));
 });
 
 cli('through a channel with --json: one object with status, and the journal entry on disk', () => {
@@ -200,7 +201,87 @@ cli('through a channel with --json: one object with status, and the journal entr
   }
 });
 
+// ---
+
+const sessions = suite('sessions: who a restart disconnects');
+
+sessions('every signed-in session but the caller\'s counts; a stopped TermService has none to lose; an unreadable list blocks', () => {
+  const s = fx('restart-refused-sessions.json').sessions!;
+  const i = sessionImpact(s, true);
+  assert.equal(i.others.map((x) => x.id), [2, 3, 1], 'remote, disconnected and console sessions');
+  assert.is(i.blocks, true);
+  assert.is(sessionImpact(s, false).blocks, false, 'starting a stopped TermService disconnects nobody');
+  const own = sessionImpact(fx('restart-changed-own-session.json').sessions, true);
+  assert.equal([own.others.length, own.own?.id, own.blocks], [0, 2, false], 'the caller\'s own session (local channel) does not block');
+  assert.equal([sessionImpact({ own: 0, count: 12, list: [s.list as never].flat().slice(0, 1) as never }, true).more], [11], 'sessions beyond the listed ones count');
+  const unknown = sessionImpact(fx('restart-refused-sessions-unknown.json').sessions, true);
+  assert.equal([unknown.blocks, unknown.unknown], [true, 'the session list did not come back within 15 s (TermService may be hung)']);
+  assert.is(sessionImpact(undefined, true).blocks, true, 'a result without a session list is not taken as "nobody"');
+});
+
+sessions('refused without --force: says who would be disconnected, nothing changed, the exact command with --force', () => {
+  const r = interpretRestart(fx('restart-refused-sessions.json'), ctxFor(scripted()), {});
+  assert.is(r.status, 'failed');
+  assert.match(r.summary, /^refused: restarting TermService disconnects 3 session\(s\): CONTOSO\\alice \(session 2, Active, from LAPTOP-17\); CONTOSO\\bob \(session 3, Disconnected\); WEB-01\\Administrator \(session 1, Active\); nothing was changed/);
+  assert.equal(r.next, ['npx tsx scripts/restart-termserv.ts --force --target winrm://vm1']);
+  assert.equal(r.disconnects.map((x) => x.user), ['CONTOSO\\alice', 'CONTOSO\\bob', 'WEB-01\\Administrator']);
+  const g = interpretRestart(fx('restart-refused-sessions.json'), ctxFor(scripted()), { regenerateCert: true });
+  assert.equal(g.next, ['npx tsx scripts/restart-termserv.ts --regenerate-cert --force --target winrm://vm1'], '--regenerate-cert is refused the same way');
+  const h = interpretRestart(fx('restart-refused-sessions-unknown.json'), ctxFor(scripted()), {});
+  assert.match(h.summary, /^refused: restarting TermService may disconnect signed-in users \(the sessions could not be listed: the session list did not come back within 15 s/);
+});
+
+sessions('--dry-run lists the sessions and says the real run refuses without --force', () => {
+  const r = interpretRestart(fx('restart-dry-run-sessions.json'), ctxFor(scripted(), true), {});
+  assert.is(r.status, 'would-change');
+  assert.match(r.summary, /; that disconnects 3 session\(s\): CONTOSO\\alice \(session 2, Active, from LAPTOP-17\);.*so the real run refuses without --force$/);
+  assert.ok(r.evidence.includes('signed in: CONTOSO\\alice (session 2, Active, from LAPTOP-17); CONTOSO\\bob (session 3, Disconnected); WEB-01\\Administrator (session 1, Active)'), r.evidence.join('\n'));
+  assert.equal(r.next, ['npx tsx scripts/restart-termserv.ts --force --target winrm://vm1']);
+  const forced = interpretRestart(fx('restart-dry-run-sessions.json'), ctxFor(scripted(), true), { disconnectSessions: true });
+  assert.not.match(forced.summary, /refuses/);
+});
+
+sessions('the caller alone (local channel) is not refused, but is told its own session goes too', () => {
+  const r = interpretRestart(fx('restart-changed-own-session.json'), ctxFor(scripted()), {});
+  assert.is(r.status, 'changed');
+  assert.ok(r.warnings.some((w) => /your own session 2 is disconnected by the restart too/.test(w)));
+  assert.equal(r.disconnects, []);
+});
+
+sessions('the script refuses on the target unless --force binds DisconnectSessions; the check comes before any change', () => {
+  const plain = buildRestartScript({}, false);
+  assert.match(plain, /^ {4}DisconnectSessions = \$false$/m);
+  assert.match(buildRestartScript({ disconnectSessions: true }, false), /^ {4}DisconnectSessions = \$true$/m);
+  const body = plain.slice(plain.indexOf('function Restart-RdpService'));
+  const check = body.indexOf('Test-RdpSessionBlock -Sessions');
+  assert.ok(check > 0 && check < body.indexOf('New-RdpBackupFolder') && check < body.indexOf("Restart-Service -Name 'TermService'"), 'sessions are judged before the backup, the removal and the restart');
+});
+
+sessions('JSON reports carry ISO 8601 dates, never the /Date(ms)/ form of Windows PowerShell 5.1', async () => {
+  const raw = fx('regenerate-changed.json');
+  assert.ok(JSON.stringify(raw).includes('/Date('), 'the fixture has PS 5.1 dates');
+  const r = await restartTermserv({ regenerateCert: true }, ctxFor(scripted(raw)));
+  const text = JSON.stringify(r);
+  assert.not.ok(text.includes('/Date('), text.slice(text.indexOf('/Date(') - 80, text.indexOf('/Date(') + 40));
+  assert.match(text, /"NotAfter":"20\d\d-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"/);
+});
+
+sessions('CLI: --force is the sessions override; --replace-pinned still needs --regenerate-cert; an empty --target is exit 2', () => {
+  let r = run(['--force', '--emit']);
+  assert.is(r.status, 0, r.stderr);
+  assert.match(r.stdout, /^ {4}DisconnectSessions = \$true$/m);
+  assert.match(r.stdout, /^ {4}ReplacePinned = \$false$/m);
+  r = run(['--replace-pinned', '--emit']);
+  assert.is(r.status, 2);
+  for (const t of ['', '   ']) {
+    r = run(['--target', t, '--json']);
+    assert.is(r.status, 2, `${JSON.stringify(t)}: ${r.stdout}${r.stderr}`);
+    assert.match(r.stdout, /invalid --target/);
+  }
+});
+
 interp.run();
 triple.run();
 script.run();
 cli.run();
+sessions.run();

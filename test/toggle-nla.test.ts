@@ -41,6 +41,14 @@ rules('invalid requests are refused before anything runs', () => {
   for (const o of bad) assert.throws(() => validateOptions(o), (e: unknown) => e instanceof UsageError, JSON.stringify(o));
   validateOptions({ mode: 'disable', forSeconds: 7200 });
   validateOptions({ mode: 'set', securityLayer: 'rdp', forSeconds: 600 });
+  validateOptions({ mode: 'disable', securityLayer: 'rdp', forSeconds: 600 });
+});
+
+rules('enable --security-layer rdp is refused with the reason: NLA (CredSSP) needs TLS', () => {
+  assert.throws(
+    () => validateOptions({ mode: 'enable', securityLayer: 'rdp' }),
+    (e: unknown) => e instanceof UsageError && e.exitCode === 2 && /CredSSP, which runs inside TLS/.test(e.message),
+  );
 });
 
 rules('status names what is in force and where it comes from', () => {
@@ -186,6 +194,7 @@ cli('bad modes, values and combinations: exit 2, nothing run', () => {
       ['--restore', 'enable'],
       ['status', '--policy'],
       ['disable', '--backup-dir', 'C:\\a?b'],
+      ['enable', '--security-layer', 'rdp'],
     ]) {
       const r = run([...args, '--target', 'winrm://vm1', '--json'], fb.dir);
       assert.is(r.status, 2, `${args.join(' ')}: ${r.stdout}${r.stderr}`);

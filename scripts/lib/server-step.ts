@@ -68,8 +68,10 @@ export interface StepReport {
   backup: string | null;
   warnings: string[];
   evidence: string[];
-  /** Exact commands to run next. */
+  /** Exact commands to run next (nothing else: advice goes to notes). */
   next: string[];
+  /** Advice in words, shown in the human output (never a command to copy). */
+  notes: string[];
   /** Journal entry ids recorded by this run. */
   journal: string[];
   /** The command that undoes this run's changes. */
@@ -91,6 +93,7 @@ export function baseReport(step: string, ctx: StepContext): StepReport {
     warnings: [],
     evidence: [],
     next: [],
+    notes: [],
     journal: [],
     undo: null,
   };
@@ -111,7 +114,7 @@ export async function runStep<T extends RawResult>(ctx: StepContext, script: str
   if (!raw || typeof raw !== 'object' || Array.isArray(raw) || typeof (raw as RawResult).status !== 'string') {
     throw new StepError(`${describeTarget(ctx.target)}: the script returned no result object with a status`, JSON.stringify(raw)?.slice(0, 200));
   }
-  return raw as T;
+  return isoDates(raw) as T;
 }
 
 export interface Change {
@@ -193,17 +196,18 @@ export async function serverMain(flags: ServerFlags, spec: ServerMainSpec, run?:
     report.error = e.message;
     if (e.hint) report.evidence.push(e.hint);
   }
+  report = isoDates(report);
   if (flags.json) printJson(report);
   else printReport(report, spec.human?.(report) ?? []);
   return spec.exitCode ? spec.exitCode(report) : report.status === 'failed' ? 1 : 0;
 }
 
 export function printReport(r: StepReport, extra: string[] = []): void {
-  const evidence = [...r.evidence, ...extra, ...r.warnings.map((w) => chalk.yellow(`warning: ${w}`))];
+  const evidence = [...r.evidence, ...extra, ...r.warnings.map((w) => chalk.yellow(`warning: ${w}`)), ...(r.notes ?? []).map((n) => `note: ${n}`)];
   if (r.backup) evidence.push(`backup on the target: ${r.backup}`);
   if (r.error && r.error !== r.summary) evidence.push(chalk.red(r.error));
   const next = [...r.next];
-  if (r.undo) next.push(`undo: ${r.undo}`);
+  if (r.undo && !next.includes(r.undo)) next.push(`undo: ${r.undo}`);
   printHuman(`${statusWord(r.status)}  ${r.summary}${r.dryRun ? chalk.cyan(' (dry run: nothing was changed)') : ''}`, evidence, next);
 }
 
@@ -230,10 +234,30 @@ export function startType(v: unknown): string | null {
   return typeof v === 'string' ? v : null;
 }
 
+const PS_DATE = /^\/Date\((-?\d+)(?:[+-]\d{4})?\)\/$/;
+
+/**
+ * Every "\/Date(ms)\/" string (how Windows PowerShell 5.1's ConvertTo-Json writes a DateTime) in a
+ * result, anywhere in it, as ISO 8601: the CLI's JSON never carries the PowerShell form.
+ */
+export function isoDates<T>(value: T): T {
+  if (typeof value === 'string') {
+    const m = PS_DATE.exec(value);
+    return (m ? new Date(Number(m[1])).toISOString() : value) as T;
+  }
+  if (Array.isArray(value)) return value.map((v) => isoDates(v)) as T;
+  if (value && typeof value === 'object') {
+    const out: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(value)) out[k] = isoDates(v);
+    return out as T;
+  }
+  return value;
+}
+
 /** A date as ConvertTo-Json writes it: "\/Date(ms)\/" (PS 5.1) or ISO 8601 (PS 7). */
 export function psDate(v: unknown): Date | null {
   if (typeof v !== 'string') return null;
-  const m = /^\/Date\((-?\d+)(?:[+-]\d{4})?\)\/$/.exec(v);
+  const m = PS_DATE.exec(v);
   const d = m ? new Date(Number(m[1])) : new Date(v);
   return Number.isNaN(d.getTime()) ? null : d;
 }

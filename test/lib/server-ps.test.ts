@@ -24,7 +24,7 @@ async function examples(): Promise<Array<{ script: string; ex: PsExample }>> {
 
 /** Full names of the cmdlets the generated scripts may call (anything else must be defined in the script). */
 const CMDLETS = new Set([
-  'Add-Content', 'ConvertFrom-Json', 'ConvertTo-Json', 'Copy-Item', 'Export-Certificate', 'ForEach-Object', 'Get-ChildItem', 'Get-CimInstance',
+  'Add-Content', 'Add-Type', 'ConvertFrom-Json', 'ConvertTo-Json', 'Copy-Item', 'Export-Certificate', 'ForEach-Object', 'Get-ChildItem', 'Get-CimInstance',
   'Get-Command', 'Get-Content', 'Get-Date', 'Get-Item', 'Get-NetFirewallRule', 'Get-NetTCPConnection', 'Get-ScheduledTask', 'Get-ScheduledTaskInfo',
   'Get-Service', 'Get-WinEvent', 'Group-Object', 'Invoke-CimMethod', 'Join-Path', 'New-Item', 'New-ItemProperty', 'New-Object', 'New-ScheduledTaskAction',
   'New-ScheduledTaskPrincipal', 'New-ScheduledTaskSettingsSet', 'New-ScheduledTaskTrigger', 'New-TimeSpan', 'Register-ScheduledTask', 'Remove-Item',
@@ -231,5 +231,45 @@ facts('no generated script takes ownership recursively or grants recursively', a
   }
 });
 
+// ---
+
+const restore = suite('restore commands a pasted script prints ($Result.restore)');
+
+/** Every '...{0}...' -f template a restore-line builder adds, as PowerShell would format it. */
+function restoreTemplates(script: string): string[] {
+  const out: string[] = [];
+  const re = /(?:\$lines \+= |\$Out\.restore = @\(|\$result\.restore = @\(|\$putBack = @\(\n\s*)\(?'((?:[^']|'')*)'(?: -f|\))/g;
+  for (const m of script.matchAll(re)) out.push(m[1]!.replace(/''/g, "'"));
+  return out;
+}
+
+restore('every template, filled with hostile-looking paths, is one or more valid PowerShell commands of the restore kind', async () => {
+  const allowed = new Set(['Remove-Item', 'Copy-Item', 'reg.exe', 'Restart-Service', 'icacls.exe', 'Rename-Item', 'Set-ItemProperty', 'Remove-ItemProperty', 'Unregister-ScheduledTask']);
+  const { psQuote } = await import('../../scripts/lib/ps.ts');
+  const seen = new Set<string>();
+  const bad: string[] = [];
+  for (const { script, ex } of await examples()) {
+    for (const t of restoreTemplates(ex.script)) {
+      const line = t.replace(/\{\d\}/g, psQuote("C:\\ProgramData\\rdpfix\\backup\\it's $(calc) `x"));
+      seen.add(t);
+      const root = await tree(line);
+      const names = [...walk(root)].filter((n) => n.type === 'command_name').map((n) => n.text);
+      if ([...walk(root)].some((n) => n.type === 'ERROR' || n.isMissing)) bad.push(`${script}/${ex.label}: does not parse: ${line}`);
+      if (names.length !== 1 || !allowed.has(names[0]!)) bad.push(`${script}/${ex.label}: ${names.join(',')} in ${line}`);
+      if ([...walk(root)].some((n) => n.type === 'sub_expression' || n.type === 'expandable_string_literal')) bad.push(`${script}/${ex.label}: a value would expand: ${line}`);
+    }
+  }
+  assert.equal(bad, []);
+  assert.ok(seen.size >= 8, `the restore builders were found (${seen.size})`);
+});
+
+restore('the steps that back something up say how to restore it', async () => {
+  for (const { script, ex } of await examples()) {
+    if (/dry-run|status|undo|expiry|default|no-save/.test(ex.label)) continue;
+    assert.match(ex.script, /\.restore = @\(/, `${script}/${ex.label}`);
+  }
+});
+
 rules.run();
 facts.run();
+restore.run();

@@ -14,6 +14,7 @@ $P = [ordered]@{
     Regenerate = $true
     Restart = $true
     RenameFolder = $false
+    DisconnectSessions = $false
     TimeoutSeconds = 60
     DryRun = $false
 }
@@ -117,6 +118,14 @@ try {
             throw ('{0} {1} failed with exit code {2}: {3}' -f $FilePath, $ArgumentList[0], $LASTEXITCODE, (($output | Select-Object -Last 3) -join ' '))
         }
         return $output
+    }
+
+    function ConvertTo-RdpLiteral {
+        # A PowerShell single-quoted literal: every one of the five single-quote characters doubled (the
+        # rule of rdpfix's psQuote), for the restore commands a run prints and the expiry task.
+        [CmdletBinding()]
+        param([Parameter(Mandatory = $true)][AllowEmptyString()][string]$Value)
+        return "'" + ($Value -replace "['\u2018\u2019\u201A\u201B]", '$0$0') + "'"
     }
 
     function New-RdpBackupFolder {
@@ -361,6 +370,114 @@ try {
         return $Result
     }
 
+    function Get-RdpSession {
+        # Sessions with a signed-in user (id, user, state, client), from the WTS API; the caller's own
+        # session id (0 over WinRM, SSH and Run Command). Never throws: an error is reported instead.
+        [CmdletBinding()]
+        param([int]$TimeoutSeconds = 15)
+        $info = [ordered]@{ own = [System.Diagnostics.Process]::GetCurrentProcess().SessionId; count = 0; list = @(); error = $null }
+        try {
+            if ($null -eq ('RdpfixWts' -as [type])) {
+                $source = @(
+                    'using System;',
+                    'using System.Collections.Generic;',
+                    'using System.Runtime.InteropServices;',
+                    'using System.Threading.Tasks;',
+                    'public class RdpfixWtsSession',
+                    '{',
+                    '    public int Id;',
+                    '    public string Station;',
+                    '    public string State;',
+                    '    public string User;',
+                    '    public string Client;',
+                    '}',
+                    'public static class RdpfixWts',
+                    '{',
+                    '    [StructLayout(LayoutKind.Sequential, CharSet = CharSet.Unicode)]',
+                    '    private struct SessionInfo',
+                    '    {',
+                    '        public int SessionId;',
+                    '        public string WinStationName;',
+                    '        public int State;',
+                    '    }',
+                    '    [DllImport("wtsapi32.dll", CharSet = CharSet.Unicode, SetLastError = true)]',
+                    '    private static extern bool WTSEnumerateSessionsW(IntPtr server, int reserved, int version, out IntPtr sessions, out int count);',
+                    '    [DllImport("wtsapi32.dll", CharSet = CharSet.Unicode, SetLastError = true)]',
+                    '    private static extern bool WTSQuerySessionInformationW(IntPtr server, int sessionId, int infoClass, out IntPtr buffer, out int bytes);',
+                    '    [DllImport("wtsapi32.dll")]',
+                    '    private static extern void WTSFreeMemory(IntPtr memory);',
+                    '    private static readonly string[] States = { "Active", "Connected", "ConnectQuery", "Shadow", "Disconnected", "Idle", "Listen", "Reset", "Down", "Init" };',
+                    '    private static string Query(int id, int infoClass)',
+                    '    {',
+                    '        IntPtr buffer;',
+                    '        int bytes;',
+                    '        if (!WTSQuerySessionInformationW(IntPtr.Zero, id, infoClass, out buffer, out bytes)) return null;',
+                    '        try { string text = Marshal.PtrToStringUni(buffer); return string.IsNullOrEmpty(text) ? null : text; }',
+                    '        finally { WTSFreeMemory(buffer); }',
+                    '    }',
+                    '    private static List<RdpfixWtsSession> Enumerate()',
+                    '    {',
+                    '        IntPtr info;',
+                    '        int count;',
+                    '        if (!WTSEnumerateSessionsW(IntPtr.Zero, 0, 1, out info, out count)) throw new System.ComponentModel.Win32Exception(Marshal.GetLastWin32Error());',
+                    '        List<RdpfixWtsSession> list = new List<RdpfixWtsSession>();',
+                    '        try',
+                    '        {',
+                    '            int size = Marshal.SizeOf(typeof(SessionInfo));',
+                    '            for (int i = 0; i < count; i++)',
+                    '            {',
+                    '                SessionInfo s = (SessionInfo)Marshal.PtrToStructure(new IntPtr(info.ToInt64() + (long)i * size), typeof(SessionInfo));',
+                    '                string user = Query(s.SessionId, 5);',
+                    '                string domain = Query(s.SessionId, 7);',
+                    '                RdpfixWtsSession item = new RdpfixWtsSession();',
+                    '                item.Id = s.SessionId;',
+                    '                item.Station = s.WinStationName;',
+                    '                item.State = (s.State >= 0 && s.State < States.Length) ? States[s.State] : s.State.ToString();',
+                    '                item.User = (user == null) ? null : ((domain == null) ? user : domain + @"\" + user);',
+                    '                item.Client = Query(s.SessionId, 10);',
+                    '                list.Add(item);',
+                    '            }',
+                    '        }',
+                    '        finally { WTSFreeMemory(info); }',
+                    '        return list;',
+                    '    }',
+                    '    public static RdpfixWtsSession[] List(int timeoutMilliseconds)',
+                    '    {',
+                    '        Task<List<RdpfixWtsSession>> task = Task.Run(() => Enumerate());',
+                    '        if (!task.Wait(timeoutMilliseconds)) throw new TimeoutException("the session list did not come back within " + (timeoutMilliseconds / 1000) + " s (TermService may be hung)");',
+                    '        return task.Result.ToArray();',
+                    '    }',
+                    '}'
+                ) -join [Environment]::NewLine
+                Add-Type -TypeDefinition $source -Language CSharp
+            }
+            $signedIn = @([RdpfixWts]::List($TimeoutSeconds * 1000) | Where-Object -FilterScript { $_.User })
+            $info.count = $signedIn.Count
+            $info.list = @($signedIn | Select-Object -First 8 | ForEach-Object -Process { [ordered]@{ id = $_.Id; user = $_.User; state = $_.State; client = $_.Client; station = $_.Station } })
+        } catch {
+            $failure = $_.Exception
+            while ($null -ne $failure.InnerException) { $failure = $failure.InnerException }
+            $info.error = $failure.Message
+        }
+        return $info
+    }
+
+    function Test-RdpSessionBlock {
+        # The rule rdpfix's restart-termserv sessionImpact re-checks: a restart of a running TermService
+        # disconnects every session; any signed-in session other than the caller's, or a list that could
+        # not be read, needs -DisconnectSessions. Returns the reason to refuse, or $null.
+        [CmdletBinding()]
+        param([Parameter(Mandatory = $true)]$Sessions, [bool]$Running = $true)
+        if (-not $Running) { return $null }
+        if ($Sessions.error) { return ('the signed-in sessions could not be listed ({0}); a restart may disconnect users. Pass --force to restart anyway' -f $Sessions.error) }
+        $others = @($Sessions.list | Where-Object -FilterScript { $_.id -ne $Sessions.own })
+        $hidden = [Math]::Max(0, $Sessions.count - @($Sessions.list).Count)
+        if ($others.Count -eq 0 -and $hidden -eq 0) { return $null }
+        $names = @($others | ForEach-Object -Process { '{0} (session {1}, {2}{3})' -f $_.user, $_.id, $_.state, $(if ($_.client) { ', from ' + $_.client } else { '' }) })
+        if ($hidden -gt 0) { $names += ('{0} more' -f $hidden) }
+        return ('restarting TermService disconnects {0} session(s): {1}. Pass --force to restart anyway' -f ($others.Count + $hidden), ($names -join '; '))
+    }
+
     function Backup-RdpCertificate {
         # Export the public certificate, reg-export its store entry (the certificate with its properties,
         # so a reg import restores the link to its key) and copy its key container file; every file is
@@ -389,6 +506,33 @@ try {
         return $record
     }
 
+    function Get-RdpCertRestoreLine {
+        # The commands an administrator can paste on this server to put backed-up certificates back
+        # (what rdpfix's undo does): remove the certificate Windows created since, copy a removed key
+        # back, reg import each store entry (certificate and link to its key) and the pin, restart.
+        [CmdletBinding()]
+        param(
+            [Parameter(Mandatory = $true)][string]$Folder,
+            [object[]]$Record = @(),
+            [AllowEmptyString()][string]$PinFile = '',
+            [string[]]$NewThumbprint = @()
+        )
+        $lines = @()
+        $old = @($Record | ForEach-Object -Process { $_.thumbprint })
+        foreach ($thumbprint in @($NewThumbprint | Where-Object -FilterScript { $_ -and $old -notcontains $_ })) {
+            $lines += ('Remove-Item -LiteralPath {0}' -f (ConvertTo-RdpLiteral -Value (Join-Path -Path 'Cert:\LocalMachine\Remote Desktop' -ChildPath $thumbprint)))
+        }
+        foreach ($item in $Record) {
+            if ($item.keyRemoved -and $item.keyFile -and $item.keyDir) {
+                $lines += ('Copy-Item -LiteralPath {0} -Destination {1}' -f (ConvertTo-RdpLiteral -Value (Join-Path -Path $Folder -ChildPath $item.keyFile)), (ConvertTo-RdpLiteral -Value $item.keyDir))
+            }
+            $lines += ('reg.exe import {0}' -f (ConvertTo-RdpLiteral -Value (Join-Path -Path $Folder -ChildPath $item.reg)))
+        }
+        if ($PinFile) { $lines += ('reg.exe import {0}' -f (ConvertTo-RdpLiteral -Value $PinFile)) }
+        $lines += 'Restart-Service -Name ''TermService'' -Force'
+        return $lines
+    }
+
     function Get-RdpServiceState {
         # Services, listener and certificate in use, for before/after.
         [CmdletBinding()]
@@ -411,7 +555,8 @@ try {
             [switch]$RegenerateCert,
             [AllowEmptyString()][string]$OnlyThumbprint = '',
             [switch]$RemoveKey,
-            [switch]$Force,
+            [switch]$ReplacePinned,
+            [switch]$DisconnectSessions,
             [AllowEmptyString()][string]$BackupRoot = '',
             [int]$Port = 0
         )
@@ -421,6 +566,7 @@ try {
             step = 'restart-termserv'; status = 'failed'; error = $null; note = $null; restarted = $false
             before = Get-RdpServiceState -Port $Port; after = $null; backup = $null; removed = @(); unpinned = $null
             plan = [ordered]@{ remove = @(); unpin = $false; restart = $true }; problems = @(); warnings = @(); events = $null
+            refused = $null; sessions = $null; restore = @()
         }
         try {
             $certificate = $result.before.certificate
@@ -437,8 +583,9 @@ try {
                 }
                 if ($certificate.source -eq 'pinned') {
                     $expired = ($null -ne $certificate.inUse -and $certificate.inUse.NotAfter -lt (Get-Date))
-                    if (-not $expired -and -not $Force) {
-                        throw ('the listener uses the pinned certificate {0} (SSLCertificateSHA1Hash), which Windows does not regenerate; renew it with its CA, or pass --force to remove the pin and fall back to a self-signed certificate' -f $certificate.pinned)
+                    if (-not $expired -and -not $ReplacePinned) {
+                        $result.refused = 'pinned'
+                        throw ('the listener uses the pinned certificate {0} (SSLCertificateSHA1Hash), which Windows does not regenerate; renew it with its CA, or pass --replace-pinned to remove the pin and fall back to a self-signed certificate' -f $certificate.pinned)
                     }
                     $result.plan.unpin = $true
                 } elseif ($certificate.source -eq 'pinned-missing') {
@@ -449,6 +596,16 @@ try {
                 }
                 $result.plan.remove = @($toRemove | ForEach-Object -Process { $_.Thumbprint })
             }
+            # Who a restart disconnects, decided before anything changes (a dry run reports it too).
+            $termService = @($result.before.services | Where-Object -FilterScript { $_.Name -eq 'TermService' })
+            $running = ($termService.Count -gt 0 -and [string]$termService[0].Status -eq 'Running')
+            $result.sessions = Get-RdpSession
+            $block = Test-RdpSessionBlock -Sessions $result.sessions -Running $running
+            if ($block -and -not $DisconnectSessions -and -not $WhatIfPreference) {
+                $result.refused = 'sessions'
+                throw $block
+            }
+            $pinFile = ''
             if ($toRemove.Count -gt 0 -or $result.plan.unpin) {
                 if ($PSCmdlet.ShouldProcess('Cert:\LocalMachine\Remote Desktop', 'Back up, then remove the certificate(s) so TermService creates a new one')) {
                     $folder = New-RdpBackupFolder -Root $BackupRoot -Step 'restart-termserv'
@@ -473,6 +630,7 @@ try {
                         Remove-ItemProperty -LiteralPath 'HKLM:\SYSTEM\CurrentControlSet\Control\Terminal Server\WinStations\RDP-Tcp' -Name 'SSLCertificateSHA1Hash' -Confirm:$false
                         $result.unpinned = $certificate.pinned
                     }
+                    $result.restore = @(Get-RdpCertRestoreLine -Folder $folder -Record $result.removed -PinFile $pinFile)
                 }
             }
             if ($PSCmdlet.ShouldProcess('TermService', 'Restart (with -Force: UmRdpService is stopped and started again)')) {
@@ -497,6 +655,7 @@ try {
                     }
                 }
                 $result.after = $after
+                if ($result.restore.Count -gt 0) { $result.restore = @(Get-RdpCertRestoreLine -Folder $result.backup -Record $result.removed -PinFile $pinFile -NewThumbprint @($after.certificate.thumbprint)) }
                 $termService = @($after.services | Where-Object -FilterScript { $_.Name -eq 'TermService' })
                 if ($termService.Count -eq 0 -or [string]$termService[0].Status -ne 'Running') { $result.problems += 'TermService is not running' }
                 if (-not $after.listening) { $result.problems += ('nothing listens on port {0}' -f $Port) }
@@ -794,6 +953,21 @@ try {
         }
     }
 
+    function Assert-RdpSessionFree {
+        # Before a change that ends in a TermService restart: refuse (nothing changed yet) when other
+        # signed-in sessions would be disconnected, unless -DisconnectSessions. A dry run only reports.
+        [CmdletBinding()]
+        param([Parameter(Mandatory = $true)]$Result, [switch]$DisconnectSessions)
+        $termService = @(Get-Service -Name 'TermService' -ErrorAction SilentlyContinue)
+        $running = ($termService.Count -gt 0 -and [string]$termService[0].Status -eq 'Running')
+        $Result.sessions = Get-RdpSession
+        $block = Test-RdpSessionBlock -Sessions $Result.sessions -Running $running
+        if ($block -and -not $DisconnectSessions -and -not $WhatIfPreference) {
+            $Result.refused = 'sessions'
+            throw $block
+        }
+    }
+
     function Repair-RdpMachineKey {
         # Evidence, backup, narrow repair, verify; regenerate only if the key is still unusable.
         [CmdletBinding(SupportsShouldProcess = $true)]
@@ -805,6 +979,7 @@ try {
             [switch]$Regenerate,
             [switch]$Restart,
             [switch]$RenameFolder,
+            [switch]$DisconnectSessions,
             [int]$TimeoutSeconds = 60
         )
         $machineKeys = Join-Path -Path $env:ProgramData -ChildPath 'Microsoft\Crypto\RSA\MachineKeys'
@@ -813,6 +988,7 @@ try {
             evidence = @(); before = $null; plan = $null; backup = $null
             changed = [ordered]@{ folder = $null; containers = @() }
             after = $null; keyUsable = $null; restart = $null; regenerate = $null; renamed = $null; removed = @(); problems = @()
+            refused = $null; sessions = $null; restore = @()
         }
         try {
             $before = Get-RdpKeyEvidence -MachineKeys $machineKeys -EventHours $EventHours
@@ -832,6 +1008,7 @@ try {
                 $result.mode = 'rename'
                 $others = @(Get-ChildItem -LiteralPath $machineKeys -Force -File -ErrorAction SilentlyContinue | Where-Object -FilterScript { -not $_.Name.StartsWith('f686aace6942fb7f7ceb231212eef4a4_') }).Count
                 $result.plan = [ordered]@{ rename = $true; otherKeys = $others }
+                Assert-RdpSessionFree -Result $result -DisconnectSessions:$DisconnectSessions
                 if ($PSCmdlet.ShouldProcess($machineKeys, 'Rename to MachineKeys_old_<time>, start a fresh folder, remove the RDP certificate, restart')) {
                     $folder = New-RdpBackupFolder -Root $BackupRoot -Step 'clear-machinekeys-rename'
                     $result.backup = $folder
@@ -849,8 +1026,14 @@ try {
                         Remove-Item -LiteralPath (Join-Path -Path 'Cert:\LocalMachine\Remote Desktop' -ChildPath $record.thumbprint) -Confirm:$false
                         $result.removed += $record
                     }
-                    $regen = Restart-RdpService -RegenerateCert -TimeoutSeconds $TimeoutSeconds -BackupRoot $BackupRoot
+                    $putBack = @(
+                        ('Rename-Item -LiteralPath {0} -NewName {1}' -f (ConvertTo-RdpLiteral -Value $machineKeys), (ConvertTo-RdpLiteral -Value ('MachineKeys_rdpfix_{0}' -f (Get-Date).ToString('yyyyMMdd-HHmmss')))),
+                        ('Rename-Item -LiteralPath {0} -NewName {1}' -f (ConvertTo-RdpLiteral -Value $result.renamed.to), (ConvertTo-RdpLiteral -Value (Split-Path -Path $machineKeys -Leaf)))
+                    )
+                    $result.restore = $putBack + @(Get-RdpCertRestoreLine -Folder $folder -Record $result.removed)
+                    $regen = Restart-RdpService -RegenerateCert -TimeoutSeconds $TimeoutSeconds -BackupRoot $BackupRoot -DisconnectSessions:$DisconnectSessions
                     $result.regenerate = ConvertTo-RdpRegenSummary -Restart $regen
+                    if ($null -ne $regen.after) { $result.restore = $putBack + @(Get-RdpCertRestoreLine -Folder $folder -Record $result.removed -NewThumbprint @($regen.after.certificate.thumbprint)) }
                     if ($regen.status -ne 'changed') { $result.problems += ('after the rename: {0} {1}' -f $regen.error, (@($regen.problems) -join '; ')) }
                     $after = Get-RdpKeyEvidence -MachineKeys $machineKeys -EventHours 0
                     $result.after = ConvertTo-RdpKeyStateSummary -State $after
@@ -871,6 +1054,9 @@ try {
                 }
             }
             $result.plan = [ordered]@{ folder = [bool]$folderFix; containers = @($fixes | ForEach-Object -Process { $_.container.name }); regenerate = 'only if the key is still unusable after the ACL repair' }
+            if ((($folderFix -or $fixes.Count -gt 0) -and $Restart) -or ($Regenerate -and -not (Test-RdpKeyUsable -State $before))) {
+                Assert-RdpSessionFree -Result $result -DisconnectSessions:$DisconnectSessions
+            }
             $applied = $false
             if ($folderFix -or $fixes.Count -gt 0) {
                 if ($PSCmdlet.ShouldProcess($machineKeys, 'Back up, then repair the MachineKeys folder and RDP key container ACLs')) {
@@ -886,6 +1072,8 @@ try {
                         Set-RdpContainerAcl -Path $fix.container.path -Aces $fix.aces -OwnerSystem:($fix.container.kind -eq 'listener')
                         $result.changed.containers += [ordered]@{ path = $fix.container.path; kind = $fix.container.kind; before = $fix.container.sddl; after = (Get-RdpPathSddl -Path $fix.container.path) }
                     }
+                    # icacls /save recorded the folder and its files relative to the parent folder.
+                    $result.restore = @(('icacls.exe {0} /restore {1} /c' -f (ConvertTo-RdpLiteral -Value (Split-Path -Path $machineKeys -Parent)), (ConvertTo-RdpLiteral -Value (Join-Path -Path $folder -ChildPath 'MachineKeys.acl'))))
                     $applied = $true
                 } else {
                     $result.status = 'would-change'
@@ -900,8 +1088,10 @@ try {
                 if ($after.certificate.source -eq 'pinned') {
                     $result.problems += 'the key of the pinned certificate is still unusable; rdpfix does not remove a CA-issued certificate: re-import it with its private key'
                 } else {
-                    $regen = Restart-RdpService -RegenerateCert -RemoveKey -OnlyThumbprint ([string]$after.certificate.thumbprint) -BackupRoot $BackupRoot -TimeoutSeconds $TimeoutSeconds
+                    $regen = Restart-RdpService -RegenerateCert -RemoveKey -OnlyThumbprint ([string]$after.certificate.thumbprint) -BackupRoot $BackupRoot -TimeoutSeconds $TimeoutSeconds -DisconnectSessions:$DisconnectSessions
                     $result.regenerate = ConvertTo-RdpRegenSummary -Restart $regen
+                    # The regeneration is undone first, then the ACLs.
+                    $result.restore = @($regen.restore) + @($result.restore)
                     if ($regen.status -eq 'failed') { $result.problems += ('regeneration failed: {0} {1}' -f $regen.error, (@($regen.problems) -join '; ')) }
                     if ($regen.status -eq 'changed') {
                         $final = Get-RdpKeyEvidence -MachineKeys $machineKeys -EventHours 0
@@ -913,7 +1103,7 @@ try {
             } elseif (-not $result.keyUsable) {
                 $result.problems += 'the key is still unusable (regeneration not allowed)'
             } elseif ($applied -and $Restart) {
-                $restarted = Restart-RdpService -TimeoutSeconds $TimeoutSeconds
+                $restarted = Restart-RdpService -TimeoutSeconds $TimeoutSeconds -DisconnectSessions:$DisconnectSessions
                 $result.restart = ConvertTo-RdpRegenSummary -Restart $restarted
                 if ($restarted.status -eq 'failed') { $result.problems += ('restart failed: {0} {1}' -f $restarted.error, (@($restarted.problems) -join '; ')) }
             }
@@ -931,7 +1121,7 @@ try {
         return $result
     }
 
-    $Result = Repair-RdpMachineKey -AceSets $P.AceSets -DefaultFolderSddl $P.DefaultFolderSddl -BackupRoot $P.BackupRoot -EventHours $P.EventHours -Regenerate:$P.Regenerate -Restart:$P.Restart -RenameFolder:$P.RenameFolder -TimeoutSeconds $P.TimeoutSeconds -WhatIf:$P.DryRun
+    $Result = Repair-RdpMachineKey -AceSets $P.AceSets -DefaultFolderSddl $P.DefaultFolderSddl -BackupRoot $P.BackupRoot -EventHours $P.EventHours -Regenerate:$P.Regenerate -Restart:$P.Restart -RenameFolder:$P.RenameFolder -DisconnectSessions:$P.DisconnectSessions -TimeoutSeconds $P.TimeoutSeconds -WhatIf:$P.DryRun
     $Result = Compress-RdpResult -Result $Result -Drop @('before.containers', 'after.containers', 'before.events', 'regenerate.plan', 'restart.plan', 'before.folder', 'after.folder')
 } catch {
     $Result = [ordered]@{

@@ -75,6 +75,12 @@ try {
             }
             [void](New-ItemProperty -LiteralPath $Key -Name 'fClientDisableUDP' -PropertyType DWord -Value $Value -Force)
         }
+        # What an administrator pastes on this machine to put the previous state back.
+        if ($null -eq $Before.value) {
+            $Out.restore = @('Remove-ItemProperty -LiteralPath ''HKLM:\SOFTWARE\Policies\Microsoft\Windows NT\Terminal Services\Client'' -Name ''fClientDisableUDP''')
+        } else {
+            $Out.restore = @(('Set-ItemProperty -LiteralPath ''HKLM:\SOFTWARE\Policies\Microsoft\Windows NT\Terminal Services\Client'' -Name ''fClientDisableUDP'' -Type DWord -Value ' + [string]$Before.value))
+        }
         $After = Get-RdpfixUdpPolicy -Key $Key
         $Out.after = $After.value
         if ($After.value -eq $Value) {

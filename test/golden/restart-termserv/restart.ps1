@@ -11,7 +11,8 @@ $P = [ordered]@{
     RegenerateCert = $false
     OnlyThumbprint = ''
     RemoveKey = $false
-    Force = $false
+    ReplacePinned = $false
+    DisconnectSessions = $false
     BackupRoot = ''
     Port = 0
     DryRun = $false
@@ -116,6 +117,14 @@ try {
             throw ('{0} {1} failed with exit code {2}: {3}' -f $FilePath, $ArgumentList[0], $LASTEXITCODE, (($output | Select-Object -Last 3) -join ' '))
         }
         return $output
+    }
+
+    function ConvertTo-RdpLiteral {
+        # A PowerShell single-quoted literal: every one of the five single-quote characters doubled (the
+        # rule of rdpfix's psQuote), for the restore commands a run prints and the expiry task.
+        [CmdletBinding()]
+        param([Parameter(Mandatory = $true)][AllowEmptyString()][string]$Value)
+        return "'" + ($Value -replace "['\u2018\u2019\u201A\u201B]", '$0$0') + "'"
     }
 
     function New-RdpBackupFolder {
@@ -360,6 +369,114 @@ try {
         return $Result
     }
 
+    function Get-RdpSession {
+        # Sessions with a signed-in user (id, user, state, client), from the WTS API; the caller's own
+        # session id (0 over WinRM, SSH and Run Command). Never throws: an error is reported instead.
+        [CmdletBinding()]
+        param([int]$TimeoutSeconds = 15)
+        $info = [ordered]@{ own = [System.Diagnostics.Process]::GetCurrentProcess().SessionId; count = 0; list = @(); error = $null }
+        try {
+            if ($null -eq ('RdpfixWts' -as [type])) {
+                $source = @(
+                    'using System;',
+                    'using System.Collections.Generic;',
+                    'using System.Runtime.InteropServices;',
+                    'using System.Threading.Tasks;',
+                    'public class RdpfixWtsSession',
+                    '{',
+                    '    public int Id;',
+                    '    public string Station;',
+                    '    public string State;',
+                    '    public string User;',
+                    '    public string Client;',
+                    '}',
+                    'public static class RdpfixWts',
+                    '{',
+                    '    [StructLayout(LayoutKind.Sequential, CharSet = CharSet.Unicode)]',
+                    '    private struct SessionInfo',
+                    '    {',
+                    '        public int SessionId;',
+                    '        public string WinStationName;',
+                    '        public int State;',
+                    '    }',
+                    '    [DllImport("wtsapi32.dll", CharSet = CharSet.Unicode, SetLastError = true)]',
+                    '    private static extern bool WTSEnumerateSessionsW(IntPtr server, int reserved, int version, out IntPtr sessions, out int count);',
+                    '    [DllImport("wtsapi32.dll", CharSet = CharSet.Unicode, SetLastError = true)]',
+                    '    private static extern bool WTSQuerySessionInformationW(IntPtr server, int sessionId, int infoClass, out IntPtr buffer, out int bytes);',
+                    '    [DllImport("wtsapi32.dll")]',
+                    '    private static extern void WTSFreeMemory(IntPtr memory);',
+                    '    private static readonly string[] States = { "Active", "Connected", "ConnectQuery", "Shadow", "Disconnected", "Idle", "Listen", "Reset", "Down", "Init" };',
+                    '    private static string Query(int id, int infoClass)',
+                    '    {',
+                    '        IntPtr buffer;',
+                    '        int bytes;',
+                    '        if (!WTSQuerySessionInformationW(IntPtr.Zero, id, infoClass, out buffer, out bytes)) return null;',
+                    '        try { string text = Marshal.PtrToStringUni(buffer); return string.IsNullOrEmpty(text) ? null : text; }',
+                    '        finally { WTSFreeMemory(buffer); }',
+                    '    }',
+                    '    private static List<RdpfixWtsSession> Enumerate()',
+                    '    {',
+                    '        IntPtr info;',
+                    '        int count;',
+                    '        if (!WTSEnumerateSessionsW(IntPtr.Zero, 0, 1, out info, out count)) throw new System.ComponentModel.Win32Exception(Marshal.GetLastWin32Error());',
+                    '        List<RdpfixWtsSession> list = new List<RdpfixWtsSession>();',
+                    '        try',
+                    '        {',
+                    '            int size = Marshal.SizeOf(typeof(SessionInfo));',
+                    '            for (int i = 0; i < count; i++)',
+                    '            {',
+                    '                SessionInfo s = (SessionInfo)Marshal.PtrToStructure(new IntPtr(info.ToInt64() + (long)i * size), typeof(SessionInfo));',
+                    '                string user = Query(s.SessionId, 5);',
+                    '                string domain = Query(s.SessionId, 7);',
+                    '                RdpfixWtsSession item = new RdpfixWtsSession();',
+                    '                item.Id = s.SessionId;',
+                    '                item.Station = s.WinStationName;',
+                    '                item.State = (s.State >= 0 && s.State < States.Length) ? States[s.State] : s.State.ToString();',
+                    '                item.User = (user == null) ? null : ((domain == null) ? user : domain + @"\" + user);',
+                    '                item.Client = Query(s.SessionId, 10);',
+                    '                list.Add(item);',
+                    '            }',
+                    '        }',
+                    '        finally { WTSFreeMemory(info); }',
+                    '        return list;',
+                    '    }',
+                    '    public static RdpfixWtsSession[] List(int timeoutMilliseconds)',
+                    '    {',
+                    '        Task<List<RdpfixWtsSession>> task = Task.Run(() => Enumerate());',
+                    '        if (!task.Wait(timeoutMilliseconds)) throw new TimeoutException("the session list did not come back within " + (timeoutMilliseconds / 1000) + " s (TermService may be hung)");',
+                    '        return task.Result.ToArray();',
+                    '    }',
+                    '}'
+                ) -join [Environment]::NewLine
+                Add-Type -TypeDefinition $source -Language CSharp
+            }
+            $signedIn = @([RdpfixWts]::List($TimeoutSeconds * 1000) | Where-Object -FilterScript { $_.User })
+            $info.count = $signedIn.Count
+            $info.list = @($signedIn | Select-Object -First 8 | ForEach-Object -Process { [ordered]@{ id = $_.Id; user = $_.User; state = $_.State; client = $_.Client; station = $_.Station } })
+        } catch {
+            $failure = $_.Exception
+            while ($null -ne $failure.InnerException) { $failure = $failure.InnerException }
+            $info.error = $failure.Message
+        }
+        return $info
+    }
+
+    function Test-RdpSessionBlock {
+        # The rule rdpfix's restart-termserv sessionImpact re-checks: a restart of a running TermService
+        # disconnects every session; any signed-in session other than the caller's, or a list that could
+        # not be read, needs -DisconnectSessions. Returns the reason to refuse, or $null.
+        [CmdletBinding()]
+        param([Parameter(Mandatory = $true)]$Sessions, [bool]$Running = $true)
+        if (-not $Running) { return $null }
+        if ($Sessions.error) { return ('the signed-in sessions could not be listed ({0}); a restart may disconnect users. Pass --force to restart anyway' -f $Sessions.error) }
+        $others = @($Sessions.list | Where-Object -FilterScript { $_.id -ne $Sessions.own })
+        $hidden = [Math]::Max(0, $Sessions.count - @($Sessions.list).Count)
+        if ($others.Count -eq 0 -and $hidden -eq 0) { return $null }
+        $names = @($others | ForEach-Object -Process { '{0} (session {1}, {2}{3})' -f $_.user, $_.id, $_.state, $(if ($_.client) { ', from ' + $_.client } else { '' }) })
+        if ($hidden -gt 0) { $names += ('{0} more' -f $hidden) }
+        return ('restarting TermService disconnects {0} session(s): {1}. Pass --force to restart anyway' -f ($others.Count + $hidden), ($names -join '; '))
+    }
+
     function Backup-RdpCertificate {
         # Export the public certificate, reg-export its store entry (the certificate with its properties,
         # so a reg import restores the link to its key) and copy its key container file; every file is
@@ -388,6 +505,33 @@ try {
         return $record
     }
 
+    function Get-RdpCertRestoreLine {
+        # The commands an administrator can paste on this server to put backed-up certificates back
+        # (what rdpfix's undo does): remove the certificate Windows created since, copy a removed key
+        # back, reg import each store entry (certificate and link to its key) and the pin, restart.
+        [CmdletBinding()]
+        param(
+            [Parameter(Mandatory = $true)][string]$Folder,
+            [object[]]$Record = @(),
+            [AllowEmptyString()][string]$PinFile = '',
+            [string[]]$NewThumbprint = @()
+        )
+        $lines = @()
+        $old = @($Record | ForEach-Object -Process { $_.thumbprint })
+        foreach ($thumbprint in @($NewThumbprint | Where-Object -FilterScript { $_ -and $old -notcontains $_ })) {
+            $lines += ('Remove-Item -LiteralPath {0}' -f (ConvertTo-RdpLiteral -Value (Join-Path -Path 'Cert:\LocalMachine\Remote Desktop' -ChildPath $thumbprint)))
+        }
+        foreach ($item in $Record) {
+            if ($item.keyRemoved -and $item.keyFile -and $item.keyDir) {
+                $lines += ('Copy-Item -LiteralPath {0} -Destination {1}' -f (ConvertTo-RdpLiteral -Value (Join-Path -Path $Folder -ChildPath $item.keyFile)), (ConvertTo-RdpLiteral -Value $item.keyDir))
+            }
+            $lines += ('reg.exe import {0}' -f (ConvertTo-RdpLiteral -Value (Join-Path -Path $Folder -ChildPath $item.reg)))
+        }
+        if ($PinFile) { $lines += ('reg.exe import {0}' -f (ConvertTo-RdpLiteral -Value $PinFile)) }
+        $lines += 'Restart-Service -Name ''TermService'' -Force'
+        return $lines
+    }
+
     function Get-RdpServiceState {
         # Services, listener and certificate in use, for before/after.
         [CmdletBinding()]
@@ -410,7 +554,8 @@ try {
             [switch]$RegenerateCert,
             [AllowEmptyString()][string]$OnlyThumbprint = '',
             [switch]$RemoveKey,
-            [switch]$Force,
+            [switch]$ReplacePinned,
+            [switch]$DisconnectSessions,
             [AllowEmptyString()][string]$BackupRoot = '',
             [int]$Port = 0
         )
@@ -420,6 +565,7 @@ try {
             step = 'restart-termserv'; status = 'failed'; error = $null; note = $null; restarted = $false
             before = Get-RdpServiceState -Port $Port; after = $null; backup = $null; removed = @(); unpinned = $null
             plan = [ordered]@{ remove = @(); unpin = $false; restart = $true }; problems = @(); warnings = @(); events = $null
+            refused = $null; sessions = $null; restore = @()
         }
         try {
             $certificate = $result.before.certificate
@@ -436,8 +582,9 @@ try {
                 }
                 if ($certificate.source -eq 'pinned') {
                     $expired = ($null -ne $certificate.inUse -and $certificate.inUse.NotAfter -lt (Get-Date))
-                    if (-not $expired -and -not $Force) {
-                        throw ('the listener uses the pinned certificate {0} (SSLCertificateSHA1Hash), which Windows does not regenerate; renew it with its CA, or pass --force to remove the pin and fall back to a self-signed certificate' -f $certificate.pinned)
+                    if (-not $expired -and -not $ReplacePinned) {
+                        $result.refused = 'pinned'
+                        throw ('the listener uses the pinned certificate {0} (SSLCertificateSHA1Hash), which Windows does not regenerate; renew it with its CA, or pass --replace-pinned to remove the pin and fall back to a self-signed certificate' -f $certificate.pinned)
                     }
                     $result.plan.unpin = $true
                 } elseif ($certificate.source -eq 'pinned-missing') {
@@ -448,6 +595,16 @@ try {
                 }
                 $result.plan.remove = @($toRemove | ForEach-Object -Process { $_.Thumbprint })
             }
+            # Who a restart disconnects, decided before anything changes (a dry run reports it too).
+            $termService = @($result.before.services | Where-Object -FilterScript { $_.Name -eq 'TermService' })
+            $running = ($termService.Count -gt 0 -and [string]$termService[0].Status -eq 'Running')
+            $result.sessions = Get-RdpSession
+            $block = Test-RdpSessionBlock -Sessions $result.sessions -Running $running
+            if ($block -and -not $DisconnectSessions -and -not $WhatIfPreference) {
+                $result.refused = 'sessions'
+                throw $block
+            }
+            $pinFile = ''
             if ($toRemove.Count -gt 0 -or $result.plan.unpin) {
                 if ($PSCmdlet.ShouldProcess('Cert:\LocalMachine\Remote Desktop', 'Back up, then remove the certificate(s) so TermService creates a new one')) {
                     $folder = New-RdpBackupFolder -Root $BackupRoot -Step 'restart-termserv'
@@ -472,6 +629,7 @@ try {
                         Remove-ItemProperty -LiteralPath 'HKLM:\SYSTEM\CurrentControlSet\Control\Terminal Server\WinStations\RDP-Tcp' -Name 'SSLCertificateSHA1Hash' -Confirm:$false
                         $result.unpinned = $certificate.pinned
                     }
+                    $result.restore = @(Get-RdpCertRestoreLine -Folder $folder -Record $result.removed -PinFile $pinFile)
                 }
             }
             if ($PSCmdlet.ShouldProcess('TermService', 'Restart (with -Force: UmRdpService is stopped and started again)')) {
@@ -496,6 +654,7 @@ try {
                     }
                 }
                 $result.after = $after
+                if ($result.restore.Count -gt 0) { $result.restore = @(Get-RdpCertRestoreLine -Folder $result.backup -Record $result.removed -PinFile $pinFile -NewThumbprint @($after.certificate.thumbprint)) }
                 $termService = @($after.services | Where-Object -FilterScript { $_.Name -eq 'TermService' })
                 if ($termService.Count -eq 0 -or [string]$termService[0].Status -ne 'Running') { $result.problems += 'TermService is not running' }
                 if (-not $after.listening) { $result.problems += ('nothing listens on port {0}' -f $Port) }
@@ -600,7 +759,7 @@ try {
         return $result
     }
 
-    $Result = Restart-RdpService -TimeoutSeconds $P.TimeoutSeconds -RegenerateCert:$P.RegenerateCert -OnlyThumbprint $P.OnlyThumbprint -RemoveKey:$P.RemoveKey -Force:$P.Force -BackupRoot $P.BackupRoot -Port $P.Port -WhatIf:$P.DryRun
+    $Result = Restart-RdpService -TimeoutSeconds $P.TimeoutSeconds -RegenerateCert:$P.RegenerateCert -OnlyThumbprint $P.OnlyThumbprint -RemoveKey:$P.RemoveKey -ReplacePinned:$P.ReplacePinned -DisconnectSessions:$P.DisconnectSessions -BackupRoot $P.BackupRoot -Port $P.Port -WhatIf:$P.DryRun
     $Result = Compress-RdpResult -Result $Result -Drop @('before.certificate.store', 'after.certificate.store', 'events.newest', 'before.certificate.key.sddl', 'before.services')
 } catch {
     $Result = [ordered]@{

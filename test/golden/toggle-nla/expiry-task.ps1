@@ -13,6 +13,11 @@ if ($null -ne $value) { $values[$valueName] = $value }
 }
 return $values
 }
+function ConvertTo-RdpLiteral {
+[CmdletBinding()]
+param([Parameter(Mandatory = $true)][AllowEmptyString()][string]$Value)
+return "'" + ($Value -replace "['\u2018\u2019\u201A\u201B]", '$0$0') + "'"
+}
 function Get-RdpSecurityState {
 [CmdletBinding()]
 param([Parameter(Mandatory = $true)][string]$TaskName)
@@ -96,6 +101,21 @@ $toTls = @($Plan | Where-Object -FilterScript { $_.name -eq 'SecurityLayer' -and
 if ($toTls) { return @('MinEncryptionLevel', 'SecurityLayer', 'UserAuthentication') }
 return @('SecurityLayer', 'MinEncryptionLevel', 'UserAuthentication')
 }
+function Get-RdpValueRestoreLine {
+[CmdletBinding()]
+param([object[]]$Change = @(), [AllowEmptyString()][string]$TaskName = '')
+$keys = @{ local = 'HKLM:\SYSTEM\CurrentControlSet\Control\Terminal Server\WinStations\RDP-Tcp'; policy = 'HKLM:\SOFTWARE\Policies\Microsoft\Windows NT\Terminal Services' }
+$lines = @()
+foreach ($scope in @('policy', 'local')) {
+foreach ($item in @($Change | Where-Object -FilterScript { $_.scope -eq $scope })) {
+$key = ConvertTo-RdpLiteral -Value $keys[$scope]
+if ($null -eq $item.before) { $lines += ('Remove-ItemProperty -LiteralPath {0} -Name {1}' -f $key, (ConvertTo-RdpLiteral -Value $item.name)) }
+else { $lines += ('Set-ItemProperty -LiteralPath {0} -Name {1} -Value {2} -Type DWord' -f $key, (ConvertTo-RdpLiteral -Value $item.name), [int]$item.before) }
+}
+}
+if ($TaskName) { $lines += ('Unregister-ScheduledTask -TaskName {0} -TaskPath {1} -Confirm:$false' -f (ConvertTo-RdpLiteral -Value $TaskName), (ConvertTo-RdpLiteral -Value '\rdpfix\')) }
+return $lines
+}
 function Restore-RdpSecuritySetting {
 [CmdletBinding(SupportsShouldProcess = $true)]
 param(
@@ -137,6 +157,7 @@ $result.restored += [ordered]@{ scope = 'local'; name = $item.name; before = $it
 }
 }
 if ($dropTask) { $result.taskRemoved = Remove-RdpExpiryTask -TaskName $TaskName }
+$result.restore = @(Get-RdpValueRestoreLine -Change $result.restored)
 if ($BackupPath -and (Test-Path -LiteralPath $BackupPath)) {
 Set-Content -LiteralPath (Join-Path -Path $BackupPath -ChildPath 'restored.json') -Value ((Get-Date).ToUniversalTime().ToString('o')) -Encoding ASCII
 }

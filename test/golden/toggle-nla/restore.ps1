@@ -48,6 +48,14 @@ try {
         return $output
     }
 
+    function ConvertTo-RdpLiteral {
+        # A PowerShell single-quoted literal: every one of the five single-quote characters doubled (the
+        # rule of rdpfix's psQuote), for the restore commands a run prints and the expiry task.
+        [CmdletBinding()]
+        param([Parameter(Mandatory = $true)][AllowEmptyString()][string]$Value)
+        return "'" + ($Value -replace "['\u2018\u2019\u201A\u201B]", '$0$0') + "'"
+    }
+
     function New-RdpBackupFolder {
         # C:\ProgramData\rdpfix\backup\<yyyyMMdd-HHmmss-fff>-<step>, created before anything changes.
         [CmdletBinding(SupportsShouldProcess = $true)]
@@ -187,6 +195,25 @@ try {
         return @('SecurityLayer', 'MinEncryptionLevel', 'UserAuthentication')
     }
 
+    function Get-RdpValueRestoreLine {
+        # The commands an administrator can paste on this server to put changed values back (each
+        # change's "before": set again, or removed when it was not set), policy values first, and to
+        # remove an expiry task this run registered.
+        [CmdletBinding()]
+        param([object[]]$Change = @(), [AllowEmptyString()][string]$TaskName = '')
+        $keys = @{ local = 'HKLM:\SYSTEM\CurrentControlSet\Control\Terminal Server\WinStations\RDP-Tcp'; policy = 'HKLM:\SOFTWARE\Policies\Microsoft\Windows NT\Terminal Services' }
+        $lines = @()
+        foreach ($scope in @('policy', 'local')) {
+            foreach ($item in @($Change | Where-Object -FilterScript { $_.scope -eq $scope })) {
+                $key = ConvertTo-RdpLiteral -Value $keys[$scope]
+                if ($null -eq $item.before) { $lines += ('Remove-ItemProperty -LiteralPath {0} -Name {1}' -f $key, (ConvertTo-RdpLiteral -Value $item.name)) }
+                else { $lines += ('Set-ItemProperty -LiteralPath {0} -Name {1} -Value {2} -Type DWord' -f $key, (ConvertTo-RdpLiteral -Value $item.name), [int]$item.before) }
+            }
+        }
+        if ($TaskName) { $lines += ('Unregister-ScheduledTask -TaskName {0} -TaskPath {1} -Confirm:$false' -f (ConvertTo-RdpLiteral -Value $TaskName), (ConvertTo-RdpLiteral -Value '\rdpfix\')) }
+        return $lines
+    }
+
     function Restore-RdpSecuritySetting {
         # Put recorded values back — only those still as rdpfix left them; anything changed since is
         # reported and kept. Removes the expiry task; marks the backup folder restored.
@@ -230,6 +257,7 @@ try {
                     }
                 }
                 if ($dropTask) { $result.taskRemoved = Remove-RdpExpiryTask -TaskName $TaskName }
+                $result.restore = @(Get-RdpValueRestoreLine -Change $result.restored)
                 if ($BackupPath -and (Test-Path -LiteralPath $BackupPath)) {
                     Set-Content -LiteralPath (Join-Path -Path $BackupPath -ChildPath 'restored.json') -Value ((Get-Date).ToUniversalTime().ToString('o')) -Encoding ASCII
                 }
@@ -249,13 +277,6 @@ try {
             $result.error = $_.Exception.Message
         }
         return $result
-    }
-
-    function ConvertTo-RdpLiteral {
-        # A PowerShell single-quoted literal: every one of the five single-quote characters doubled.
-        [CmdletBinding()]
-        param([Parameter(Mandatory = $true)][AllowEmptyString()][string]$Value)
-        return "'" + ($Value -replace "['\u2018\u2019\u201A\u201B]", '$0$0') + "'"
     }
 
     function Register-RdpExpiryTask {
@@ -373,6 +394,9 @@ try {
                     $via = Set-RdpListenerValue -Name $item.name -Value $item.after
                     $result.changed += [ordered]@{ scope = 'local'; name = $item.name; before = $item.before; after = $item.after; via = $via }
                 }
+                $registered = ''
+                if ($null -ne $result.task) { $registered = $TaskName }
+                $result.restore = @(Get-RdpValueRestoreLine -Change $result.changed -TaskName $registered)
                 $after = Get-RdpSecurityState -TaskName $TaskName
                 $result.after = $after
                 foreach ($item in $plan) {
