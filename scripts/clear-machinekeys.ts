@@ -565,7 +565,7 @@ const RESTORE_FOLDER_PS = `function Restore-RdpMachineKeysFolder {
     return $result
 }`;
 
-const DROP = ['before.containers', 'after.containers', 'before.events', 'regenerate.plan', 'restart.plan', 'before.folder', 'after.folder'];
+const DROP = ['before.containers', 'after.containers', 'before.events', 'regenerate.plan', 'restart.plan', 'before.folder', 'after.folder', 'sessions.list'];
 
 export function buildClearScript(opts: ClearOptions, dryRun: boolean): string {
   const params = {

@@ -461,7 +461,7 @@ export function restartFunctions(): string {
   return psJoin(PS_REGISTRY, PS_SDDL, PS_NATIVE, PS_BACKUP, PS_FACTS, PS_SESSIONS, RESTART_PS);
 }
 
-const DROP = ['before.certificate.store', 'after.certificate.store', 'events.newest', 'before.certificate.key.sddl', 'before.services'];
+const DROP = ['before.certificate.store', 'after.certificate.store', 'events.newest', 'before.certificate.key.sddl', 'before.services', 'sessions.list'];
 
 /** The generated script for one restart. */
 export function buildRestartScript(opts: RestartOptions, dryRun: boolean): string {

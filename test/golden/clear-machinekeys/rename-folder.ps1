@@ -1122,7 +1122,7 @@ try {
     }
 
     $Result = Repair-RdpMachineKey -AceSets $P.AceSets -DefaultFolderSddl $P.DefaultFolderSddl -BackupRoot $P.BackupRoot -EventHours $P.EventHours -Regenerate:$P.Regenerate -Restart:$P.Restart -RenameFolder:$P.RenameFolder -DisconnectSessions:$P.DisconnectSessions -TimeoutSeconds $P.TimeoutSeconds -WhatIf:$P.DryRun
-    $Result = Compress-RdpResult -Result $Result -Drop @('before.containers', 'after.containers', 'before.events', 'regenerate.plan', 'restart.plan', 'before.folder', 'after.folder')
+    $Result = Compress-RdpResult -Result $Result -Drop @('before.containers', 'after.containers', 'before.events', 'regenerate.plan', 'restart.plan', 'before.folder', 'after.folder', 'sessions.list')
 } catch {
     $Result = [ordered]@{
         step = 'clear-machinekeys'

@@ -760,7 +760,7 @@ try {
     }
 
     $Result = Restart-RdpService -TimeoutSeconds $P.TimeoutSeconds -RegenerateCert:$P.RegenerateCert -OnlyThumbprint $P.OnlyThumbprint -RemoveKey:$P.RemoveKey -ReplacePinned:$P.ReplacePinned -DisconnectSessions:$P.DisconnectSessions -BackupRoot $P.BackupRoot -Port $P.Port -WhatIf:$P.DryRun
-    $Result = Compress-RdpResult -Result $Result -Drop @('before.certificate.store', 'after.certificate.store', 'events.newest', 'before.certificate.key.sddl', 'before.services')
+    $Result = Compress-RdpResult -Result $Result -Drop @('before.certificate.store', 'after.certificate.store', 'events.newest', 'before.certificate.key.sddl', 'before.services', 'sessions.list')
 } catch {
     $Result = [ordered]@{
         step = 'restart-termserv'
