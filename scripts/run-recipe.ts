@@ -6,15 +6,16 @@
 // continues after a crash and `undo.ts --last --yes` (or `--rollback`) undoes every change it made.
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, readFileSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
+import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describeTarget, parseTarget, TARGET_HELP } from './lib/channels.ts';
+import { isResolved, resolveHost } from './lib/dns.ts';
 import { isMain, makeCli, runCli } from './lib/cli.ts';
 import { UsageError } from './lib/errors.ts';
 import { readHostsFile, type HostsLine } from './lib/hosts.ts';
-import { journalDir } from './lib/journal.ts';
+import { journalDir, readRunFiles, type RunFileFields } from './lib/journal.ts';
 import { chalk, confirm, printJson, statusWord, withSpinner } from './lib/output.ts';
-import { psQuote } from './lib/ps.ts';
+import { psQuote, RESULT_END } from './lib/ps.ts';
 import { listRecipes, loadRecipe, scriptsDir, stepArgs, type Recipe, type RecipeStep } from './lib/recipe.ts';
 import { formatHostPort, validateHost, validateInt, validateLocalPath } from './lib/validate.ts';
 
@@ -65,14 +66,17 @@ export function changesState(step: RecipeStep): boolean {
   return true;
 }
 
-/** The argv a step runs with (after the script path). Exported for tests and --explain. */
+/**
+ * The argv a step runs with (after the script path). Values can never be read as options: an
+ * option's value is joined to it (`--for=-1h`), positional values go after `--`.
+ */
 export function stepArgv(step: RecipeStep, opts: { host: string; target: string; dryRun: boolean; params: Record<string, string> }): string[] {
   const hostname = opts.host.replace(/:\d+$/, '').replace(/^\[(.*)\]$/, '$1');
-  const argv = stepArgs(step, { ...opts.params, host: opts.host, hostname });
-  if (step.on === 'server') argv.push('--target', opts.target);
-  if (opts.dryRun && changesState(step)) argv.push('--dry-run');
-  argv.push('--json');
-  return argv;
+  const { args, positionals } = stepArgs(step, { ...opts.params, host: opts.host, hostname });
+  if (step.on === 'server') args.push(`--target=${opts.target}`);
+  if (opts.dryRun && changesState(step)) args.push('--dry-run');
+  args.push('--json');
+  return positionals.length ? [...args, '--', ...positionals] : args;
 }
 
 /** The recipe's parameter defaults overlaid with the values given on the command line. */
@@ -127,22 +131,17 @@ export function saveRun(state: RunState, dir?: string): void {
   renameSync(tmp, join(d, `${state.runId}.json`));
 }
 
+/** Every valid saved run, oldest first (a damaged or foreign file is skipped: lib/journal.ts names it). */
 export function loadRuns(dir?: string): RunState[] {
-  try {
-    return readdirSync(runsDir(dir))
-      .filter((f) => f.endsWith('.json'))
-      .map((f) => JSON.parse(readFileSync(join(runsDir(dir), f), 'utf8')) as RunState)
-      .sort((a, b) => a.started.localeCompare(b.started));
-  } catch {
-    return [];
-  }
+  return readRunFiles<RunState & RunFileFields>(dir).runs;
 }
 
 /** The run to resume: by id, or the newest unfinished one. */
 export function findResumable(id: string | true, dir?: string): RunState {
-  const runs = loadRuns(dir);
+  const { runs, damaged } = readRunFiles<RunState & RunFileFields>(dir);
   const run = id === true ? runs.filter((r) => !r.finished).at(-1) : runs.find((r) => r.runId === id);
-  if (!run) throw new UsageError(id === true ? 'no unfinished recipe run to resume' : `no recipe run with id ${JSON.stringify(id)}`);
+  const skipped = damaged.length ? ` (skipped ${damaged.length} damaged run file${damaged.length > 1 ? 's' : ''}: ${damaged.map((d) => `${d.file}: ${d.why}`).join('; ')})` : '';
+  if (!run) throw new UsageError(`${id === true ? 'no unfinished recipe run to resume' : `no recipe run with id ${JSON.stringify(id)}`}${skipped}`);
   if (run.finished) throw new UsageError(`run ${run.runId} already finished (${run.result})`);
   return run;
 }
@@ -181,6 +180,7 @@ export async function runRecipe(recipe: Recipe, o: RunOptions): Promise<RunState
   const exec = o.exec ?? spawnStep;
   const wrap = o.wrap ?? (<T,>(_t: string, w: () => Promise<T>) => w());
   const params = recipeParams(recipe, o.params);
+  if (!o.resume) await assertResolves(o.host);
   const state: RunState = o.resume ?? {
     runId: `${new Date().toISOString().replace(/[-:.]/g, '').slice(0, 15)}-${recipe.name}-${randomBytes(3).toString('hex')}`,
     recipe: recipe.name,
@@ -268,65 +268,200 @@ export async function runRecipe(recipe: Recipe, o: RunOptions): Promise<RunState
   return state;
 }
 
-// ---------------------------------------------------------------- --emit: one paste-able script
+// ---------------------------------------------------------------- --emit: paste-able scripts
 
-/** Run a script with --emit and return the PowerShell it prints (exactly what would run). */
+/**
+ * Run a script with --emit and return the PowerShell it prints (exactly what would run). Anything
+ * that is not a generated script (a usage error, help text) is an error, never emitted.
+ */
 async function emitStep(step: RecipeStep, argv: string[]): Promise<string> {
-  const args = argv.filter((a) => a !== '--json');
-  const i = args.indexOf('--target');
-  if (i >= 0) args.splice(i, 2);
+  const args = argv.filter((a) => a !== '--json' && !a.startsWith('--target='));
+  const at = args.indexOf('--');
+  if (at >= 0) args.splice(at, 0, '--emit');
+  else args.push('--emit');
   const script = join(scriptsDir(), `${step.script}.ts`);
   return new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, ['--import', import.meta.resolve('tsx'), script, ...args, '--emit'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const p = spawn(process.execPath, ['--import', import.meta.resolve('tsx'), script, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     let err = '';
     p.stdout.on('data', (d) => (out += d));
     p.stderr.on('data', (d) => (err += d));
-    p.on('close', (code) => (code === 0 ? resolve(out) : reject(new UsageError(`${step.script} --emit failed: ${err.trim().split('\n').at(-1)}`))));
+    p.on('close', (code) => {
+      const why = err.trim().split('\n').at(-1) || out.trim().split('\n')[0] || `exit code ${code}`;
+      if (code !== 0) return reject(new UsageError(`step "${step.name}": ${step.script} --emit failed: ${why}`));
+      if (!out.startsWith('# rdpfix ') || !out.includes(RESULT_END)) {
+        return reject(new UsageError(`step "${step.name}": ${step.script} --emit printed something that is not a generated script (${JSON.stringify(out.slice(0, 60))})`));
+      }
+      resolve(out);
+    });
   });
 }
 
 /**
- * One self-contained PowerShell script with every server-side step of the recipe, in order. Each
- * step's own generated script runs in its own scope; the composite stops at the first failed step.
- * Checks that need the client are comments telling the admin what to test.
+ * A recipe as paste-able stages. A pasted script cannot probe from the client, so each check that
+ * may stop the recipe (stop_when) ends a stage: stage 1 is the least drastic fix, and the admin
+ * checks from the workstation before pasting stage 2. Stages without a server step are merged
+ * into the next one.
  */
-export async function emitRecipe(recipe: Recipe, host: string, params: Record<string, string> = {}): Promise<string> {
+export function recipeStages(recipe: Recipe): RecipeStep[][] {
+  const stages: RecipeStep[][] = [[]];
+  for (const step of recipe.steps) {
+    stages.at(-1)!.push(step);
+    if (step.kind === 'check' && step.stopWhen.length && stages.at(-1)!.some((s) => s.on === 'server')) stages.push([]);
+  }
+  const last = stages.at(-1)!;
+  if (!last.some((s) => s.on === 'server') && stages.length > 1) stages.splice(-2, 2, [...stages.at(-2)!, ...last]);
+  return stages.filter((st) => st.length);
+}
+
+export interface EmitOptions {
+  /** HOST:PORT for one host; for a fleet, the hosts file (the server steps do not depend on the host). */
+  host?: string;
+  hostsFile?: string;
+  params?: Record<string, string>;
+  /** 1-based stage to print (default 1). */
+  stage?: number;
+  dryRun?: boolean;
+}
+
+/** The summary of a pasted run: the last line of output, at most this many bytes (Run Command keeps 4,096; Intune 2,048). */
+export const SUMMARY_LIMIT = 2000;
+
+/** PowerShell shared by every composite: collect each step's result, print one summary line last. */
+const COMPOSITE_FUNCTIONS = `function Get-RdpfixStepResult {
+    # The step's JSON result is the line before the last end marker of its output.
+    param([object[]]$Output, [string]$Id)
+    $r = [ordered]@{ id = $Id; status = 'failed' }
+    $end = -1
+    for ($i = $Output.Count - 1; $i -ge 0; $i--) {
+        if ([string]$Output[$i] -eq '${RESULT_END}') { $end = $i; break }
+    }
+    if ($end -lt 1) { $r.error = 'the step printed no result'; return $r }
+    try { $j = [string]$Output[$end - 1] | ConvertFrom-Json } catch { $r.error = 'the step result is not JSON'; return $r }
+    if ($j.PSObject.Properties['status']) { $r.status = [string]$j.status }
+    foreach ($k in @('error', 'backup', 'restore')) {
+        if ($j.PSObject.Properties[$k] -and $j.$k) { $r[$k] = (@($j.$k) | ForEach-Object { [string]$_ }) -join ' ; ' }
+    }
+    return $r
+}
+function Write-RdpfixSummary {
+    # One JSON line of at most ${SUMMARY_LIMIT} bytes, whatever the steps said: details are cut
+    # shorter until it fits, every step's id and status always stay.
+    param([object[]]$Steps, [System.Collections.IDictionary]$Head)
+    $line = ''
+    foreach ($keep in @(600, 200, 60, 0)) {
+        $list = @(foreach ($s in $Steps) {
+            $o = [ordered]@{ id = $s.id; status = $s.status }
+            if ($keep -gt 0) {
+                foreach ($k in @('error', 'backup', 'restore')) {
+                    if ($s.Contains($k)) {
+                        $v = [string]$s[$k]
+                        if ($v.Length -gt $keep) { $v = $v.Substring(0, $keep - 3) + '...' }
+                        $o[$k] = $v
+                    }
+                }
+            }
+            $o
+        })
+        $doc = [ordered]@{}
+        foreach ($k in $Head.Keys) { if ($k -ne 'next') { $doc[$k] = $Head[$k] } }
+        $doc.steps = $list
+        if ($Head.Contains('next')) {
+            $doc.next = [string]$Head['next']
+            if ($keep -eq 0 -and $doc.next.Length -gt 300) { $doc.next = $doc.next.Substring(0, 297) + '...' }
+        }
+        $line = $doc | ConvertTo-Json -Compress -Depth 5
+        if ([System.Text.Encoding]::UTF8.GetByteCount($line) -le ${SUMMARY_LIMIT}) { break }
+    }
+    Write-Output $line
+}`;
+
+/**
+ * One self-contained PowerShell script with the server-side steps of one stage of the recipe, in
+ * order, for pasting (or Run Command). Each step's own generated script runs in its own scope; the
+ * composite stops at the first failed step, then prints one summary line. Client steps and
+ * checks are printed as what to run from the workstation.
+ */
+export async function emitRecipe(recipe: Recipe, o: EmitOptions): Promise<string> {
+  const stages = recipeStages(recipe);
+  if (!recipe.steps.some((s) => s.on === 'server')) {
+    throw new UsageError(`recipe ${recipe.name} has no server-side step: there is nothing to paste on the server; run it from the client instead (npx tsx scripts/run-recipe.ts ${recipe.name} --host HOST)`);
+  }
+  const n = o.stage ?? 1;
+  if (n < 1 || n > stages.length) throw new UsageError(`--stage ${n}: recipe ${recipe.name} has ${stages.length} stage${stages.length > 1 ? 's' : ''}`);
+  const steps = stages[n - 1]!;
+  const params = recipeParams(recipe, o.params);
+  const host = o.host ?? 'HOST';
+  const where = o.hostsFile ? `every host in ${o.hostsFile}` : `host ${host}`;
+  const clientHost = o.hostsFile ? 'HOST' : host;
+  const again = (k: number) => `npx tsx scripts/run-recipe.ts ${recipe.name} ${o.hostsFile ? `--hosts ${o.hostsFile}` : `--host ${host}`} --emit --stage ${k}${o.dryRun ? ' --dry-run' : ''}`;
+  const clientLine = (step: RecipeStep) => {
+    const visible = stepArgv(step, { host: clientHost, target: 'local', dryRun: !!o.dryRun, params }).filter((a) => a !== '--json' && a !== '--');
+    return `npx tsx scripts/${step.script}.ts ${visible.join(' ')}`.trimEnd();
+  };
+  const serverNames = steps.filter((s) => s.on === 'server').map((s) => s.name);
+  const stopCheck = steps.at(-1)?.kind === 'check' && steps.at(-1)!.stopWhen.length ? steps.at(-1)! : null;
+  const next = n < stages.length
+    ? `From your workstation run: ${stopCheck ? clientLine(stopCheck) : 'the checks above'}. If it reports ${stopCheck?.stopWhen.join(' or ') ?? 'healthy'}, you are done; otherwise print and run stage ${n + 1}: ${again(n + 1)}`
+    : steps.some((s) => s.kind === 'check')
+      ? `From your workstation run: ${clientLine(steps.filter((s) => s.kind === 'check').at(-1)!)}`
+      : 'Done.';
+
   const parts: string[] = [
-    `# rdpfix recipe ${recipe.name}: ${recipe.summary.replace(/\s+/g, ' ')}`,
-    `# Generated by rdpfix for host ${host}. Paste into an elevated PowerShell on the server, the Azure`,
-    '# portal\'s Run command blade (RunPowerShellScript), or the Serial Console. Every step prints its own',
-    '# JSON result between ##rdpfix-result-begin## and ##rdpfix-result-end##; the script stops at the',
-    '# first step whose status is failed.',
+    `# rdpfix recipe ${recipe.name}, stage ${n} of ${stages.length}: ${recipe.summary.replace(/\s+/g, ' ')}`,
+    `# Generated by rdpfix for ${where}${o.dryRun ? ' (dry run: every step only inspects and reports what it would change)' : ''}.`,
+    '# Run it in an elevated Windows PowerShell 5.1+ console on the server, or paste it into Azure Run command',
+    `# (RunPowerShellScript). This stage runs: ${serverNames.join('; ')}.`,
+    '# It stops at the first failed step. Every step prints its JSON result between ##rdpfix-result-begin##',
+    `# and ##rdpfix-result-end##; the last line is one summary (at most ${SUMMARY_LIMIT} bytes) with every step's status.`,
+    n < stages.length ? `# It then stops so that you can check from your workstation; stage ${n + 1} is the next, more drastic fix.` : '# This is the last stage.',
+    "# Changes made by a pasted script are not in your workstation's rdpfix journal: each changing step",
+    '# prints where its backup is on this server and the command that restores it.',
     "$ErrorActionPreference = 'Stop'",
+    COMPOSITE_FUNCTIONS,
+    '$rdpfixSteps = New-Object System.Collections.ArrayList',
+    '$rdpfixGo = $true',
     '',
   ];
-  for (const [i, step] of recipe.steps.entries()) {
-    const argv = stepArgv(step, { host, target: 'local', dryRun: false, params: recipeParams(recipe, params) });
-    const visible = argv.filter((a) => a !== '--json' && a !== '--target' && a !== 'local').join(' ');
+  for (const step of steps) {
+    const num = recipe.steps.indexOf(step) + 1;
     if (step.on === 'client') {
-      parts.push(`# Step ${i + 1} (${step.kind === 'check' ? 'check' : 'client'}): ${step.name}`);
-      parts.push(`#   From your workstation run: npx tsx scripts/${step.script}.ts ${visible}`.trimEnd());
-      if (step.stopWhen.length) parts.push(`#   If it reports ${step.stopWhen.join(' or ')}, stop here: the steps below are not needed.`);
+      parts.push(`# Step ${num} (${step.kind === 'check' ? 'check' : 'client'}): ${step.name}`);
+      parts.push(`#   From your workstation run: ${clientLine(step)}`);
+      if (step.stopWhen.length) parts.push(`#   If it reports ${step.stopWhen.join(' or ')}, you are done: the later stages are not needed.`);
       if (step.expect.length) parts.push(`#   It should report ${step.expect.join(' or ')}.`);
       parts.push('');
       continue;
     }
+    if (step.when) throw new UsageError(`step "${step.name}" runs only when ${step.when.step} is ${step.when.is.join(' or ')}: a pasted script cannot decide that; run the recipe with --target instead`);
+    const argv = stepArgv(step, { host, target: 'local', dryRun: !!o.dryRun, params });
     const ps = await emitStep(step, argv);
     parts.push(
-      `# Step ${i + 1} (server): ${step.name}`,
-      '$rdpfixOut = @(& {',
+      `# Step ${num} (server): ${step.name}`,
+      'if ($rdpfixGo) {',
+      '$rdpfixOut = @(try { & {',
       ps.replace(/\s+$/, ''),
-      '})',
+      '} } catch { "rdpfix: the step stopped: $($_.Exception.Message)" })',
       '$rdpfixOut',
-      '$rdpfixEnd = [Array]::LastIndexOf($rdpfixOut, \'##rdpfix-result-end##\')',
-      `if ($rdpfixEnd -lt 1 -or (($rdpfixOut[$rdpfixEnd - 1] | ConvertFrom-Json).status -eq 'failed')) {`,
-      `    Write-Warning ${psQuote(`rdpfix: step ${i + 1} (${step.name}) failed; stopping.`)}`,
-      '    return',
+      `$rdpfixStep = Get-RdpfixStepResult -Output $rdpfixOut -Id ${psQuote(step.id)}`,
+      '[void]$rdpfixSteps.Add($rdpfixStep)',
+      "if ($rdpfixStep.status -eq 'failed') {",
+      '    $rdpfixGo = $false',
+      `    Write-Warning ${psQuote(`rdpfix: step ${num} (${step.name}) failed; stopping.`)}`,
+      '}',
+      '} else {',
+      `    [void]$rdpfixSteps.Add([ordered]@{ id = ${psQuote(step.id)}; status = 'not-run' })`,
       '}',
       '',
     );
   }
+  parts.push(
+    `$rdpfixHead = [ordered]@{ rdpfix = 'summary'; recipe = ${psQuote(recipe.name)}; stage = ${psQuote(`${n}/${stages.length}`)} }`,
+    `$rdpfixHead.result = if ($rdpfixGo) { ${psQuote(n < stages.length ? 'check-now' : 'completed')} } else { 'failed' }`,
+    `$rdpfixHead.next = if ($rdpfixGo) { ${psQuote(next)} } else { ${psQuote("A step failed: read its result above; the backup and restore lines of the steps that changed something say how to put it back.")} }`,
+    'Write-RdpfixSummary -Steps $rdpfixSteps -Head $rdpfixHead',
+    '',
+  );
   return parts.join('\n');
 }
 
@@ -425,16 +560,17 @@ export async function main(argv: string[]): Promise<number> {
     .option('dry-run', { type: 'boolean', default: false, describe: 'run every step in inspect-only mode against the real targets' })
     .option('rollback', { type: 'boolean', default: false, describe: 'on failure, undo every change this run made (newest first)' })
     .option('resume', { type: 'string', describe: 'continue an interrupted run after its last finished step (RUN_ID, or empty for the newest)' })
-    .option('emit', { type: 'boolean', default: false, describe: 'print one PowerShell script with all server-side steps, for pasting' })
+    .option('emit', { type: 'boolean', default: false, describe: 'print the PowerShell of one stage of the server-side steps, for pasting; runs nothing' })
+    .option('stage', { type: 'number', describe: 'with --emit: which stage to print (1 = the least drastic fix; each stage ends at a check that may stop the recipe)' })
     .option('list', { type: 'boolean', default: false, describe: 'list the recipes' })
     .option('json', { type: 'boolean', default: false, describe: 'print the plan and every step result as JSON' })
     .option('journal', { type: 'string', describe: 'journal folder (default ~/.rdpfix/journal)' })
-    .example('$0 azure-vm-cert --host 10.0.0.4 --target azure://SUB/rg-web/web-01', 'fix an Azure VM that drops RDP at once')
+    .example('$0 azure-vm-cert --host 10.0.0.4 --target azure://SUB/RG/VM', 'fix an Azure VM that drops RDP at once')
     .example('$0 vpn-mtu --host vm1.contoso.com --dry-run', 'see what the VPN MTU fix would change')
-    .example('$0 azure-vm-cert --host 10.0.0.4 --emit > fix.ps1', 'one script for the Run command blade')
-    .example('$0 service-down --hosts hosts.txt --target "winrm://{host}" --parallel 16 --yes', 'a fleet')
+    .example('$0 azure-vm-cert --host 10.0.0.4 --emit > stage1.ps1', 'stage 1 of the fix, to paste on the server')
+    .example('$0 service-down --hosts hosts.txt --target "winrm://{host}" --yes', 'a fleet')
     .example('$0 --resume', 'continue the newest interrupted run')
-    .epilog('Undo everything the last run changed: npx tsx scripts/undo.ts --last --yes')
+    .epilog('Undo everything the last run changed: npx tsx scripts/undo.ts --last --yes\nA pasted script is not in the journal: it prints its backups and the commands that restore them.')
     .parseAsync();
 
   const json = args.json;
@@ -453,6 +589,15 @@ export async function main(argv: string[]): Promise<number> {
     params[m[1]!] = m[2]!;
   }
 
+  // --emit prints and never runs anything, in any mode.
+  if (args.emit) {
+    for (const [flag, given] of [['--resume', args.resume !== undefined], ['--rollback', args.rollback], ['--json', json]] as const) {
+      if (given) throw new UsageError(`--emit prints a script and runs nothing: it cannot be combined with ${flag}`);
+    }
+  } else if (args.stage !== undefined) {
+    throw new UsageError('--stage goes with --emit');
+  }
+
   // Resume: everything comes from the saved run.
   if (args.resume !== undefined) {
     const saved = findResumable(args.resume === '' ? true : args.resume, args.journal);
@@ -466,6 +611,21 @@ export async function main(argv: string[]): Promise<number> {
   if (!name) throw new UsageError(`which recipe? expected one of ${recipes.join(', ')}`);
   const recipe = loadRecipe(name);
   for (const k of Object.keys(params)) if (!(k in recipe.params)) throw new UsageError(`recipe ${recipe.name} has no parameter ${JSON.stringify(k)}`);
+  if (args.host !== undefined && args.hosts !== undefined) throw new UsageError('give either --host HOST or --hosts FILE, not both');
+
+  if (args.emit) {
+    const stage = args.stage === undefined ? 1 : validateInt(args.stage, '--stage', 1, 99);
+    const common = { params, stage, dryRun: args['dry-run'] };
+    if (args.hosts !== undefined) {
+      // Every host's server steps are the same script: one paste serves the fleet.
+      const hosts = fleetHosts(readHostsFile(args.hosts), args.hosts, args.target);
+      process.stdout.write(await emitRecipe(recipe, { ...common, hostsFile: args.hosts }));
+      process.stderr.write(`One script for the ${hosts.length} hosts in ${args.hosts}: it does not depend on the host. Nothing was run.\n`);
+    } else {
+      process.stdout.write(await emitRecipe(recipe, { ...common, ...(args.host !== undefined ? { host: formatHostPort(validateHost(args.host, '--host')) } : {}) }));
+    }
+    return 0;
+  }
 
   if (args.hosts !== undefined) {
     const file = args.hosts;
@@ -492,11 +652,7 @@ export async function main(argv: string[]): Promise<number> {
   if (args.host === undefined) throw new UsageError('--host is required (the RDP host the checks probe), or --hosts FILE for a fleet');
   const host = formatHostPort(validateHost(args.host, '--host'));
   const target = describeTarget(parseTarget(args.target));
-
-  if (args.emit) {
-    process.stdout.write(await emitRecipe(recipe, host, params));
-    return 0;
-  }
+  await assertResolves(host);
 
   const plan = planLines(recipe, host, target, args['dry-run']);
   if (json && !args.yes && !args['dry-run'] && recipe.steps.some(changesState)) {
@@ -509,6 +665,16 @@ export async function main(argv: string[]): Promise<number> {
   }
   const state = await runRecipe(recipe, { host, target, dryRun: args['dry-run'], params, journal: args.journal, ...humanHooks(json) });
   return finishRun(recipe, state, args.rollback, json);
+}
+
+/**
+ * A host whose name does not resolve cannot be probed, and no recipe fixes DNS: refuse it before
+ * anything runs (diagnose calls this cause name-not-resolved).
+ */
+async function assertResolves(host: string): Promise<void> {
+  const name = host.replace(/:\d+$/, '').replace(/^\[(.*)\]$/, '$1');
+  const r = await resolveHost(name);
+  if (!isResolved(r)) throw new UsageError(`host ${JSON.stringify(name)} does not resolve: ${r.error}; no recipe can fix that (check the name, the DNS suffix or the VPN's DNS)`);
 }
 
 function humanHooks(json: boolean): Pick<RunOptions, 'onStep' | 'wrap'> {

@@ -11,6 +11,7 @@ import * as assert from 'uvu/assert';
 import { parseHostsFile } from '../scripts/lib/hosts.ts';
 import { changesState, fleetHosts } from '../scripts/run-recipe.ts';
 import { parseProblems } from './helpers/powershell.ts';
+import { pwshGate, runPwsh } from './helpers/pwsh.ts';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const FAKE = join(root, 'test/fixtures/run-recipe/fake-step.ts');
@@ -94,14 +95,14 @@ const sem = suite('runner semantics');
 sem('stops as soon as a check is healthy: the least drastic fix stays', () => {
   const e = setup();
   try {
-    const r = e.run([e.recipe, '--host', 'vm1', '--target', 'winrm://vm1', '--yes', '--json'], { 'restart-termserv': [{ json: { status: 'changed' } }], 'probe-rdp': [HEALTHY] });
+    const r = e.run([e.recipe, '--host', 'localhost', '--target', 'winrm://vm1', '--yes', '--json'], { 'restart-termserv': [{ json: { status: 'changed' } }], 'probe-rdp': [HEALTHY] });
     assert.is(r.code, 0, r.stderr);
     assert.equal(e.log().map((l) => l.name), ['restart-termserv', 'probe-rdp']);
     const doc = JSON.parse(r.stdout);
     assert.is(doc.result, 'fixed');
     assert.equal(doc.steps.map((s: { status: string }) => s.status), ['changed', 'ok']);
-    assert.equal(e.log()[0]!.args, ['--target', 'winrm://vm1', '--json'], 'server steps get the channel');
-    assert.equal(e.log()[1]!.args, ['vm1:3389', '--json'], 'checks probe the host');
+    assert.equal(e.log()[0]!.args, ['--target=winrm://vm1', '--json'], 'server steps get the channel');
+    assert.equal(e.log()[1]!.args, ['--json', '--', 'localhost:3389'], 'checks probe the host');
   } finally {
     e.cleanup();
   }
@@ -110,7 +111,7 @@ sem('stops as soon as a check is healthy: the least drastic fix stays', () => {
 sem('runs on when a check is not yet healthy, and stops at the first failure', () => {
   const e = setup();
   try {
-    const r = e.run([e.recipe, '--host', 'vm1', '--target', 'winrm://vm1', '--yes', '--json'], {
+    const r = e.run([e.recipe, '--host', 'localhost', '--target', 'winrm://vm1', '--yes', '--json'], {
       'restart-termserv': [{ json: { status: 'changed' } }, { json: { status: 'failed', error: 'service did not start' }, exit: 1 }],
       'probe-rdp': [BROKEN],
     });
@@ -127,7 +128,7 @@ sem('runs on when a check is not yet healthy, and stops at the first failure', (
 sem('a final check that is not healthy fails the run with what it saw', () => {
   const e = setup();
   try {
-    const r = e.run([e.recipe, '--host', 'vm1', '--target', 'winrm://vm1', '--yes', '--json'], { 'probe-rdp': [BROKEN] });
+    const r = e.run([e.recipe, '--host', 'localhost', '--target', 'winrm://vm1', '--yes', '--json'], { 'probe-rdp': [BROKEN] });
     assert.is(r.code, 1);
     const doc = JSON.parse(r.stdout);
     assert.is(doc.steps.length, 6);
@@ -140,7 +141,7 @@ sem('a final check that is not healthy fails the run with what it saw', () => {
 sem('every step of one run shares the run id in the journal environment', () => {
   const e = setup();
   try {
-    e.run([e.recipe, '--host', 'vm1', '--target', 'winrm://vm1', '--yes', '--json'], { 'probe-rdp': [BROKEN] });
+    e.run([e.recipe, '--host', 'localhost', '--target', 'winrm://vm1', '--yes', '--json'], { 'probe-rdp': [BROKEN] });
     const ids = new Set(e.log().map((l) => l.runId));
     assert.is(ids.size, 1);
     assert.match([...ids][0]!, /-cert-/);
@@ -152,7 +153,7 @@ sem('every step of one run shares the run id in the journal environment', () => 
 sem('dry run: every state-changing step gets --dry-run, checks never stop it', () => {
   const e = setup();
   try {
-    const r = e.run([e.recipe, '--host', 'vm1', '--target', 'winrm://vm1', '--dry-run', '--json'], {
+    const r = e.run([e.recipe, '--host', 'localhost', '--target', 'winrm://vm1', '--dry-run', '--json'], {
       'restart-termserv': [{ json: { status: 'would-change' } }],
       'clear-machinekeys': [{ json: { status: 'would-change' } }],
       'probe-rdp': [HEALTHY],
@@ -171,7 +172,7 @@ sem('dry run: every state-changing step gets --dry-run, checks never stop it', (
 sem('without --yes and without a terminal it refuses and runs nothing (exit 2)', () => {
   const e = setup();
   try {
-    const r = e.run([e.recipe, '--host', 'vm1']);
+    const r = e.run([e.recipe, '--host', 'localhost']);
     assert.is(r.code, 2);
     assert.match(r.stderr, /pass --yes/);
     assert.equal(e.log(), []);
@@ -185,13 +186,42 @@ sem('hostile input is refused before anything runs (exit 2)', () => {
   try {
     for (const args of [
       ['--host', 'vm1;calc', '--yes'],
-      ['--host', 'vm1', '--target', "winrm://x'y", '--yes'],
-      ['--host', 'vm1', '--param', 'x', '--yes'],
+      ['--host', 'localhost', '--target', "winrm://x'y", '--yes'],
+      ['--host', 'localhost', '--param', 'x', '--yes'],
     ]) {
       const r = e.run([e.recipe, ...args]);
       assert.is(r.code, 2, args.join(' '));
     }
     assert.equal(e.log(), []);
+  } finally {
+    e.cleanup();
+  }
+});
+
+sem('a host that does not resolve is refused before anything runs: no recipe fixes DNS (exit 2)', () => {
+  const e = setup();
+  try {
+    const r = e.run([e.recipe, '--host', 'nosuch.invalid', '--target', 'winrm://vm1', '--yes']);
+    assert.is(r.code, 2);
+    assert.match(r.stderr, /host "nosuch\.invalid" does not resolve/);
+    assert.equal(e.log(), []);
+  } finally {
+    e.cleanup();
+  }
+});
+
+sem('in a fleet, a host that does not resolve fails alone: the others run', () => {
+  const e = setup();
+  try {
+    writeFileSync(join(e.dir, 'hosts.txt'), '127.0.0.1\nnosuch.invalid\n');
+    const r = e.run([e.recipe, '--hosts', join(e.dir, 'hosts.txt'), '--target', 'winrm://{host}', '--yes', '--json'], { 'probe-rdp': [HEALTHY] });
+    assert.is(r.code, 1);
+    const records = r.stdout.trim().split('\n').map((l) => JSON.parse(l));
+    const bad = records.find((x) => x.host === 'nosuch.invalid:3389');
+    assert.is(bad.result, 'failed');
+    assert.match(bad.steps[0].detail, /does not resolve/);
+    assert.is(records.find((x) => x.host === '127.0.0.1:3389').result, 'fixed');
+    assert.equal(e.log().map((l) => l.args[0]), ['--target=winrm://127.0.0.1', '--json']);
   } finally {
     e.cleanup();
   }
@@ -224,7 +254,7 @@ steps:
 `);
   try {
     writeFileSync(e.recipe.replace('cert.yaml', 'cond.yaml'), readFileSync(e.recipe));
-    const r = e.run([e.recipe.replace('cert.yaml', 'cond.yaml'), '--host', 'vm1', '--yes', '--json'], { 'probe-rdp': [{ json: { status: 'failed', cause: 'nla-required' }, exit: 1 }] });
+    const r = e.run([e.recipe.replace('cert.yaml', 'cond.yaml'), '--host', 'localhost', '--yes', '--json'], { 'probe-rdp': [{ json: { status: 'failed', cause: 'nla-required' }, exit: 1 }] });
     assert.is(r.code, 0, r.stderr);
     const doc = JSON.parse(r.stdout);
     assert.equal(doc.steps.map((s: { status: string }) => s.status), ['ok', 'skipped', 'skipped']);
@@ -257,7 +287,7 @@ for (const [crashAt, done] of BOUNDARIES) {
   resume(`killed before step ${done + 1} (${crashAt}): --resume runs each step exactly once`, () => {
     const e = setup();
     try {
-      const first = e.run([e.recipe, '--host', 'vm1', '--target', 'winrm://vm1', '--yes', '--json'], CHANGED_THEN_BROKEN, { FAKE_CRASH_AT: crashAt });
+      const first = e.run([e.recipe, '--host', 'localhost', '--target', 'winrm://vm1', '--yes', '--json'], CHANGED_THEN_BROKEN, { FAKE_CRASH_AT: crashAt });
       assert.is(first.signal, 'SIGKILL', 'the runner was killed');
       assert.is(e.log().length, done);
       const second = e.run(['--resume', '--json']);
@@ -271,6 +301,25 @@ for (const [crashAt, done] of BOUNDARIES) {
     }
   });
 }
+
+resume('a damaged or foreign run file never hides the run to resume, and is named when nothing else is there', () => {
+  const e = setup();
+  try {
+    const first = e.run([e.recipe, '--host', 'localhost', '--target', 'winrm://vm1', '--yes', '--json'], CHANGED_THEN_BROKEN, { FAKE_CRASH_AT: 'probe-rdp#1' });
+    assert.is(first.signal, 'SIGKILL');
+    const runs = join(e.dir, 'journal', 'runs');
+    writeFileSync(join(runs, 'foo.json'), '{"foo":1}');
+    writeFileSync(join(runs, 'null.json'), 'null');
+    const second = e.run(['--resume', '--json']);
+    assert.is(second.code, 0, second.stderr + second.stdout);
+    assert.is(JSON.parse(second.stdout).result, 'completed');
+    const none = e.run(['--resume']);
+    assert.is(none.code, 2);
+    assert.match(none.stderr, /no unfinished recipe run to resume \(skipped 2 damaged run files: .*foo\.json/);
+  } finally {
+    e.cleanup();
+  }
+});
 
 resume('--resume with nothing unfinished is a usage error', () => {
   const e = setup();
@@ -289,7 +338,7 @@ rollback('--rollback after a failure undoes this run (undo --run ID --yes), and 
   const e = setup();
   try {
     const plan = { 'restart-termserv': [{ json: { status: 'changed' } }, { json: { status: 'failed' }, exit: 1 }], 'probe-rdp': [BROKEN], undo: [{ json: { status: 'changed' } }] };
-    const r = e.run([e.recipe, '--host', 'vm1', '--target', 'winrm://vm1', '--yes', '--json', '--rollback'], plan);
+    const r = e.run([e.recipe, '--host', 'localhost', '--target', 'winrm://vm1', '--yes', '--json', '--rollback'], plan);
     assert.is(r.code, 1);
     const undo = e.log().filter((l) => l.name === 'undo');
     assert.is(undo.length, 1);
@@ -297,7 +346,7 @@ rollback('--rollback after a failure undoes this run (undo --run ID --yes), and 
     assert.equal(undo[0]!.args, ['--run', runId, '--yes', '--json']);
     assert.is(JSON.parse(r.stdout.trim().split('\n').at(-1)!).rollback, 'ok');
 
-    const ok = e.run([e.recipe, '--host', 'vm1', '--target', 'winrm://vm1', '--yes', '--json', '--rollback'], { 'probe-rdp': [HEALTHY] });
+    const ok = e.run([e.recipe, '--host', 'localhost', '--target', 'winrm://vm1', '--yes', '--json', '--rollback'], { 'probe-rdp': [HEALTHY] });
     assert.is(ok.code, 0);
     assert.is(e.log().filter((l) => l.name === 'undo').length, 1, 'no rollback after success');
   } finally {
@@ -309,30 +358,192 @@ rollback('--rollback after a failure undoes this run (undo --run ID --yes), and 
 
 const emit = suite('--emit');
 
-emit('one self-contained script: server steps in order, checks as comments, parses cleanly', async () => {
+const emitted = (stdout: string) => [...stdout.matchAll(/# emitted by ([\w-]+)|# Step (\d+) \((\w+)/g)].map((m) => m[1] ?? `${m[2]}:${m[3]}`);
+
+emit('stage 1 is the least drastic fix only: it stops at the first check that may end the recipe', async () => {
   const e = setup();
   try {
     const r = e.run([e.recipe, '--host', 'vm1', '--emit']);
     assert.is(r.code, 0, r.stderr);
     assert.equal(await parseProblems(r.stdout), []);
-    const order = [...r.stdout.matchAll(/# emitted by ([\w-]+)|# Step (\d+) \((\w+)/g)].map((m) => m[1] ?? `${m[2]}:${m[3]}`);
-    assert.equal(order, ['1:server', 'restart-termserv', '2:check', '3:server', 'restart-termserv', '4:check', '5:server', 'clear-machinekeys', '6:check']);
-    assert.match(r.stdout, /# {3}From your workstation run: npx tsx scripts\/probe-rdp\.ts vm1:3389\n# {3}If it reports healthy, stop here/);
+    assert.equal(emitted(r.stdout), ['1:server', 'restart-termserv', '2:check']);
+    assert.match(r.stdout, /^# rdpfix recipe cert, stage 1 of 3:/);
+    assert.match(r.stdout, /# {3}From your workstation run: npx tsx scripts\/probe-rdp\.ts vm1:3389\n# {3}If it reports healthy, you are done/);
+    assert.match(r.stdout, /otherwise print and run stage 2: npx tsx scripts\/run-recipe\.ts cert --host vm1:3389 --emit --stage 2/);
     assert.equal(e.log(), [], 'emitting runs nothing');
   } finally {
     e.cleanup();
   }
 });
 
-emit('--emit of every shipped recipe is one script that parses with the PowerShell grammar', async () => {
+emit('--stage N prints the next, more drastic fix; a stage that does not exist is a usage error', async () => {
+  const e = setup();
+  try {
+    const two = e.run([e.recipe, '--host', 'vm1', '--emit', '--stage', '2']);
+    assert.is(two.code, 0, two.stderr);
+    assert.equal(emitted(two.stdout), ['3:server', 'restart-termserv', '4:check']);
+    assert.match(two.stdout, /# emitted by restart-termserv --regenerate-cert/);
+    const three = e.run([e.recipe, '--host', 'vm1', '--emit', '--stage', '3']);
+    assert.equal(emitted(three.stdout), ['5:server', 'clear-machinekeys', '6:check']);
+    assert.match(three.stdout, /# This is the last stage\./);
+    const four = e.run([e.recipe, '--host', 'vm1', '--emit', '--stage', '4']);
+    assert.is(four.code, 2);
+    assert.match(four.stderr, /--stage 4: recipe cert has 3 stages/);
+    assert.is(four.stdout, '');
+    assert.is(e.run([e.recipe, '--host', 'vm1', '--stage', '2', '--yes']).code, 2, '--stage without --emit');
+    assert.equal(e.log(), []);
+  } finally {
+    e.cleanup();
+  }
+});
+
+emit('--emit never runs a step, in any mode: --yes, --dry-run, a fleet; with --resume, --rollback or --json it is refused', () => {
+  const e = setup();
+  try {
+    writeFileSync(join(e.dir, 'hosts.txt'), 'vm1\nvm2\n');
+    for (const args of [
+      ['--host', 'vm1', '--emit', '--yes'],
+      ['--host', 'vm1', '--emit', '--dry-run'],
+      ['--hosts', join(e.dir, 'hosts.txt'), '--emit', '--yes'],
+      ['--hosts', join(e.dir, 'hosts.txt'), '--emit'],
+    ]) {
+      const r = e.run([e.recipe, ...args]);
+      assert.is(r.code, 0, `${args.join(' ')}: ${r.stderr}`);
+      assert.match(r.stdout, /^# rdpfix recipe cert, stage 1 of 3/, args.join(' '));
+      assert.is((r.stdout.match(/^# rdpfix recipe /gm) ?? []).length, 1, 'one script');
+    }
+    for (const args of [['--host', 'vm1', '--emit', '--resume'], ['--host', 'vm1', '--emit', '--rollback'], ['--host', 'vm1', '--emit', '--json']]) {
+      const r = e.run([e.recipe, ...args]);
+      assert.is(r.code, 2, args.join(' '));
+      assert.match(r.stderr + r.stdout, /--emit prints a script and runs nothing/);
+    }
+    assert.equal(e.log(), [], 'no step ran');
+    assert.not.ok(existsSync(join(e.dir, 'journal', 'runs')), 'no run was journaled');
+  } finally {
+    e.cleanup();
+  }
+});
+
+emit('a fleet gets one script for every host: the server steps do not depend on the host', () => {
+  const e = setup();
+  try {
+    writeFileSync(join(e.dir, 'hosts.txt'), 'vm1\nvm2:3390\n');
+    const r = e.run([e.recipe, '--hosts', join(e.dir, 'hosts.txt'), '--emit']);
+    assert.is(r.code, 0, r.stderr);
+    assert.match(r.stdout, /# Generated by rdpfix for every host in .*hosts\.txt/);
+    assert.match(r.stdout, /probe-rdp\.ts --json -- HOST|probe-rdp\.ts HOST/);
+    assert.match(r.stderr, /One script for the 2 hosts/);
+  } finally {
+    e.cleanup();
+  }
+});
+
+emit('a step that prints help where a script was expected fails the emit (exit 2) and nothing is printed', () => {
+  const e = setup();
+  try {
+    const plan = join(e.dir, 'emit.json');
+    writeFileSync(plan, JSON.stringify({ 'restart-termserv': { help: true } }));
+    const r = e.run([e.recipe, '--host', 'vm1', '--emit'], undefined, { FAKE_EMIT: plan });
+    assert.is(r.code, 2);
+    assert.is(r.stdout, '');
+    assert.match(r.stderr, /restart-termserv --emit printed something that is not a generated script/);
+  } finally {
+    e.cleanup();
+  }
+});
+
+emit('a recipe value that starts with "-" is never read as an option: the script rejects it (exit 2), no help text', () => {
+  const r = spawnSync(process.execPath, ['--import', 'tsx', 'scripts/run-recipe.ts', 'nla-mismatch', '--host', '10.0.0.4', '--emit', '--param', 'for=-1h'], { cwd: root, encoding: 'utf8', timeout: 60_000 });
+  assert.is(r.status, 2, r.stdout);
+  assert.is(r.stdout, '');
+  assert.match(r.stderr, /invalid --for "-1h"/);
+  assert.not.match(r.stderr + r.stdout, /Options:|--help/);
+});
+
+emit('stage 1 of every shipped recipe runs exactly the server steps the runner runs when the first fix works', async () => {
   const { listRecipes, loadRecipe } = await import('../scripts/lib/recipe.ts');
   const { emitRecipe } = await import('../scripts/run-recipe.ts');
   for (const name of listRecipes()) {
-    const text = await emitRecipe(loadRecipe(name), 'vm1.contoso.com:3389');
+    const recipe = loadRecipe(name);
+    const firstStop = recipe.steps.findIndex((s) => s.kind === 'check' && s.stopWhen.length && recipe.steps.slice(0, recipe.steps.indexOf(s)).some((x) => x.on === 'server'));
+    const expected = recipe.steps.slice(0, firstStop < 0 ? undefined : firstStop).filter((s) => s.on === 'server').map((s) => s.name);
+    if (!expected.length) {
+      await emitRecipe(recipe, { host: 'vm1.contoso.com:3389' }).then(
+        () => assert.unreachable(`${name}: a client-only recipe has nothing to paste`),
+        (err: Error) => assert.match(err.message, /has no server-side step/),
+      );
+      continue;
+    }
+    const text = await emitRecipe(recipe, { host: 'vm1.contoso.com:3389' });
     assert.equal(await parseProblems(text), [], name);
-    assert.ok(text.includes(`# rdpfix recipe ${name}:`), name);
-    const serverSteps = loadRecipe(name).steps.filter((s) => s.on === 'server').length;
-    assert.is((text.match(/##rdpfix-result-end##'\)/g) ?? []).length, serverSteps, `${name}: one result check per server step`);
+    assert.ok(text.startsWith(`# rdpfix recipe ${name}, stage 1 of `), name);
+    const ran = [...text.matchAll(/^# Step \d+ \(server\): (.*)$/gm)].map((m) => m[1]);
+    assert.equal(ran, expected, `${name}: stage 1 server steps`);
+    assert.not.match(text, /Serial Console/, `${name}: the Serial Console takes 2,048 characters per paste`);
+  }
+});
+
+// The largest recorded step results, to prove the summary line stays within Run Command's tail.
+const BIG = {
+  'inspect-server': JSON.parse(readFileSync(join(root, 'test/fixtures/inspect-server/key-unreadable-2019.json'), 'utf8')),
+  'restart-termserv': {
+    ...JSON.parse(readFileSync(join(root, 'test/fixtures/restart-termserv/regenerate-changed.json'), 'utf8')),
+    backup: 'C:\\ProgramData\\rdpfix\\backup\\20261201-231400-123-restart-termserv',
+    restore: Array.from({ length: 6 }, (_, i) => `reg import "C:\\ProgramData\\rdpfix\\backup\\20261201-231400-123-restart-termserv\\store-${i}.reg"`),
+  },
+  'clear-machinekeys': JSON.parse(readFileSync(join(root, 'test/fixtures/clear-machinekeys/repair-regenerated.json'), 'utf8')),
+};
+const ALL_SERVER = `name: cert
+summary: every server step in one stage
+fixes: [certificate-key-unusable]
+steps:
+  - { id: inspect, name: Inspect, run: inspect-server, on: server }
+  - { id: restart, name: Restart, run: restart-termserv, on: server }
+  - { id: machinekeys, name: MachineKeys, run: clear-machinekeys, on: server }
+  - { id: probe, name: Probe, check: probe-rdp, args: ['{host}'], expect: healthy }
+`;
+
+emit('run by PowerShell, a composite ends with one summary line of at most 2,000 bytes naming every step\'s status', () => {
+  if (!pwshGate('composite summary under pwsh')) return;
+  const e = setup(ALL_SERVER);
+  try {
+    const plan = join(e.dir, 'emit.json');
+    writeFileSync(plan, JSON.stringify(Object.fromEntries(Object.entries(BIG).map(([k, v]) => [k, { result: v }]))));
+    const r = e.run([e.recipe, '--host', 'vm1', '--emit'], undefined, { FAKE_EMIT: plan });
+    assert.is(r.code, 0, r.stderr);
+    const ran = runPwsh(r.stdout);
+    assert.is(ran.code, 0, ran.stderr);
+    assert.ok(Buffer.byteLength(ran.stdout) > 4096, 'the whole output is more than Run Command keeps');
+    const last = ran.stdout.trimEnd().split('\n').at(-1)!;
+    assert.ok(Buffer.byteLength(last) <= 2000, `summary is ${Buffer.byteLength(last)} bytes`);
+    const summary = JSON.parse(last);
+    assert.is(summary.rdpfix, 'summary');
+    assert.is(summary.result, 'completed');
+    assert.equal(summary.steps.map((x: { id: string; status: string }) => `${x.id}=${x.status}`), ['inspect=' + BIG['inspect-server'].status, 'restart=' + BIG['restart-termserv'].status, 'machinekeys=' + BIG['clear-machinekeys'].status]);
+    assert.match(summary.steps[1].backup, /restart-termserv$/);
+  } finally {
+    e.cleanup();
+  }
+});
+
+emit('run by PowerShell, a composite stops at a failed step: later steps are not run, the summary says so', () => {
+  if (!pwshGate('composite summary under pwsh')) return;
+  const e = setup(ALL_SERVER);
+  try {
+    const plan = join(e.dir, 'emit.json');
+    const huge = { step: 'restart-termserv', status: 'failed', error: `TermService did not start: ${'x'.repeat(6000)}` };
+    writeFileSync(plan, JSON.stringify({ 'inspect-server': { result: BIG['inspect-server'] }, 'restart-termserv': { result: huge } }));
+    const r = e.run([e.recipe, '--host', 'vm1', '--emit'], undefined, { FAKE_EMIT: plan });
+    const ran = runPwsh(r.stdout);
+    const last = ran.stdout.trimEnd().split('\n').at(-1)!;
+    assert.ok(Buffer.byteLength(last) <= 2000, `summary is ${Buffer.byteLength(last)} bytes`);
+    const summary = JSON.parse(last);
+    assert.is(summary.result, 'failed');
+    assert.equal(summary.steps.map((x: { status: string }) => x.status), [BIG['inspect-server'].status, 'failed', 'not-run']);
+    assert.match(summary.steps[1].error, /^TermService did not start/);
+    assert.not.match(ran.stdout, /emitted by clear-machinekeys[\s\S]*some progress text[\s\S]*"step":"clear-machinekeys"/);
+  } finally {
+    e.cleanup();
   }
 });
 
@@ -359,18 +570,18 @@ fleet('a bad line names the file and line', () => {
 fleet('a fleet run gives one record per host and one failing host does not stop the others', () => {
   const e = setup();
   try {
-    writeFileSync(join(e.dir, 'hosts.txt'), 'vm1\nvm2\nvm3\n');
+    writeFileSync(join(e.dir, 'hosts.txt'), '127.0.0.1\n127.0.0.2\n127.0.0.3\n');
     const r = e.run([e.recipe, '--hosts', join(e.dir, 'hosts.txt'), '--target', 'winrm://{host}', '--parallel', '2', '--yes', '--json'], {
       'restart-termserv': [{ json: { status: 'changed' } }, { json: { status: 'failed' }, exit: 1 }, { json: { status: 'changed' } }],
       'probe-rdp': [HEALTHY],
     });
     const records = r.stdout.trim().split('\n').map((l) => JSON.parse(l));
     assert.is(records.length, 3);
-    assert.equal(records.map((x) => x.host).sort(), ['vm1:3389', 'vm2:3389', 'vm3:3389']);
+    assert.equal(records.map((x) => x.host).sort(), ['127.0.0.1:3389', '127.0.0.2:3389', '127.0.0.3:3389']);
     assert.is(records.filter((x) => x.result === 'failed').length, 1);
     assert.is(records.filter((x) => x.result === 'fixed').length, 2);
     assert.is(r.code, 1);
-    assert.equal(new Set(e.log().filter((l) => l.name === 'restart-termserv').map((l) => l.args[1])), new Set(['winrm://vm1', 'winrm://vm2', 'winrm://vm3']));
+    assert.equal(new Set(e.log().filter((l) => l.name === 'restart-termserv').map((l) => l.args[0])), new Set(['--target=winrm://127.0.0.1', '--target=winrm://127.0.0.2', '--target=winrm://127.0.0.3']));
   } finally {
     e.cleanup();
   }

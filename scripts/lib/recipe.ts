@@ -146,7 +146,11 @@ export function parseRecipe(text: string, file: string, scripts = knownScripts()
     for (const a of args) {
       for (const [, ph] of a.matchAll(/\{([^}]*)\}/g)) {
         if (ph !== 'host' && ph !== 'hostname' && !(ph! in params)) fail(keyNode(m, 'args')!.value as YamlNode, `${f}args`, `unknown placeholder {${ph}}; expected {host}, {hostname} or a declared param (${Object.keys(params).join(', ') || 'none declared'})`);
+        // A server step runs on the server, which needs no client's view of its own address; that
+        // keeps one pasted script right for every host of a fleet.
+        if (on === 'server' && (ph === 'host' || ph === 'hostname')) fail(keyNode(m, 'args')!.value as YamlNode, `${f}args`, `{${ph}} is for client steps; a server step runs on the host itself`);
       }
+      if (a.startsWith('--') && a.includes('=') && /\{/.test(a)) fail(keyNode(m, 'args')!.value as YamlNode, `${f}args`, `write ${JSON.stringify(a.slice(0, a.indexOf('=')))} and its value as two items; the runner joins them`);
     }
     const id = str(m, 'id', f, false) ?? `step-${i + 1}`;
     if (steps.some((s) => s.id === id)) fail(m, `${f}id`, `duplicate id ${JSON.stringify(id)}`);
@@ -202,7 +206,28 @@ export function listRecipes(dir = RECIPES_DIR): string[] {
   }
 }
 
-/** Substitute {host}, {hostname} and declared {param}s in a step's arguments. */
-export function stepArgs(step: RecipeStep, values: Record<string, string>): string[] {
-  return step.args.map((a) => a.replace(/\{([a-z_][a-z0-9_]*)\}/g, (_, k: string) => values[k] ?? ''));
+const PLACEHOLDER = /\{([a-z_][a-z0-9_]*)\}/g;
+
+/**
+ * A step's arguments with {host}, {hostname} and declared {param}s substituted, shaped so that no
+ * value can ever be read as an option: an option followed by a value becomes one `--opt=VALUE`
+ * argument, and positional values come back separately, to go after `--`. Literal words the
+ * recipe wrote (`status`, `--regenerate-cert`) stay where they are.
+ */
+export function stepArgs(step: RecipeStep, values: Record<string, string>): { args: string[]; positionals: string[] } {
+  const fill = (a: string) => a.replace(PLACEHOLDER, (_, k: string) => values[k] ?? '');
+  const hasValue = (a: string | undefined) => a !== undefined && /\{[a-z_][a-z0-9_]*\}/.test(a);
+  const args: string[] = [];
+  const positionals: string[] = [];
+  for (let i = 0; i < step.args.length; i++) {
+    const a = step.args[i]!;
+    if (/^--[a-z][a-z0-9-]*$/.test(a) && hasValue(step.args[i + 1])) {
+      args.push(`${a}=${fill(step.args[++i]!)}`);
+    } else if (hasValue(a)) {
+      positionals.push(fill(a));
+    } else {
+      args.push(a);
+    }
+  }
+  return { args, positionals };
 }

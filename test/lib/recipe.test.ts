@@ -17,7 +17,7 @@ steps:
     on: server
   - name: Probe
     check: probe-rdp
-    args: ['{host}', '--layer={layer}']
+    args: ['{host}', '--layer', '{layer}']
     stop_when: healthy
   - name: Only if not healthy
     run: toggle-nla
@@ -56,7 +56,14 @@ parse('a valid recipe becomes typed steps with lines, defaults and placeholders'
   ]);
   assert.equal(r.steps[1]!.stopWhen, ['healthy']);
   assert.equal(r.steps[2]!.when, { step: 'restart', is: ['changed'] });
-  assert.equal(stepArgs(r.steps[1]!, { host: 'vm1:3389', layer: 'tls' }), ['vm1:3389', '--layer=tls']);
+  assert.equal(stepArgs(r.steps[1]!, { host: 'vm1:3389', layer: 'tls' }), { args: ['--layer=tls'], positionals: ['vm1:3389'] });
+});
+
+parse('a value can never become an option: it is joined to its option, positionals come apart', () => {
+  const r = parseRecipe(GOOD, 'recipes/demo.yaml', SCRIPTS);
+  assert.equal(stepArgs(r.steps[1]!, { host: '-h', layer: '--help' }), { args: ['--layer=--help'], positionals: ['-h'] });
+  const literal = { ...r.steps[2]!, args: ['disable', '--regenerate-cert', '--for', '{for}'] };
+  assert.equal(stepArgs(literal, { for: '-1h' }), { args: ['disable', '--regenerate-cert', '--for=-1h'], positionals: [] });
 });
 
 // Each mistake: the edit to GOOD, and the exact "file:line: field: message" start expected.
@@ -77,6 +84,8 @@ const MISTAKES: Array<[string, (s: string) => string, RegExp]> = [
   ['missing step name', (s) => s.replace('    name: Restart\n', ''), /^recipes\/demo\.yaml:9: steps\[1\]\.name: missing; expected a string/],
   ['empty steps', (s) => s.replace(/steps:[\s\S]*/, 'steps: []\n'), /^recipes\/demo\.yaml:8: steps: expected a non-empty list of steps/],
   ['bad platform', (s) => s.replace('    on: server\n    when', '    on: server\n    platform: windows\n    when'), /^recipes\/demo\.yaml:20: steps\[3\]\.platform: expected win32, linux or darwin/],
+  ['{host} in a server step', (s) => s.replace("    on: server\n  - name: Probe", "    on: server\n    args: ['{host}']\n  - name: Probe"), /^recipes\/demo\.yaml:13: steps\[1\]\.args: \{host\} is for client steps/],
+  ['an option and its value in one item', (s) => s.replace("'--layer', '{layer}'", "'--layer={layer}'"), /^recipes\/demo\.yaml:15: steps\[2\]\.args: write "--layer" and its value as two items/],
   ['param named host', (s) => s.replace('  layer:\n', '  host:\n'), /^recipes\/demo\.yaml:5: params\.host: expected a lower-case name/],
 ];
 
