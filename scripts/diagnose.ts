@@ -1,7 +1,7 @@
 // diagnose.ts: one command that says why Remote Desktop fails with 0x904 (extended 0x7) — "the
 // socket was closed" — and which recipe fixes it. This is what `npm start` runs.
 //
-// When to use it: first, from the machine where the RDP client fails (default target
+// When to use it: first, from the machine where the RDP client fails (default endpoint
 // 127.0.0.1:3389), or for a whole fleet with --hosts FILE. It changes nothing; nothing to undo.
 //
 // What it does, at the same time:
@@ -16,15 +16,15 @@
 //     otherwise the evidence says the check was skipped.
 // Then it prints the verdict, the evidence, and the exact command of the recipe that fixes it.
 import { existsSync } from 'node:fs';
-import { isIP } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { recipeFor, type Cause } from './lib/causes.ts';
 import { parseTarget, TARGET_HELP } from './lib/channels.ts';
 import { isMain, makeCli, runCli } from './lib/cli.ts';
+import { isResolved, resolveHost } from './lib/dns.ts';
 import { readHostsFile } from './lib/hosts.ts';
 import { UsageError } from './lib/errors.ts';
 import { chalk, printJson, withSpinner } from './lib/output.ts';
-import { formatVerdict, verdictOf, type ConnectSample, type NetworkEvidence, type PathMtuCheck, type SampleConnect, type Verdict } from './lib/rdp-verdict.ts';
+import { formatVerdict, serverTargets, verdictOf, type ConnectSample, type NetworkEvidence, type PathMtuCheck, type SampleConnect, type Verdict } from './lib/rdp-verdict.ts';
 import { LagMonitor, tcpConnect } from './lib/tcp.ts';
 import { formatHostPort, validateHost, validateInt } from './lib/validate.ts';
 import { DEFAULT_TIMEOUTS, probeRdp, type ProbeOptions, type ProbeResult } from './probe-rdp.ts';
@@ -70,7 +70,8 @@ export type PathMtuPolicy = 'suspected' | 'unproven' | 'never';
 
 export interface DiagnoseReport extends Verdict {
   status: 'ok' | 'failed';
-  target: string;
+  /** HOST:PORT diagnosed. */
+  endpoint: string;
   probe: ProbeResult;
   network: NetworkEvidence;
   /** TCP connections opened: the probe's and the sample's extra connects. */
@@ -94,6 +95,16 @@ export async function connectSample(address: string, port: number, count: number
     return sampleOf(i, outcome, c.ms, c.startedAt ?? performance.now() - c.ms);
   }));
 }
+
+/**
+ * Probe connect outcomes after which more connects cannot change the verdict: a refusal is the
+ * host's own answer (nothing listens), no route is this machine's routing table. A timeout, a reset
+ * or an accept can still turn out to be loss on the path, so those get the sample.
+ */
+export const SAMPLE_NOT_NEEDED: Partial<Record<string, string>> = {
+  refused: 'the probe\'s connect was refused (nothing listens on the port): more connects cannot change that',
+  unreachable: 'there is no route to the host: more connects cannot change that',
+};
 
 /** A connect time with the time this process's event loop was blocked taken out. */
 function sampleOf(i: number, outcome: SampleConnect['outcome'], measured: number, startedAt: number): SampleConnect {
@@ -185,7 +196,7 @@ export async function pathMtuCheck(address: string, pingTimeoutMs = 1000, deadli
       new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error(`no result within ${deadlineMs} ms`)), deadlineMs); }),
     ]);
     return {
-      status: 'done', target: r.target, pathMtu: r.pathMtu, interface: r.interface, interfaceMtu: r.interfaceMtu, probes: r.probes,
+      status: 'done', host: r.target, pathMtu: r.pathMtu, interface: r.interface, interfaceMtu: r.interfaceMtu, probes: r.probes,
       ...(r.blackhole !== undefined ? { blackhole: r.blackhole } : {}), ...(r.error ? { reason: r.error } : {}), ms: ms(),
     };
   } catch (e) {
@@ -212,19 +223,12 @@ export async function diagnose(host: string, port: number = DEFAULTS.port, o: Di
   const samples = o.samples ?? DEFAULTS.samples;
   const intervalMs = o.intervalMs ?? DEFAULTS.intervalMs;
   const thresholds = { maxRttMs: o.maxRttMs ?? DEFAULTS.maxRttMs, maxLost: o.maxLost ?? DEFAULTS.maxLost };
-  const target = formatHostPort({ host, port });
+  const endpoint = formatHostPort({ host, port });
 
-  // Resolve once, so the probe and the sample talk to the same address.
-  let address: string | undefined = isIP(host) ? host : undefined;
-  if (!address) {
-    const { lookup } = await import('node:dns/promises');
-    let timer: NodeJS.Timeout | undefined;
-    address = await Promise.race([
-      lookup(host).then((r) => r.address).catch(() => undefined),
-      new Promise<undefined>((r) => { timer = setTimeout(() => r(undefined), o.connectTimeoutMs ?? DEFAULT_TIMEOUTS.connectMs); }),
-    ]);
-    clearTimeout(timer);
-  }
+  // Resolve once, so the probe and the sample talk to the same address; a name that does not
+  // resolve is reported by the probe as it is (nothing is sent anywhere).
+  const lookup = await resolveHost(host, o.connectTimeoutMs ?? DEFAULT_TIMEOUTS.connectMs);
+  const address = isResolved(lookup) ? lookup.address : undefined;
 
   const policy: PathMtuPolicy = o.pathMtu === false ? 'never' : o.pathMtu === true || o.pathMtu === undefined ? 'suspected' : o.pathMtu;
   let mtu: Promise<PathMtuCheck> | undefined;
@@ -233,22 +237,39 @@ export async function diagnose(host: string, port: number = DEFAULTS.port, o: Di
   LagMonitor.start();
   const skipped = (reason: string): Promise<PathMtuCheck> => Promise.resolve({ status: 'skipped', reason, ms: 0 });
   const startMtu = (addr: string) => (mtu ??= policy === 'never' ? skipped('disabled (--path-mtu never)') : pathMtuCheck(addr, pingTimeoutMs));
+  // The sample starts once the probe's own connect has an outcome (or has been pending for the
+  // sample's cut-off, when it may be a lost SYN): after a refusal or no route it is not taken at all.
+  let connectOutcome: (outcome: string | null) => void = () => {};
+  const firstConnect = new Promise<string | null>((r) => { connectOutcome = r; });
   const probeP = probeRdp({
     ...o,
     host,
     port,
-    ...(address ? { address } : {}),
+    ...(address ? { address } : { unresolved: lookup as Exclude<typeof lookup, { address: string }> }),
     onProgress: (e) => {
       // A DF ping that has not come back after 20 connect times (at least 300 ms) is lost.
       if (e.step === 'connected') {
         probeConnectAt = performance.now() - e.ms;
         pingTimeoutMs = Math.min(1000, Math.max(300, Math.round(e.ms * 20)));
       }
+      if (e.step === 'connect') connectOutcome(e.outcome);
       // 'suspected': start at once, alongside the small-segment retry; 'unproven' waits for it.
       if (e.step === 'tls-silence' && policy === 'suspected') void startMtu(e.address);
     },
   });
-  const sampleP = address ? connectSample(address, port, Math.max(0, samples - 1), intervalMs, DEFAULTS.cutoffMs) : Promise.resolve([]);
+  let sampleSkipped: string | undefined = address ? undefined : 'the name does not resolve: there is no address to connect to';
+  const sampleP = (async (): Promise<SampleConnect[]> => {
+    if (!address || samples <= 1) return [];
+    let timer: NodeJS.Timeout | undefined;
+    const outcome = await Promise.race([firstConnect, new Promise<null>((r) => { timer = setTimeout(() => r(null), DEFAULTS.cutoffMs); })]);
+    clearTimeout(timer);
+    const why = outcome ? SAMPLE_NOT_NEEDED[outcome] : undefined;
+    if (why) {
+      sampleSkipped = why;
+      return [];
+    }
+    return connectSample(address, port, samples - 1, intervalMs, DEFAULTS.cutoffMs);
+  })();
   let probe: ProbeResult;
   let extra: SampleConnect[];
   let sample: ConnectSample;
@@ -274,12 +295,12 @@ export async function diagnose(host: string, port: number = DEFAULTS.port, o: Di
       startMtu(address);
     }
   }
-  const network: NetworkEvidence = { sample: address ? sample : null, recheck, pathMtu: mtu ? await mtu : null, thresholds };
+  const network: NetworkEvidence = { sample: address && !sampleSkipped ? sample : null, ...(sampleSkipped ? { sampleSkipped } : {}), recheck, pathMtu: mtu ? await mtu : null, thresholds };
   const v = verdictOf(probe, network);
   const sampleConns = extra.length + (recheck?.attempts ?? 0);
   return {
     status: v.cause === 'healthy' ? 'ok' : 'failed',
-    target,
+    endpoint,
     ...v,
     probe,
     network,
@@ -321,14 +342,14 @@ export async function diagnoseFleet(targets: FleetTarget[], parallel: number, o:
 
 function fleetLine(r: DiagnoseReport): string {
   const ok = r.cause === 'healthy';
-  return `${ok ? chalk.green('✔') : chalk.red('✘')} ${r.target.padEnd(26)} ${(ok ? chalk.green : chalk.red)(r.cause.padEnd(25))} ${r.confidence.toFixed(2)}  ${chalk.dim(r.summary)}`;
+  return `${ok ? chalk.green('✔') : chalk.red('✘')} ${r.endpoint.padEnd(26)} ${(ok ? chalk.green : chalk.red)(r.cause.padEnd(25))} ${r.confidence.toFixed(2)}  ${chalk.dim(r.summary)}`;
 }
 
 export async function main(argv: string[]): Promise<number> {
   const args = await makeCli(argv, 'diagnose')
     .strict(false)
     .strictOptions(true) // one optional positional (the host), every option checked
-    .usage('$0 [HOST[:PORT]] [options]\n\nName the cause of Remote Desktop error 0x904/0x7 from the client side and print the command that fixes it.\nRuns the RDP probe, a TCP connect sample and (where the network is suspect) a path-MTU check. Changes nothing.\nDefault target: 127.0.0.1:3389.')
+    .usage('$0 [HOST[:PORT]] [options]\n\nName the cause of Remote Desktop error 0x904/0x7 from the client side and print the command that fixes it.\nRuns the RDP probe, a TCP connect sample and (where the network is suspect) a path-MTU check. Changes nothing.\nDefault endpoint: 127.0.0.1:3389.')
     .option('json', { type: 'boolean', default: false, describe: 'one JSON document (with --hosts: one JSON object per line)' })
     .option('hosts', { type: 'string', describe: 'fleet: file with one HOST[:PORT] per line (# comments; further columns ignored)' })
     .option('parallel', { type: 'number', default: 16, describe: 'fleet: hosts diagnosed at once' })
@@ -346,11 +367,11 @@ export async function main(argv: string[]): Promise<number> {
     .example('$0 10.0.0.4', 'diagnose a server on the default port')
     .example('$0 vm1.contoso.com:3390 --json', 'machine-readable verdict')
     .option('fix', { type: 'boolean', default: false, describe: 'run the recipe for the cause found, through run-recipe (plan, confirmation, verification)' })
-    .option('target', { type: 'string', default: 'local', describe: `with --fix: ${TARGET_HELP}` })
+    .option('target', { type: 'string', describe: `with --fix: ${TARGET_HELP} (default: local on Windows for this machine; required otherwise)` })
     .option('yes', { alias: 'y', type: 'boolean', default: false, describe: 'with --fix: do not ask for confirmation' })
     .option('dry-run', { type: 'boolean', default: false, describe: 'with --fix: run the recipe in inspect-only mode' })
-    .example('$0 --hosts hosts.txt --parallel 64 --json > results.jsonl', 'a fleet, one JSON object per line')
-    .example('$0 10.0.0.4 --fix --target azure://SUB/rg-web/web-01', 'diagnose, then run the recipe that fixes it (asks first)')
+    .example('$0 --hosts hosts.txt --parallel 64 --json > r.jsonl', 'a fleet, one JSON object per line')
+    .example('$0 10.0.0.4 --fix --target azure://SUB/RG/VM', 'diagnose, then run the recipe that fixes it (asks first)')
     .epilog('Exit codes: 0 healthy (with --hosts: every host healthy), 1 a problem was found, 2 bad usage.\nFix: the printed `npx tsx scripts/run-recipe.ts RECIPE --host HOST ...` command.')
     .parseAsync();
 
@@ -369,7 +390,7 @@ export async function main(argv: string[]): Promise<number> {
   };
   const positional = args._.map(String);
   if (args.fix && args.hosts !== undefined) throw new UsageError('--fix works on one host; for a fleet run: npx tsx scripts/run-recipe.ts RECIPE --hosts FILE');
-  if (args.fix) parseTarget(args.target); // a bad channel is bad usage before anything is probed
+  const fixTarget = args.fix ? fixChannel(args.target, positional[0]) : undefined;
 
   if (args.hosts !== undefined) {
     if (positional.length) throw new UsageError(`give either HOST or --hosts FILE, not both (got ${positional.map((p) => JSON.stringify(p)).join(' ')})`);
@@ -385,7 +406,8 @@ export async function main(argv: string[]): Promise<number> {
       for (const r of reports) counts.set(r.cause, (counts.get(r.cause) ?? 0) + 1);
       const parts = [...counts].sort((a, b) => b[1] - a[1]).map(([c, n]) => `${n} ${c}${recipeFor(c) ? ` (recipe ${recipeFor(c)})` : ''}`);
       process.stdout.write(`\n${reports.length} hosts in ${((performance.now() - t0) / 1000).toFixed(1)} s: ${parts.join(', ')}\n`);
-      process.stdout.write(chalk.dim(`Fix a group: npx tsx scripts/run-recipe.ts RECIPE --hosts FILE --target "winrm://{host}"\n`));
+      const group = serverTargets('{host}').targets[0];
+      process.stdout.write(chalk.dim(`Fix a group: npx tsx scripts/run-recipe.ts RECIPE --hosts FILE ${group ? `--target "${group}"` : '--emit'}\n`));
     }
     return reports.every((r) => r.status === 'ok') ? 0 : 1;
   }
@@ -397,7 +419,24 @@ export async function main(argv: string[]): Promise<number> {
   if (json) printJson(report);
   else process.stdout.write(formatVerdict(report) + '\n');
   if (!args.fix || report.status === 'ok') return report.status === 'ok' ? 0 : 1;
-  return fix(report, formatHostPort({ host: t.host, port }), { target: args.target, yes: args.yes, dryRun: args['dry-run'], json });
+  return fix(report, formatHostPort({ host: t.host, port }), { target: fixTarget!, yes: args.yes, dryRun: args['dry-run'], json });
+}
+
+/**
+ * The channel --fix runs the server steps through. `local` is the default only where it can work
+ * (Windows, this machine); elsewhere a missing --target is bad usage that names the ones that can.
+ * A bad channel is bad usage before anything is probed.
+ */
+function fixChannel(spec: string | undefined, hostArg: string | undefined): string {
+  if (spec !== undefined) {
+    parseTarget(spec);
+    return spec;
+  }
+  const host = hostArg === undefined ? DEFAULTS.host : validateHost(hostArg).host;
+  const { targets } = serverTargets(host);
+  if (targets[0] === 'local') return 'local';
+  const choices = [...targets, 'or run-recipe with --emit to print the script'];
+  throw new UsageError(`--fix needs --target: where should the server steps run? ${process.platform === 'win32' ? '' : `(local needs Windows; this is ${process.platform}) `}Choices from this machine: ${choices.join(', ')}`);
 }
 
 /**

@@ -23,6 +23,7 @@
 import { isIP } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { isMain, makeCli, runCli } from './lib/cli.ts';
+import { isResolved, resolveHost, type Unresolved } from './lib/dns.ts';
 import { UsageError } from './lib/errors.ts';
 import { connectSmallMss, findMssHelper, SMALL_MSS } from './lib/mss-relay.ts';
 import { printJson } from './lib/output.ts';
@@ -45,6 +46,8 @@ export interface ProbeOptions {
   port?: number;
   /** Already resolved address of host (diagnose resolves once for the probe and its sample). */
   address?: string;
+  /** A lookup of host that already failed (diagnose): reported as it is, not repeated. */
+  unresolved?: Unresolved;
   connectTimeoutMs?: number;
   x224TimeoutMs?: number;
   tlsTimeoutMs?: number;
@@ -68,6 +71,8 @@ export interface ProbeOptions {
 
 export type ProbeEvent =
   | { step: 'connected'; ms: number }
+  /** The first connect's outcome, whatever it was (diagnose holds its sample back until then). */
+  | { step: 'connect'; outcome: ProbeConnectOutcome; ms: number }
   | { step: 'tls-silence'; ms: number; address: string; port: number };
 
 export type ProbeConnectOutcome = ConnectOutcome | 'reset' | 'unresolved';
@@ -133,11 +138,13 @@ export interface TlsVersionScan {
 }
 
 export interface ProbeResult {
-  target: string;
+  /** HOST:PORT as given (IPv6 in brackets). */
+  endpoint: string;
   host: string;
   port: number;
   address: string | null;
-  dns?: { ms: number; error?: string };
+  /** The name lookup (absent for an IP address); `code` and `error` when it failed. */
+  dns?: { ms: number; code?: string; error?: string };
   connect: ProbeConnect;
   negotiation: NegotiationStep | null;
   followUps: NegotiationStep[];
@@ -168,25 +175,6 @@ function negotiationFrom(requested: number, r: ConfirmRead): NegotiationStep {
   }
   if (r.outcome === 'not-x224') return { ...base, outcome: 'not-x224', reason: r.confirm.reason, preview: r.confirm.preview };
   return { ...base, outcome: r.outcome, ...(r.preview ? { preview: r.preview } : {}) };
-}
-
-async function resolveAddress(host: string, timeoutMs: number): Promise<{ address?: string; error?: string; ms: number }> {
-  const t0 = performance.now();
-  const ms = () => round(performance.now() - t0);
-  if (isIP(host)) return { address: host, ms: 0 };
-  const { lookup } = await import('node:dns/promises');
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    const r = await Promise.race([
-      lookup(host),
-      new Promise<never>((_, reject) => { timer = setTimeout(() => reject(Object.assign(new Error('DNS lookup timed out'), { code: 'ETIMEOUT' })), timeoutMs); }),
-    ]);
-    return { address: r.address, ms: ms() };
-  } catch (e) {
-    return { error: (e as NodeJS.ErrnoException).code ?? (e as Error).message, ms: ms() };
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 /** Counts connections against the budget. */
@@ -224,7 +212,7 @@ export async function probeRdp(o: ProbeOptions): Promise<ProbeResult> {
   const budget = new Budget(Math.max(1, Math.min(MAX_CONNECTIONS, o.maxConnections ?? MAX_CONNECTIONS)));
   const servername = isIP(o.host) ? undefined : o.host.replace(/\.$/, '');
   const result: ProbeResult = {
-    target: formatHostPort({ host: o.host, port }),
+    endpoint: formatHostPort({ host: o.host, port }),
     host: o.host,
     port,
     address: null,
@@ -246,10 +234,11 @@ export async function probeRdp(o: ProbeOptions): Promise<ProbeResult> {
 
   let address = o.address;
   if (!address) {
-    const r = await resolveAddress(o.host, timeouts.connectMs);
-    if (!isIP(o.host)) result.dns = { ms: r.ms, ...(r.error ? { error: r.error } : {}) };
-    if (!r.address) {
-      result.connect = { outcome: 'unresolved', ms: r.ms, error: r.error };
+    const r = o.unresolved ?? (await resolveHost(o.host, timeouts.connectMs));
+    if (!isIP(o.host)) result.dns = { ms: r.ms, ...(isResolved(r) ? {} : { code: r.code, error: r.error }) };
+    if (!isResolved(r)) {
+      result.connect = { outcome: 'unresolved', ms: r.ms, error: r.code };
+      o.onProgress?.({ step: 'connect', outcome: 'unresolved', ms: r.ms });
       return done();
     }
     address = r.address;
@@ -258,9 +247,10 @@ export async function probeRdp(o: ProbeOptions): Promise<ProbeResult> {
   const addr = address;
 
   /** Connect, send one Connection Request, read the confirm. Keeps the stream only for TLS. */
-  const open = async (requested: number): Promise<Opened> => {
+  const open = async (requested: number, onConnect?: (outcome: ProbeConnectOutcome, ms: number) => void): Promise<Opened> => {
     if (!budget.take()) return { connect: { outcome: 'error', ms: 0, error: `connection budget of ${budget.max} used up` } };
     const c = await tcpConnect(addr, port, timeouts.connectMs, true);
+    onConnect?.(c.error === 'ECONNRESET' ? 'reset' : c.outcome, c.ms);
     if (c.outcome !== 'accepted' || !c.socket) {
       // An RST right after the SYN-ACK can beat libuv's connect callback: accepted, then reset.
       if (c.error === 'ECONNRESET') {
@@ -286,9 +276,11 @@ export async function probeRdp(o: ProbeOptions): Promise<ProbeResult> {
   };
 
   // 1 + 2: connect and the first request.
-  const first = await open(FIRST_REQUEST);
+  const first = await open(FIRST_REQUEST, (outcome, ms) => {
+    if (outcome === 'accepted') o.onProgress?.({ step: 'connected', ms });
+    o.onProgress?.({ step: 'connect', outcome, ms });
+  });
   result.connect = first.connect;
-  if (first.connect.outcome === 'accepted') o.onProgress?.({ step: 'connected', ms: first.connect.ms });
   if (!first.negotiation) return done();
   result.negotiation = first.negotiation;
   let tlsStream = first.stream;
@@ -404,13 +396,14 @@ async function smallMssRetry(
 
 export interface ProbeReport extends Verdict {
   status: 'ok' | 'failed';
-  target: string;
+  /** HOST:PORT probed. */
+  endpoint: string;
   probe: ProbeResult;
 }
 
 export function probeReport(probe: ProbeResult): ProbeReport {
   const v = verdictOf(probe);
-  return { status: v.cause === 'healthy' ? 'ok' : 'failed', target: probe.target, ...v, probe };
+  return { status: v.cause === 'healthy' ? 'ok' : 'failed', endpoint: probe.endpoint, ...v, probe };
 }
 
 export async function main(argv: string[]): Promise<number> {

@@ -50,7 +50,9 @@ const show = (r: DiagnoseReport) => JSON.stringify({ cause: r.cause, summary: r.
 
 /** The shape the issue asks for, on every report. */
 function assertShape(r: DiagnoseReport): void {
-  assert.match(r.target, /^[^:]+:\d+$/);
+  assert.match(r.endpoint, /^[^:]+:\d+$/);
+  assert.ok(!('target' in r), '`target` means the channel; the RDP host is `endpoint`');
+  assert.ok(Array.isArray(r.next) && Array.isArray(r.notes));
   assert.ok(r.confidence >= 0 && r.confidence <= 1);
   assert.ok(Array.isArray(r.evidence) && r.evidence.length > 0);
   assert.is(r.recipe, recipeFor(r.cause));
@@ -100,7 +102,7 @@ if (labGate('diagnose: cause table (direct)', ['root', 'netns', 'iptables', 'xrd
           startPeers(topo, [
             { mode: 'stall', port: 3500 }, // behind the SYN drop
             { mode: 'banner', port: 4003 }, { mode: 'http', port: 4004 }, { mode: 'tls-alert', port: 4005 },
-            { mode: 'tls-reset', port: 4007 }, { mode: 'stall', port: 4010 },
+            { mode: 'tls-reset', port: 4007 }, { mode: 'stall', port: 4010 }, { mode: 'http-line', port: 4014 },
             ...[2, 3, 5, 6].map((code) => ({ mode: 'reply' as const, port: 4100 + code, hex: negFailure(code).toString('hex') })),
           ]),
           startSocatCloser(topo, 4020),
@@ -119,7 +121,8 @@ if (labGate('diagnose: cause table (direct)', ['root', 'netns', 'iptables', 'xrd
           [4004, 'not-rdp', 'HTTP on the port'],
           [4005, 'tls-version-mismatch', 'TLS alert handshake_failure'],
           [4007, 'certificate-key-unusable', 'reset right after the ClientHello'],
-          [4010, 'not-rdp', 'no answer to the X.224 request'],
+          [4010, 'listener-hung', 'no answer to the X.224 request and its cookie line'],
+          [4014, 'not-rdp', 'an HTTP server that answers only a complete line'],
           [4102, 'security-layer-mismatch', 'RDP_NEG_FAILURE 2'],
           [4103, 'certificate-key-unusable', 'RDP_NEG_FAILURE 3'],
           [4105, 'nla-required', 'RDP_NEG_FAILURE 5'],
@@ -141,6 +144,13 @@ if (labGate('diagnose: cause table (direct)', ['root', 'netns', 'iptables', 'xrd
         assert.is(healthy.network.pathMtu, null, 'no path-MTU check when nothing points at the network');
         const unreachable = reports[8]!;
         assert.is(unreachable.network.sample?.answered, 0);
+        // Refused: more connects cannot change the verdict, so none are made.
+        const refused = reports[7]!;
+        assert.equal([refused.connections.sample, refused.network.sample], [0, null], show(refused));
+        assert.match(refused.network.sampleSkipped ?? '', /refused/);
+        const at = (port: number) => reports[want.findIndex(([p]) => p === port)]!;
+        assert.is(at(4010).recipe, 'listener-hung');
+        assert.match(at(4014).summary, /HTTP\/1\.1 400/, show(at(4014)));
       });
     }));
 }
@@ -218,11 +228,11 @@ if (labGate('diagnose: fleet mode', ['root', 'netns', 'iptables', 'xrdp', 'opens
         const lines = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as DiagnoseReport & { line: number });
         assert.is(lines.length, f.hosts.length);
         for (const l of lines) {
-          const h = f.hosts.find((x) => `${x.addr}:${x.port}` === l.target)!;
-          assert.is(l.cause, FLEET_EXPECT[h.kind], `${h.kind} ${l.target}: ${show(l)}`);
+          const h = f.hosts.find((x) => `${x.addr}:${x.port}` === l.endpoint)!;
+          assert.is(l.cause, FLEET_EXPECT[h.kind], `${h.kind} ${l.endpoint}: ${show(l)}`);
           assertShape(l);
         }
-        const order = lines.map((l) => l.target);
+        const order = lines.map((l) => l.endpoint);
         const lastFast = Math.max(...fast.map((h) => order.indexOf(`${h.addr}:${h.port}`)));
         const firstSlow = Math.min(...slow.map((h) => order.indexOf(`${h.addr}:${h.port}`)));
         assert.ok(lastFast < firstSlow, `fast hosts are reported before the slow ones finish: ${order.join(' ')}`);
@@ -242,20 +252,37 @@ if (labGate('diagnose: CLI', ['root', 'netns', 'xrdp', 'openssl'])) {
       withTopology({ kind: 'direct' }, async (topo) => {
         await startXrdp(topo, { cert: (await labCerts()).valid });
         // Inside the client namespace nothing listens on 127.0.0.1:3389.
-        const [local, healthy, start, bad] = await Promise.all([
+        const [local, healthy, start, bad, unresolved, fixNoTarget] = await Promise.all([
           topo.runNode('client', [DIAGNOSE, '--json']),
           topo.runNode('client', [DIAGNOSE, topo.server.addr, '--json']),
           topo.runNode('client', [START]),
           topo.runNode('client', [DIAGNOSE, '10.0.0.1', '10.0.0.2']),
+          // RFC 6761: .invalid never resolves; nothing leaves the namespace.
+          topo.runNode('client', [DIAGNOSE, 'nosuch.invalid', '--json']),
+          topo.runNode('client', [DIAGNOSE, '--fix', '--yes']),
         ]);
         assert.is(local.exitCode, 1, local.stderr);
         const l = JSON.parse(local.stdout) as DiagnoseReport;
         assert.is(local.stdout.trim().split('\n').length, 1);
-        assert.equal([l.target, l.cause, l.recipe, l.status], ['127.0.0.1:3389', 'no-listener', 'service-down', 'failed']);
-        assert.match(l.next[0]!, /run-recipe\.ts service-down --host 127\.0\.0\.1:3389 --target local/);
+        assert.equal([l.endpoint, l.cause, l.recipe, l.status], ['127.0.0.1:3389', 'no-listener', 'service-down', 'failed']);
+        // This is Linux: `--target local` cannot work here, so it is never printed.
+        assert.ok(l.next.length > 0 && l.next.every((c) => c.startsWith('npx tsx scripts/run-recipe.ts service-down --host 127.0.0.1:3389 ')), l.next.join('\n'));
+        assert.not.match(l.next.join('\n'), /--target local/);
+        assert.match(l.next.at(-1)!, / --emit$/);
+        assert.match(l.notes.join('\n'), /--target local cannot work here/);
+        assert.equal([l.connections.sample, l.network.sample], [0, null], 'refused: no connect sample');
+        // A name that does not resolve: its own cause, no recipe, no network fix, no connection.
+        assert.is(unresolved.exitCode, 1, unresolved.stderr);
+        const u = JSON.parse(unresolved.stdout) as DiagnoseReport;
+        assert.equal([u.cause, u.recipe, u.connections.total, u.network.sample], ['name-not-resolved', null, 0, null]);
+        assert.equal(u.next, ['nslookup nosuch.invalid']);
+        assert.not.match(JSON.stringify([u.next, u.notes]), /unstable-network|lower-mtu|run-recipe/);
+        // --fix without --target on Linux: bad usage (2) naming what can work, before anything is probed.
+        assert.is(fixNoTarget.exitCode, 2, fixNoTarget.stdout + fixNoTarget.stderr);
+        assert.match(fixNoTarget.stderr, /--fix needs --target.*local needs Windows/);
         assert.is(healthy.exitCode, 0, healthy.stderr);
         const h = JSON.parse(healthy.stdout) as DiagnoseReport;
-        for (const k of ['target', 'cause', 'confidence', 'evidence', 'recipe', 'probe', 'network', 'status']) assert.ok(k in h, `has ${k}`);
+        for (const k of ['endpoint', 'cause', 'confidence', 'evidence', 'recipe', 'next', 'notes', 'probe', 'network', 'status']) assert.ok(k in h, `has ${k}`);
         assert.equal([h.cause, h.status, h.recipe], ['healthy', 'ok', null]);
         // npm start: a finding is still a successful report.
         assert.is(start.exitCode, 0, start.stderr);

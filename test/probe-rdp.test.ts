@@ -69,6 +69,16 @@ cli('hostile or malformed input is exit 2, names the value, and connects nowhere
   assert.is(JSON.parse(j.stdout).exitCode, 2);
 });
 
+cli('a name that does not resolve is name-not-resolved (exit 1), not unreachable; no recipe, no connection', () => {
+  // RFC 6761: .invalid never resolves, so no traffic leaves this machine.
+  const r = run(['nosuch.invalid', '--json']);
+  assert.is(r.status, 1, r.stderr);
+  const doc = JSON.parse(r.stdout);
+  assert.equal([doc.status, doc.cause, doc.recipe, doc.endpoint, doc.probe.connections], ['failed', 'name-not-resolved', null, 'nosuch.invalid:3389', 0]);
+  assert.equal(doc.next, ['nslookup nosuch.invalid']);
+  assert.is(doc.probe.dns.code, 'ENOTFOUND');
+});
+
 cli.run();
 
 // ---
@@ -170,11 +180,12 @@ if (labGate('probe-rdp: scripted and hostile peers', ['root', 'netns', 'socat'])
           { mode: 'reply', port: 4011, hex: negResponse(PROTOCOL_SSL).toString('hex'), after: 'hold' },
           { mode: 'reply', port: 4012, hex: legacyConfirm().toString('hex') },
           { mode: 'tls-alert', port: 4013, hex: '15030300020250' }, // internal_error
+          { mode: 'http-line', port: 4014 },
           ...failures.map((code) => ({ mode: 'reply' as const, port: 4100 + code, hex: negFailure(code).toString('hex') })),
         ]);
         await startSocatCloser(topo, 4020);
         const addr = topo.server.addr;
-        const ports = [4001, 4002, 4003, 4004, 4005, 4006, 4007, 4008, 4009, 4010, 4011, 4012, 4013, 4020, ...failures.map((c) => 4100 + c)];
+        const ports = [4001, 4002, 4003, 4004, 4005, 4006, 4007, 4008, 4009, 4010, 4011, 4012, 4013, 4014, 4020, ...failures.map((c) => 4100 + c)];
         const quick = { x224TimeoutMs: 1000, tlsTimeoutMs: 1500, mssRetryAfterMs: 500 };
         const res = await probeAll(topo, ports.map((port) => ({ host: addr, port, ...quick })));
         const by = Object.fromEntries(ports.map((p, i) => [p, res[i]!])) as Record<number, Probed>;
@@ -193,8 +204,14 @@ if (labGate('probe-rdp: scripted and hostile peers', ['root', 'netns', 'socat'])
         // Endless bytes: cut off where a Connection Confirm would have ended.
         assert.is(cause(4008), 'not-rdp');
         assert.ok(by[4008]!.probe.negotiation!.bytes <= 65, show(by[4008]!));
-        assert.is(cause(4010), 'not-rdp', show(by[4010]!));
+        // Silent to the request and its cookie line: a hung listener, with the recipe that restarts it.
+        assert.is(cause(4010), 'listener-hung', show(by[4010]!));
+        assert.is(by[4010]!.verdict.recipe, 'listener-hung');
         assert.is(by[4010]!.probe.negotiation?.outcome, 'timeout');
+        assert.is(by[4010]!.probe.connections, 1);
+        // An HTTP server that, like a real one, waits for a line end: the cookie line gets its 400.
+        assert.is(cause(4014), 'not-rdp', show(by[4014]!));
+        assert.match(by[4014]!.verdict.summary, /HTTP\/1\.1 400/);
 
         assert.is(cause(4005), 'tls-version-mismatch', show(by[4005]!));
         assert.is(by[4005]!.probe.tls?.alert?.name, 'handshake_failure');
@@ -284,7 +301,10 @@ if (labGate('probe-rdp: CLI in the lab', ['root', 'netns', 'xrdp', 'openssl'])) 
         assert.is(ok!.exitCode, 0, ok!.stderr);
         const doc = JSON.parse(ok!.stdout);
         assert.is(ok!.stdout.trim().split('\n').length, 1, 'exactly one JSON document');
-        assert.equal([doc.status, doc.cause, doc.recipe, doc.target], ['ok', 'healthy', null, `${topo.server.addr}:3389`]);
+        assert.equal([doc.status, doc.cause, doc.recipe, doc.endpoint, doc.probe.endpoint], ['ok', 'healthy', null, `${topo.server.addr}:3389`, `${topo.server.addr}:3389`]);
+        assert.ok(!('target' in doc), '`target` means the channel; the RDP host is `endpoint`');
+        assert.ok(Array.isArray(doc.notes));
+        assert.match(doc.probe.tls.certificate.validTo, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
         assert.ok(doc.confidence > 0.9 && Array.isArray(doc.evidence) && doc.probe.tls.certificate.thumbprint);
         assert.is(expired!.exitCode, 1, expired!.stderr);
         const e = JSON.parse(expired!.stdout);

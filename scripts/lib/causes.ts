@@ -13,6 +13,8 @@ export const CAUSES = {
   'tls-version-mismatch': 'security-layer',
   'mtu-blackhole': 'vpn-mtu',
   'unstable-network': 'unstable-network',
+  'listener-hung': 'listener-hung',
+  'name-not-resolved': null,
 } as const satisfies Record<string, string | null>;
 
 export type Cause = keyof typeof CAUSES;

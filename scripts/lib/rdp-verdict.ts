@@ -5,6 +5,7 @@ import type { ProbeResult, NegotiationStep } from '../probe-rdp.ts';
 import { recipeFor, type Cause } from './causes.ts';
 import { chalk } from './output.ts';
 import type { TlsResult } from './tls-probe.ts';
+import { findProgram } from './which.ts';
 import { protocolLabel } from './x224.ts';
 
 export interface SampleConnect {
@@ -40,7 +41,8 @@ export interface PathMtuCheck {
   status: 'done' | 'skipped' | 'error';
   /** Why it was skipped, or the error. */
   reason?: string;
-  target?: string;
+  /** The host the DF pings went to. */
+  host?: string;
   pathMtu?: number | null;
   interface?: string | null;
   interfaceMtu?: number | null;
@@ -52,6 +54,8 @@ export interface PathMtuCheck {
 
 export interface NetworkEvidence {
   sample: ConnectSample | null;
+  /** Why no sample was taken: the probe's connect already decided the verdict (refused, no route, no address). */
+  sampleSkipped?: string;
   /**
    * Only when the sample lost connects: 5 more, 100 ms apart. Path loss shows here too; a listen
    * queue that overflowed under the 20 ms burst (a busy or small-backlog server) does not.
@@ -69,8 +73,10 @@ export interface Verdict {
   summary: string;
   evidence: string[];
   recipe: string | null;
-  /** What to run next (exact commands), or advice where no recipe applies. */
+  /** What to run next: exact commands only (the first fits this machine best). */
   next: string[];
+  /** Prose that goes with them: what a channel needs, what to check by hand. */
+  notes: string[];
 }
 
 interface Finding {
@@ -91,13 +97,13 @@ const fmt = (ms: number) => (ms >= 100 ? `${Math.round(ms)} ms` : `${ms.toFixed(
 function connectLine(p: ProbeResult): string {
   const c = p.connect;
   switch (c.outcome) {
-    case 'accepted': return `TCP connect to ${p.target}${p.address && p.address !== p.host ? ` (${p.address})` : ''}: accepted in ${fmt(c.ms)}`;
-    case 'refused': return `TCP connect to ${p.target}: refused (RST) in ${fmt(c.ms)}: nothing listens on port ${p.port}`;
-    case 'timeout': return `TCP connect to ${p.target}: no answer within ${fmt(c.ms)} (SYN dropped or host down)`;
-    case 'unreachable': return `TCP connect to ${p.target}: ${c.error ?? 'unreachable'} (no route to the host)`;
-    case 'reset': return `TCP connect to ${p.target}: accepted and reset at once (${c.error ?? 'RST'})`;
-    case 'unresolved': return `DNS lookup of ${p.host} failed (${c.error ?? 'no address'})`;
-    default: return `TCP connect to ${p.target} failed: ${c.error ?? c.outcome}`;
+    case 'accepted': return `TCP connect to ${p.endpoint}${p.address && p.address !== p.host ? ` (${p.address})` : ''}: accepted in ${fmt(c.ms)}`;
+    case 'refused': return `TCP connect to ${p.endpoint}: refused (RST) in ${fmt(c.ms)}: nothing listens on port ${p.port}`;
+    case 'timeout': return `TCP connect to ${p.endpoint}: no answer within ${fmt(c.ms)} (SYN dropped or host down)`;
+    case 'unreachable': return `TCP connect to ${p.endpoint}: ${c.error ?? 'unreachable'} (no route to the host)`;
+    case 'reset': return `TCP connect to ${p.endpoint}: accepted and reset at once (${c.error ?? 'RST'})`;
+    case 'unresolved': return `DNS lookup of ${p.host} failed after ${fmt(c.ms)}: ${p.dns?.error ?? c.error ?? 'no address'}; nothing was sent to the host`;
+    default: return `TCP connect to ${p.endpoint} failed: ${c.error ?? c.outcome}`;
   }
 }
 
@@ -243,7 +249,11 @@ function negotiationFinding(p: ProbeResult, n: NegotiationStep): Finding {
     case 'not-x224':
       return { cause: 'not-rdp', confidence: 0.9, summary: `the service on port ${p.port} is not RDP: it answered ${n.preview}` };
     case 'timeout':
-      return { cause: 'not-rdp', confidence: n.bytes ? 0.8 : 0.6, summary: `the service on port ${p.port} accepted the connection but never answered the X.224 request`, networkish: n.bytes === 0 };
+      // The request ends in the cookie line a real client sends: a line-based service (HTTP, SMTP,
+      // ...) answers it, a banner service has spoken first. Total silence is a listener that
+      // accepts (the kernel does that) and never reads: the hung TermService.
+      if (n.bytes) return { cause: 'not-rdp', confidence: 0.8, summary: `the service on port ${p.port} sent ${n.bytes} bytes that are not an X.224 Connection Confirm, then nothing more` };
+      return { cause: 'listener-hung', confidence: 0.75, summary: `port ${p.port} accepts TCP but never answered the X.224 request, not even the cookie line a client sends: a hung RDP listener (Remote Desktop Services)`, networkish: true };
     case 'closed':
     case 'reset': {
       const rdp = p.followUps.find((f) => f.requested === 0);
@@ -263,7 +273,12 @@ function probeFinding(p: ProbeResult): Finding {
     case 'refused': return { cause: 'no-listener', confidence: 0.95, summary: `nothing listens on port ${p.port} (connection refused)` };
     case 'timeout': return { cause: 'unreachable', confidence: 0.8, summary: `connect to port ${p.port} timed out: SYNs are dropped (firewall, NSG, VPN) or the host is down`, networkish: true };
     case 'unreachable': return { cause: 'unreachable', confidence: 0.9, summary: `no route to ${p.host} (${p.connect.error ?? 'unreachable'})` };
-    case 'unresolved': return { cause: 'unreachable', confidence: 0.9, summary: `the name ${p.host} does not resolve (${p.connect.error ?? 'no address'})` };
+    case 'unresolved': {
+      const code = p.dns?.code ?? p.connect.error;
+      // ENOTFOUND / ENODATA is the DNS answer itself; a timeout or EAI_AGAIN may be a DNS server
+      // that is briefly down, but the fix starts at the name either way, never at the network path.
+      return { cause: 'name-not-resolved', confidence: code === 'ENOTFOUND' || code === 'ENODATA' ? 0.95 : 0.85, summary: `${p.dns?.error ?? `the name ${p.host} does not resolve (${code ?? 'no address'})`}: no address to connect to` };
+    }
     case 'reset': return { cause: 'closed-by-server', confidence: 0.85, summary: 'the server accepts TCP and resets the connection at once' };
     case 'error': return { cause: 'unreachable', confidence: 0.5, summary: `connect failed: ${p.connect.error ?? 'unknown error'}` };
     default: break;
@@ -294,14 +309,14 @@ function pathMtuLine(m: PathMtuCheck): string {
   if (m.status === 'skipped') return `path-MTU check skipped: ${m.reason}`;
   if (m.status === 'error') return `path-MTU check failed: ${m.reason}`;
   const ifc = m.interfaceMtu ? ` (interface ${m.interface ?? '?'} MTU ${m.interfaceMtu})` : '';
-  if (m.pathMtu === null || m.pathMtu === undefined) return `path-MTU check to ${m.target}${ifc}: no conclusion (${m.reason ?? 'no don\'t-fragment ping got an answer'})`;
+  if (m.pathMtu === null || m.pathMtu === undefined) return `path-MTU check to ${m.host}${ifc}: no conclusion (${m.reason ?? 'no don\'t-fragment ping got an answer'})`;
   const smaller = m.interfaceMtu && m.pathMtu < m.interfaceMtu;
   const silent = m.blackhole ? ', larger sizes vanish without an ICMP "fragmentation needed"' : '';
-  return `path-MTU check (DF pings): ${m.pathMtu} bytes to ${m.target}${ifc}${smaller ? `: full-size packets do not pass${silent}` : ': full-size packets pass'} (${m.probes ?? '?'} probes, ${fmt(m.ms)})`;
+  return `path-MTU check (DF pings): ${m.pathMtu} bytes to ${m.host}${ifc}${smaller ? `: full-size packets do not pass${silent}` : ': full-size packets pass'} (${m.probes ?? '?'} probes, ${fmt(m.ms)})`;
 }
 
 /** Name the cause. `network` (diagnose) adds the connect sample and the path-MTU check. */
-export function verdictOf(p: ProbeResult, network?: NetworkEvidence | null): Verdict {
+export function verdictOf(p: ProbeResult, network?: NetworkEvidence | null, env: ChannelEnv = thisMachine()): Verdict {
   let f = probeFinding(p);
   const evidence = probeEvidence(p);
   const notes: string[] = [];
@@ -310,6 +325,7 @@ export function verdictOf(p: ProbeResult, network?: NetworkEvidence | null): Ver
     const rc = network.recheck ?? null;
     const m = network.pathMtu;
     if (s) evidence.push(sampleLine(s));
+    else if (network.sampleSkipped) evidence.push(`connect sample skipped: ${network.sampleSkipped}`);
     if (rc) evidence.push(`re-check, paced: ${sampleLine(rc).replace(/^connect sample: /, '')}`);
     if (m) evidence.push(pathMtuLine(m));
     const { maxRttMs, maxLost } = network.thresholds;
@@ -334,12 +350,12 @@ export function verdictOf(p: ProbeResult, network?: NetworkEvidence | null): Ver
       else if (s) f = { cause: 'unreachable', confidence: 0.9, summary: `no connect was answered (the probe's and ${s.attempts - 1} more): SYNs to port ${p.port} are dropped (firewall, NSG, VPN) or the host is down` };
     } else if (f.networkish && (lossy || someLost || slow)) {
       notes.push(`the probe's failure (${f.summary}) is what a lossy or slow path produces`);
-      f = { cause: 'unstable-network', confidence: lossy || slow ? 0.85 : 0.7, summary: `the path to ${p.target} is unstable: ${why}` };
+      f = { cause: 'unstable-network', confidence: lossy || slow ? 0.85 : 0.7, summary: `the path to ${p.endpoint} is unstable: ${why}` };
     } else if (f.flightLost && f.cause === 'mtu-blackhole') {
       if (mtuSmaller && f.confidence < 0.9) f = { ...f, confidence: 0.85, summary: `small packets pass but the server's TLS flight never arrives, and the path MTU is ${m!.pathMtu} < ${m!.interfaceMtu}: a path-MTU black hole` };
       else if (mtuFull && f.confidence < 0.9) f = { ...f, cause: 'certificate-key-unusable', confidence: 0.5, summary: 'the server chose TLS and never answered our ClientHello although full-size packets pass the path: a hung TLS stack or unusable key' };
     } else if (f.cause === 'healthy' && (lossy || slow)) {
-      f = { cause: 'unstable-network', confidence: 0.8, summary: `RDP answers, but the path to ${p.target} is unstable: ${[lossy ? lossText : '', slow ? slowText : ''].filter(Boolean).join(', ')}` };
+      f = { cause: 'unstable-network', confidence: 0.8, summary: `RDP answers, but the path to ${p.endpoint} is unstable: ${[lossy ? lossText : '', slow ? slowText : ''].filter(Boolean).join(', ')}` };
     } else if (f.cause === 'healthy' && burstOnly) {
       f = { ...f, confidence: Math.min(f.confidence, 0.9) };
     } else if (f.cause === 'healthy' && someLost) {
@@ -355,50 +371,111 @@ export function verdictOf(p: ProbeResult, network?: NetworkEvidence | null): Ver
     }
   }
   const recipe = recipeFor(f.cause);
+  const steps = nextSteps(f.cause, recipe, p, env);
   return {
     cause: f.cause,
     confidence: Math.round(f.confidence * 100) / 100,
     summary: f.summary,
     evidence: [...evidence, ...notes],
     recipe,
-    next: nextSteps(f.cause, recipe, p),
+    next: steps.next,
+    notes: steps.notes,
   };
 }
 
 // ---------------------------------------------------------------- next steps
 
+/** What this machine can reach a Windows server with: its OS and the channel programs on PATH. */
+export interface ChannelEnv {
+  platform: NodeJS.Platform;
+  has: (program: string) => boolean;
+}
+
+export function thisMachine(): ChannelEnv {
+  return { platform: process.platform, has: (program) => findProgram(program) !== null };
+}
+
 const CLIENT_SIDE = new Set(['vpn-mtu', 'unstable-network']);
 
-/** The exact commands that fix the cause (run-recipe), or advice where no recipe applies. */
-export function nextSteps(cause: Cause, recipe: string | null, p: Pick<ProbeResult, 'target' | 'host' | 'port'>): string[] {
-  if (cause === 'healthy') return [];
+const isLoopback = (host: string) => /^127\.\d+\.\d+\.\d+$/.test(host) || host === '::1' || host.toLowerCase() === 'localhost';
+const isIpLiteral = (host: string) => /^\d+\.\d+\.\d+\.\d+$/.test(host) || host.includes(':');
+
+/**
+ * The --target values that can work from this machine for a server-side step on `host`, best
+ * first, and what each needs. `--emit` (print the PowerShell to paste) always works and is last.
+ * `local` only on Windows; WinRM only with pwsh (or Windows PowerShell); an IP address over WinRM
+ * takes HTTPS with a credential (HTTP would need TrustedHosts and explicit credentials anyway).
+ */
+export function serverTargets(host: string, env: ChannelEnv = thisMachine()): { targets: string[]; notes: string[] } {
+  const targets: string[] = [];
+  const notes: string[] = [];
+  const windows = env.platform === 'win32';
+  const h = host.includes(':') ? `[${host}]` : host;
+  if (isLoopback(host)) {
+    if (windows) {
+      targets.push('local');
+      notes.push('--target local: run it from an elevated PowerShell (Run as administrator) on this machine');
+    } else {
+      notes.push(`${host} is this machine, which runs ${env.platform}: the server steps are PowerShell for Windows, so --target local cannot work here. If ${host} forwards to a Windows server (an SSH tunnel, a VPN client's proxy), run the recipe against that server (--target winrms://ADMIN@SERVER or ssh://ADMIN@SERVER), or paste the --emit script into an elevated PowerShell on it`);
+    }
+  } else {
+    const winrm = env.has('pwsh') || (windows && env.has('powershell'));
+    if (winrm) {
+      if (windows && !isIpLiteral(host)) {
+        targets.push(`winrm://${h}`);
+        notes.push(`winrm://${h}: WinRM over HTTP (port 5985) with your own domain credentials (Kerberos); the server needs PowerShell remoting (Enable-PSRemoting)`);
+      } else {
+        targets.push(`winrms://ADMIN@${h}`);
+        notes.push(`winrms://ADMIN@${h}: WinRM over HTTPS (port 5986); the server needs an HTTPS listener whose certificate this machine trusts for ${host}; PowerShell asks for ADMIN's password (replace ADMIN with an administrator of the server)${isIpLiteral(host) ? '. Plain winrm:// to an IP address would also need the address in this machine\'s TrustedHosts' : ''}`);
+      }
+    }
+    if (env.has('ssh')) {
+      targets.push(`ssh://ADMIN@${h}`);
+      notes.push(`ssh://ADMIN@${h}: OpenSSH Server on the Windows server, key authentication for ADMIN (an administrator)`);
+    }
+    if (env.has('az')) {
+      targets.push('azure://SUBSCRIPTION/RESOURCE_GROUP/VM');
+      notes.push('azure://SUBSCRIPTION/RESOURCE_GROUP/VM: an Azure VM through Run Command (az login first); works when RDP and WinRM are down');
+    }
+    if (!targets.length) notes.push(`no channel program on this machine (pwsh for WinRM, ssh, az): paste the --emit script on the server, or install PowerShell 7 (pwsh) to use --target winrms://ADMIN@${h}`);
+  }
+  notes.push('--emit: prints the PowerShell to paste into an elevated PowerShell on the server; nothing runs here');
+  return { targets, notes };
+}
+
+/** The exact commands that fix the cause (run-recipe), and the notes that go with them. */
+export function nextSteps(cause: Cause, recipe: string | null, p: Pick<ProbeResult, 'endpoint' | 'host' | 'port'>, env: ChannelEnv = thisMachine()): { next: string[]; notes: string[] } {
+  if (cause === 'healthy') return { next: [], notes: [] };
   if (cause === 'not-rdp') {
-    return [
-      `Port ${p.port} on ${p.host} is not an RDP listener. On the server, see which port RDP uses:`,
-      `  Get-ItemProperty -LiteralPath 'HKLM:\\SYSTEM\\CurrentControlSet\\Control\\Terminal Server\\WinStations\\RDP-Tcp' -Name PortNumber`,
-    ];
+    return {
+      next: [`Get-ItemProperty -LiteralPath 'HKLM:\\SYSTEM\\CurrentControlSet\\Control\\Terminal Server\\WinStations\\RDP-Tcp' -Name PortNumber`],
+      notes: [`port ${p.port} on ${p.host} is not an RDP listener: the command above, in PowerShell on the server, shows the port RDP uses; then diagnose that port (npx tsx scripts/diagnose.ts ${p.host.includes(':') ? `[${p.host}]` : p.host}:PORT)`],
+    };
   }
-  if (!recipe) return [];
-  const base = `npx tsx scripts/run-recipe.ts ${recipe} --host ${p.target}`;
+  if (cause === 'name-not-resolved') {
+    return {
+      next: [`nslookup ${p.host}`],
+      notes: [`${p.host} does not resolve from this machine: check the spelling, the DNS suffix (a short name needs its domain), and over a VPN that it is connected and hands out its DNS servers; or give the IP address instead. No network fix applies: nothing was sent to the host`],
+    };
+  }
+  if (!recipe) return { next: [], notes: [] };
+  const base = `npx tsx scripts/run-recipe.ts ${recipe} --host ${p.endpoint}`;
   if (CLIENT_SIDE.has(recipe)) {
-    const lines = [base];
-    if (cause === 'unreachable') lines.push(`and check the firewall, NSG and VPN between here and ${p.host} for port ${p.port}`);
-    return lines;
+    return { next: [base], notes: cause === 'unreachable' ? [`check the firewall, NSG and VPN between here and ${p.host} for port ${p.port}`] : [] };
   }
-  const local = p.host === '127.0.0.1' || p.host === '::1' || p.host.toLowerCase() === 'localhost';
-  return [
-    `${base} --target ${local ? 'local' : `winrm://${p.host}`}`,
-    `(or --target azure://SUBSCRIPTION/RESOURCE_GROUP/VM when RDP and WinRM are down, ssh://USER@${p.host}, or --emit to print a script to paste)`,
-  ];
+  const t = serverTargets(p.host, env);
+  const next = [...t.targets.map((x) => `${base} --target ${x}`), `${base} --emit`];
+  return { next, notes: [...(next.length > 1 ? ['run one of these commands (the first fits this machine best)'] : []), ...t.notes] };
 }
 
 // ---------------------------------------------------------------- human output
 
 /** Verdict first, then the evidence, then the command. */
-export function formatVerdict(v: Verdict & { target: string }): string {
+export function formatVerdict(v: Verdict & { endpoint: string }): string {
   const ok = v.cause === 'healthy';
-  const head = `${ok ? chalk.green('✔') : chalk.red('✘')} ${chalk.bold(v.target)}: ${ok ? chalk.green(v.cause) : chalk.red(v.cause)} ${chalk.dim(`(confidence ${v.confidence.toFixed(2)})`)}`;
+  const head = `${ok ? chalk.green('✔') : chalk.red('✘')} ${chalk.bold(v.endpoint)}: ${ok ? chalk.green(v.cause) : chalk.red(v.cause)} ${chalk.dim(`(confidence ${v.confidence.toFixed(2)})`)}`;
   const lines = [head, `  ${v.summary}`, ...v.evidence.map((e) => `  ${chalk.dim('•')} ${e}`)];
   if (v.next.length) lines.push('', chalk.bold(v.recipe ? `Fix (recipe ${v.recipe}):` : 'Next:'), ...v.next.map((n) => `  ${n}`));
+  if (v.notes.length) lines.push(...v.notes.map((n) => `  ${chalk.dim('•')} ${chalk.dim(n)}`));
   return lines.join('\n');
 }

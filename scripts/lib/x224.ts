@@ -38,23 +38,36 @@ export function protocolNames(p: number): string[] {
 }
 
 /**
- * TPKT (4) + X.224 CR (7) + RDP_NEG_REQ (8) = 19 bytes. No cookie: the probe does not identify a
- * user, and a routing cookie would only matter behind an RD Connection Broker.
+ * The routing cookie every request carries, as mstsc sends one ("Cookie: mstshash=USER\r\n",
+ * MS-RDPBCGR 2.2.1.1). It is also what tells a hung RDP listener from a service that is not RDP:
+ * a line-based service (HTTP, SMTP, Redis...) waits for a line end and then answers it (HTTP: 400
+ * Bad Request), where a listener that accepts and never reads stays silent. No user is named.
  */
-export function connectionRequest(requestedProtocols: number): Buffer {
-  const b = Buffer.alloc(19);
+export const COOKIE = 'rdpfix';
+
+/**
+ * TPKT (4) + X.224 CR (7) + "Cookie: mstshash=COOKIE\r\n" + RDP_NEG_REQ (8): 44 bytes with the
+ * default cookie, 19 without one (cookie null).
+ */
+export function connectionRequest(requestedProtocols: number, cookie: string | null = COOKIE): Buffer {
+  if (cookie !== null && !/^[\x21-\x7e]{1,64}$/.test(cookie)) throw new Error(`invalid routing cookie ${JSON.stringify(cookie)}`);
+  const line = cookie === null ? Buffer.alloc(0) : Buffer.from(`Cookie: mstshash=${cookie}\r\n`, 'latin1');
+  const len = 19 + line.length;
+  const b = Buffer.alloc(len);
   b.writeUInt8(3, 0); // TPKT version
   b.writeUInt8(0, 1);
-  b.writeUInt16BE(19, 2); // TPKT length
-  b.writeUInt8(14, 4); // X.224 length indicator: 6 + 8
+  b.writeUInt16BE(len, 2); // TPKT length
+  b.writeUInt8(len - 5, 4); // X.224 length indicator: 6 + cookie + 8
   b.writeUInt8(0xe0, 5); // CR TPDU, CDT 0
   b.writeUInt16BE(0, 6); // DST-REF
   b.writeUInt16BE(0, 8); // SRC-REF
   b.writeUInt8(0, 10); // class 0
-  b.writeUInt8(0x01, 11); // TYPE_RDP_NEG_REQ
-  b.writeUInt8(0, 12); // flags
-  b.writeUInt16LE(8, 13);
-  b.writeUInt32LE(requestedProtocols >>> 0, 15);
+  line.copy(b, 11);
+  const neg = 11 + line.length;
+  b.writeUInt8(0x01, neg); // TYPE_RDP_NEG_REQ
+  b.writeUInt8(0, neg + 1); // flags
+  b.writeUInt16LE(8, neg + 2);
+  b.writeUInt32LE(requestedProtocols >>> 0, neg + 4);
   return b;
 }
 

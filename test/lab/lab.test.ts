@@ -4,6 +4,7 @@
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { suite } from 'uvu';
+import { connectionRequest } from '../../scripts/lib/x224.ts';
 import * as assert from 'uvu/assert';
 import { LAB_CLIENT, type ClientRequest, type ClientResult } from './lab-client.ts';
 import { cleanupStaleLab, createTopology, run, type Topology } from './netns.ts';
@@ -298,6 +299,7 @@ if (labGate('lab: peers', ['root', 'netns', 'socat'])) {
           { mode: 'bigcert', port: 4009 },
           { mode: 'stall', port: 4010 },
           { mode: 'reply', port: 4011, hex: negResponse(PROTOCOL_SSL).toString('hex'), after: 'hold' },
+          { mode: 'http-line', port: 4014 },
           ...failures.map((code) => ({ mode: 'reply' as const, port: 4100 + code, hex: negFailure(code).toString('hex') })),
         ]);
         await startSocatCloser(topo, 4020);
@@ -313,9 +315,12 @@ if (labGate('lab: peers', ['root', 'netns', 'socat'])) {
           p(4010, { readMs: 300 }),
           tls(4011),
           p(4020),
+          // A request without a line end, then one with the mstshash cookie line.
+          p(4014, { send: connectionRequest(0x0b, null).toString('hex'), readMs: 300 }),
+          p(4014, { send: connectionRequest(0x0b).toString('hex') }),
           ...failures.map((code) => p(4100 + code)),
         ]);
-        const [close, reset, banner, http, alert, tlsClose, tlsReset, endless, bigRaw, bigTls, stall, hold, socat, ...negs] = results;
+        const [close, reset, banner, http, alert, tlsClose, tlsReset, endless, bigRaw, bigTls, stall, hold, socat, httpNoLine, httpLine, ...negs] = results;
         const show = (r: ClientResult) => JSON.stringify(r);
         if (process.env.LAB_DEBUG === 'verbose') for (const r of results) console.log(show(r));
 
@@ -328,6 +333,8 @@ if (labGate('lab: peers', ['root', 'netns', 'socat'])) {
         assert.is(banner.end, 'fin');
         assert.ok(Buffer.from(http.received, 'hex').toString().startsWith('HTTP/1.1 400 '), show(http));
         assert.is(http.end, 'fin');
+        assert.ok(httpNoLine.connected && httpNoLine.end === 'timeout' && httpNoLine.receivedBytes === 0, show(httpNoLine));
+        assert.ok(Buffer.from(httpLine.received, 'hex').toString().startsWith('HTTP/1.1 400 '), show(httpLine));
         assert.is(alert.tls?.error, 'ERR_SSL_SSLV3_ALERT_HANDSHAKE_FAILURE', show(alert));
         assert.ok(tlsClose.tls && !tlsClose.tls.ok && !tlsClose.tls.timedOut, show(tlsClose));
         assert.is(tlsReset.tls?.error, 'ECONNRESET', show(tlsReset));

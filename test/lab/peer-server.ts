@@ -14,6 +14,7 @@ export type PeerMode =
   | 'reset' // accept, then RST at once
   | 'banner' // send `text` (default an SSH banner) on accept, FIN once the client sends anything
   | 'http' // answer the first bytes with an HTTP 400 response, then FIN
+  | 'http-line' // like a real HTTP server: silent until a line end arrives, then HTTP 400 and FIN
   | 'reply' // answer the X.224 request with exactly `hex`, then `after`
   | 'tls-alert' // select SSL, answer the ClientHello with `hex` (default alert handshake_failure), then FIN
   | 'tls-close' // select SSL, FIN right after the ClientHello
@@ -122,6 +123,19 @@ function handle(sock: net.Socket, spec: PeerSpec): void {
     case 'http':
       onFirstMessage(sock, () => sock.end(HTTP_400));
       break;
+    case 'http-line': {
+      // An HTTP parser reads the request line up to its end: a binary request without a line end
+      // gets no answer at all, one that carries a line (the mstshash cookie) gets 400.
+      let seen = '';
+      const onData = (d: Buffer) => {
+        seen += d.toString('latin1');
+        if (!seen.includes('\n')) return;
+        sock.off('data', onData);
+        sock.end(HTTP_400);
+      };
+      sock.on('data', onData);
+      break;
+    }
     case 'reply':
       onFirstMessage(sock, () => {
         sock.write(Buffer.from(spec.hex ?? '', 'hex'));

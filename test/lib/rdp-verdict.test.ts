@@ -4,7 +4,7 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { CAUSE_NAMES, recipeFor } from '../../scripts/lib/causes.ts';
-import { nextSteps, verdictOf, type ConnectSample, type NetworkEvidence, type PathMtuCheck } from '../../scripts/lib/rdp-verdict.ts';
+import { nextSteps, serverTargets, verdictOf, type ChannelEnv, type ConnectSample, type NetworkEvidence, type PathMtuCheck } from '../../scripts/lib/rdp-verdict.ts';
 import type { TlsResult } from '../../scripts/lib/tls-probe.ts';
 import type { NegotiationStep, ProbeResult } from '../../scripts/probe-rdp.ts';
 
@@ -19,7 +19,7 @@ const tlsFail = (outcome: TlsResult['outcome'], more: Partial<TlsResult> = {}): 
 
 function probe(p: Partial<ProbeResult> = {}): ProbeResult {
   return {
-    target: '10.0.0.4:3389', host: '10.0.0.4', port: 3389, address: '10.0.0.4', connect: { outcome: 'accepted', ms: 1 },
+    endpoint: '10.0.0.4:3389', host: '10.0.0.4', port: 3389, address: '10.0.0.4', connect: { outcome: 'accepted', ms: 1 },
     negotiation: SSL_RSP, followUps: [], tls: TLS_OK, mssRetry: null, tlsVersions: null, connections: 1, ms: 10,
     timeouts: { connectMs: 3000, x224Ms: 3000, tlsMs: 5000 }, ...p,
   };
@@ -63,8 +63,36 @@ probeOnly('each cause gets the recipe of lib/causes.ts', () => {
 });
 
 probeOnly('the causes of lib/causes.ts are exactly the ones of the issue table', () => {
-  assert.equal([...CAUSE_NAMES].sort(), ['certificate-expired', 'certificate-key-unusable', 'closed-by-server', 'healthy', 'mtu-blackhole', 'nla-required',
-    'no-listener', 'not-rdp', 'security-layer-mismatch', 'tls-version-mismatch', 'unreachable', 'unstable-network']);
+  assert.equal([...CAUSE_NAMES].sort(), ['certificate-expired', 'certificate-key-unusable', 'closed-by-server', 'healthy', 'listener-hung', 'mtu-blackhole',
+    'name-not-resolved', 'nla-required', 'no-listener', 'not-rdp', 'security-layer-mismatch', 'tls-version-mismatch', 'unreachable', 'unstable-network']);
+  assert.is(recipeFor('listener-hung'), 'listener-hung');
+  assert.is(recipeFor('name-not-resolved'), null);
+});
+
+probeOnly('silence to the X.224 request (cookie line included) is a hung listener; an answer that is not X.224 is not RDP', () => {
+  const silent = verdictOf(probe({ negotiation: { ...SSL_RSP, outcome: 'timeout', selectedProtocol: undefined, bytes: 0, ms: 3000 }, tls: null }));
+  assert.is(silent.cause, 'listener-hung');
+  assert.is(silent.recipe, 'listener-hung');
+  assert.match(silent.summary, /never answered the X\.224 request, not even the cookie line/);
+  const http = verdictOf(probe({ negotiation: { ...SSL_RSP, outcome: 'not-x224', reason: 'not a TPKT header (first byte is not 3)', preview: '"HTTP/1.1 400 Bad Request\\r\\n"', selectedProtocol: undefined, bytes: 24 }, tls: null }));
+  assert.is(http.cause, 'not-rdp');
+  assert.match(http.summary, /HTTP\/1\.1 400/);
+  const partial = verdictOf(probe({ negotiation: { ...SSL_RSP, outcome: 'timeout', selectedProtocol: undefined, bytes: 3, preview: '030000', ms: 3000 }, tls: null }));
+  assert.is(partial.cause, 'not-rdp');
+});
+
+probeOnly('a name that does not resolve is name-not-resolved: no recipe, nslookup and what to check, never a network fix', () => {
+  const v = verdictOf(probe({
+    endpoint: 'nosuch.invalid:3389', host: 'nosuch.invalid', address: null, connect: { outcome: 'unresolved', ms: 2, error: 'ENOTFOUND' },
+    dns: { ms: 2, code: 'ENOTFOUND', error: 'the name nosuch.invalid does not exist in DNS (ENOTFOUND)' }, negotiation: null, tls: null, connections: 0,
+  }));
+  assert.is(v.cause, 'name-not-resolved');
+  assert.is(v.recipe, null);
+  assert.is(v.confidence, 0.95);
+  assert.equal(v.next, ['nslookup nosuch.invalid']);
+  assert.match(v.notes.join('\n'), /spelling.*DNS suffix/);
+  assert.match(v.evidence[0]!, /DNS lookup of nosuch\.invalid failed .*ENOTFOUND.*nothing was sent/);
+  assert.not.match(v.next.join('\n'), /run-recipe|unstable-network|mtu/);
 });
 
 probeOnly('TLS failures: MCS bytes, reset for every version, old versions only, intermittent', () => {
@@ -135,7 +163,7 @@ network('a connect timeout is unreachable when nothing answers, unstable-network
 
 network('network-looking probe failures on a lossy path are unstable-network; server answers stay what they are', () => {
   const x224Timeout = probe({ negotiation: { ...SSL_RSP, outcome: 'timeout', selectedProtocol: undefined, bytes: 0, ms: 3000 }, tls: null });
-  assert.is(verdictOf(x224Timeout, net(sample(0))).cause, 'not-rdp');
+  assert.is(verdictOf(x224Timeout, net(sample(0))).cause, 'listener-hung');
   assert.is(verdictOf(x224Timeout, net(sample(1))).cause, 'unstable-network');
   const silence = probe({ tls: tlsFail('silence'), mssRetry: { mss: 536, helper: 'perl', arrived: true, tls: TLS_OK, ms: 10 } });
   assert.is(verdictOf(silence, net(sample(0))).cause, 'mtu-blackhole');
@@ -148,7 +176,7 @@ network('network-looking probe failures on a lossy path are unstable-network; se
 
 network('the path-MTU check confirms or rules out a suspected black hole, and says when it was skipped', () => {
   const suspected = probe({ tls: tlsFail('silence'), mssRetry: { mss: 536, skipped: 'no helper', ms: 0 } });
-  const done = (pathMtu: number): PathMtuCheck => ({ status: 'done', target: '10.0.0.4', pathMtu, interface: 'eth0', interfaceMtu: 1500, probes: 12, ms: 3000 });
+  const done = (pathMtu: number): PathMtuCheck => ({ status: 'done', host: '10.0.0.4', pathMtu, interface: 'eth0', interfaceMtu: 1500, probes: 12, ms: 3000 });
   const confirmed = verdictOf(suspected, net(sample(0), done(1400)));
   assert.is(confirmed.cause, 'mtu-blackhole');
   assert.is(confirmed.confidence, 0.85);
@@ -165,16 +193,50 @@ network.run();
 
 const next = suite('fix commands');
 
-next('server-side recipes name a channel, client-side ones do not, healthy needs nothing', () => {
-  const p = { target: 'vm1.contoso.com:3389', host: 'vm1.contoso.com', port: 3389 };
-  assert.equal(nextSteps('healthy', null, p), []);
-  const cert = nextSteps('certificate-key-unusable', 'azure-vm-cert', p);
-  assert.is(cert[0], 'npx tsx scripts/run-recipe.ts azure-vm-cert --host vm1.contoso.com:3389 --target winrm://vm1.contoso.com');
-  assert.match(cert[1]!, /azure:\/\/SUBSCRIPTION\/RESOURCE_GROUP\/VM/);
-  assert.is(nextSteps('no-listener', 'service-down', { target: '127.0.0.1:3389', host: '127.0.0.1', port: 3389 })[0], 'npx tsx scripts/run-recipe.ts service-down --host 127.0.0.1:3389 --target local');
-  assert.equal(nextSteps('mtu-blackhole', 'vpn-mtu', p), ['npx tsx scripts/run-recipe.ts vpn-mtu --host vm1.contoso.com:3389']);
-  assert.match(nextSteps('unreachable', 'unstable-network', p).join('\n'), /firewall, NSG and VPN/);
-  assert.match(nextSteps('not-rdp', null, p).join('\n'), /PortNumber/);
+const env = (platform: NodeJS.Platform, programs: string[]): ChannelEnv => ({ platform, has: (p) => programs.includes(p) });
+const LINUX_ALL = env('linux', ['pwsh', 'ssh', 'az']);
+
+next('next[] holds commands only; the prose is in notes', () => {
+  const p = { endpoint: 'vm1.contoso.com:3389', host: 'vm1.contoso.com', port: 3389 };
+  assert.equal(nextSteps('healthy', null, p, LINUX_ALL), { next: [], notes: [] });
+  const cert = nextSteps('certificate-key-unusable', 'azure-vm-cert', p, LINUX_ALL);
+  for (const c of cert.next) assert.match(c, /^npx tsx scripts\/run-recipe\.ts azure-vm-cert --host vm1\.contoso\.com:3389 (--target \S+|--emit)$/, c);
+  assert.equal(nextSteps('mtu-blackhole', 'vpn-mtu', p, LINUX_ALL), { next: ['npx tsx scripts/run-recipe.ts vpn-mtu --host vm1.contoso.com:3389'], notes: [] });
+  const unreachable = nextSteps('unreachable', 'unstable-network', p, LINUX_ALL);
+  assert.equal(unreachable.next, ['npx tsx scripts/run-recipe.ts unstable-network --host vm1.contoso.com:3389']);
+  assert.match(unreachable.notes.join('\n'), /firewall, NSG and VPN/);
+  const notRdp = nextSteps('not-rdp', null, p, LINUX_ALL);
+  assert.equal(notRdp.next, [String.raw`Get-ItemProperty -LiteralPath 'HKLM:\SYSTEM\CurrentControlSet\Control\Terminal Server\WinStations\RDP-Tcp' -Name PortNumber`]);
+  assert.match(notRdp.notes.join('\n'), /shows the port RDP uses/);
+  for (const v of [cert, unreachable, notRdp]) for (const c of v.next) assert.not.match(c, /^\(|^or |^and |: /, `a command, not prose: ${c}`);
+});
+
+next('127.0.0.1 on Linux never prints --target local (server scripts need Windows); on Windows it is the first choice', () => {
+  const local = { endpoint: '127.0.0.1:3389', host: '127.0.0.1', port: 3389 };
+  const linux = nextSteps('no-listener', 'service-down', local, LINUX_ALL);
+  assert.equal(linux.next, ['npx tsx scripts/run-recipe.ts service-down --host 127.0.0.1:3389 --emit']);
+  assert.match(linux.notes.join('\n'), /runs linux: .*--target local cannot work here/);
+  const win = nextSteps('no-listener', 'service-down', local, env('win32', ['powershell']));
+  assert.equal(win.next, ['npx tsx scripts/run-recipe.ts service-down --host 127.0.0.1:3389 --target local', 'npx tsx scripts/run-recipe.ts service-down --host 127.0.0.1:3389 --emit']);
+});
+
+next('a remote host gets only the channels this machine has; an IP address gets WinRM over HTTPS with a user; --emit always', () => {
+  assert.equal(serverTargets('10.0.0.4', LINUX_ALL).targets, ['winrms://ADMIN@10.0.0.4', 'ssh://ADMIN@10.0.0.4', 'azure://SUBSCRIPTION/RESOURCE_GROUP/VM']);
+  assert.match(serverTargets('10.0.0.4', LINUX_ALL).notes.join('\n'), /HTTPS \(port 5986\).*asks for ADMIN's password.*TrustedHosts/);
+  assert.equal(serverTargets('10.0.0.4', env('linux', ['ssh'])).targets, ['ssh://ADMIN@10.0.0.4']);
+  assert.equal(serverTargets('fd00::4', env('linux', ['ssh'])).targets, ['ssh://ADMIN@[fd00::4]']);
+  // A name from a Windows machine: WinRM with the user's own (Kerberos) credentials.
+  assert.equal(serverTargets('vm1.contoso.com', env('win32', ['powershell'])).targets, ['winrm://vm1.contoso.com']);
+  assert.equal(serverTargets('vm1.contoso.com', env('linux', ['pwsh'])).targets, ['winrms://ADMIN@vm1.contoso.com']);
+  const none = serverTargets('10.0.0.4', env('linux', []));
+  assert.equal(none.targets, []);
+  assert.match(none.notes.join('\n'), /no channel program on this machine/);
+  const p = { endpoint: '10.0.0.4:3389', host: '10.0.0.4', port: 3389 };
+  assert.equal(nextSteps('certificate-key-unusable', 'azure-vm-cert', p, env('linux', [])).next, ['npx tsx scripts/run-recipe.ts azure-vm-cert --host 10.0.0.4:3389 --emit']);
+  assert.is(nextSteps('listener-hung', 'listener-hung', p, env('linux', ['pwsh'])).next[0], 'npx tsx scripts/run-recipe.ts listener-hung --host 10.0.0.4:3389 --target winrms://ADMIN@10.0.0.4');
+  for (const e of [LINUX_ALL, env('linux', []), env('win32', ['powershell'])]) {
+    assert.match(nextSteps('certificate-key-unusable', 'azure-vm-cert', p, e).next.at(-1)!, / --emit$/);
+  }
 });
 
 next.run();

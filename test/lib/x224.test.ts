@@ -28,9 +28,12 @@ const confirm = (type: number, value: number, flags = 0) => {
 
 const request = suite('connectionRequest');
 
-request('is TPKT + X.224 CR + RDP_NEG_REQ, byte for byte (MS-RDPBCGR 2.2.1.1)', () => {
-  assert.is(connectionRequest(PROTOCOL.SSL | PROTOCOL.HYBRID | PROTOCOL.HYBRID_EX).toString('hex'), '030000130ee00000000000010008000b000000');
-  assert.is(connectionRequest(0).toString('hex'), '030000130ee000000000000100080000000000');
+request('is TPKT + X.224 CR + the mstshash cookie line + RDP_NEG_REQ, byte for byte (MS-RDPBCGR 2.2.1.1)', () => {
+  const cookie = Buffer.from('Cookie: mstshash=rdpfix\r\n', 'latin1').toString('hex');
+  assert.is(connectionRequest(PROTOCOL.SSL | PROTOCOL.HYBRID | PROTOCOL.HYBRID_EX).toString('hex'), `0300002c27e00000000000${cookie}010008000b000000`);
+  assert.is(connectionRequest(0).toString('hex'), `0300002c27e00000000000${cookie}0100080000000000`);
+  assert.is(connectionRequest(0x0b, null).toString('hex'), '030000130ee00000000000010008000b000000');
+  assert.throws(() => connectionRequest(0x0b, 'a\r\nb'), /invalid routing cookie/);
 });
 
 request('protocol names and labels', () => {
