@@ -11,18 +11,25 @@
 // >= 1 % or jitter >= 30 ms poor). Ctrl-C stops early and prints what was gathered so far.
 //
 // When to use it: RDP drops or freezes over a VPN, or diagnose points at the network.
+// It measures the path, and does not pretend to where the port itself is the problem: a refusal
+// (nothing listens), no route, a name that does not resolve, a server that closes, answers
+// something that is not RDP or never answers the X.224 request. Those are named with diagnose's
+// cause (same words, never a contradiction) and sampling stops as soon as more rounds cannot
+// change that.
+//
 // Undo: nothing to undo — it only measures (one short TCP connection per round, one ping).
+import type { Cause } from './lib/causes.ts';
 import { isMain, makeCli, runCli } from './lib/cli.ts';
+import { isResolved, resolveHost } from './lib/dns.ts';
 import { EnvError, UsageError } from './lib/errors.ts';
 import { chalk, printJson, type Status } from './lib/output.ts';
 import { pingPlatform, runPing } from './lib/ping.ts';
 import { describeRoute, windowsRouteScript, type RouteInfo } from './lib/route.ts';
 import type { PsExample } from './lib/ps.ts';
-import { DEFAULT_THRESHOLDS, judge, round3, sparkline, summarize, type Summary, type Thresholds, type Verdict } from './lib/stats.ts';
+import { DEFAULT_THRESHOLDS, judge, round3, sparkline, summarize, thresholdError, type Summary, type Thresholds, type Verdict } from './lib/stats.ts';
 import { tcpConnect } from './lib/tcp.ts';
 import { formatHostPort, validateHost, validateInt } from './lib/validate.ts';
 import { exchangeConfirm, PROTOCOL } from './lib/x224.ts';
-import { resolveHost } from './lower-mtu.ts';
 
 const SCRIPT = 'test-vpn-latency';
 
@@ -66,15 +73,29 @@ export interface MethodReport extends Summary {
   note?: string;
 }
 
+/**
+ * good / fair / poor / unreachable judge the path; 'server-problem' means the path answers but the
+ * port does not speak RDP (refused, closed, not RDP, silent); 'name-not-resolved' that there is no
+ * address at all. Both carry `problem`, in diagnose's cause names.
+ */
+export type LatencyVerdict = Verdict | 'server-problem' | 'name-not-resolved' | 'unknown';
+
 export interface LatencyReport {
   status: Status;
-  /** host:port as measured. */
-  target: string;
-  address: string;
+  /** HOST:PORT as measured. */
+  endpoint: string;
+  address: string | null;
   route: { interface: string | null; mtu: number | null; vpn: boolean };
   methods: MethodReport[];
-  verdict: Verdict | 'unknown';
+  verdict: LatencyVerdict;
+  /** When the path is not what fails: the cause diagnose names for the same host, and why. */
+  problem: { cause: Cause; summary: string } | null;
+  /** Why sampling stopped before --count rounds (more rounds could not change the verdict). */
+  stoppedEarly?: string;
   reasons: string[];
+  /** Exact commands to run next; the prose that goes with them is in `notes`. */
+  next: string[];
+  notes: string[];
   thresholds: Thresholds;
   rounds: number;
   interrupted: boolean;
@@ -85,6 +106,8 @@ interface Sample {
   ms: number | null;
   /** Set for failures that are not plain timeouts. */
   error?: string;
+  /** x224: an RDP_NEG_FAILURE answer (it is an answer: the path works; the server refuses). */
+  failure?: string;
 }
 
 /** One TCP connection: connect time (tcp), then Connection Request -> Confirm on it (x224). */
@@ -97,12 +120,15 @@ async function sampleTcp(address: string, port: number, timeoutMs: number, x224:
   if (!x224 || !c.socket) return { tcp: { ms: c.ms }, x224: { ms: null } };
   try {
     const r = await exchangeConfirm(c.socket, PROTOCOL.SSL | PROTOCOL.HYBRID | PROTOCOL.HYBRID_EX, timeoutMs);
-    if (r.outcome === 'confirm') return { tcp: { ms: c.ms }, x224: { ms: r.ms } };
+    if (r.outcome === 'confirm') return { tcp: { ms: c.ms }, x224: { ms: r.ms, ...(r.confirm.kind === 'failure' ? { failure: r.confirm.name } : {}) } };
     return { tcp: { ms: c.ms }, x224: { ms: null, ...(r.outcome === 'timeout' ? {} : { error: r.outcome }) } };
   } finally {
     c.socket.destroy();
   }
 }
+
+/** Rounds of TCP accepted / X.224 unanswered after which sampling stops. */
+const STOP_AFTER_DEAF = 3;
 
 const sleep = (ms: number, signal?: AbortSignal) =>
   new Promise<void>((resolve) => {
@@ -127,7 +153,21 @@ export async function measureLatency(o: LatencyOptions): Promise<LatencyReport> 
   const want = new Set<Method>(o.methods ?? ['tcp', 'x224', 'icmp']);
   if (!want.size) throw new UsageError('no method to sample');
   const thresholds: Thresholds = { ...DEFAULT_THRESHOLDS, ...o.thresholds };
-  const { address, family } = await resolveHost(h.host, h.family);
+  const inverted = thresholdError(thresholds);
+  if (inverted) throw new UsageError(inverted);
+  const endpoint = formatHostPort({ host: h.host, port });
+  const base = { endpoint, methods: [] as MethodReport[], thresholds, interrupted: false };
+  const lookup = await resolveHost(h.host, timeoutMs);
+  if (!isResolved(lookup)) {
+    // Nothing to sample: no address. diagnose says the same (name-not-resolved, no network fix).
+    const partial = {
+      ...base, status: 'failed' as const, address: null, route: { interface: null, mtu: null, vpn: false }, verdict: 'name-not-resolved' as const,
+      problem: { cause: 'name-not-resolved' as const, summary: `${lookup.error}: there is no address to measure` }, reasons: [], rounds: 0,
+      elapsedMs: Math.round(performance.now() - t0),
+    };
+    return { ...partial, ...nextOf(partial), thresholds };
+  }
+  const { address, family } = lookup;
   const route: RouteInfo = await describeRoute(address, family);
 
   const samples: Record<Method, (number | null)[]> = { tcp: [], x224: [], icmp: [] };
@@ -137,6 +177,7 @@ export async function measureLatency(o: LatencyOptions): Promise<LatencyReport> 
     if (s.error) errors[m][s.error] = (errors[m][s.error] ?? 0) + 1;
   };
   let icmpNote: string | undefined;
+  const x224Failures = new Set<string>();
   let icmpOn = want.has('icmp');
   const platform = pingPlatform();
   const stop = new AbortController();
@@ -149,6 +190,9 @@ export async function measureLatency(o: LatencyOptions): Promise<LatencyReport> 
 
   let rounds = 0;
   let lost = 0;
+  let stoppedEarly: string | undefined;
+  /** Rounds so far in which TCP was accepted and X.224 got no Connection Confirm. */
+  let deafRounds = 0;
   try {
     for (let i = 0; i < count && !stop.signal.aborted; i++) {
       await sleep(t0 + i * intervalMs - performance.now(), stop.signal);
@@ -186,10 +230,24 @@ export async function measureLatency(o: LatencyOptions): Promise<LatencyReport> 
         const s = r[m];
         if (!s) continue;
         add(m, s);
+        if (s.failure) x224Failures.add(s.failure);
         if (s.ms === null) lost++;
       }
       rounds++;
       o.onRound?.({ round: rounds, count, last: Object.fromEntries(Object.entries(r).map(([k, v]) => [k, v!.ms])), lost });
+      // What more rounds cannot change: the host's own refusal or no route, at once; a port that
+      // accepts and never answers X.224 (or closes, or speaks something else), after 3 rounds agree.
+      const t = r.tcp;
+      if (rounds === 1 && t && (t.error === 'refused' || t.error === 'unreachable')) {
+        stoppedEarly = t.error === 'refused' ? 'the first connect was refused: nothing listens on the port, more rounds cannot change that'
+          : 'there is no route to the host: more rounds cannot change that';
+        break;
+      }
+      if (want.has('x224') && r.tcp?.ms !== null && r.tcp?.ms !== undefined && r.x224?.ms === null) deafRounds++;
+      if (rounds === STOP_AFTER_DEAF && deafRounds === rounds && rounds < count) {
+        stoppedEarly = `${rounds} rounds in a row: TCP accepted, but no X.224 Connection Confirm: a server-side problem, more rounds cannot change that`;
+        break;
+      }
     }
   } finally {
     o.signal?.removeEventListener('abort', onAbort);
@@ -223,10 +281,18 @@ export async function measureLatency(o: LatencyOptions): Promise<LatencyReport> 
   }
   let verdict: LatencyReport['verdict'];
   let reasons: string[];
+  let problem: LatencyReport['problem'] = null;
+  const tcpAnswered = samples.tcp.some((x) => x !== null);
+  const x224Answered = samples.x224.some((x) => x !== null);
   if (rounds === 0) {
     verdict = 'unknown';
     reasons = ['interrupted before the first sample'];
-  } else if (want.has('tcp') && samples.tcp.every((x) => x === null)) {
+  } else if (want.has('tcp') && !tcpAnswered && errors.tcp.refused) {
+    // The host answered (RST): the path works, the port is the problem. diagnose: no-listener.
+    verdict = 'server-problem';
+    problem = { cause: 'no-listener', summary: `connection refused: nothing listens on ${endpoint}` };
+    reasons = [];
+  } else if (want.has('tcp') && !tcpAnswered) {
     // Without a single TCP connection RDP cannot work, whatever ICMP says.
     verdict = 'unreachable';
     const e = errors.tcp;
@@ -236,20 +302,38 @@ export async function measureLatency(o: LatencyOptions): Promise<LatencyReport> 
       samples.tcp.length - Object.values(e).reduce((x, y) => x + y, 0) > 0 ? 'TCP connects time out: a firewall drops them, or the host is down' : '',
       e.error ? `connect errors ×${e.error}` : '',
     ].filter(Boolean);
+    problem = { cause: 'unreachable', summary: e.unreachable ? `no route to ${h.host}` : `TCP connects to ${endpoint} are not answered` };
+  } else if (want.has('x224') && tcpAnswered && samples.x224.length > 0 && !x224Answered) {
+    // TCP works and every X.224 request went unanswered: not something a path does to 19 bytes
+    // when it carries the SYNs. The same causes diagnose names for these answers.
+    const e = errors.x224;
+    verdict = 'server-problem';
+    problem = e['not-x224'] ? { cause: 'not-rdp', summary: `the port answers, but not with an RDP X.224 Connection Confirm: the service on port ${port} is not RDP` }
+      : e.closed || e.reset ? { cause: 'closed-by-server', summary: `the server accepts TCP and ${e.reset && !e.closed ? 'resets' : 'closes'} the connection instead of answering the X.224 request` }
+      : { cause: 'listener-hung', summary: `the server accepts TCP but never answers the X.224 request: a hung RDP listener (or a silent service that is not RDP)` };
+    const silent = samples.x224.length - Object.values(e).reduce((a, b) => a + b, 0);
+    reasons = silent > 0 ? [`x224: no answer within ${timeoutMs} ms ×${silent}`] : [];
+    // The problem says it; the method's own note would only repeat it.
+    for (const m of methods) if (m.method === 'x224') delete m.note;
   } else {
     const j = judge(methods.filter((m) => m.counted), thresholds);
     verdict = j.verdict;
     reasons = j.reasons;
+    if (x224Failures.size) reasons.push(`the server answers X.224 with RDP_NEG_FAILURE ${[...x224Failures].join(', ')}: the path is fine, the server refuses this negotiation (run diagnose)`);
   }
   const status: Status = verdict === 'unknown' ? 'skipped' : verdict === 'good' || verdict === 'fair' ? 'ok' : 'failed';
+  const routeOut = { interface: route.interface, mtu: route.mtu, vpn: route.vpn };
   return {
     status,
-    target: formatHostPort({ host: h.host, port }),
+    endpoint,
     address,
-    route: { interface: route.interface, mtu: route.mtu, vpn: route.vpn },
+    route: routeOut,
     methods,
     verdict,
+    problem,
+    ...(stoppedEarly ? { stoppedEarly } : {}),
     reasons,
+    ...nextOf({ endpoint, verdict, route: routeOut, problem }),
     thresholds,
     rounds,
     interrupted: stop.signal.aborted,
@@ -266,18 +350,35 @@ export function psExamples(): PsExample[] {
 
 const fmt = (x: number | null) => (x === null ? '-' : x >= 100 ? x.toFixed(0) : x >= 10 ? x.toFixed(1) : x.toFixed(2));
 
+/** The commands to run next (exact commands only) and the prose that goes with them. */
+export function nextOf(r: Pick<LatencyReport, 'endpoint' | 'verdict' | 'route' | 'problem'>): { next: string[]; notes: string[] } {
+  const next: string[] = [];
+  const notes: string[] = [];
+  const host = r.endpoint.replace(/:\d+$/, '');
+  if (r.verdict === 'name-not-resolved') next.push(`nslookup ${host.replace(/^\[|\]$/g, '')}`);
+  if (r.problem) {
+    next.push(`npx tsx scripts/diagnose.ts ${r.endpoint}`);
+    if (r.verdict !== 'unreachable') notes.push(`the network path is not what fails here (${r.problem.cause}): diagnose names the fix`);
+  } else if (r.route.vpn || r.verdict === 'poor') {
+    next.push(`npx tsx scripts/lower-mtu.ts --probe ${host}`);
+    notes.push('a VPN often hides a path-MTU black hole: lower-mtu --probe measures the path MTU (it changes nothing)');
+  }
+  return { next, notes };
+}
+
 export function renderReport(r: LatencyReport, routeError?: string): string {
   const colour = r.verdict === 'good' ? chalk.green : r.verdict === 'fair' ? chalk.yellow : r.verdict === 'unknown' ? chalk.gray : chalk.red;
   const main = r.methods.find((m) => m.counted && m.received > 0) ?? r.methods[0];
-  const headline = main && main.received
+  const numbers = main && main.received
     ? `median ${fmt(main.medianMs)} ms, loss ${main.lossPct}%, jitter ${fmt(main.jitterMs)} ms (${main.method})`
     : 'no answers';
+  const headline = r.problem && r.verdict !== 'unreachable' ? `${r.problem.summary} (diagnose: ${r.problem.cause})${main && main.received ? `; the path answers: ${numbers}` : ''}` : numbers;
+  const rounds = r.verdict === 'name-not-resolved' ? '' : ` over ${r.rounds} round${r.rounds === 1 ? '' : 's'}`;
   const lines = [
-    `${colour(chalk.bold(r.verdict.toUpperCase()))} — ${r.target}: ${headline} over ${r.rounds} round${r.rounds === 1 ? '' : 's'}${r.interrupted ? chalk.yellow(' (interrupted)') : ''}`,
+    `${colour(chalk.bold(r.verdict.toUpperCase()))} — ${r.endpoint}: ${headline}${rounds}${r.interrupted ? chalk.yellow(' (interrupted)') : ''}`,
     `  ${chalk.dim('route:')} ${r.route.interface ?? 'unknown'}${r.route.mtu ? `, MTU ${r.route.mtu}` : ''}${r.route.vpn ? chalk.cyan(' (VPN tunnel)') : ''}${routeError ? chalk.dim(` (${routeError})`) : ''}`,
-    '',
-    chalk.dim('  method  sent  recv   loss     min  median     p95     max  jitter  (ms)'),
   ];
+  if (r.methods.length) lines.push('', chalk.dim('  method  sent  recv   loss     min  median     p95     max  jitter  (ms)'));
   const pad = (s: string, n: number) => s.padStart(n);
   for (const m of r.methods) {
     lines.push(
@@ -285,17 +386,13 @@ export function renderReport(r: LatencyReport, routeError?: string): string {
         `${pad(fmt(m.minMs), 8)}${pad(fmt(m.medianMs), 8)}${pad(fmt(m.p95Ms), 8)}${pad(fmt(m.maxMs), 8)}${pad(fmt(m.jitterMs), 8)}  ${sparkline(m.samplesMs, 40)}`,
     );
   }
-  const notes = [...r.reasons.map((x) => chalk.yellow(x)), ...r.methods.filter((m) => m.note).map((m) => `${m.method}: ${m.note}`)];
+  const notes = [...r.reasons.map((x) => chalk.yellow(x)), ...(r.stoppedEarly ? [`stopped early: ${r.stoppedEarly}`] : []), ...r.methods.filter((m) => m.note).map((m) => `${m.method}: ${m.note}`)];
   for (const [m, errs] of r.methods.map((m) => [m.method, m.errors] as const)) {
     const e = Object.entries(errs).map(([k, v]) => `${k} ×${v}`).join(', ');
     if (e) notes.push(`${m}: ${e}`);
   }
   if (notes.length) lines.push('', ...notes.map((n) => `  ${chalk.dim('•')} ${n}`));
-  const next: string[] = [];
-  const host = r.target.replace(/:\d+$/, '');
-  if (r.route.vpn || r.verdict === 'poor') next.push(`npx tsx scripts/lower-mtu.ts --probe ${host}    # a VPN often hides a path-MTU black hole`);
-  if (r.verdict === 'unreachable') next.push(`npx tsx scripts/diagnose.ts ${r.target}`);
-  if (next.length) lines.push('', chalk.bold('Next:'), ...next.map((n) => `  ${n}`));
+  if (r.next.length) lines.push('', chalk.bold('Next:'), ...r.next.map((n) => `  ${n}`), ...r.notes.map((n) => `  ${chalk.dim('•')} ${chalk.dim(n)}`));
   return lines.join('\n') + '\n';
 }
 
@@ -322,9 +419,9 @@ export async function main(argv: string[]): Promise<number> {
     .option('progress', { type: 'boolean', describe: 'progress line on stderr (default: when stderr is a terminal and not --json)' })
     .option('json', { type: 'boolean', default: false, describe: 'print one JSON object with every number' })
     .example('$0 10.8.0.5', '20 rounds to 10.8.0.5:3389')
-    .example('$0 vm1.contoso.com:3390 --count 100 --interval 100', 'a longer, denser run on port 3390')
+    .example('$0 vm1:3390 --count 100 --interval 100', 'a longer, denser run on port 3390')
     .example('$0 10.8.0.5 --json > latency.json', 'all numbers for a script or a ticket')
-    .epilog('Exit codes: 0 good or fair, 1 poor or unreachable, 2 bad usage. Interrupted (Ctrl-C): the verdict so far.');
+    .epilog('Exit codes: 0 good or fair, 1 poor, unreachable, a server problem (refused, closes, not RDP, never answers) or a name that does not resolve, 2 bad usage. Interrupted (Ctrl-C): the verdict so far.');
   const a = await cli.parseAsync();
   const pos = a._.map(String);
   if (pos.length !== 1) throw new UsageError(pos.length ? `one host expected, got ${pos.length}: ${pos.join(' ')}` : 'which host? e.g. test-vpn-latency 10.8.0.5');

@@ -17,10 +17,13 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
+import type { DiagnoseReport } from '../scripts/diagnose.ts';
 import type { LatencyReport, MethodReport } from '../scripts/test-vpn-latency.ts';
 import type { RouteInfo } from '../scripts/lib/route.ts';
 import { cleanupStaleLab, createTopology, type Topology } from './lab/netns.ts';
+import { startPeers } from './lab/peers.ts';
 import { bin, labGate, labMissing } from './lab/prereq.ts';
+import { RDPFIX_CALLS } from './lab/rdpfix-calls.ts';
 import { startXrdp } from './lab/xrdp.ts';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -38,6 +41,24 @@ usage('bad hosts, counts and unknown options are usage errors (exit 2), nothing 
     assert.is(r.status, 2, `${args.join(' ')}: ${r.stdout}${r.stderr}`);
   }
   assert.match(cli(['host;id']).stderr, /invalid host "host;id"/);
+});
+
+usage('inverted RTT thresholds are bad usage (exit 2) naming both values', () => {
+  const r = cli(['10.0.0.1', '--good-rtt', '500', '--poor-rtt', '100']);
+  assert.is(r.status, 2, r.stdout + r.stderr);
+  assert.match(r.stderr, /--good-rtt 500 is above --poor-rtt 100/);
+  const j = cli(['10.0.0.1', '--good-rtt', '500', '--poor-rtt', '100', '--json']);
+  assert.is(JSON.parse(j.stdout).exitCode, 2);
+});
+
+usage('a name that does not resolve is name-not-resolved (exit 1), as diagnose says, and nothing is sampled', () => {
+  // RFC 6761: .invalid never resolves; no traffic leaves this machine.
+  const r = cli(['nosuch.invalid', '--json']);
+  assert.is(r.status, 1, r.stderr);
+  const doc = JSON.parse(r.stdout) as LatencyReport;
+  assert.equal([doc.status, doc.verdict, doc.problem?.cause, doc.rounds, doc.endpoint, doc.address], ['failed', 'name-not-resolved', 'name-not-resolved', 0, 'nosuch.invalid:3389', null]);
+  assert.ok(doc.next.includes('npx tsx scripts/diagnose.ts nosuch.invalid:3389'), doc.next.join('\n'));
+  assert.match(cli(['nosuch.invalid']).stdout, /^NAME-NOT-RESOLVED — nosuch\.invalid:3389: the name nosuch\.invalid does not exist/);
 });
 
 usage('--help shows the three methods and the options', () => {
@@ -107,7 +128,7 @@ if (labGate('lab: route naming', ['root', 'netns', 'ping', 'xrdp', 'openssl'])) 
       const { code, report } = await measure(topo, ['--count', '3', '--interval', '20']);
       assert.is(code, 0);
       assert.equal(report.route, { interface: topo.client.ifname, mtu: 1500, vpn: false });
-      assert.is(report.target, `${topo.server.addr}:3389`);
+      assert.is(report.endpoint, `${topo.server.addr}:3389`);
       assert.equal(report.methods.map((m) => m.method), ['tcp', 'x224', 'icmp']);
 
       await topo.setMtu('client', 1400);
@@ -178,6 +199,43 @@ if (labGate('lab: loss', ['root', 'netns', 'iptables', 'ping', 'xrdp', 'openssl'
   });
 }
 lossLab.run();
+
+const agree = suite('lab: never contradicts diagnose');
+if (labGate('lab: never contradicts diagnose', ['root', 'netns'])) {
+  agree('a refused port, a server that closes, one that never answers X.224, an HTTP server: the cause diagnose names, exit 1, no lower-mtu', async () => {
+    await withTopology({ kind: 'direct' }, async (topo) => {
+      await startPeers(topo, [{ mode: 'close', port: 4001 }, { mode: 'stall', port: 4010 }, { mode: 'http-line', port: 4014 }]);
+      const addr = topo.server.addr;
+      const ports = [3399, 4001, 4010, 4014];
+      const [diagnosed, ...measured] = await Promise.all([
+        topo.call<DiagnoseReport[]>('client', RDPFIX_CALLS, 'diagnoseAll', [ports.map((port) => ({ host: addr, port, opts: { x224TimeoutMs: 1000, samples: 1 } }))], { timeoutMs: 60_000 }),
+        ...ports.map(async (port) => {
+          const args = [SCRIPT, `${addr}:${port}`, '--count', '20', '--interval', '20', '--timeout', '1000', '--no-icmp'];
+          const [json, human] = await Promise.all([
+            topo.runNode('client', [...args, '--json'], { timeoutMs: 60_000 }),
+            topo.runNode('client', args, { timeoutMs: 60_000, env: { ...process.env, FORCE_COLOR: '0' } }),
+          ]);
+          return { port, code: json.exitCode, report: JSON.parse(json.stdout) as LatencyReport, human: human.stdout };
+        }),
+      ]);
+      const want: Record<number, string> = { 3399: 'no-listener', 4001: 'closed-by-server', 4010: 'listener-hung', 4014: 'not-rdp' };
+      for (const [i, m] of measured.entries()) {
+        const d = diagnosed[i]!;
+        const show = JSON.stringify({ latency: m.report, diagnose: { cause: d.cause, summary: d.summary } }).slice(0, 2000);
+        assert.is(d.cause, want[m.port], show);
+        assert.equal([m.report.verdict, m.report.problem?.cause, m.report.status, m.code], ['server-problem', d.cause, 'failed', 1], show);
+        assert.ok(m.report.next.includes(`npx tsx scripts/diagnose.ts ${addr}:${m.port}`), show);
+        assert.not.match(m.human, /^(GOOD|FAIR|POOR|UNREACHABLE)\b/, show);
+        assert.match(m.human, new RegExp(`^SERVER-PROBLEM — ${addr.replace(/\./g, '\\.')}:${m.port}: .*\\(diagnose: ${d.cause}\\)`), m.human);
+        assert.not.match(m.human, /lower-mtu/, m.human);
+        // Stopped as soon as more rounds could not change the verdict.
+        assert.is(m.report.rounds, m.port === 3399 ? 1 : 3, show);
+        assert.ok(m.report.stoppedEarly, show);
+      }
+    });
+  });
+}
+agree.run();
 
 const sigint = suite('lab: Ctrl-C');
 if (labGate('lab: Ctrl-C', ['root', 'netns', 'ping', 'xrdp', 'openssl'])) {

@@ -101,6 +101,15 @@ export interface Thresholds {
  */
 export const DEFAULT_THRESHOLDS: Thresholds = { goodRttMs: 150, poorRttMs: 300, poorLossPct: 1, poorJitterMs: 30 };
 
+/**
+ * Thresholds that make sense together: the good RTT bound cannot lie above the poor one (there
+ * would be medians both good and poor). Returns the error text naming both values, or null.
+ */
+export function thresholdError(t: Thresholds): string | null {
+  if (t.goodRttMs > t.poorRttMs) return `--good-rtt ${t.goodRttMs} is above --poor-rtt ${t.poorRttMs}: a median cannot be good and poor at once; give --good-rtt at most --poor-rtt`;
+  return null;
+}
+
 export type Verdict = 'good' | 'fair' | 'poor' | 'unreachable';
 
 export interface Judged {

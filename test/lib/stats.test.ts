@@ -2,7 +2,7 @@
 // the mean absolute difference of consecutive received RTTs), the sparkline and the verdict.
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { DEFAULT_THRESHOLDS, jitter, judge, median, percentile, sparkline, summarize } from '../../scripts/lib/stats.ts';
+import { DEFAULT_THRESHOLDS, jitter, judge, median, percentile, sparkline, summarize, thresholdError } from '../../scripts/lib/stats.ts';
 
 const s = suite('summarize');
 
@@ -60,6 +60,12 @@ j('good, fair and poor against the defaults (150 / 300 ms, 1 % loss, 30 ms jitte
   assert.equal(judge([m('tcp', { lossPct: 1 })]), { verdict: 'poor', reasons: ['tcp: loss 1% >= 1%'] });
   assert.equal(judge([m('tcp', { jitterMs: 30 })]).verdict, 'poor');
   assert.is(judge([m('tcp', { received: 0, lossPct: 100 })]).verdict, 'unreachable');
+});
+
+j('inverted RTT thresholds are an error that names both values; equal ones are allowed (no fair band)', () => {
+  assert.is(thresholdError({ ...DEFAULT_THRESHOLDS, goodRttMs: 500, poorRttMs: 100 }), '--good-rtt 500 is above --poor-rtt 100: a median cannot be good and poor at once; give --good-rtt at most --poor-rtt');
+  assert.is(thresholdError({ ...DEFAULT_THRESHOLDS, goodRttMs: 100, poorRttMs: 100 }), null);
+  assert.is(thresholdError(DEFAULT_THRESHOLDS), null);
 });
 
 j('thresholds are configurable', () => {
