@@ -565,10 +565,10 @@ export async function main(argv: string[]): Promise<number> {
     .option('list', { type: 'boolean', default: false, describe: 'list the recipes' })
     .option('json', { type: 'boolean', default: false, describe: 'print the plan and every step result as JSON' })
     .option('journal', { type: 'string', describe: 'journal folder (default ~/.rdpfix/journal)' })
-    .example('$0 azure-vm-cert --host 10.0.0.4 --target azure://SUB/RG/VM', 'fix an Azure VM that drops RDP at once')
+    .example('$0 azure-vm-cert --host vm --target azure://S/RG/VM', 'fix an Azure VM that drops RDP at once')
     .example('$0 vpn-mtu --host vm1.contoso.com --dry-run', 'see what the VPN MTU fix would change')
-    .example('$0 azure-vm-cert --host 10.0.0.4 --emit > stage1.ps1', 'stage 1 of the fix, to paste on the server')
-    .example('$0 service-down --hosts hosts.txt --target "winrm://{host}" --yes', 'a fleet')
+    .example('$0 azure-vm-cert --host 10.0.0.4 --emit > fix.ps1', 'stage 1 of the fix, to paste on the server')
+    .example('$0 service-down --hosts vms --target winrm://{host}', 'a fleet (vms: one HOST[:PORT] [TARGET] a line)')
     .example('$0 --resume', 'continue the newest interrupted run')
     .epilog('Undo everything the last run changed: npx tsx scripts/undo.ts --last --yes\nA pasted script is not in the journal: it prints its backups and the commands that restore them.')
     .parseAsync();

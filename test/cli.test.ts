@@ -1,6 +1,8 @@
-// Every script's --help exits 0 and prints usage; start.ts is the npm start entry point.
+// Every script's --help exits 0 and prints usage (however tsx was given the path), states the
+// exit codes and shows each example as one copy-pasteable line; start.ts is the npm start entry point.
 import { spawnSync } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { suite } from 'uvu';
@@ -8,17 +10,76 @@ import * as assert from 'uvu/assert';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const scripts = readdirSync(join(root, 'scripts')).filter((f) => f.endsWith('.ts') && f !== 'start.ts').sort();
-const cli = (args: string[]) => spawnSync(process.execPath, ['--import', 'tsx', ...args], { cwd: root, encoding: 'utf8', timeout: 60_000 });
+const cli = (args: string[], cwd = root) => spawnSync(process.execPath, ['--import', import.meta.resolve('tsx'), ...args], { cwd, encoding: 'utf8', timeout: 60_000, env: { ...process.env, COLUMNS: '80' } });
 
 const help = suite('--help');
 
 for (const s of scripts) {
-  help(`${s} --help exits 0 and shows usage`, () => {
+  help(`${s} --help exits 0, shows usage, the exit codes and one-line examples of at most 80 columns`, () => {
     const r = cli([join('scripts', s), '--help']);
+    assert.is(r.status, 0, r.stderr);
+    assert.match(r.stdout, /Options:/);
+    assert.match(r.stdout, /Exit codes: 0 /);
+    const examples = r.stdout.split('\n\n').find((p) => p.startsWith('Examples:'));
+    assert.ok(examples, 'has examples');
+    const lines = examples!.split('\n').slice(1);
+    const commands = lines.filter((l) => !l.startsWith('  # '));
+    assert.ok(commands.length > 0);
+    for (const c of commands) {
+      assert.match(c, new RegExp(`^  (sudo )?npx tsx scripts/${s.replace('.', '\\.')}( |$)`), `an example is one command line: ${JSON.stringify(c)}`);
+      assert.ok(c.length <= 80, `example wider than 80 columns (${c.length}): ${c}`);
+    }
+  });
+
+  // tsx runs `scripts/diagnose` as scripts/diagnose.ts: a script that then did nothing and exited 0
+  // would read as healthy to a cron check.
+  help(`${s} runs when tsx is given its path without the extension`, () => {
+    const r = cli([join('scripts', s.replace(/\.ts$/, '')), '--help']);
     assert.is(r.status, 0, r.stderr);
     assert.match(r.stdout, /Options:/);
   });
 }
+
+help('a script runs through a symlink, from another directory, and keeps its exit code', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'rdpfix-cli-'));
+  try {
+    symlinkSync(join(root, 'scripts', 'diagnose.ts'), join(dir, 'diag.ts'));
+    const linked = cli([join(dir, 'diag.ts'), '--help'], dir);
+    assert.is(linked.status, 0, linked.stderr);
+    assert.match(linked.stdout, /Options:/);
+    const bad = cli([join(root, 'scripts', 'diagnose'), 'bad;host'], dir);
+    assert.is(bad.status, 2);
+    assert.match(bad.stderr, /bad;host/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+help('no value can turn into --help: "--for -1h" is a usage error naming what was typed', () => {
+  const r = cli(['scripts/toggle-nla', 'disable', '--for', '-1h', '--emit']);
+  assert.is(r.status, 2);
+  assert.is(r.stdout, '');
+  assert.match(r.stderr, /--for got no value: "-1h" was read as an option \(to pass a value that starts with "-", write --for=-1h\)/);
+  const joined = cli(['scripts/toggle-nla.ts', 'disable', '--for=-1h', '--emit']);
+  assert.is(joined.status, 2);
+  assert.is(joined.stdout, '');
+  assert.match(joined.stderr, /invalid --for "-1h"/);
+});
+
+help('a number option names the text typed: --parallel abc, --parallel \'\'', () => {
+  for (const [args, typed] of [[['--parallel', 'abc'], 'abc'], [['--parallel', ''], ''], [['--parallel='], '']] as const) {
+    const r = cli(['scripts/diagnose.ts', '--hosts', 'x.txt', ...args]);
+    assert.is(r.status, 2, args.join(' '));
+    assert.match(r.stderr, new RegExp(`invalid --parallel ${JSON.stringify(typed)}`));
+  }
+});
+
+help('a positional that looks like a number stays as typed', () => {
+  const r = cli(['scripts/probe-rdp.ts', '0x7f000001']);
+  assert.is(r.status, 2);
+  assert.match(r.stderr, /0x7f000001/);
+  assert.not.match(r.stderr, /2130706433/);
+});
 
 help('every script is in the README table', () => {
   const readme = readFileSync(join(root, 'README.md'), 'utf8');
