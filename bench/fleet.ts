@@ -52,13 +52,13 @@ try {
   const wrong: string[] = [];
   const perKind = new Map<FleetKind, { n: number; ok: number; maxMs: number }>();
   for (const l of lines) {
-    const h = hosts.find((x) => `${x.addr}:${x.port}` === l.target)!;
+    const h = hosts.find((x) => `${x.addr}:${x.port}` === l.endpoint)!;
     const k = perKind.get(h.kind) ?? { n: 0, ok: 0, maxMs: 0 };
     perKind.set(h.kind, k);
     k.n++;
     k.maxMs = Math.max(k.maxMs, l.ms);
     if (l.cause === FLEET_EXPECT[h.kind]) k.ok++;
-    else wrong.push(`${l.target} (${h.kind}): ${l.cause} — ${l.summary}`);
+    else wrong.push(`${l.endpoint} (${h.kind}): ${l.cause} — ${l.summary}`);
   }
   const load1 = loadavg()[0]!;
 
