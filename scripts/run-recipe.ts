@@ -610,7 +610,11 @@ export async function main(argv: string[]): Promise<number> {
   const name = args._[0] !== undefined ? String(args._[0]) : undefined;
   if (!name) throw new UsageError(`which recipe? expected one of ${recipes.join(', ')}`);
   const recipe = loadRecipe(name);
-  for (const k of Object.keys(params)) if (!(k in recipe.params)) throw new UsageError(`recipe ${recipe.name} has no parameter ${JSON.stringify(k)}`);
+  for (const [k, v] of Object.entries(params)) {
+    const p = recipe.params[k];
+    if (!p) throw new UsageError(`recipe ${recipe.name} has no parameter ${JSON.stringify(k)}${Object.keys(recipe.params).length ? `; it has ${Object.keys(recipe.params).join(', ')}` : ''}`);
+    if (p.values && !p.values.includes(v)) throw new UsageError(`invalid --param ${k}=${JSON.stringify(v)}: expected one of ${p.values.join(', ')}`);
+  }
   if (args.host !== undefined && args.hosts !== undefined) throw new UsageError('give either --host HOST or --hosts FILE, not both');
 
   if (args.emit) {

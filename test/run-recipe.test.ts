@@ -198,6 +198,28 @@ sem('hostile input is refused before anything runs (exit 2)', () => {
   }
 });
 
+sem('a recipe parameter outside its declared values is refused, naming what was typed (exit 2)', () => {
+  const r = spawnSync(process.execPath, ['--import', 'tsx', 'scripts/run-recipe.ts', 'azure-vm-cert', '--host', '10.0.0.4', '--emit', '--param', 'disconnect=maybe'], { cwd: root, encoding: 'utf8', timeout: 60_000 });
+  assert.is(r.status, 2);
+  assert.is(r.stdout, '');
+  assert.match(r.stderr, /invalid --param disconnect="maybe": expected one of true, false/);
+});
+
+sem('the restart steps of the shipped recipes disconnect signed-in users only when asked (--param disconnect=true)', async () => {
+  const { loadRecipe } = await import('../scripts/lib/recipe.ts');
+  const { stepArgv } = await import('../scripts/run-recipe.ts');
+  for (const name of ['azure-vm-cert', 'service-down', 'listener-hung', 'renew-rdp-cert']) {
+    const recipe = loadRecipe(name);
+    const restarts = recipe.steps.filter((x) => x.script === 'restart-termserv' || x.script === 'clear-machinekeys');
+    assert.ok(restarts.length > 0, name);
+    for (const step of restarts) {
+      const argv = (disconnect?: string) => stepArgv(step, { host: 'vm1:3389', target: 'local', dryRun: false, params: { ...(recipe.params.disconnect?.default ? { disconnect: recipe.params.disconnect.default } : {}), ...(disconnect ? { disconnect } : {}) } });
+      assert.ok(argv().includes('--force=false'), `${name}/${step.id}: no disconnect by default`);
+      assert.ok(argv('true').includes('--force=true'), `${name}/${step.id}`);
+    }
+  }
+});
+
 sem('a host that does not resolve is refused before anything runs: no recipe fixes DNS (exit 2)', () => {
   const e = setup();
   try {

@@ -34,7 +34,8 @@ export interface Recipe {
   name: string;
   summary: string;
   fixes: string[];
-  params: Record<string, { description: string; default?: string }>;
+  /** `values`: the only values the parameter may take (checked before anything runs). */
+  params: Record<string, { description: string; default?: string; values?: string[] }>;
   steps: RecipeStep[];
   file: string;
 }
@@ -117,9 +118,12 @@ export function parseRecipe(text: string, file: string, scripts = knownScripts()
       if (!/^[a-z][a-z0-9_]*$/.test(k) || k === 'host' || k === 'hostname') fail(p.key as YamlNode, `params.${k}`, 'expected a lower-case name (not "host" or "hostname", which are always given)');
       if (!isMap(p.value)) fail(p.value as YamlNode, `params.${k}`, 'expected { description: ..., default: ... }');
       const m = p.value as YAMLMap;
-      checkKeys(m, ['description', 'default'], `params.${k}.`);
+      checkKeys(m, ['description', 'default', 'values'], `params.${k}.`);
       const def = str(m, 'default', `params.${k}.`, false);
-      params[k] = { description: str(m, 'description', `params.${k}.`, true)!, ...(def !== undefined ? { default: def } : {}) };
+      const values = keyNode(m, 'values') ? strList(m, 'values', `params.${k}.`) : undefined;
+      if (values && !values.length) fail(m, `params.${k}.values`, 'expected a non-empty list');
+      if (values && def !== undefined && !values.includes(def)) fail(keyNode(m, 'default')!.value as YamlNode, `params.${k}.default`, `${JSON.stringify(def)} is not one of the values ${values.join(', ')}`);
+      params[k] = { description: str(m, 'description', `params.${k}.`, true)!, ...(def !== undefined ? { default: def } : {}), ...(values ? { values } : {}) };
     }
   }
 

@@ -86,6 +86,7 @@ const MISTAKES: Array<[string, (s: string) => string, RegExp]> = [
   ['bad platform', (s) => s.replace('    on: server\n    when', '    on: server\n    platform: windows\n    when'), /^recipes\/demo\.yaml:20: steps\[3\]\.platform: expected win32, linux or darwin/],
   ['{host} in a server step', (s) => s.replace("    on: server\n  - name: Probe", "    on: server\n    args: ['{host}']\n  - name: Probe"), /^recipes\/demo\.yaml:13: steps\[1\]\.args: \{host\} is for client steps/],
   ['an option and its value in one item', (s) => s.replace("'--layer', '{layer}'", "'--layer={layer}'"), /^recipes\/demo\.yaml:15: steps\[2\]\.args: write "--layer" and its value as two items/],
+  ['a default outside the declared values', (s) => s.replace('    default: negotiate\n', "    default: negotiate\n    values: [tls, rdp]\n"), /^recipes\/demo\.yaml:7: params\.layer\.default: "negotiate" is not one of the values tls, rdp/],
   ['param named host', (s) => s.replace('  layer:\n', '  host:\n'), /^recipes\/demo\.yaml:5: params\.host: expected a lower-case name/],
 ];
 
