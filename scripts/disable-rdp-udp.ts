@@ -46,6 +46,7 @@ export function udpPolicyScript(o: UdpScriptOptions): string {
   const action = o.value === 1 ? 'turn the RDP client UDP transport off' : o.value === null ? 'remove the policy (RDP client UDP back on)' : `restore ${VALUE_NAME}=${o.value}`;
   return buildScript({
     name: SCRIPT,
+    runsOn: 'client',
     summary: `${action} (${VALUE_NAME} under ${POLICY_REG_KEY})`,
     params: { Key: POLICY_KEY, RegKey: POLICY_REG_KEY, Value: o.value, DryRun: !!o.dryRun, BackupDir: backupDir },
     body: `function Get-RdpfixUdpPolicy {

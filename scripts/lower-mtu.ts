@@ -298,6 +298,7 @@ export function mtuScript(o: MtuScriptOptions): string {
   const backupDir = validateWindowsPath(o.backupDir ?? DEFAULT_BACKUP_DIR, 'backup folder');
   return buildScript({
     name: SCRIPT,
+    runsOn: 'client',
     summary: `set the IPv4 MTU of one interface (undo: run again with the old value printed as "before")`,
     params: { Interface: alias, Mtu: mtu, Store: o.temporary ? 'active' : 'persistent', DryRun: !!o.dryRun, BackupDir: backupDir },
     body: `function Get-RdpfixIPv4Interface {

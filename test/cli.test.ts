@@ -1,7 +1,7 @@
 // Every script's --help exits 0 and prints usage (however tsx was given the path), states the
 // exit codes and shows each example as one copy-pasteable line; start.ts is the npm start entry point.
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -79,6 +79,38 @@ help('a positional that looks like a number stays as typed', () => {
   assert.is(r.status, 2);
   assert.match(r.stderr, /0x7f000001/);
   assert.not.match(r.stderr, /2130706433/);
+});
+
+// Programs a script could reach to change or inspect something; each fake leaves a mark if run.
+const REACHABLE = ['pwsh', 'powershell.exe', 'powershell', 'ssh', 'az', 'ip', 'ping', 'netsh', 'ifconfig', 'reg', 'icacls', 'tracepath', 'sudo'];
+
+help('--emit runs nothing in any script: no channel, no ping, no ip; it only prints', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'rdpfix-emit-'));
+  try {
+    const marks = join(dir, 'marks');
+    mkdirSync(marks);
+    for (const p of REACHABLE) writeFileSync(join(dir, p), `#!/bin/sh\ntouch "${marks}/${p}"\nexit 0\n`, { mode: 0o755 });
+    const env = { ...process.env, PATH: `${dir}:${process.env.PATH}`, RDPFIX_JOURNAL: join(dir, 'journal') };
+    const cases: Array<[string[], number]> = [
+      [['scripts/inspect-server.ts', '--emit', '--target', 'winrm://vm1'], 0],
+      [['scripts/restart-termserv.ts', '--regenerate-cert', '--emit', '--target', 'ssh://admin@vm1'], 0],
+      [['scripts/clear-machinekeys.ts', '--emit', '--target', 'azure://s/rg/vm'], 0],
+      [['scripts/toggle-nla.ts', 'disable', '--for', '2h', '--emit', '--target', 'winrm://vm1'], 0],
+      [['scripts/disable-rdp-udp.ts', '--emit'], 0],
+      [['scripts/lower-mtu.ts', '--emit', '--interface', 'Wi-Fi', '--mtu', '1400'], 0],
+      [['scripts/run-recipe.ts', 'azure-vm-cert', '--host', '10.0.0.4', '--target', 'winrm://vm1', '--emit', '--yes'], 0],
+      [['scripts/undo.ts', '--last', '--emit'], 1],
+    ];
+    for (const [args, code] of cases) {
+      const r = spawnSync(process.execPath, ['--import', import.meta.resolve('tsx'), ...args], { cwd: root, encoding: 'utf8', timeout: 60_000, env });
+      assert.is(r.status, code, `${args.join(' ')}: ${r.stderr}`);
+      if (code === 0) assert.match(r.stdout, /^# rdpfix /, args.join(' '));
+      else assert.is(r.stdout, '', `${args.join(' ')} prints nothing when there is nothing to emit`);
+      assert.equal(readdirSync(marks), [], `${args.join(' ')} ran a program`);
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 help('every script is in the README table', () => {

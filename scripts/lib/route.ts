@@ -228,6 +228,7 @@ export function parseNetshSubinterfaces(text: string): NetshSubinterface[] {
 export function windowsRouteScript(address: string): string {
   return buildScript({
     name: 'route-lookup',
+    runsOn: 'client',
     summary: 'name the interface and MTU that carry traffic to one address (read-only)',
     params: { Address: address },
     body: `$Found = @(Find-NetRoute -RemoteIPAddress $P.Address -ErrorAction Stop)
