@@ -34,17 +34,8 @@ export interface StepOutcome {
   exitCode: number | null;
 }
 
-export interface RunState {
-  runId: string;
-  recipe: string;
-  /** The recipe file the run used, so --resume loads exactly that one. */
-  recipeFile: string;
-  host: string;
-  target: string;
-  dryRun: boolean;
-  params: Record<string, string>;
-  started: string;
-  finished?: string;
+/** A run's saved state (journal/runs/RUN_ID.json, checked on read by lib/journal.ts). */
+export interface RunState extends RunFileFields {
   /** How the run ended: 'fixed' (a check said healthy), 'completed', 'failed', 'dry-run'. */
   result?: 'fixed' | 'completed' | 'failed' | 'dry-run';
   steps: StepOutcome[];
@@ -133,12 +124,12 @@ export function saveRun(state: RunState, dir?: string): void {
 
 /** Every valid saved run, oldest first (a damaged or foreign file is skipped: lib/journal.ts names it). */
 export function loadRuns(dir?: string): RunState[] {
-  return readRunFiles<RunState & RunFileFields>(dir).runs;
+  return readRunFiles<RunState>(dir).runs;
 }
 
 /** The run to resume: by id, or the newest unfinished one. */
 export function findResumable(id: string | true, dir?: string): RunState {
-  const { runs, damaged } = readRunFiles<RunState & RunFileFields>(dir);
+  const { runs, damaged } = readRunFiles<RunState>(dir);
   const run = id === true ? runs.filter((r) => !r.finished).at(-1) : runs.find((r) => r.runId === id);
   const skipped = damaged.length ? ` (skipped ${damaged.length} damaged run file${damaged.length > 1 ? 's' : ''}: ${damaged.map((d) => `${d.file}: ${d.why}`).join('; ')})` : '';
   if (!run) throw new UsageError(`${id === true ? 'no unfinished recipe run to resume' : `no recipe run with id ${JSON.stringify(id)}`}${skipped}`);

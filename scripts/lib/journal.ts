@@ -389,7 +389,7 @@ export interface RunFileFields {
   started: string;
   finished?: string;
   result?: string;
-  steps: Array<{ id: string; status: string; [k: string]: unknown }>;
+  steps: Array<{ id: string; status: string }>;
 }
 
 /**
