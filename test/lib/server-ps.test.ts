@@ -183,7 +183,7 @@ rules('dry-run examples run the step with -WhatIf:$true and never with -WhatIf:$
   }
   for (const { script, ex } of dry) {
     assert.match(ex.script, /^ {4}DryRun = \$true$/m, `${script}/${ex.label} binds DryRun = $true`);
-    const call = ex.script.split('\n').find((l) => /^ {4}\$Result = [A-Z][a-z]+-Rdp/.test(l));
+    const call = ex.script.split('\n').find((l) => /^\$Result = [A-Z][a-z]+-Rdp/.test(l));
     assert.ok(call && /-WhatIf:\$P\.DryRun$/.test(call), `${script}/${ex.label}: the step function is called with -WhatIf:$P.DryRun`);
   }
 });

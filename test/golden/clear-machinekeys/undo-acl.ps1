@@ -12,135 +12,135 @@ $P = [ordered]@{
 }
 $Result = [ordered]@{ step = 'clear-machinekeys-undo'; status = 'failed' }
 try {
-    function Get-RdpPathSddl {
-        # Owner, group and DACL as SDDL, or $null. Uses .NET directly: Get-Acl needs to list the parent,
-        # which a hardened MachineKeys folder refuses even when the file's own descriptor is readable.
-        [CmdletBinding()]
-        param(
-            [Parameter(Mandatory = $true)][string]$Path,
-            [switch]$Directory
-        )
-        $sections = [System.Security.AccessControl.AccessControlSections]'Owner, Group, Access'
-        try {
-            if ($Directory) { $descriptor = [System.IO.Directory]::GetAccessControl($Path, $sections) }
-            else { $descriptor = [System.IO.File]::GetAccessControl($Path, $sections) }
-            return $descriptor.GetSecurityDescriptorSddlForm($sections)
-        } catch {
-            Write-Verbose -Message ('cannot read the security descriptor of {0}: {1}' -f $Path, $_.Exception.Message)
-            return $null
+function Get-RdpPathSddl {
+    # Owner, group and DACL as SDDL, or $null. Uses .NET directly: Get-Acl needs to list the parent,
+    # which a hardened MachineKeys folder refuses even when the file's own descriptor is readable.
+    [CmdletBinding()]
+    param(
+        [Parameter(Mandatory = $true)][string]$Path,
+        [switch]$Directory
+    )
+    $sections = [System.Security.AccessControl.AccessControlSections]'Owner, Group, Access'
+    try {
+        if ($Directory) { $descriptor = [System.IO.Directory]::GetAccessControl($Path, $sections) }
+        else { $descriptor = [System.IO.File]::GetAccessControl($Path, $sections) }
+        return $descriptor.GetSecurityDescriptorSddlForm($sections)
+    } catch {
+        Write-Verbose -Message ('cannot read the security descriptor of {0}: {1}' -f $Path, $_.Exception.Message)
+        return $null
+    }
+}
+
+function Set-RdpPathSddl {
+    # Replace only the DACL (and its protection flag) from an SDDL string; owner and SACL are kept.
+    [CmdletBinding(SupportsShouldProcess = $true)]
+    param(
+        [Parameter(Mandatory = $true)][string]$Path,
+        [Parameter(Mandatory = $true)][string]$Sddl,
+        [switch]$Directory
+    )
+    $sections = [System.Security.AccessControl.AccessControlSections]::Access
+    if ($PSCmdlet.ShouldProcess($Path, 'Set the access control list')) {
+        if ($Directory) {
+            $descriptor = New-Object -TypeName System.Security.AccessControl.DirectorySecurity
+            $descriptor.SetSecurityDescriptorSddlForm($Sddl, $sections)
+            [System.IO.Directory]::SetAccessControl($Path, $descriptor)
+        } else {
+            $descriptor = New-Object -TypeName System.Security.AccessControl.FileSecurity
+            $descriptor.SetSecurityDescriptorSddlForm($Sddl, $sections)
+            [System.IO.File]::SetAccessControl($Path, $descriptor)
         }
     }
+}
 
-    function Set-RdpPathSddl {
-        # Replace only the DACL (and its protection flag) from an SDDL string; owner and SACL are kept.
-        [CmdletBinding(SupportsShouldProcess = $true)]
-        param(
-            [Parameter(Mandatory = $true)][string]$Path,
-            [Parameter(Mandatory = $true)][string]$Sddl,
-            [switch]$Directory
-        )
-        $sections = [System.Security.AccessControl.AccessControlSections]::Access
-        if ($PSCmdlet.ShouldProcess($Path, 'Set the access control list')) {
-            if ($Directory) {
-                $descriptor = New-Object -TypeName System.Security.AccessControl.DirectorySecurity
-                $descriptor.SetSecurityDescriptorSddlForm($Sddl, $sections)
-                [System.IO.Directory]::SetAccessControl($Path, $descriptor)
-            } else {
-                $descriptor = New-Object -TypeName System.Security.AccessControl.FileSecurity
-                $descriptor.SetSecurityDescriptorSddlForm($Sddl, $sections)
-                [System.IO.File]::SetAccessControl($Path, $descriptor)
+function Test-RdpSddlAccess {
+    # Does the descriptor grant every bit of Mask to one of Sid (grants add up across entries) with
+    # no deny overlapping it? The same rule as rdpfix's lib/sddl.ts checkAccess, which re-checks the
+    # descriptors this script returns.
+    [CmdletBinding()]
+    param(
+        [Parameter(Mandatory = $true)][AllowEmptyString()][string]$Sddl,
+        [Parameter(Mandatory = $true)][string[]]$Sid,
+        [Parameter(Mandatory = $true)][int]$Mask
+    )
+    if (-not $Sddl) { return $false }
+    $raw = New-Object -TypeName System.Security.AccessControl.RawSecurityDescriptor -ArgumentList $Sddl
+    if ($null -eq $raw.DiscretionaryAcl) { return $true }
+    $allowed = 0
+    foreach ($entry in $raw.DiscretionaryAcl) {
+        if ($entry -isnot [System.Security.AccessControl.KnownAce]) { continue }
+        if ($Sid -notcontains $entry.SecurityIdentifier.Value) { continue }
+        $type = $entry.AceType.ToString()
+        if ($type -like '*Denied*' -and ($entry.AccessMask -band $Mask)) { return $false }
+        if ($type -eq 'AccessAllowed') { $allowed = $allowed -bor $entry.AccessMask }
+    }
+    return (($allowed -band $Mask) -eq $Mask)
+}
+
+function Invoke-RdpNative {
+    # Runs a native program with an argument array and returns its output lines; a non-zero exit
+    # code is an error naming the program and the last lines it printed.
+    [CmdletBinding()]
+    param(
+        [Parameter(Mandatory = $true)][ValidateSet('icacls.exe', 'reg.exe', 'robocopy.exe')][string]$FilePath,
+        [Parameter(Mandatory = $true)][string[]]$ArgumentList,
+        [int]$MaxExitCode = 0
+    )
+    $ErrorActionPreference = 'Continue'
+    $output = @(& $FilePath @ArgumentList 2>&1 | ForEach-Object -Process { [string]$_ })
+    if ($LASTEXITCODE -gt $MaxExitCode -or $LASTEXITCODE -lt 0) {
+        throw ('{0} {1} failed with exit code {2}: {3}' -f $FilePath, $ArgumentList[0], $LASTEXITCODE, (($output | Select-Object -Last 3) -join ' '))
+    }
+    return $output
+}
+
+function Test-RdpSameSecurity {
+    # Same owner and DACL, compared in Windows' own canonical SDDL rendering.
+    [CmdletBinding()]
+    param([Parameter(Mandatory = $true)][string]$Sddl, [Parameter(Mandatory = $true)][string]$Reference)
+    $sections = [System.Security.AccessControl.AccessControlSections]'Owner, Access'
+    $left = (New-Object -TypeName System.Security.AccessControl.RawSecurityDescriptor -ArgumentList $Sddl).GetSddlForm($sections)
+    $right = (New-Object -TypeName System.Security.AccessControl.RawSecurityDescriptor -ArgumentList $Reference).GetSddlForm($sections)
+    return ($left -eq $right)
+}
+
+function Restore-RdpMachineKeyAcl {
+    # Undo of an ACL repair: each descriptor back to what it was (DACL, then owner), read back.
+    [CmdletBinding(SupportsShouldProcess = $true)]
+    param([object[]]$Item = @())
+    $result = [ordered]@{ step = 'clear-machinekeys-undo'; status = 'failed'; error = $null; restored = @(); problems = @() }
+    try {
+        $pending = @()
+        foreach ($entry in $Item) {
+            if (-not (Test-Path -LiteralPath $entry.path)) { $result.problems += ('{0} no longer exists' -f $entry.path); continue }
+            $current = Get-RdpPathSddl -Path $entry.path -Directory:([bool]$entry.directory)
+            if (-not $current -or -not (Test-RdpSameSecurity -Sddl $current -Reference $entry.sddl)) { $pending += $entry }
+        }
+        if ($pending.Count -eq 0 -and $result.problems.Count -eq 0) {
+            $result.status = 'ok'
+            return $result
+        }
+        if ($PSCmdlet.ShouldProcess(('{0} item(s)' -f $pending.Count), 'Restore the recorded access control lists')) {
+            foreach ($entry in $pending) {
+                Set-RdpPathSddl -Path $entry.path -Sddl $entry.sddl -Directory:([bool]$entry.directory)
+                $owner = (New-Object -TypeName System.Security.AccessControl.RawSecurityDescriptor -ArgumentList $entry.sddl).Owner
+                if ($null -ne $owner) { $null = Invoke-RdpNative -FilePath 'icacls.exe' -ArgumentList @($entry.path, '/setowner', ('*' + $owner.Value)) }
+                $now = Get-RdpPathSddl -Path $entry.path -Directory:([bool]$entry.directory)
+                if ($now -and (Test-RdpSameSecurity -Sddl $now -Reference $entry.sddl)) { $result.restored += $entry.path }
+                else { $result.problems += ('{0} did not read back as recorded' -f $entry.path) }
             }
+            if ($result.problems.Count -gt 0) { $result.status = 'failed' } else { $result.status = 'changed' }
+        } else {
+            $result.status = 'would-change'
         }
+    } catch {
+        $result.status = 'failed'
+        $result.error = $_.Exception.Message
     }
+    return $result
+}
 
-    function Test-RdpSddlAccess {
-        # Does the descriptor grant every bit of Mask to one of Sid (grants add up across entries) with
-        # no deny overlapping it? The same rule as rdpfix's lib/sddl.ts checkAccess, which re-checks the
-        # descriptors this script returns.
-        [CmdletBinding()]
-        param(
-            [Parameter(Mandatory = $true)][AllowEmptyString()][string]$Sddl,
-            [Parameter(Mandatory = $true)][string[]]$Sid,
-            [Parameter(Mandatory = $true)][int]$Mask
-        )
-        if (-not $Sddl) { return $false }
-        $raw = New-Object -TypeName System.Security.AccessControl.RawSecurityDescriptor -ArgumentList $Sddl
-        if ($null -eq $raw.DiscretionaryAcl) { return $true }
-        $allowed = 0
-        foreach ($entry in $raw.DiscretionaryAcl) {
-            if ($entry -isnot [System.Security.AccessControl.KnownAce]) { continue }
-            if ($Sid -notcontains $entry.SecurityIdentifier.Value) { continue }
-            $type = $entry.AceType.ToString()
-            if ($type -like '*Denied*' -and ($entry.AccessMask -band $Mask)) { return $false }
-            if ($type -eq 'AccessAllowed') { $allowed = $allowed -bor $entry.AccessMask }
-        }
-        return (($allowed -band $Mask) -eq $Mask)
-    }
-
-    function Invoke-RdpNative {
-        # Runs a native program with an argument array and returns its output lines; a non-zero exit
-        # code is an error naming the program and the last lines it printed.
-        [CmdletBinding()]
-        param(
-            [Parameter(Mandatory = $true)][ValidateSet('icacls.exe', 'reg.exe', 'robocopy.exe')][string]$FilePath,
-            [Parameter(Mandatory = $true)][string[]]$ArgumentList,
-            [int]$MaxExitCode = 0
-        )
-        $ErrorActionPreference = 'Continue'
-        $output = @(& $FilePath @ArgumentList 2>&1 | ForEach-Object -Process { [string]$_ })
-        if ($LASTEXITCODE -gt $MaxExitCode -or $LASTEXITCODE -lt 0) {
-            throw ('{0} {1} failed with exit code {2}: {3}' -f $FilePath, $ArgumentList[0], $LASTEXITCODE, (($output | Select-Object -Last 3) -join ' '))
-        }
-        return $output
-    }
-
-    function Test-RdpSameSecurity {
-        # Same owner and DACL, compared in Windows' own canonical SDDL rendering.
-        [CmdletBinding()]
-        param([Parameter(Mandatory = $true)][string]$Sddl, [Parameter(Mandatory = $true)][string]$Reference)
-        $sections = [System.Security.AccessControl.AccessControlSections]'Owner, Access'
-        $left = (New-Object -TypeName System.Security.AccessControl.RawSecurityDescriptor -ArgumentList $Sddl).GetSddlForm($sections)
-        $right = (New-Object -TypeName System.Security.AccessControl.RawSecurityDescriptor -ArgumentList $Reference).GetSddlForm($sections)
-        return ($left -eq $right)
-    }
-
-    function Restore-RdpMachineKeyAcl {
-        # Undo of an ACL repair: each descriptor back to what it was (DACL, then owner), read back.
-        [CmdletBinding(SupportsShouldProcess = $true)]
-        param([object[]]$Item = @())
-        $result = [ordered]@{ step = 'clear-machinekeys-undo'; status = 'failed'; error = $null; restored = @(); problems = @() }
-        try {
-            $pending = @()
-            foreach ($entry in $Item) {
-                if (-not (Test-Path -LiteralPath $entry.path)) { $result.problems += ('{0} no longer exists' -f $entry.path); continue }
-                $current = Get-RdpPathSddl -Path $entry.path -Directory:([bool]$entry.directory)
-                if (-not $current -or -not (Test-RdpSameSecurity -Sddl $current -Reference $entry.sddl)) { $pending += $entry }
-            }
-            if ($pending.Count -eq 0 -and $result.problems.Count -eq 0) {
-                $result.status = 'ok'
-                return $result
-            }
-            if ($PSCmdlet.ShouldProcess(('{0} item(s)' -f $pending.Count), 'Restore the recorded access control lists')) {
-                foreach ($entry in $pending) {
-                    Set-RdpPathSddl -Path $entry.path -Sddl $entry.sddl -Directory:([bool]$entry.directory)
-                    $owner = (New-Object -TypeName System.Security.AccessControl.RawSecurityDescriptor -ArgumentList $entry.sddl).Owner
-                    if ($null -ne $owner) { $null = Invoke-RdpNative -FilePath 'icacls.exe' -ArgumentList @($entry.path, '/setowner', ('*' + $owner.Value)) }
-                    $now = Get-RdpPathSddl -Path $entry.path -Directory:([bool]$entry.directory)
-                    if ($now -and (Test-RdpSameSecurity -Sddl $now -Reference $entry.sddl)) { $result.restored += $entry.path }
-                    else { $result.problems += ('{0} did not read back as recorded' -f $entry.path) }
-                }
-                if ($result.problems.Count -gt 0) { $result.status = 'failed' } else { $result.status = 'changed' }
-            } else {
-                $result.status = 'would-change'
-            }
-        } catch {
-            $result.status = 'failed'
-            $result.error = $_.Exception.Message
-        }
-        return $result
-    }
-
-    $Result = Restore-RdpMachineKeyAcl -Item @($P.Items) -WhatIf:$P.DryRun
+$Result = Restore-RdpMachineKeyAcl -Item @($P.Items) -WhatIf:$P.DryRun
 } catch {
     $Result = [ordered]@{
         step = 'clear-machinekeys-undo'

@@ -15,84 +15,84 @@ $P = [ordered]@{
 }
 $Result = [ordered]@{ step = 'disable-rdp-udp'; status = 'failed' }
 try {
-    function Get-RdpfixUdpPolicy {
-        param([Parameter(Mandatory = $true)][string]$Key)
-        $State = [ordered]@{ keyExists = $false; value = $null }
-        if (Test-Path -LiteralPath $Key) {
-            $State.keyExists = $true
-            $Item = Get-ItemProperty -LiteralPath $Key -Name 'fClientDisableUDP' -ErrorAction SilentlyContinue
-            if ($null -ne $Item) {
-                $State.value = [long]$Item.fClientDisableUDP
-            }
+function Get-RdpfixUdpPolicy {
+    param([Parameter(Mandatory = $true)][string]$Key)
+    $State = [ordered]@{ keyExists = $false; value = $null }
+    if (Test-Path -LiteralPath $Key) {
+        $State.keyExists = $true
+        $Item = Get-ItemProperty -LiteralPath $Key -Name 'fClientDisableUDP' -ErrorAction SilentlyContinue
+        if ($null -ne $Item) {
+            $State.value = [long]$Item.fClientDisableUDP
         }
-        return $State
     }
+    return $State
+}
 
-    function Set-RdpfixUdpPolicy {
-        [CmdletBinding(SupportsShouldProcess = $true)]
-        param(
-            [Parameter(Mandatory = $true)][string]$Key,
-            [Parameter(Mandatory = $true)][string]$RegKey,
-            [AllowNull()][Nullable[long]]$Value,
-            [Parameter(Mandatory = $true)][string]$BackupDir
-        )
-        $Before = Get-RdpfixUdpPolicy -Key $Key
-        $Out = [ordered]@{
-            step = 'disable-rdp-udp'
-            status = 'ok'
-            key = $RegKey
-            before = $Before.value
-            after = $Before.value
-            keyExisted = $Before.keyExists
-            backup = $null
-        }
-        if ($Before.value -eq $Value) {
-            return $Out
-        }
-        $Action = 'Remove fClientDisableUDP'
-        if ($null -ne $Value) {
-            $Action = 'Set fClientDisableUDP = ' + $Value
-        }
-        if (-not $PSCmdlet.ShouldProcess($RegKey, $Action)) {
-            $Out.status = 'would-change'
-            return $Out
-        }
-        if ($Before.keyExists) {
-            [void][System.IO.Directory]::CreateDirectory($BackupDir)
-            $BackupFile = Join-Path -Path $BackupDir -ChildPath ('disable-rdp-udp-' + (Get-Date -Format 'yyyyMMdd-HHmmss') + '.reg')
-            $RegOutput = & reg.exe export $RegKey $BackupFile /y
-            if ($LASTEXITCODE -ne 0) {
-                throw ('reg export failed (exit ' + $LASTEXITCODE + '): ' + (($RegOutput | Out-String).Trim()))
-            }
-            $Out.backup = $BackupFile
-        }
-        if ($null -eq $Value) {
-            Remove-ItemProperty -LiteralPath $Key -Name 'fClientDisableUDP'
-        } else {
-            if (-not $Before.keyExists) {
-                # -Force creates the missing parent keys too (Policies\...\Terminal Services).
-                [void](New-Item -Path $Key -Force)
-            }
-            [void](New-ItemProperty -LiteralPath $Key -Name 'fClientDisableUDP' -PropertyType DWord -Value $Value -Force)
-        }
-        # What an administrator pastes on this machine to put the previous state back.
-        if ($null -eq $Before.value) {
-            $Out.restore = @('Remove-ItemProperty -LiteralPath ''HKLM:\SOFTWARE\Policies\Microsoft\Windows NT\Terminal Services\Client'' -Name ''fClientDisableUDP''')
-        } else {
-            $Out.restore = @(('Set-ItemProperty -LiteralPath ''HKLM:\SOFTWARE\Policies\Microsoft\Windows NT\Terminal Services\Client'' -Name ''fClientDisableUDP'' -Type DWord -Value ' + [string]$Before.value))
-        }
-        $After = Get-RdpfixUdpPolicy -Key $Key
-        $Out.after = $After.value
-        if ($After.value -eq $Value) {
-            $Out.status = 'changed'
-        } else {
-            $Out.status = 'failed'
-            $Out.error = ('fClientDisableUDP reads ' + $After.value + ' after the change')
-        }
+function Set-RdpfixUdpPolicy {
+    [CmdletBinding(SupportsShouldProcess = $true)]
+    param(
+        [Parameter(Mandatory = $true)][string]$Key,
+        [Parameter(Mandatory = $true)][string]$RegKey,
+        [AllowNull()][Nullable[long]]$Value,
+        [Parameter(Mandatory = $true)][string]$BackupDir
+    )
+    $Before = Get-RdpfixUdpPolicy -Key $Key
+    $Out = [ordered]@{
+        step = 'disable-rdp-udp'
+        status = 'ok'
+        key = $RegKey
+        before = $Before.value
+        after = $Before.value
+        keyExisted = $Before.keyExists
+        backup = $null
+    }
+    if ($Before.value -eq $Value) {
         return $Out
     }
+    $Action = 'Remove fClientDisableUDP'
+    if ($null -ne $Value) {
+        $Action = 'Set fClientDisableUDP = ' + $Value
+    }
+    if (-not $PSCmdlet.ShouldProcess($RegKey, $Action)) {
+        $Out.status = 'would-change'
+        return $Out
+    }
+    if ($Before.keyExists) {
+        [void][System.IO.Directory]::CreateDirectory($BackupDir)
+        $BackupFile = Join-Path -Path $BackupDir -ChildPath ('disable-rdp-udp-' + (Get-Date -Format 'yyyyMMdd-HHmmss') + '.reg')
+        $RegOutput = & reg.exe export $RegKey $BackupFile /y
+        if ($LASTEXITCODE -ne 0) {
+            throw ('reg export failed (exit ' + $LASTEXITCODE + '): ' + (($RegOutput | Out-String).Trim()))
+        }
+        $Out.backup = $BackupFile
+    }
+    if ($null -eq $Value) {
+        Remove-ItemProperty -LiteralPath $Key -Name 'fClientDisableUDP'
+    } else {
+        if (-not $Before.keyExists) {
+            # -Force creates the missing parent keys too (Policies\...\Terminal Services).
+            [void](New-Item -Path $Key -Force)
+        }
+        [void](New-ItemProperty -LiteralPath $Key -Name 'fClientDisableUDP' -PropertyType DWord -Value $Value -Force)
+    }
+    # What an administrator pastes on this machine to put the previous state back.
+    if ($null -eq $Before.value) {
+        $Out.restore = @('Remove-ItemProperty -LiteralPath ''HKLM:\SOFTWARE\Policies\Microsoft\Windows NT\Terminal Services\Client'' -Name ''fClientDisableUDP''')
+    } else {
+        $Out.restore = @(('Set-ItemProperty -LiteralPath ''HKLM:\SOFTWARE\Policies\Microsoft\Windows NT\Terminal Services\Client'' -Name ''fClientDisableUDP'' -Type DWord -Value ' + [string]$Before.value))
+    }
+    $After = Get-RdpfixUdpPolicy -Key $Key
+    $Out.after = $After.value
+    if ($After.value -eq $Value) {
+        $Out.status = 'changed'
+    } else {
+        $Out.status = 'failed'
+        $Out.error = ('fClientDisableUDP reads ' + $After.value + ' after the change')
+    }
+    return $Out
+}
 
-    $Result = Set-RdpfixUdpPolicy -Key $P.Key -RegKey $P.RegKey -Value $P.Value -BackupDir $P.BackupDir -WhatIf:$P.DryRun
+$Result = Set-RdpfixUdpPolicy -Key $P.Key -RegKey $P.RegKey -Value $P.Value -BackupDir $P.BackupDir -WhatIf:$P.DryRun
 } catch {
     $Result = [ordered]@{
         step = 'disable-rdp-udp'

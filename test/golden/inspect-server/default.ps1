@@ -19,359 +19,359 @@ $P = [ordered]@{
 }
 $Result = [ordered]@{ step = 'inspect-server'; status = 'failed' }
 try {
-    function Get-RdpRegistryValue {
-        # The values present under one key, by name. A value that is not set is left out, so "not set"
-        # and 0 stay different (a policy value overrides only when it is actually there).
-        [CmdletBinding()]
-        param(
-            [Parameter(Mandatory = $true)][string]$Path,
-            [Parameter(Mandatory = $true)][string[]]$Name
-        )
-        $values = [ordered]@{}
-        if (-not (Test-Path -LiteralPath $Path)) { return $values }
-        $key = Get-Item -LiteralPath $Path
-        foreach ($valueName in $Name) {
-            $value = $key.GetValue($valueName, $null, [Microsoft.Win32.RegistryValueOptions]::DoNotExpandEnvironmentNames)
-            if ($null -ne $value) { $values[$valueName] = $value }
-        }
-        return $values
+function Get-RdpRegistryValue {
+    # The values present under one key, by name. A value that is not set is left out, so "not set"
+    # and 0 stay different (a policy value overrides only when it is actually there).
+    [CmdletBinding()]
+    param(
+        [Parameter(Mandatory = $true)][string]$Path,
+        [Parameter(Mandatory = $true)][string[]]$Name
+    )
+    $values = [ordered]@{}
+    if (-not (Test-Path -LiteralPath $Path)) { return $values }
+    $key = Get-Item -LiteralPath $Path
+    foreach ($valueName in $Name) {
+        $value = $key.GetValue($valueName, $null, [Microsoft.Win32.RegistryValueOptions]::DoNotExpandEnvironmentNames)
+        if ($null -ne $value) { $values[$valueName] = $value }
     }
+    return $values
+}
 
-    function Get-RdpPathSddl {
-        # Owner, group and DACL as SDDL, or $null. Uses .NET directly: Get-Acl needs to list the parent,
-        # which a hardened MachineKeys folder refuses even when the file's own descriptor is readable.
-        [CmdletBinding()]
-        param(
-            [Parameter(Mandatory = $true)][string]$Path,
-            [switch]$Directory
-        )
-        $sections = [System.Security.AccessControl.AccessControlSections]'Owner, Group, Access'
+function Get-RdpPathSddl {
+    # Owner, group and DACL as SDDL, or $null. Uses .NET directly: Get-Acl needs to list the parent,
+    # which a hardened MachineKeys folder refuses even when the file's own descriptor is readable.
+    [CmdletBinding()]
+    param(
+        [Parameter(Mandatory = $true)][string]$Path,
+        [switch]$Directory
+    )
+    $sections = [System.Security.AccessControl.AccessControlSections]'Owner, Group, Access'
+    try {
+        if ($Directory) { $descriptor = [System.IO.Directory]::GetAccessControl($Path, $sections) }
+        else { $descriptor = [System.IO.File]::GetAccessControl($Path, $sections) }
+        return $descriptor.GetSecurityDescriptorSddlForm($sections)
+    } catch {
+        Write-Verbose -Message ('cannot read the security descriptor of {0}: {1}' -f $Path, $_.Exception.Message)
+        return $null
+    }
+}
+
+function Set-RdpPathSddl {
+    # Replace only the DACL (and its protection flag) from an SDDL string; owner and SACL are kept.
+    [CmdletBinding(SupportsShouldProcess = $true)]
+    param(
+        [Parameter(Mandatory = $true)][string]$Path,
+        [Parameter(Mandatory = $true)][string]$Sddl,
+        [switch]$Directory
+    )
+    $sections = [System.Security.AccessControl.AccessControlSections]::Access
+    if ($PSCmdlet.ShouldProcess($Path, 'Set the access control list')) {
+        if ($Directory) {
+            $descriptor = New-Object -TypeName System.Security.AccessControl.DirectorySecurity
+            $descriptor.SetSecurityDescriptorSddlForm($Sddl, $sections)
+            [System.IO.Directory]::SetAccessControl($Path, $descriptor)
+        } else {
+            $descriptor = New-Object -TypeName System.Security.AccessControl.FileSecurity
+            $descriptor.SetSecurityDescriptorSddlForm($Sddl, $sections)
+            [System.IO.File]::SetAccessControl($Path, $descriptor)
+        }
+    }
+}
+
+function Test-RdpSddlAccess {
+    # Does the descriptor grant every bit of Mask to one of Sid (grants add up across entries) with
+    # no deny overlapping it? The same rule as rdpfix's lib/sddl.ts checkAccess, which re-checks the
+    # descriptors this script returns.
+    [CmdletBinding()]
+    param(
+        [Parameter(Mandatory = $true)][AllowEmptyString()][string]$Sddl,
+        [Parameter(Mandatory = $true)][string[]]$Sid,
+        [Parameter(Mandatory = $true)][int]$Mask
+    )
+    if (-not $Sddl) { return $false }
+    $raw = New-Object -TypeName System.Security.AccessControl.RawSecurityDescriptor -ArgumentList $Sddl
+    if ($null -eq $raw.DiscretionaryAcl) { return $true }
+    $allowed = 0
+    foreach ($entry in $raw.DiscretionaryAcl) {
+        if ($entry -isnot [System.Security.AccessControl.KnownAce]) { continue }
+        if ($Sid -notcontains $entry.SecurityIdentifier.Value) { continue }
+        $type = $entry.AceType.ToString()
+        if ($type -like '*Denied*' -and ($entry.AccessMask -band $Mask)) { return $false }
+        if ($type -eq 'AccessAllowed') { $allowed = $allowed -bor $entry.AccessMask }
+    }
+    return (($allowed -band $Mask) -eq $Mask)
+}
+
+function Get-RdpServiceSnapshot {
+    # Get-Service | Select-Object Name,Status,StartType (Windows PowerShell 5.1 writes the enums
+    # as numbers in JSON: Running = 4, Stopped = 1; Automatic = 2, Manual = 3, Disabled = 4).
+    [CmdletBinding()]
+    param([string[]]$Name = @('TermService', 'UmRdpService', 'SessionEnv'))
+    return @(Get-Service -Name $Name -ErrorAction SilentlyContinue | Select-Object -Property @('Name', 'Status', 'StartType'))
+}
+
+function Get-RdpPort {
+    [CmdletBinding()]
+    param()
+    $rdp = Get-RdpRegistryValue -Path 'HKLM:\SYSTEM\CurrentControlSet\Control\Terminal Server\WinStations\RDP-Tcp' -Name @('PortNumber')
+    if ($rdp.Contains('PortNumber')) { return [int]$rdp['PortNumber'] }
+    return 3389
+}
+
+function Get-RdpListener {
+    # Who listens on the port: LocalAddress, LocalPort, OwningProcess (Get-NetTCPConnection), or
+    # the .NET listener table where the NetTCPIP module is missing (no owning process then).
+    [CmdletBinding()]
+    param([Parameter(Mandatory = $true)][int]$Port)
+    if (Get-Command -Name 'Get-NetTCPConnection' -ErrorAction SilentlyContinue) {
+        return @(Get-NetTCPConnection -State Listen -LocalPort $Port -ErrorAction SilentlyContinue | Select-Object -Property @('LocalAddress', 'LocalPort', 'OwningProcess') -First 4)
+    }
+    $table = [System.Net.NetworkInformation.IPGlobalProperties]::GetIPGlobalProperties().GetActiveTcpListeners()
+    return @($table | Where-Object -FilterScript { $_.Port -eq $Port } | ForEach-Object -Process { [pscustomobject]@{ LocalAddress = $_.Address.ToString(); LocalPort = $_.Port; OwningProcess = $null } } | Select-Object -First 4)
+}
+
+function Wait-RdpListener {
+    # Poll until something listens on the port or the time is up; returns the listeners.
+    [CmdletBinding()]
+    param([Parameter(Mandatory = $true)][int]$Port, [int]$TimeoutSeconds = 30)
+    $deadline = (Get-Date).AddSeconds($TimeoutSeconds)
+    do {
+        $listeners = @(Get-RdpListener -Port $Port)
+        if ($listeners.Count -gt 0) { return $listeners }
+        Start-Sleep -Seconds 1
+    } while ((Get-Date) -lt $deadline)
+    return @()
+}
+
+function ConvertTo-RdpCertSummary {
+    # Thumbprint, Subject, Issuer, NotBefore, NotAfter, HasPrivateKey: the certificate object as
+    # ConvertTo-Json writes it (dates as "\/Date(ms)\/" in Windows PowerShell 5.1).
+    [CmdletBinding()]
+    param([Parameter(Mandatory = $true, ValueFromPipeline = $true)]$Certificate)
+    process {
+        $Certificate | Select-Object -Property @(
+            'Thumbprint',
+            @{ Name = 'Subject'; Expression = { $_.Subject.Substring(0, [Math]::Min(120, $_.Subject.Length)) } },
+            @{ Name = 'Issuer'; Expression = { $_.Issuer.Substring(0, [Math]::Min(120, $_.Issuer.Length)) } },
+            'NotBefore', 'NotAfter', 'HasPrivateKey')
+    }
+}
+
+function Get-RdpKeyFile {
+    # Where a certificate's private key lives, and whether this account can open it. The RDP
+    # self-signed key is a CSP container (MachineKeys); CNG keys live in Crypto\Keys. When the key
+    # cannot be opened, the listener's well-known container name is the fallback.
+    [CmdletBinding()]
+    param([Parameter(Mandatory = $true)]$Certificate)
+    $crypto = Join-Path -Path $env:ProgramData -ChildPath 'Microsoft\Crypto'
+    $info = [ordered]@{ opened = $false; provider = $null; file = $null; sddl = $null; error = $null }
+    $name = $null
+    $folder = Join-Path -Path $crypto -ChildPath 'RSA\MachineKeys'
+    try {
+        $key = $Certificate.PrivateKey
+        if ($null -ne $key) {
+            $info.opened = $true
+            $info.provider = 'csp'
+            $name = $key.CspKeyContainerInfo.UniqueKeyContainerName
+        }
+    } catch {
+        $info.error = $_.Exception.Message
         try {
-            if ($Directory) { $descriptor = [System.IO.Directory]::GetAccessControl($Path, $sections) }
-            else { $descriptor = [System.IO.File]::GetAccessControl($Path, $sections) }
-            return $descriptor.GetSecurityDescriptorSddlForm($sections)
-        } catch {
-            Write-Verbose -Message ('cannot read the security descriptor of {0}: {1}' -f $Path, $_.Exception.Message)
-            return $null
-        }
-    }
-
-    function Set-RdpPathSddl {
-        # Replace only the DACL (and its protection flag) from an SDDL string; owner and SACL are kept.
-        [CmdletBinding(SupportsShouldProcess = $true)]
-        param(
-            [Parameter(Mandatory = $true)][string]$Path,
-            [Parameter(Mandatory = $true)][string]$Sddl,
-            [switch]$Directory
-        )
-        $sections = [System.Security.AccessControl.AccessControlSections]::Access
-        if ($PSCmdlet.ShouldProcess($Path, 'Set the access control list')) {
-            if ($Directory) {
-                $descriptor = New-Object -TypeName System.Security.AccessControl.DirectorySecurity
-                $descriptor.SetSecurityDescriptorSddlForm($Sddl, $sections)
-                [System.IO.Directory]::SetAccessControl($Path, $descriptor)
-            } else {
-                $descriptor = New-Object -TypeName System.Security.AccessControl.FileSecurity
-                $descriptor.SetSecurityDescriptorSddlForm($Sddl, $sections)
-                [System.IO.File]::SetAccessControl($Path, $descriptor)
-            }
-        }
-    }
-
-    function Test-RdpSddlAccess {
-        # Does the descriptor grant every bit of Mask to one of Sid (grants add up across entries) with
-        # no deny overlapping it? The same rule as rdpfix's lib/sddl.ts checkAccess, which re-checks the
-        # descriptors this script returns.
-        [CmdletBinding()]
-        param(
-            [Parameter(Mandatory = $true)][AllowEmptyString()][string]$Sddl,
-            [Parameter(Mandatory = $true)][string[]]$Sid,
-            [Parameter(Mandatory = $true)][int]$Mask
-        )
-        if (-not $Sddl) { return $false }
-        $raw = New-Object -TypeName System.Security.AccessControl.RawSecurityDescriptor -ArgumentList $Sddl
-        if ($null -eq $raw.DiscretionaryAcl) { return $true }
-        $allowed = 0
-        foreach ($entry in $raw.DiscretionaryAcl) {
-            if ($entry -isnot [System.Security.AccessControl.KnownAce]) { continue }
-            if ($Sid -notcontains $entry.SecurityIdentifier.Value) { continue }
-            $type = $entry.AceType.ToString()
-            if ($type -like '*Denied*' -and ($entry.AccessMask -band $Mask)) { return $false }
-            if ($type -eq 'AccessAllowed') { $allowed = $allowed -bor $entry.AccessMask }
-        }
-        return (($allowed -band $Mask) -eq $Mask)
-    }
-
-    function Get-RdpServiceSnapshot {
-        # Get-Service | Select-Object Name,Status,StartType (Windows PowerShell 5.1 writes the enums
-        # as numbers in JSON: Running = 4, Stopped = 1; Automatic = 2, Manual = 3, Disabled = 4).
-        [CmdletBinding()]
-        param([string[]]$Name = @('TermService', 'UmRdpService', 'SessionEnv'))
-        return @(Get-Service -Name $Name -ErrorAction SilentlyContinue | Select-Object -Property @('Name', 'Status', 'StartType'))
-    }
-
-    function Get-RdpPort {
-        [CmdletBinding()]
-        param()
-        $rdp = Get-RdpRegistryValue -Path 'HKLM:\SYSTEM\CurrentControlSet\Control\Terminal Server\WinStations\RDP-Tcp' -Name @('PortNumber')
-        if ($rdp.Contains('PortNumber')) { return [int]$rdp['PortNumber'] }
-        return 3389
-    }
-
-    function Get-RdpListener {
-        # Who listens on the port: LocalAddress, LocalPort, OwningProcess (Get-NetTCPConnection), or
-        # the .NET listener table where the NetTCPIP module is missing (no owning process then).
-        [CmdletBinding()]
-        param([Parameter(Mandatory = $true)][int]$Port)
-        if (Get-Command -Name 'Get-NetTCPConnection' -ErrorAction SilentlyContinue) {
-            return @(Get-NetTCPConnection -State Listen -LocalPort $Port -ErrorAction SilentlyContinue | Select-Object -Property @('LocalAddress', 'LocalPort', 'OwningProcess') -First 4)
-        }
-        $table = [System.Net.NetworkInformation.IPGlobalProperties]::GetIPGlobalProperties().GetActiveTcpListeners()
-        return @($table | Where-Object -FilterScript { $_.Port -eq $Port } | ForEach-Object -Process { [pscustomobject]@{ LocalAddress = $_.Address.ToString(); LocalPort = $_.Port; OwningProcess = $null } } | Select-Object -First 4)
-    }
-
-    function Wait-RdpListener {
-        # Poll until something listens on the port or the time is up; returns the listeners.
-        [CmdletBinding()]
-        param([Parameter(Mandatory = $true)][int]$Port, [int]$TimeoutSeconds = 30)
-        $deadline = (Get-Date).AddSeconds($TimeoutSeconds)
-        do {
-            $listeners = @(Get-RdpListener -Port $Port)
-            if ($listeners.Count -gt 0) { return $listeners }
-            Start-Sleep -Seconds 1
-        } while ((Get-Date) -lt $deadline)
-        return @()
-    }
-
-    function ConvertTo-RdpCertSummary {
-        # Thumbprint, Subject, Issuer, NotBefore, NotAfter, HasPrivateKey: the certificate object as
-        # ConvertTo-Json writes it (dates as "\/Date(ms)\/" in Windows PowerShell 5.1).
-        [CmdletBinding()]
-        param([Parameter(Mandatory = $true, ValueFromPipeline = $true)]$Certificate)
-        process {
-            $Certificate | Select-Object -Property @(
-                'Thumbprint',
-                @{ Name = 'Subject'; Expression = { $_.Subject.Substring(0, [Math]::Min(120, $_.Subject.Length)) } },
-                @{ Name = 'Issuer'; Expression = { $_.Issuer.Substring(0, [Math]::Min(120, $_.Issuer.Length)) } },
-                'NotBefore', 'NotAfter', 'HasPrivateKey')
-        }
-    }
-
-    function Get-RdpKeyFile {
-        # Where a certificate's private key lives, and whether this account can open it. The RDP
-        # self-signed key is a CSP container (MachineKeys); CNG keys live in Crypto\Keys. When the key
-        # cannot be opened, the listener's well-known container name is the fallback.
-        [CmdletBinding()]
-        param([Parameter(Mandatory = $true)]$Certificate)
-        $crypto = Join-Path -Path $env:ProgramData -ChildPath 'Microsoft\Crypto'
-        $info = [ordered]@{ opened = $false; provider = $null; file = $null; sddl = $null; error = $null }
-        $name = $null
-        $folder = Join-Path -Path $crypto -ChildPath 'RSA\MachineKeys'
-        try {
-            $key = $Certificate.PrivateKey
-            if ($null -ne $key) {
+            $rsa = [System.Security.Cryptography.X509Certificates.RSACertificateExtensions]::GetRSAPrivateKey($Certificate)
+            if ($rsa -is [System.Security.Cryptography.RSACng]) {
                 $info.opened = $true
-                $info.provider = 'csp'
-                $name = $key.CspKeyContainerInfo.UniqueKeyContainerName
+                $info.provider = 'cng'
+                $info.error = $null
+                $name = $rsa.Key.UniqueName
+                $folder = Join-Path -Path $crypto -ChildPath 'Keys'
             }
         } catch {
             $info.error = $_.Exception.Message
-            try {
-                $rsa = [System.Security.Cryptography.X509Certificates.RSACertificateExtensions]::GetRSAPrivateKey($Certificate)
-                if ($rsa -is [System.Security.Cryptography.RSACng]) {
-                    $info.opened = $true
-                    $info.provider = 'cng'
-                    $info.error = $null
-                    $name = $rsa.Key.UniqueName
-                    $folder = Join-Path -Path $crypto -ChildPath 'Keys'
-                }
-            } catch {
-                $info.error = $_.Exception.Message
-            }
         }
-        if (-not $name) {
-            $guid = (Get-RdpRegistryValue -Path 'HKLM:\SOFTWARE\Microsoft\Cryptography' -Name @('MachineGuid'))['MachineGuid']
-            if ($guid) { $name = 'f686aace6942fb7f7ceb231212eef4a4_' + $guid }
-        }
-        if ($name) {
-            $path = Join-Path -Path $folder -ChildPath $name
-            if (Test-Path -LiteralPath $path -PathType Leaf) {
-                $info.file = $path
-                $info.sddl = Get-RdpPathSddl -Path $path
-            }
-        }
-        if ($info.error -and $info.error.Length -gt 160) { $info.error = $info.error.Substring(0, 160) }
-        return $info
     }
-
-    function Get-RdpCertificateState {
-        # The certificate the listener uses: the one pinned by SSLCertificateSHA1Hash (looked up in the
-        # My and Remote Desktop stores), otherwise the newest in the Remote Desktop store.
-        [CmdletBinding()]
-        param([switch]$WithKey)
-        $pin = Get-RdpRegistryValue -Path 'HKLM:\SYSTEM\CurrentControlSet\Control\Terminal Server\WinStations\RDP-Tcp' -Name @('SSLCertificateSHA1Hash')
-        $pinned = $null
-        if ($pin.Contains('SSLCertificateSHA1Hash')) {
-            $pinned = (@($pin['SSLCertificateSHA1Hash']) | ForEach-Object -Process { '{0:X2}' -f [int]$_ }) -join ''
-        }
-        $store = @()
-        if (Test-Path -LiteralPath 'Cert:\LocalMachine\Remote Desktop') {
-            $store = @(Get-ChildItem -LiteralPath 'Cert:\LocalMachine\Remote Desktop' | Sort-Object -Property NotAfter -Descending)
-        }
-        $inUse = $null
-        $source = 'none'
-        if ($pinned) {
-            $source = 'pinned-missing'
-            foreach ($storePath in @('Cert:\LocalMachine\My', 'Cert:\LocalMachine\Remote Desktop')) {
-                $candidate = Join-Path -Path $storePath -ChildPath $pinned
-                if (Test-Path -LiteralPath $candidate) { $inUse = Get-Item -LiteralPath $candidate; $source = 'pinned'; break }
-            }
-        } elseif ($store.Count -gt 0) {
-            $inUse = $store[0]
-            $source = 'remote-desktop-store'
-        }
-        $state = [ordered]@{
-            pinned = $pinned
-            source = $source
-            thumbprint = $null
-            selfSigned = $null
-            store = @($store | Select-Object -First 3 | ConvertTo-RdpCertSummary)
-            inUse = $null
-            key = $null
-        }
-        if ($null -ne $inUse) {
-            $state.thumbprint = $inUse.Thumbprint
-            $state.selfSigned = ($inUse.Subject -eq $inUse.Issuer)
-            $state.inUse = $inUse | ConvertTo-RdpCertSummary
-            if ($WithKey) { $state.key = Get-RdpKeyFile -Certificate $inUse }
-        }
-        return $state
+    if (-not $name) {
+        $guid = (Get-RdpRegistryValue -Path 'HKLM:\SOFTWARE\Microsoft\Cryptography' -Name @('MachineGuid'))['MachineGuid']
+        if ($guid) { $name = 'f686aace6942fb7f7ceb231212eef4a4_' + $guid }
     }
-
-    function Get-RdpEventSummary {
-        # Recent events that name the cause, newest first, bounded, messages cut to one line: Schannel
-        # 36870/36871/36874/36888, RemoteConnectionManager 1055/1057/1058, Service Control Manager.
-        [CmdletBinding()]
-        param(
-            [Parameter(Mandatory = $true)][datetime]$Since,
-            [int]$Max = 6,
-            [int]$MessageLength = 110,
-            [string[]]$Provider = @('Schannel', 'Microsoft-Windows-TerminalServices-RemoteConnectionManager')
-        )
-        $ids = @{
-            'Schannel' = @(36870, 36871, 36874, 36888)
-            'Microsoft-Windows-TerminalServices-RemoteConnectionManager' = @(1050, 1055, 1057, 1058)
-            'Service Control Manager' = @(7000, 7001, 7009, 7011, 7023, 7024, 7031, 7034)
+    if ($name) {
+        $path = Join-Path -Path $folder -ChildPath $name
+        if (Test-Path -LiteralPath $path -PathType Leaf) {
+            $info.file = $path
+            $info.sddl = Get-RdpPathSddl -Path $path
         }
-        $found = @()
-        $errors = @()
-        foreach ($name in $Provider) {
-            try {
-                $found += @(Get-WinEvent -FilterHashtable @{ LogName = 'System'; ProviderName = $name; Id = $ids[$name]; StartTime = $Since } -MaxEvents 50 -ErrorAction Stop)
-            } catch {
-                if ($_.FullyQualifiedErrorId -notlike 'NoMatchingEventsFound*') { $errors += ('{0}: {1}' -f $name, $_.Exception.Message) }
-            }
-        }
-        $counts = [ordered]@{}
-        foreach ($group in @($found | Group-Object -Property Id)) { $counts[[string]$group.Name] = $group.Count }
-        $newest = @($found | Sort-Object -Property TimeCreated -Descending | Select-Object -First $Max | Select-Object -Property @('Id', 'ProviderName', 'TimeCreated',
-            @{ Name = 'Message'; Expression = { $m = [string]$_.Message -replace '\s+', ' '; $m.Substring(0, [Math]::Min($MessageLength, $m.Length)) } }))
-        return [ordered]@{ since = $Since.ToUniversalTime().ToString('o'); counts = $counts; newest = $newest; errors = $errors }
     }
+    if ($info.error -and $info.error.Length -gt 160) { $info.error = $info.error.Substring(0, 160) }
+    return $info
+}
 
-    function Compress-RdpResult {
-        # Azure Run Command keeps only the last 4,096 bytes of output: drop the named bulky parts,
-        # in order, until the JSON result fits, and say what was dropped.
-        [CmdletBinding()]
-        param(
-            [Parameter(Mandatory = $true)]$Result,
-            [int]$MaxLength = 3600,
-            [string[]]$Drop = @()
-        )
-        $dropped = @()
-        foreach ($path in $Drop) {
-            if (($Result | ConvertTo-Json -Compress -Depth 8).Length -le $MaxLength) { break }
-            $parts = $path.Split('.')
-            $node = $Result
-            for ($i = 0; $i -lt $parts.Count - 1 -and $null -ne $node; $i++) { $node = $node[$parts[$i]] }
-            if ($null -ne $node -and $node.Contains($parts[-1])) { $node.Remove($parts[-1]); $dropped += $path }
-        }
-        if ($dropped.Count -gt 0) { $Result['dropped'] = $dropped }
-        return $Result
+function Get-RdpCertificateState {
+    # The certificate the listener uses: the one pinned by SSLCertificateSHA1Hash (looked up in the
+    # My and Remote Desktop stores), otherwise the newest in the Remote Desktop store.
+    [CmdletBinding()]
+    param([switch]$WithKey)
+    $pin = Get-RdpRegistryValue -Path 'HKLM:\SYSTEM\CurrentControlSet\Control\Terminal Server\WinStations\RDP-Tcp' -Name @('SSLCertificateSHA1Hash')
+    $pinned = $null
+    if ($pin.Contains('SSLCertificateSHA1Hash')) {
+        $pinned = (@($pin['SSLCertificateSHA1Hash']) | ForEach-Object -Process { '{0:X2}' -f [int]$_ }) -join ''
     }
+    $store = @()
+    if (Test-Path -LiteralPath 'Cert:\LocalMachine\Remote Desktop') {
+        $store = @(Get-ChildItem -LiteralPath 'Cert:\LocalMachine\Remote Desktop' | Sort-Object -Property NotAfter -Descending)
+    }
+    $inUse = $null
+    $source = 'none'
+    if ($pinned) {
+        $source = 'pinned-missing'
+        foreach ($storePath in @('Cert:\LocalMachine\My', 'Cert:\LocalMachine\Remote Desktop')) {
+            $candidate = Join-Path -Path $storePath -ChildPath $pinned
+            if (Test-Path -LiteralPath $candidate) { $inUse = Get-Item -LiteralPath $candidate; $source = 'pinned'; break }
+        }
+    } elseif ($store.Count -gt 0) {
+        $inUse = $store[0]
+        $source = 'remote-desktop-store'
+    }
+    $state = [ordered]@{
+        pinned = $pinned
+        source = $source
+        thumbprint = $null
+        selfSigned = $null
+        store = @($store | Select-Object -First 3 | ConvertTo-RdpCertSummary)
+        inUse = $null
+        key = $null
+    }
+    if ($null -ne $inUse) {
+        $state.thumbprint = $inUse.Thumbprint
+        $state.selfSigned = ($inUse.Subject -eq $inUse.Issuer)
+        $state.inUse = $inUse | ConvertTo-RdpCertSummary
+        if ($WithKey) { $state.key = Get-RdpKeyFile -Certificate $inUse }
+    }
+    return $state
+}
 
-    function Get-RdpServerFacts {
-        # Collects the raw facts; rdpfix's TypeScript turns them into findings.
-        [CmdletBinding()]
-        param([int]$EventHours = 72, [int]$MaxEvents = 6)
-        $port = Get-RdpPort
-        $os = Get-RdpRegistryValue -Path 'HKLM:\SOFTWARE\Microsoft\Windows NT\CurrentVersion' -Name @('CurrentBuild', 'ProductName')
-        $termService = Get-CimInstance -ClassName Win32_Service -Filter "Name='TermService'" -ErrorAction SilentlyContinue
-        $facts = [ordered]@{
-            computer = $env:COMPUTERNAME
-            now = (Get-Date).ToUniversalTime().ToString('o')
-            build = [int]$os['CurrentBuild']
-            product = $os['ProductName']
-            runAs = [System.Security.Principal.WindowsIdentity]::GetCurrent().User.Value
-            port = $port
-            services = @(Get-RdpServiceSnapshot)
-            termServicePid = $null
-            terminalServer = Get-RdpRegistryValue -Path $P.TsKey -Name @('fDenyTSConnections', 'TSEnabled', 'TSServerDrainMode')
-            rdpTcp = Get-RdpRegistryValue -Path $P.RdpTcpKey -Name @('PortNumber', 'UserAuthentication', 'SecurityLayer', 'MinEncryptionLevel', 'fEnableWinStation', 'fLogonDisabled', 'SSLCertificateSHA1Hash')
-            policy = Get-RdpRegistryValue -Path $P.PolicyKey -Name @('fDenyTSConnections', 'UserAuthentication', 'SecurityLayer', 'MinEncryptionLevel', 'fAllowSecProtocolNegotiation')
-            listeners = @(Get-RdpListener -Port $port)
-            firewall = @()
-            schannel = [ordered]@{}
-            certificate = Get-RdpCertificateState -WithKey
-            machineKeys = [ordered]@{ path = $null; sddl = $null; containers = @(); error = $null }
-            sessionEnvSid = $null
-            events = Get-RdpEventSummary -Since ((Get-Date).AddHours(-$EventHours)) -Max $MaxEvents
-            evidenceFile = $null
-        }
-        if ($null -ne $termService) { $facts.termServicePid = [int]$termService.ProcessId }
-        if (Get-Command -Name 'Get-NetFirewallRule' -ErrorAction SilentlyContinue) {
-            $facts.firewall = @(Get-NetFirewallRule -Group $P.FirewallGroup -PolicyStore ActiveStore -ErrorAction SilentlyContinue | Select-Object -Property @('Name', 'Enabled', 'Direction', 'Action') -First 8)
-        }
-        foreach ($version in @('TLS 1.0', 'TLS 1.1', 'TLS 1.2', 'TLS 1.3')) {
-            $facts.schannel[$version] = Get-RdpRegistryValue -Path (Join-Path -Path $P.SchannelKey -ChildPath ($version + '\Server')) -Name @('Enabled', 'DisabledByDefault')
-        }
-        $machineKeys = Join-Path -Path $env:ProgramData -ChildPath 'Microsoft\Crypto\RSA\MachineKeys'
-        $facts.machineKeys.path = $machineKeys
-        $facts.machineKeys.sddl = Get-RdpPathSddl -Path $machineKeys -Directory
+function Get-RdpEventSummary {
+    # Recent events that name the cause, newest first, bounded, messages cut to one line: Schannel
+    # 36870/36871/36874/36888, RemoteConnectionManager 1055/1057/1058, Service Control Manager.
+    [CmdletBinding()]
+    param(
+        [Parameter(Mandatory = $true)][datetime]$Since,
+        [int]$Max = 6,
+        [int]$MessageLength = 110,
+        [string[]]$Provider = @('Schannel', 'Microsoft-Windows-TerminalServices-RemoteConnectionManager')
+    )
+    $ids = @{
+        'Schannel' = @(36870, 36871, 36874, 36888)
+        'Microsoft-Windows-TerminalServices-RemoteConnectionManager' = @(1050, 1055, 1057, 1058)
+        'Service Control Manager' = @(7000, 7001, 7009, 7011, 7023, 7024, 7031, 7034)
+    }
+    $found = @()
+    $errors = @()
+    foreach ($name in $Provider) {
         try {
-            $facts.machineKeys.containers = @(Get-ChildItem -LiteralPath $machineKeys -Filter ($P.ContainerPrefix + '*') -Force -File -ErrorAction Stop |
-                Select-Object -First 4 | ForEach-Object -Process { [ordered]@{ name = $_.Name; sddl = Get-RdpPathSddl -Path $_.FullName } })
+            $found += @(Get-WinEvent -FilterHashtable @{ LogName = 'System'; ProviderName = $name; Id = $ids[$name]; StartTime = $Since } -MaxEvents 50 -ErrorAction Stop)
         } catch {
-            $facts.machineKeys.error = $_.Exception.Message
+            if ($_.FullyQualifiedErrorId -notlike 'NoMatchingEventsFound*') { $errors += ('{0}: {1}' -f $name, $_.Exception.Message) }
         }
-        try {
-            $account = New-Object -TypeName System.Security.Principal.NTAccount -ArgumentList 'NT SERVICE', 'SessionEnv'
-            $facts.sessionEnvSid = $account.Translate([System.Security.Principal.SecurityIdentifier]).Value
-        } catch {
-            Write-Verbose -Message ('NT SERVICE\SessionEnv did not resolve: {0}' -f $_.Exception.Message)
-        }
-        return $facts
     }
+    $counts = [ordered]@{}
+    foreach ($group in @($found | Group-Object -Property Id)) { $counts[[string]$group.Name] = $group.Count }
+    $newest = @($found | Sort-Object -Property TimeCreated -Descending | Select-Object -First $Max | Select-Object -Property @('Id', 'ProviderName', 'TimeCreated',
+        @{ Name = 'Message'; Expression = { $m = [string]$_.Message -replace '\s+', ' '; $m.Substring(0, [Math]::Min($MessageLength, $m.Length)) } }))
+    return [ordered]@{ since = $Since.ToUniversalTime().ToString('o'); counts = $counts; newest = $newest; errors = $errors }
+}
 
-    function Save-RdpEvidence {
-        # The full evidence (more events, whole messages) as a file on the target, so the compact result
-        # can stay under Azure Run Command's 4 KB.
-        [CmdletBinding(SupportsShouldProcess = $true)]
-        param([Parameter(Mandatory = $true)]$Facts, [int]$EventHours = 72)
-        $folder = Join-Path -Path $env:ProgramData -ChildPath 'rdpfix\evidence'
-        $file = Join-Path -Path $folder -ChildPath ('inspect-server-{0}.json' -f (Get-Date).ToString('yyyyMMdd-HHmmss'))
-        if ($PSCmdlet.ShouldProcess($file, 'Save the full evidence')) {
-            $full = [ordered]@{ facts = $Facts; events = Get-RdpEventSummary -Since ((Get-Date).AddHours(-$EventHours)) -Max 40 -MessageLength 600 -Provider @('Schannel', 'Microsoft-Windows-TerminalServices-RemoteConnectionManager', 'Service Control Manager') }
-            $null = New-Item -ItemType Directory -Path $folder -Force
-            Set-Content -LiteralPath $file -Value ($full | ConvertTo-Json -Depth 8) -Encoding UTF8
-            return $file
-        }
-        return $null
+function Compress-RdpResult {
+    # Azure Run Command keeps only the last 4,096 bytes of output: drop the named bulky parts,
+    # in order, until the JSON result fits, and say what was dropped.
+    [CmdletBinding()]
+    param(
+        [Parameter(Mandatory = $true)]$Result,
+        [int]$MaxLength = 3600,
+        [string[]]$Drop = @()
+    )
+    $dropped = @()
+    foreach ($path in $Drop) {
+        if (($Result | ConvertTo-Json -Compress -Depth 8).Length -le $MaxLength) { break }
+        $parts = $path.Split('.')
+        $node = $Result
+        for ($i = 0; $i -lt $parts.Count - 1 -and $null -ne $node; $i++) { $node = $node[$parts[$i]] }
+        if ($null -ne $node -and $node.Contains($parts[-1])) { $node.Remove($parts[-1]); $dropped += $path }
     }
+    if ($dropped.Count -gt 0) { $Result['dropped'] = $dropped }
+    return $Result
+}
 
-    $facts = Get-RdpServerFacts -EventHours $P.EventHours -MaxEvents $P.MaxEvents
-    if ($P.SaveEvidence) { $facts.evidenceFile = Save-RdpEvidence -Facts $facts -EventHours $P.EventHours }
-    $Result = Compress-RdpResult -Result ([ordered]@{ step = 'inspect-server'; status = 'ok'; facts = $facts }) -Drop @('facts.events.newest', 'facts.certificate.store', 'facts.firewall', 'facts.machineKeys.containers')
+function Get-RdpServerFacts {
+    # Collects the raw facts; rdpfix's TypeScript turns them into findings.
+    [CmdletBinding()]
+    param([int]$EventHours = 72, [int]$MaxEvents = 6)
+    $port = Get-RdpPort
+    $os = Get-RdpRegistryValue -Path 'HKLM:\SOFTWARE\Microsoft\Windows NT\CurrentVersion' -Name @('CurrentBuild', 'ProductName')
+    $termService = Get-CimInstance -ClassName Win32_Service -Filter "Name='TermService'" -ErrorAction SilentlyContinue
+    $facts = [ordered]@{
+        computer = $env:COMPUTERNAME
+        now = (Get-Date).ToUniversalTime().ToString('o')
+        build = [int]$os['CurrentBuild']
+        product = $os['ProductName']
+        runAs = [System.Security.Principal.WindowsIdentity]::GetCurrent().User.Value
+        port = $port
+        services = @(Get-RdpServiceSnapshot)
+        termServicePid = $null
+        terminalServer = Get-RdpRegistryValue -Path $P.TsKey -Name @('fDenyTSConnections', 'TSEnabled', 'TSServerDrainMode')
+        rdpTcp = Get-RdpRegistryValue -Path $P.RdpTcpKey -Name @('PortNumber', 'UserAuthentication', 'SecurityLayer', 'MinEncryptionLevel', 'fEnableWinStation', 'fLogonDisabled', 'SSLCertificateSHA1Hash')
+        policy = Get-RdpRegistryValue -Path $P.PolicyKey -Name @('fDenyTSConnections', 'UserAuthentication', 'SecurityLayer', 'MinEncryptionLevel', 'fAllowSecProtocolNegotiation')
+        listeners = @(Get-RdpListener -Port $port)
+        firewall = @()
+        schannel = [ordered]@{}
+        certificate = Get-RdpCertificateState -WithKey
+        machineKeys = [ordered]@{ path = $null; sddl = $null; containers = @(); error = $null }
+        sessionEnvSid = $null
+        events = Get-RdpEventSummary -Since ((Get-Date).AddHours(-$EventHours)) -Max $MaxEvents
+        evidenceFile = $null
+    }
+    if ($null -ne $termService) { $facts.termServicePid = [int]$termService.ProcessId }
+    if (Get-Command -Name 'Get-NetFirewallRule' -ErrorAction SilentlyContinue) {
+        $facts.firewall = @(Get-NetFirewallRule -Group $P.FirewallGroup -PolicyStore ActiveStore -ErrorAction SilentlyContinue | Select-Object -Property @('Name', 'Enabled', 'Direction', 'Action') -First 8)
+    }
+    foreach ($version in @('TLS 1.0', 'TLS 1.1', 'TLS 1.2', 'TLS 1.3')) {
+        $facts.schannel[$version] = Get-RdpRegistryValue -Path (Join-Path -Path $P.SchannelKey -ChildPath ($version + '\Server')) -Name @('Enabled', 'DisabledByDefault')
+    }
+    $machineKeys = Join-Path -Path $env:ProgramData -ChildPath 'Microsoft\Crypto\RSA\MachineKeys'
+    $facts.machineKeys.path = $machineKeys
+    $facts.machineKeys.sddl = Get-RdpPathSddl -Path $machineKeys -Directory
+    try {
+        $facts.machineKeys.containers = @(Get-ChildItem -LiteralPath $machineKeys -Filter ($P.ContainerPrefix + '*') -Force -File -ErrorAction Stop |
+            Select-Object -First 4 | ForEach-Object -Process { [ordered]@{ name = $_.Name; sddl = Get-RdpPathSddl -Path $_.FullName } })
+    } catch {
+        $facts.machineKeys.error = $_.Exception.Message
+    }
+    try {
+        $account = New-Object -TypeName System.Security.Principal.NTAccount -ArgumentList 'NT SERVICE', 'SessionEnv'
+        $facts.sessionEnvSid = $account.Translate([System.Security.Principal.SecurityIdentifier]).Value
+    } catch {
+        Write-Verbose -Message ('NT SERVICE\SessionEnv did not resolve: {0}' -f $_.Exception.Message)
+    }
+    return $facts
+}
+
+function Save-RdpEvidence {
+    # The full evidence (more events, whole messages) as a file on the target, so the compact result
+    # can stay under Azure Run Command's 4 KB.
+    [CmdletBinding(SupportsShouldProcess = $true)]
+    param([Parameter(Mandatory = $true)]$Facts, [int]$EventHours = 72)
+    $folder = Join-Path -Path $env:ProgramData -ChildPath 'rdpfix\evidence'
+    $file = Join-Path -Path $folder -ChildPath ('inspect-server-{0}.json' -f (Get-Date).ToString('yyyyMMdd-HHmmss'))
+    if ($PSCmdlet.ShouldProcess($file, 'Save the full evidence')) {
+        $full = [ordered]@{ facts = $Facts; events = Get-RdpEventSummary -Since ((Get-Date).AddHours(-$EventHours)) -Max 40 -MessageLength 600 -Provider @('Schannel', 'Microsoft-Windows-TerminalServices-RemoteConnectionManager', 'Service Control Manager') }
+        $null = New-Item -ItemType Directory -Path $folder -Force
+        Set-Content -LiteralPath $file -Value ($full | ConvertTo-Json -Depth 8) -Encoding UTF8
+        return $file
+    }
+    return $null
+}
+
+$facts = Get-RdpServerFacts -EventHours $P.EventHours -MaxEvents $P.MaxEvents
+if ($P.SaveEvidence) { $facts.evidenceFile = Save-RdpEvidence -Facts $facts -EventHours $P.EventHours }
+$Result = Compress-RdpResult -Result ([ordered]@{ step = 'inspect-server'; status = 'ok'; facts = $facts }) -Drop @('facts.events.newest', 'facts.certificate.store', 'facts.firewall', 'facts.machineKeys.containers')
 } catch {
     $Result = [ordered]@{
         step = 'inspect-server'

@@ -15,72 +15,72 @@ $P = [ordered]@{
 }
 $Result = [ordered]@{ step = 'lower-mtu'; status = 'failed' }
 try {
-    function Get-RdpfixIPv4Interface {
-        param([Parameter(Mandatory = $true)][string]$Alias)
-        # -InterfaceAlias takes wildcards; comparing with -eq keeps '*' or '[' in a name literal.
-        Get-NetIPInterface -AddressFamily IPv4 | Where-Object -FilterScript { $_.InterfaceAlias -eq $Alias } | Select-Object -First 1
-    }
+function Get-RdpfixIPv4Interface {
+    param([Parameter(Mandatory = $true)][string]$Alias)
+    # -InterfaceAlias takes wildcards; comparing with -eq keeps '*' or '[' in a name literal.
+    Get-NetIPInterface -AddressFamily IPv4 | Where-Object -FilterScript { $_.InterfaceAlias -eq $Alias } | Select-Object -First 1
+}
 
-    function Set-RdpfixInterfaceMtu {
-        [CmdletBinding(SupportsShouldProcess = $true)]
-        param(
-            [Parameter(Mandatory = $true)][string]$Alias,
-            [Parameter(Mandatory = $true)][ValidateRange(68, 65536)][int]$Mtu,
-            [Parameter(Mandatory = $true)][ValidateSet('persistent', 'active')][string]$Store,
-            [Parameter(Mandatory = $true)][string]$BackupDir
-        )
-        $Interface = Get-RdpfixIPv4Interface -Alias $Alias
-        if ($null -eq $Interface) {
-            $Names = @(Get-NetIPInterface -AddressFamily IPv4 | Select-Object -ExpandProperty InterfaceAlias -Unique)
-            return [ordered]@{
-                step = 'lower-mtu'
-                status = 'failed'
-                reason = 'no-such-interface'
-                error = ('interface ''' + $Alias + ''' does not exist')
-                available = $Names
-            }
-        }
-        $Old = [long]$Interface.NlMtu
-        $Out = [ordered]@{
+function Set-RdpfixInterfaceMtu {
+    [CmdletBinding(SupportsShouldProcess = $true)]
+    param(
+        [Parameter(Mandatory = $true)][string]$Alias,
+        [Parameter(Mandatory = $true)][ValidateRange(68, 65536)][int]$Mtu,
+        [Parameter(Mandatory = $true)][ValidateSet('persistent', 'active')][string]$Store,
+        [Parameter(Mandatory = $true)][string]$BackupDir
+    )
+    $Interface = Get-RdpfixIPv4Interface -Alias $Alias
+    if ($null -eq $Interface) {
+        $Names = @(Get-NetIPInterface -AddressFamily IPv4 | Select-Object -ExpandProperty InterfaceAlias -Unique)
+        return [ordered]@{
             step = 'lower-mtu'
-            status = 'ok'
-            interface = $Alias
-            interfaceIndex = [int]$Interface.InterfaceIndex
-            before = $Old
-            after = $Old
-            mtu = $Mtu
-            store = $Store
-            backup = $null
+            status = 'failed'
+            reason = 'no-such-interface'
+            error = ('interface ''' + $Alias + ''' does not exist')
+            available = $Names
         }
-        if ($Old -eq $Mtu) {
-            return $Out
-        }
-        if (-not $PSCmdlet.ShouldProcess($Alias, ('Set IPv4 MTU from ' + $Old + ' to ' + $Mtu))) {
-            $Out.status = 'would-change'
-            return $Out
-        }
-        [void][System.IO.Directory]::CreateDirectory($BackupDir)
-        $BackupFile = Join-Path -Path $BackupDir -ChildPath ('lower-mtu-' + (Get-Date -Format 'yyyyMMdd-HHmmss') + '.json')
-        $Saved = [ordered]@{ interface = $Alias; interfaceIndex = $Out.interfaceIndex; mtu = $Old; time = (Get-Date).ToString('o') }
-        $Saved | ConvertTo-Json -Compress | Set-Content -LiteralPath $BackupFile -Encoding UTF8
-        $Out.backup = $BackupFile
-        # netsh is given the interface index, which is unambiguous whatever characters the name holds.
-        $Netsh = & netsh.exe interface ipv4 set subinterface ([string]$Out.interfaceIndex) ('mtu=' + $Mtu) ('store=' + $Store)
-        if ($LASTEXITCODE -ne 0) {
-            throw ('netsh failed (exit ' + $LASTEXITCODE + '): ' + (($Netsh | Out-String).Trim()))
-        }
-        $After = [long](Get-RdpfixIPv4Interface -Alias $Alias).NlMtu
-        $Out.after = $After
-        if ($After -eq $Mtu) {
-            $Out.status = 'changed'
-        } else {
-            $Out.status = 'failed'
-            $Out.error = ('the MTU reads ' + $After + ' after setting ' + $Mtu)
-        }
+    }
+    $Old = [long]$Interface.NlMtu
+    $Out = [ordered]@{
+        step = 'lower-mtu'
+        status = 'ok'
+        interface = $Alias
+        interfaceIndex = [int]$Interface.InterfaceIndex
+        before = $Old
+        after = $Old
+        mtu = $Mtu
+        store = $Store
+        backup = $null
+    }
+    if ($Old -eq $Mtu) {
         return $Out
     }
+    if (-not $PSCmdlet.ShouldProcess($Alias, ('Set IPv4 MTU from ' + $Old + ' to ' + $Mtu))) {
+        $Out.status = 'would-change'
+        return $Out
+    }
+    [void][System.IO.Directory]::CreateDirectory($BackupDir)
+    $BackupFile = Join-Path -Path $BackupDir -ChildPath ('lower-mtu-' + (Get-Date -Format 'yyyyMMdd-HHmmss') + '.json')
+    $Saved = [ordered]@{ interface = $Alias; interfaceIndex = $Out.interfaceIndex; mtu = $Old; time = (Get-Date).ToString('o') }
+    $Saved | ConvertTo-Json -Compress | Set-Content -LiteralPath $BackupFile -Encoding UTF8
+    $Out.backup = $BackupFile
+    # netsh is given the interface index, which is unambiguous whatever characters the name holds.
+    $Netsh = & netsh.exe interface ipv4 set subinterface ([string]$Out.interfaceIndex) ('mtu=' + $Mtu) ('store=' + $Store)
+    if ($LASTEXITCODE -ne 0) {
+        throw ('netsh failed (exit ' + $LASTEXITCODE + '): ' + (($Netsh | Out-String).Trim()))
+    }
+    $After = [long](Get-RdpfixIPv4Interface -Alias $Alias).NlMtu
+    $Out.after = $After
+    if ($After -eq $Mtu) {
+        $Out.status = 'changed'
+    } else {
+        $Out.status = 'failed'
+        $Out.error = ('the MTU reads ' + $After + ' after setting ' + $Mtu)
+    }
+    return $Out
+}
 
-    $Result = Set-RdpfixInterfaceMtu -Alias $P.Interface -Mtu $P.Mtu -Store $P.Store -BackupDir $P.BackupDir -WhatIf:$P.DryRun
+$Result = Set-RdpfixInterfaceMtu -Alias $P.Interface -Mtu $P.Mtu -Store $P.Store -BackupDir $P.BackupDir -WhatIf:$P.DryRun
 } catch {
     $Result = [ordered]@{
         step = 'lower-mtu'

@@ -19,748 +19,748 @@ $P = [ordered]@{
 }
 $Result = [ordered]@{ step = 'restart-termserv'; status = 'failed' }
 try {
-    function Get-RdpRegistryValue {
-        # The values present under one key, by name. A value that is not set is left out, so "not set"
-        # and 0 stay different (a policy value overrides only when it is actually there).
-        [CmdletBinding()]
-        param(
-            [Parameter(Mandatory = $true)][string]$Path,
-            [Parameter(Mandatory = $true)][string[]]$Name
-        )
-        $values = [ordered]@{}
-        if (-not (Test-Path -LiteralPath $Path)) { return $values }
-        $key = Get-Item -LiteralPath $Path
-        foreach ($valueName in $Name) {
-            $value = $key.GetValue($valueName, $null, [Microsoft.Win32.RegistryValueOptions]::DoNotExpandEnvironmentNames)
-            if ($null -ne $value) { $values[$valueName] = $value }
-        }
-        return $values
+function Get-RdpRegistryValue {
+    # The values present under one key, by name. A value that is not set is left out, so "not set"
+    # and 0 stay different (a policy value overrides only when it is actually there).
+    [CmdletBinding()]
+    param(
+        [Parameter(Mandatory = $true)][string]$Path,
+        [Parameter(Mandatory = $true)][string[]]$Name
+    )
+    $values = [ordered]@{}
+    if (-not (Test-Path -LiteralPath $Path)) { return $values }
+    $key = Get-Item -LiteralPath $Path
+    foreach ($valueName in $Name) {
+        $value = $key.GetValue($valueName, $null, [Microsoft.Win32.RegistryValueOptions]::DoNotExpandEnvironmentNames)
+        if ($null -ne $value) { $values[$valueName] = $value }
     }
+    return $values
+}
 
-    function Get-RdpPathSddl {
-        # Owner, group and DACL as SDDL, or $null. Uses .NET directly: Get-Acl needs to list the parent,
-        # which a hardened MachineKeys folder refuses even when the file's own descriptor is readable.
-        [CmdletBinding()]
-        param(
-            [Parameter(Mandatory = $true)][string]$Path,
-            [switch]$Directory
-        )
-        $sections = [System.Security.AccessControl.AccessControlSections]'Owner, Group, Access'
+function Get-RdpPathSddl {
+    # Owner, group and DACL as SDDL, or $null. Uses .NET directly: Get-Acl needs to list the parent,
+    # which a hardened MachineKeys folder refuses even when the file's own descriptor is readable.
+    [CmdletBinding()]
+    param(
+        [Parameter(Mandatory = $true)][string]$Path,
+        [switch]$Directory
+    )
+    $sections = [System.Security.AccessControl.AccessControlSections]'Owner, Group, Access'
+    try {
+        if ($Directory) { $descriptor = [System.IO.Directory]::GetAccessControl($Path, $sections) }
+        else { $descriptor = [System.IO.File]::GetAccessControl($Path, $sections) }
+        return $descriptor.GetSecurityDescriptorSddlForm($sections)
+    } catch {
+        Write-Verbose -Message ('cannot read the security descriptor of {0}: {1}' -f $Path, $_.Exception.Message)
+        return $null
+    }
+}
+
+function Set-RdpPathSddl {
+    # Replace only the DACL (and its protection flag) from an SDDL string; owner and SACL are kept.
+    [CmdletBinding(SupportsShouldProcess = $true)]
+    param(
+        [Parameter(Mandatory = $true)][string]$Path,
+        [Parameter(Mandatory = $true)][string]$Sddl,
+        [switch]$Directory
+    )
+    $sections = [System.Security.AccessControl.AccessControlSections]::Access
+    if ($PSCmdlet.ShouldProcess($Path, 'Set the access control list')) {
+        if ($Directory) {
+            $descriptor = New-Object -TypeName System.Security.AccessControl.DirectorySecurity
+            $descriptor.SetSecurityDescriptorSddlForm($Sddl, $sections)
+            [System.IO.Directory]::SetAccessControl($Path, $descriptor)
+        } else {
+            $descriptor = New-Object -TypeName System.Security.AccessControl.FileSecurity
+            $descriptor.SetSecurityDescriptorSddlForm($Sddl, $sections)
+            [System.IO.File]::SetAccessControl($Path, $descriptor)
+        }
+    }
+}
+
+function Test-RdpSddlAccess {
+    # Does the descriptor grant every bit of Mask to one of Sid (grants add up across entries) with
+    # no deny overlapping it? The same rule as rdpfix's lib/sddl.ts checkAccess, which re-checks the
+    # descriptors this script returns.
+    [CmdletBinding()]
+    param(
+        [Parameter(Mandatory = $true)][AllowEmptyString()][string]$Sddl,
+        [Parameter(Mandatory = $true)][string[]]$Sid,
+        [Parameter(Mandatory = $true)][int]$Mask
+    )
+    if (-not $Sddl) { return $false }
+    $raw = New-Object -TypeName System.Security.AccessControl.RawSecurityDescriptor -ArgumentList $Sddl
+    if ($null -eq $raw.DiscretionaryAcl) { return $true }
+    $allowed = 0
+    foreach ($entry in $raw.DiscretionaryAcl) {
+        if ($entry -isnot [System.Security.AccessControl.KnownAce]) { continue }
+        if ($Sid -notcontains $entry.SecurityIdentifier.Value) { continue }
+        $type = $entry.AceType.ToString()
+        if ($type -like '*Denied*' -and ($entry.AccessMask -band $Mask)) { return $false }
+        if ($type -eq 'AccessAllowed') { $allowed = $allowed -bor $entry.AccessMask }
+    }
+    return (($allowed -band $Mask) -eq $Mask)
+}
+
+function Invoke-RdpNative {
+    # Runs a native program with an argument array and returns its output lines; a non-zero exit
+    # code is an error naming the program and the last lines it printed.
+    [CmdletBinding()]
+    param(
+        [Parameter(Mandatory = $true)][ValidateSet('icacls.exe', 'reg.exe', 'robocopy.exe')][string]$FilePath,
+        [Parameter(Mandatory = $true)][string[]]$ArgumentList,
+        [int]$MaxExitCode = 0
+    )
+    $ErrorActionPreference = 'Continue'
+    $output = @(& $FilePath @ArgumentList 2>&1 | ForEach-Object -Process { [string]$_ })
+    if ($LASTEXITCODE -gt $MaxExitCode -or $LASTEXITCODE -lt 0) {
+        throw ('{0} {1} failed with exit code {2}: {3}' -f $FilePath, $ArgumentList[0], $LASTEXITCODE, (($output | Select-Object -Last 3) -join ' '))
+    }
+    return $output
+}
+
+function ConvertTo-RdpLiteral {
+    # A PowerShell single-quoted literal: every one of the five single-quote characters doubled (the
+    # rule of rdpfix's psQuote), for the restore commands a run prints and the expiry task.
+    [CmdletBinding()]
+    param([Parameter(Mandatory = $true)][AllowEmptyString()][string]$Value)
+    return "'" + ($Value -replace "['\u2018\u2019\u201A\u201B]", '$0$0') + "'"
+}
+
+function New-RdpBackupFolder {
+    # C:\ProgramData\rdpfix\backup\<yyyyMMdd-HHmmss-fff>-<step>, created before anything changes.
+    [CmdletBinding(SupportsShouldProcess = $true)]
+    param(
+        [AllowEmptyString()][string]$Root = '',
+        [Parameter(Mandatory = $true)][string]$Step
+    )
+    if (-not $Root) { $Root = Join-Path -Path $env:ProgramData -ChildPath 'rdpfix\backup' }
+    $path = Join-Path -Path $Root -ChildPath ('{0}-{1}' -f (Get-Date).ToString('yyyyMMdd-HHmmss-fff'), $Step)
+    if ($PSCmdlet.ShouldProcess($path, 'Create the backup folder')) {
+        $null = New-Item -ItemType Directory -Path $path -Force
+    }
+    return $path
+}
+
+function Copy-RdpFile {
+    # Copy one file into a folder; when its ACL refuses even this account a read (the broken-key
+    # case), fall back to robocopy /B, which reads with the backup privilege.
+    [CmdletBinding(SupportsShouldProcess = $true)]
+    param(
+        [Parameter(Mandatory = $true)][string]$Source,
+        [Parameter(Mandatory = $true)][string]$Destination
+    )
+    if ($PSCmdlet.ShouldProcess($Source, ('Copy to {0}' -f $Destination))) {
         try {
-            if ($Directory) { $descriptor = [System.IO.Directory]::GetAccessControl($Path, $sections) }
-            else { $descriptor = [System.IO.File]::GetAccessControl($Path, $sections) }
-            return $descriptor.GetSecurityDescriptorSddlForm($sections)
+            Copy-Item -LiteralPath $Source -Destination $Destination -Force
         } catch {
-            Write-Verbose -Message ('cannot read the security descriptor of {0}: {1}' -f $Path, $_.Exception.Message)
-            return $null
+            Write-Verbose -Message ('Copy-Item failed ({0}); retrying with robocopy /B' -f $_.Exception.Message)
+            $null = Invoke-RdpNative -FilePath 'robocopy.exe' -ArgumentList @((Split-Path -Path $Source -Parent), $Destination, (Split-Path -Path $Source -Leaf), '/B', '/COPY:DAT', '/R:0', '/W:0', '/NP', '/NJH', '/NJS') -MaxExitCode 7
         }
     }
+}
 
-    function Set-RdpPathSddl {
-        # Replace only the DACL (and its protection flag) from an SDDL string; owner and SACL are kept.
-        [CmdletBinding(SupportsShouldProcess = $true)]
-        param(
-            [Parameter(Mandatory = $true)][string]$Path,
-            [Parameter(Mandatory = $true)][string]$Sddl,
-            [switch]$Directory
-        )
-        $sections = [System.Security.AccessControl.AccessControlSections]::Access
-        if ($PSCmdlet.ShouldProcess($Path, 'Set the access control list')) {
-            if ($Directory) {
-                $descriptor = New-Object -TypeName System.Security.AccessControl.DirectorySecurity
-                $descriptor.SetSecurityDescriptorSddlForm($Sddl, $sections)
-                [System.IO.Directory]::SetAccessControl($Path, $descriptor)
-            } else {
-                $descriptor = New-Object -TypeName System.Security.AccessControl.FileSecurity
-                $descriptor.SetSecurityDescriptorSddlForm($Sddl, $sections)
-                [System.IO.File]::SetAccessControl($Path, $descriptor)
-            }
+function Assert-RdpBackupFile {
+    # Refuse to continue when a backup file is missing or empty: nothing may change without it.
+    [CmdletBinding()]
+    param([Parameter(Mandatory = $true)][string[]]$Path)
+    foreach ($file in $Path) {
+        if (-not (Test-Path -LiteralPath $file -PathType Leaf) -or (Get-Item -LiteralPath $file).Length -eq 0) {
+            throw ('backup failed: {0} was not written; nothing was changed' -f $file)
         }
     }
+}
 
-    function Test-RdpSddlAccess {
-        # Does the descriptor grant every bit of Mask to one of Sid (grants add up across entries) with
-        # no deny overlapping it? The same rule as rdpfix's lib/sddl.ts checkAccess, which re-checks the
-        # descriptors this script returns.
-        [CmdletBinding()]
-        param(
-            [Parameter(Mandatory = $true)][AllowEmptyString()][string]$Sddl,
-            [Parameter(Mandatory = $true)][string[]]$Sid,
-            [Parameter(Mandatory = $true)][int]$Mask
-        )
-        if (-not $Sddl) { return $false }
-        $raw = New-Object -TypeName System.Security.AccessControl.RawSecurityDescriptor -ArgumentList $Sddl
-        if ($null -eq $raw.DiscretionaryAcl) { return $true }
-        $allowed = 0
-        foreach ($entry in $raw.DiscretionaryAcl) {
-            if ($entry -isnot [System.Security.AccessControl.KnownAce]) { continue }
-            if ($Sid -notcontains $entry.SecurityIdentifier.Value) { continue }
-            $type = $entry.AceType.ToString()
-            if ($type -like '*Denied*' -and ($entry.AccessMask -band $Mask)) { return $false }
-            if ($type -eq 'AccessAllowed') { $allowed = $allowed -bor $entry.AccessMask }
+function Get-RdpServiceSnapshot {
+    # Get-Service | Select-Object Name,Status,StartType (Windows PowerShell 5.1 writes the enums
+    # as numbers in JSON: Running = 4, Stopped = 1; Automatic = 2, Manual = 3, Disabled = 4).
+    [CmdletBinding()]
+    param([string[]]$Name = @('TermService', 'UmRdpService', 'SessionEnv'))
+    return @(Get-Service -Name $Name -ErrorAction SilentlyContinue | Select-Object -Property @('Name', 'Status', 'StartType'))
+}
+
+function Get-RdpPort {
+    [CmdletBinding()]
+    param()
+    $rdp = Get-RdpRegistryValue -Path 'HKLM:\SYSTEM\CurrentControlSet\Control\Terminal Server\WinStations\RDP-Tcp' -Name @('PortNumber')
+    if ($rdp.Contains('PortNumber')) { return [int]$rdp['PortNumber'] }
+    return 3389
+}
+
+function Get-RdpListener {
+    # Who listens on the port: LocalAddress, LocalPort, OwningProcess (Get-NetTCPConnection), or
+    # the .NET listener table where the NetTCPIP module is missing (no owning process then).
+    [CmdletBinding()]
+    param([Parameter(Mandatory = $true)][int]$Port)
+    if (Get-Command -Name 'Get-NetTCPConnection' -ErrorAction SilentlyContinue) {
+        return @(Get-NetTCPConnection -State Listen -LocalPort $Port -ErrorAction SilentlyContinue | Select-Object -Property @('LocalAddress', 'LocalPort', 'OwningProcess') -First 4)
+    }
+    $table = [System.Net.NetworkInformation.IPGlobalProperties]::GetIPGlobalProperties().GetActiveTcpListeners()
+    return @($table | Where-Object -FilterScript { $_.Port -eq $Port } | ForEach-Object -Process { [pscustomobject]@{ LocalAddress = $_.Address.ToString(); LocalPort = $_.Port; OwningProcess = $null } } | Select-Object -First 4)
+}
+
+function Wait-RdpListener {
+    # Poll until something listens on the port or the time is up; returns the listeners.
+    [CmdletBinding()]
+    param([Parameter(Mandatory = $true)][int]$Port, [int]$TimeoutSeconds = 30)
+    $deadline = (Get-Date).AddSeconds($TimeoutSeconds)
+    do {
+        $listeners = @(Get-RdpListener -Port $Port)
+        if ($listeners.Count -gt 0) { return $listeners }
+        Start-Sleep -Seconds 1
+    } while ((Get-Date) -lt $deadline)
+    return @()
+}
+
+function ConvertTo-RdpCertSummary {
+    # Thumbprint, Subject, Issuer, NotBefore, NotAfter, HasPrivateKey: the certificate object as
+    # ConvertTo-Json writes it (dates as "\/Date(ms)\/" in Windows PowerShell 5.1).
+    [CmdletBinding()]
+    param([Parameter(Mandatory = $true, ValueFromPipeline = $true)]$Certificate)
+    process {
+        $Certificate | Select-Object -Property @(
+            'Thumbprint',
+            @{ Name = 'Subject'; Expression = { $_.Subject.Substring(0, [Math]::Min(120, $_.Subject.Length)) } },
+            @{ Name = 'Issuer'; Expression = { $_.Issuer.Substring(0, [Math]::Min(120, $_.Issuer.Length)) } },
+            'NotBefore', 'NotAfter', 'HasPrivateKey')
+    }
+}
+
+function Get-RdpKeyFile {
+    # Where a certificate's private key lives, and whether this account can open it. The RDP
+    # self-signed key is a CSP container (MachineKeys); CNG keys live in Crypto\Keys. When the key
+    # cannot be opened, the listener's well-known container name is the fallback.
+    [CmdletBinding()]
+    param([Parameter(Mandatory = $true)]$Certificate)
+    $crypto = Join-Path -Path $env:ProgramData -ChildPath 'Microsoft\Crypto'
+    $info = [ordered]@{ opened = $false; provider = $null; file = $null; sddl = $null; error = $null }
+    $name = $null
+    $folder = Join-Path -Path $crypto -ChildPath 'RSA\MachineKeys'
+    try {
+        $key = $Certificate.PrivateKey
+        if ($null -ne $key) {
+            $info.opened = $true
+            $info.provider = 'csp'
+            $name = $key.CspKeyContainerInfo.UniqueKeyContainerName
         }
-        return (($allowed -band $Mask) -eq $Mask)
-    }
-
-    function Invoke-RdpNative {
-        # Runs a native program with an argument array and returns its output lines; a non-zero exit
-        # code is an error naming the program and the last lines it printed.
-        [CmdletBinding()]
-        param(
-            [Parameter(Mandatory = $true)][ValidateSet('icacls.exe', 'reg.exe', 'robocopy.exe')][string]$FilePath,
-            [Parameter(Mandatory = $true)][string[]]$ArgumentList,
-            [int]$MaxExitCode = 0
-        )
-        $ErrorActionPreference = 'Continue'
-        $output = @(& $FilePath @ArgumentList 2>&1 | ForEach-Object -Process { [string]$_ })
-        if ($LASTEXITCODE -gt $MaxExitCode -or $LASTEXITCODE -lt 0) {
-            throw ('{0} {1} failed with exit code {2}: {3}' -f $FilePath, $ArgumentList[0], $LASTEXITCODE, (($output | Select-Object -Last 3) -join ' '))
-        }
-        return $output
-    }
-
-    function ConvertTo-RdpLiteral {
-        # A PowerShell single-quoted literal: every one of the five single-quote characters doubled (the
-        # rule of rdpfix's psQuote), for the restore commands a run prints and the expiry task.
-        [CmdletBinding()]
-        param([Parameter(Mandatory = $true)][AllowEmptyString()][string]$Value)
-        return "'" + ($Value -replace "['\u2018\u2019\u201A\u201B]", '$0$0') + "'"
-    }
-
-    function New-RdpBackupFolder {
-        # C:\ProgramData\rdpfix\backup\<yyyyMMdd-HHmmss-fff>-<step>, created before anything changes.
-        [CmdletBinding(SupportsShouldProcess = $true)]
-        param(
-            [AllowEmptyString()][string]$Root = '',
-            [Parameter(Mandatory = $true)][string]$Step
-        )
-        if (-not $Root) { $Root = Join-Path -Path $env:ProgramData -ChildPath 'rdpfix\backup' }
-        $path = Join-Path -Path $Root -ChildPath ('{0}-{1}' -f (Get-Date).ToString('yyyyMMdd-HHmmss-fff'), $Step)
-        if ($PSCmdlet.ShouldProcess($path, 'Create the backup folder')) {
-            $null = New-Item -ItemType Directory -Path $path -Force
-        }
-        return $path
-    }
-
-    function Copy-RdpFile {
-        # Copy one file into a folder; when its ACL refuses even this account a read (the broken-key
-        # case), fall back to robocopy /B, which reads with the backup privilege.
-        [CmdletBinding(SupportsShouldProcess = $true)]
-        param(
-            [Parameter(Mandatory = $true)][string]$Source,
-            [Parameter(Mandatory = $true)][string]$Destination
-        )
-        if ($PSCmdlet.ShouldProcess($Source, ('Copy to {0}' -f $Destination))) {
-            try {
-                Copy-Item -LiteralPath $Source -Destination $Destination -Force
-            } catch {
-                Write-Verbose -Message ('Copy-Item failed ({0}); retrying with robocopy /B' -f $_.Exception.Message)
-                $null = Invoke-RdpNative -FilePath 'robocopy.exe' -ArgumentList @((Split-Path -Path $Source -Parent), $Destination, (Split-Path -Path $Source -Leaf), '/B', '/COPY:DAT', '/R:0', '/W:0', '/NP', '/NJH', '/NJS') -MaxExitCode 7
-            }
-        }
-    }
-
-    function Assert-RdpBackupFile {
-        # Refuse to continue when a backup file is missing or empty: nothing may change without it.
-        [CmdletBinding()]
-        param([Parameter(Mandatory = $true)][string[]]$Path)
-        foreach ($file in $Path) {
-            if (-not (Test-Path -LiteralPath $file -PathType Leaf) -or (Get-Item -LiteralPath $file).Length -eq 0) {
-                throw ('backup failed: {0} was not written; nothing was changed' -f $file)
-            }
-        }
-    }
-
-    function Get-RdpServiceSnapshot {
-        # Get-Service | Select-Object Name,Status,StartType (Windows PowerShell 5.1 writes the enums
-        # as numbers in JSON: Running = 4, Stopped = 1; Automatic = 2, Manual = 3, Disabled = 4).
-        [CmdletBinding()]
-        param([string[]]$Name = @('TermService', 'UmRdpService', 'SessionEnv'))
-        return @(Get-Service -Name $Name -ErrorAction SilentlyContinue | Select-Object -Property @('Name', 'Status', 'StartType'))
-    }
-
-    function Get-RdpPort {
-        [CmdletBinding()]
-        param()
-        $rdp = Get-RdpRegistryValue -Path 'HKLM:\SYSTEM\CurrentControlSet\Control\Terminal Server\WinStations\RDP-Tcp' -Name @('PortNumber')
-        if ($rdp.Contains('PortNumber')) { return [int]$rdp['PortNumber'] }
-        return 3389
-    }
-
-    function Get-RdpListener {
-        # Who listens on the port: LocalAddress, LocalPort, OwningProcess (Get-NetTCPConnection), or
-        # the .NET listener table where the NetTCPIP module is missing (no owning process then).
-        [CmdletBinding()]
-        param([Parameter(Mandatory = $true)][int]$Port)
-        if (Get-Command -Name 'Get-NetTCPConnection' -ErrorAction SilentlyContinue) {
-            return @(Get-NetTCPConnection -State Listen -LocalPort $Port -ErrorAction SilentlyContinue | Select-Object -Property @('LocalAddress', 'LocalPort', 'OwningProcess') -First 4)
-        }
-        $table = [System.Net.NetworkInformation.IPGlobalProperties]::GetIPGlobalProperties().GetActiveTcpListeners()
-        return @($table | Where-Object -FilterScript { $_.Port -eq $Port } | ForEach-Object -Process { [pscustomobject]@{ LocalAddress = $_.Address.ToString(); LocalPort = $_.Port; OwningProcess = $null } } | Select-Object -First 4)
-    }
-
-    function Wait-RdpListener {
-        # Poll until something listens on the port or the time is up; returns the listeners.
-        [CmdletBinding()]
-        param([Parameter(Mandatory = $true)][int]$Port, [int]$TimeoutSeconds = 30)
-        $deadline = (Get-Date).AddSeconds($TimeoutSeconds)
-        do {
-            $listeners = @(Get-RdpListener -Port $Port)
-            if ($listeners.Count -gt 0) { return $listeners }
-            Start-Sleep -Seconds 1
-        } while ((Get-Date) -lt $deadline)
-        return @()
-    }
-
-    function ConvertTo-RdpCertSummary {
-        # Thumbprint, Subject, Issuer, NotBefore, NotAfter, HasPrivateKey: the certificate object as
-        # ConvertTo-Json writes it (dates as "\/Date(ms)\/" in Windows PowerShell 5.1).
-        [CmdletBinding()]
-        param([Parameter(Mandatory = $true, ValueFromPipeline = $true)]$Certificate)
-        process {
-            $Certificate | Select-Object -Property @(
-                'Thumbprint',
-                @{ Name = 'Subject'; Expression = { $_.Subject.Substring(0, [Math]::Min(120, $_.Subject.Length)) } },
-                @{ Name = 'Issuer'; Expression = { $_.Issuer.Substring(0, [Math]::Min(120, $_.Issuer.Length)) } },
-                'NotBefore', 'NotAfter', 'HasPrivateKey')
-        }
-    }
-
-    function Get-RdpKeyFile {
-        # Where a certificate's private key lives, and whether this account can open it. The RDP
-        # self-signed key is a CSP container (MachineKeys); CNG keys live in Crypto\Keys. When the key
-        # cannot be opened, the listener's well-known container name is the fallback.
-        [CmdletBinding()]
-        param([Parameter(Mandatory = $true)]$Certificate)
-        $crypto = Join-Path -Path $env:ProgramData -ChildPath 'Microsoft\Crypto'
-        $info = [ordered]@{ opened = $false; provider = $null; file = $null; sddl = $null; error = $null }
-        $name = $null
-        $folder = Join-Path -Path $crypto -ChildPath 'RSA\MachineKeys'
+    } catch {
+        $info.error = $_.Exception.Message
         try {
-            $key = $Certificate.PrivateKey
-            if ($null -ne $key) {
+            $rsa = [System.Security.Cryptography.X509Certificates.RSACertificateExtensions]::GetRSAPrivateKey($Certificate)
+            if ($rsa -is [System.Security.Cryptography.RSACng]) {
                 $info.opened = $true
-                $info.provider = 'csp'
-                $name = $key.CspKeyContainerInfo.UniqueKeyContainerName
+                $info.provider = 'cng'
+                $info.error = $null
+                $name = $rsa.Key.UniqueName
+                $folder = Join-Path -Path $crypto -ChildPath 'Keys'
             }
         } catch {
             $info.error = $_.Exception.Message
-            try {
-                $rsa = [System.Security.Cryptography.X509Certificates.RSACertificateExtensions]::GetRSAPrivateKey($Certificate)
-                if ($rsa -is [System.Security.Cryptography.RSACng]) {
-                    $info.opened = $true
-                    $info.provider = 'cng'
-                    $info.error = $null
-                    $name = $rsa.Key.UniqueName
-                    $folder = Join-Path -Path $crypto -ChildPath 'Keys'
-                }
-            } catch {
-                $info.error = $_.Exception.Message
-            }
         }
-        if (-not $name) {
-            $guid = (Get-RdpRegistryValue -Path 'HKLM:\SOFTWARE\Microsoft\Cryptography' -Name @('MachineGuid'))['MachineGuid']
-            if ($guid) { $name = 'f686aace6942fb7f7ceb231212eef4a4_' + $guid }
-        }
-        if ($name) {
-            $path = Join-Path -Path $folder -ChildPath $name
-            if (Test-Path -LiteralPath $path -PathType Leaf) {
-                $info.file = $path
-                $info.sddl = Get-RdpPathSddl -Path $path
-            }
-        }
-        if ($info.error -and $info.error.Length -gt 160) { $info.error = $info.error.Substring(0, 160) }
-        return $info
     }
-
-    function Get-RdpCertificateState {
-        # The certificate the listener uses: the one pinned by SSLCertificateSHA1Hash (looked up in the
-        # My and Remote Desktop stores), otherwise the newest in the Remote Desktop store.
-        [CmdletBinding()]
-        param([switch]$WithKey)
-        $pin = Get-RdpRegistryValue -Path 'HKLM:\SYSTEM\CurrentControlSet\Control\Terminal Server\WinStations\RDP-Tcp' -Name @('SSLCertificateSHA1Hash')
-        $pinned = $null
-        if ($pin.Contains('SSLCertificateSHA1Hash')) {
-            $pinned = (@($pin['SSLCertificateSHA1Hash']) | ForEach-Object -Process { '{0:X2}' -f [int]$_ }) -join ''
-        }
-        $store = @()
-        if (Test-Path -LiteralPath 'Cert:\LocalMachine\Remote Desktop') {
-            $store = @(Get-ChildItem -LiteralPath 'Cert:\LocalMachine\Remote Desktop' | Sort-Object -Property NotAfter -Descending)
-        }
-        $inUse = $null
-        $source = 'none'
-        if ($pinned) {
-            $source = 'pinned-missing'
-            foreach ($storePath in @('Cert:\LocalMachine\My', 'Cert:\LocalMachine\Remote Desktop')) {
-                $candidate = Join-Path -Path $storePath -ChildPath $pinned
-                if (Test-Path -LiteralPath $candidate) { $inUse = Get-Item -LiteralPath $candidate; $source = 'pinned'; break }
-            }
-        } elseif ($store.Count -gt 0) {
-            $inUse = $store[0]
-            $source = 'remote-desktop-store'
-        }
-        $state = [ordered]@{
-            pinned = $pinned
-            source = $source
-            thumbprint = $null
-            selfSigned = $null
-            store = @($store | Select-Object -First 3 | ConvertTo-RdpCertSummary)
-            inUse = $null
-            key = $null
-        }
-        if ($null -ne $inUse) {
-            $state.thumbprint = $inUse.Thumbprint
-            $state.selfSigned = ($inUse.Subject -eq $inUse.Issuer)
-            $state.inUse = $inUse | ConvertTo-RdpCertSummary
-            if ($WithKey) { $state.key = Get-RdpKeyFile -Certificate $inUse }
-        }
-        return $state
+    if (-not $name) {
+        $guid = (Get-RdpRegistryValue -Path 'HKLM:\SOFTWARE\Microsoft\Cryptography' -Name @('MachineGuid'))['MachineGuid']
+        if ($guid) { $name = 'f686aace6942fb7f7ceb231212eef4a4_' + $guid }
     }
-
-    function Get-RdpEventSummary {
-        # Recent events that name the cause, newest first, bounded, messages cut to one line: Schannel
-        # 36870/36871/36874/36888, RemoteConnectionManager 1055/1057/1058, Service Control Manager.
-        [CmdletBinding()]
-        param(
-            [Parameter(Mandatory = $true)][datetime]$Since,
-            [int]$Max = 6,
-            [int]$MessageLength = 110,
-            [string[]]$Provider = @('Schannel', 'Microsoft-Windows-TerminalServices-RemoteConnectionManager')
-        )
-        $ids = @{
-            'Schannel' = @(36870, 36871, 36874, 36888)
-            'Microsoft-Windows-TerminalServices-RemoteConnectionManager' = @(1050, 1055, 1057, 1058)
-            'Service Control Manager' = @(7000, 7001, 7009, 7011, 7023, 7024, 7031, 7034)
+    if ($name) {
+        $path = Join-Path -Path $folder -ChildPath $name
+        if (Test-Path -LiteralPath $path -PathType Leaf) {
+            $info.file = $path
+            $info.sddl = Get-RdpPathSddl -Path $path
         }
-        $found = @()
-        $errors = @()
-        foreach ($name in $Provider) {
-            try {
-                $found += @(Get-WinEvent -FilterHashtable @{ LogName = 'System'; ProviderName = $name; Id = $ids[$name]; StartTime = $Since } -MaxEvents 50 -ErrorAction Stop)
-            } catch {
-                if ($_.FullyQualifiedErrorId -notlike 'NoMatchingEventsFound*') { $errors += ('{0}: {1}' -f $name, $_.Exception.Message) }
-            }
-        }
-        $counts = [ordered]@{}
-        foreach ($group in @($found | Group-Object -Property Id)) { $counts[[string]$group.Name] = $group.Count }
-        $newest = @($found | Sort-Object -Property TimeCreated -Descending | Select-Object -First $Max | Select-Object -Property @('Id', 'ProviderName', 'TimeCreated',
-            @{ Name = 'Message'; Expression = { $m = [string]$_.Message -replace '\s+', ' '; $m.Substring(0, [Math]::Min($MessageLength, $m.Length)) } }))
-        return [ordered]@{ since = $Since.ToUniversalTime().ToString('o'); counts = $counts; newest = $newest; errors = $errors }
     }
+    if ($info.error -and $info.error.Length -gt 160) { $info.error = $info.error.Substring(0, 160) }
+    return $info
+}
 
-    function Compress-RdpResult {
-        # Azure Run Command keeps only the last 4,096 bytes of output: drop the named bulky parts,
-        # in order, until the JSON result fits, and say what was dropped.
-        [CmdletBinding()]
-        param(
-            [Parameter(Mandatory = $true)]$Result,
-            [int]$MaxLength = 3600,
-            [string[]]$Drop = @()
-        )
-        $dropped = @()
-        foreach ($path in $Drop) {
-            if (($Result | ConvertTo-Json -Compress -Depth 8).Length -le $MaxLength) { break }
-            $parts = $path.Split('.')
-            $node = $Result
-            for ($i = 0; $i -lt $parts.Count - 1 -and $null -ne $node; $i++) { $node = $node[$parts[$i]] }
-            if ($null -ne $node -and $node.Contains($parts[-1])) { $node.Remove($parts[-1]); $dropped += $path }
-        }
-        if ($dropped.Count -gt 0) { $Result['dropped'] = $dropped }
-        return $Result
+function Get-RdpCertificateState {
+    # The certificate the listener uses: the one pinned by SSLCertificateSHA1Hash (looked up in the
+    # My and Remote Desktop stores), otherwise the newest in the Remote Desktop store.
+    [CmdletBinding()]
+    param([switch]$WithKey)
+    $pin = Get-RdpRegistryValue -Path 'HKLM:\SYSTEM\CurrentControlSet\Control\Terminal Server\WinStations\RDP-Tcp' -Name @('SSLCertificateSHA1Hash')
+    $pinned = $null
+    if ($pin.Contains('SSLCertificateSHA1Hash')) {
+        $pinned = (@($pin['SSLCertificateSHA1Hash']) | ForEach-Object -Process { '{0:X2}' -f [int]$_ }) -join ''
     }
+    $store = @()
+    if (Test-Path -LiteralPath 'Cert:\LocalMachine\Remote Desktop') {
+        $store = @(Get-ChildItem -LiteralPath 'Cert:\LocalMachine\Remote Desktop' | Sort-Object -Property NotAfter -Descending)
+    }
+    $inUse = $null
+    $source = 'none'
+    if ($pinned) {
+        $source = 'pinned-missing'
+        foreach ($storePath in @('Cert:\LocalMachine\My', 'Cert:\LocalMachine\Remote Desktop')) {
+            $candidate = Join-Path -Path $storePath -ChildPath $pinned
+            if (Test-Path -LiteralPath $candidate) { $inUse = Get-Item -LiteralPath $candidate; $source = 'pinned'; break }
+        }
+    } elseif ($store.Count -gt 0) {
+        $inUse = $store[0]
+        $source = 'remote-desktop-store'
+    }
+    $state = [ordered]@{
+        pinned = $pinned
+        source = $source
+        thumbprint = $null
+        selfSigned = $null
+        store = @($store | Select-Object -First 3 | ConvertTo-RdpCertSummary)
+        inUse = $null
+        key = $null
+    }
+    if ($null -ne $inUse) {
+        $state.thumbprint = $inUse.Thumbprint
+        $state.selfSigned = ($inUse.Subject -eq $inUse.Issuer)
+        $state.inUse = $inUse | ConvertTo-RdpCertSummary
+        if ($WithKey) { $state.key = Get-RdpKeyFile -Certificate $inUse }
+    }
+    return $state
+}
 
-    function Get-RdpSession {
-        # Sessions with a signed-in user (id, user, state, client), from the WTS API; the caller's own
-        # session id (0 over WinRM, SSH and Run Command). Never throws: an error is reported instead.
-        [CmdletBinding()]
-        param([int]$TimeoutSeconds = 15)
-        $info = [ordered]@{ own = [System.Diagnostics.Process]::GetCurrentProcess().SessionId; count = 0; list = @(); error = $null }
+function Get-RdpEventSummary {
+    # Recent events that name the cause, newest first, bounded, messages cut to one line: Schannel
+    # 36870/36871/36874/36888, RemoteConnectionManager 1055/1057/1058, Service Control Manager.
+    [CmdletBinding()]
+    param(
+        [Parameter(Mandatory = $true)][datetime]$Since,
+        [int]$Max = 6,
+        [int]$MessageLength = 110,
+        [string[]]$Provider = @('Schannel', 'Microsoft-Windows-TerminalServices-RemoteConnectionManager')
+    )
+    $ids = @{
+        'Schannel' = @(36870, 36871, 36874, 36888)
+        'Microsoft-Windows-TerminalServices-RemoteConnectionManager' = @(1050, 1055, 1057, 1058)
+        'Service Control Manager' = @(7000, 7001, 7009, 7011, 7023, 7024, 7031, 7034)
+    }
+    $found = @()
+    $errors = @()
+    foreach ($name in $Provider) {
         try {
-            if ($null -eq ('RdpfixWts' -as [type])) {
-                $source = @(
-                    'using System;',
-                    'using System.Collections.Generic;',
-                    'using System.Runtime.InteropServices;',
-                    'using System.Threading.Tasks;',
-                    'public class RdpfixWtsSession',
-                    '{',
-                    '    public int Id;',
-                    '    public string Station;',
-                    '    public string State;',
-                    '    public string User;',
-                    '    public string Client;',
-                    '}',
-                    'public static class RdpfixWts',
-                    '{',
-                    '    [StructLayout(LayoutKind.Sequential, CharSet = CharSet.Unicode)]',
-                    '    private struct SessionInfo',
-                    '    {',
-                    '        public int SessionId;',
-                    '        public string WinStationName;',
-                    '        public int State;',
-                    '    }',
-                    '    [DllImport("wtsapi32.dll", CharSet = CharSet.Unicode, SetLastError = true)]',
-                    '    private static extern bool WTSEnumerateSessionsW(IntPtr server, int reserved, int version, out IntPtr sessions, out int count);',
-                    '    [DllImport("wtsapi32.dll", CharSet = CharSet.Unicode, SetLastError = true)]',
-                    '    private static extern bool WTSQuerySessionInformationW(IntPtr server, int sessionId, int infoClass, out IntPtr buffer, out int bytes);',
-                    '    [DllImport("wtsapi32.dll")]',
-                    '    private static extern void WTSFreeMemory(IntPtr memory);',
-                    '    private static readonly string[] States = { "Active", "Connected", "ConnectQuery", "Shadow", "Disconnected", "Idle", "Listen", "Reset", "Down", "Init" };',
-                    '    private static string Query(int id, int infoClass)',
-                    '    {',
-                    '        IntPtr buffer;',
-                    '        int bytes;',
-                    '        if (!WTSQuerySessionInformationW(IntPtr.Zero, id, infoClass, out buffer, out bytes)) return null;',
-                    '        try { string text = Marshal.PtrToStringUni(buffer); return string.IsNullOrEmpty(text) ? null : text; }',
-                    '        finally { WTSFreeMemory(buffer); }',
-                    '    }',
-                    '    private static List<RdpfixWtsSession> Enumerate()',
-                    '    {',
-                    '        IntPtr info;',
-                    '        int count;',
-                    '        if (!WTSEnumerateSessionsW(IntPtr.Zero, 0, 1, out info, out count)) throw new System.ComponentModel.Win32Exception(Marshal.GetLastWin32Error());',
-                    '        List<RdpfixWtsSession> list = new List<RdpfixWtsSession>();',
-                    '        try',
-                    '        {',
-                    '            int size = Marshal.SizeOf(typeof(SessionInfo));',
-                    '            for (int i = 0; i < count; i++)',
-                    '            {',
-                    '                SessionInfo s = (SessionInfo)Marshal.PtrToStructure(new IntPtr(info.ToInt64() + (long)i * size), typeof(SessionInfo));',
-                    '                string user = Query(s.SessionId, 5);',
-                    '                string domain = Query(s.SessionId, 7);',
-                    '                RdpfixWtsSession item = new RdpfixWtsSession();',
-                    '                item.Id = s.SessionId;',
-                    '                item.Station = s.WinStationName;',
-                    '                item.State = (s.State >= 0 && s.State < States.Length) ? States[s.State] : s.State.ToString();',
-                    '                item.User = (user == null) ? null : ((domain == null) ? user : domain + @"\" + user);',
-                    '                item.Client = Query(s.SessionId, 10);',
-                    '                list.Add(item);',
-                    '            }',
-                    '        }',
-                    '        finally { WTSFreeMemory(info); }',
-                    '        return list;',
-                    '    }',
-                    '    public static RdpfixWtsSession[] List(int timeoutMilliseconds)',
-                    '    {',
-                    '        Task<List<RdpfixWtsSession>> task = Task.Run(() => Enumerate());',
-                    '        if (!task.Wait(timeoutMilliseconds)) throw new TimeoutException("the session list did not come back within " + (timeoutMilliseconds / 1000) + " s (TermService may be hung)");',
-                    '        return task.Result.ToArray();',
-                    '    }',
-                    '}'
-                ) -join [Environment]::NewLine
-                Add-Type -TypeDefinition $source -Language CSharp
-            }
-            $signedIn = @([RdpfixWts]::List($TimeoutSeconds * 1000) | Where-Object -FilterScript { $_.User })
-            $info.count = $signedIn.Count
-            $info.list = @($signedIn | Select-Object -First 8 | ForEach-Object -Process { [ordered]@{ id = $_.Id; user = $_.User; state = $_.State; client = $_.Client; station = $_.Station } })
+            $found += @(Get-WinEvent -FilterHashtable @{ LogName = 'System'; ProviderName = $name; Id = $ids[$name]; StartTime = $Since } -MaxEvents 50 -ErrorAction Stop)
         } catch {
-            $failure = $_.Exception
-            while ($null -ne $failure.InnerException) { $failure = $failure.InnerException }
-            $info.error = $failure.Message
-        }
-        return $info
-    }
-
-    function Test-RdpSessionBlock {
-        # The rule rdpfix's restart-termserv sessionImpact re-checks: a restart of a running TermService
-        # disconnects every session; any signed-in session other than the caller's, or a list that could
-        # not be read, needs -DisconnectSessions. Returns the reason to refuse, or $null.
-        [CmdletBinding()]
-        param([Parameter(Mandatory = $true)]$Sessions, [bool]$Running = $true)
-        if (-not $Running) { return $null }
-        if ($Sessions.error) { return ('the signed-in sessions could not be listed ({0}); a restart may disconnect users. Pass --force to restart anyway' -f $Sessions.error) }
-        $others = @($Sessions.list | Where-Object -FilterScript { $_.id -ne $Sessions.own })
-        $hidden = [Math]::Max(0, $Sessions.count - @($Sessions.list).Count)
-        if ($others.Count -eq 0 -and $hidden -eq 0) { return $null }
-        $names = @($others | ForEach-Object -Process { '{0} (session {1}, {2}{3})' -f $_.user, $_.id, $_.state, $(if ($_.client) { ', from ' + $_.client } else { '' }) })
-        if ($hidden -gt 0) { $names += ('{0} more' -f $hidden) }
-        return ('restarting TermService disconnects {0} session(s): {1}. Pass --force to restart anyway' -f ($others.Count + $hidden), ($names -join '; '))
-    }
-
-    function Backup-RdpCertificate {
-        # Export the public certificate, reg-export its store entry (the certificate with its properties,
-        # so a reg import restores the link to its key) and copy its key container file; every file is
-        # checked before anything changes.
-        [CmdletBinding(SupportsShouldProcess = $true)]
-        param(
-            [Parameter(Mandatory = $true)]$Certificate,
-            [Parameter(Mandatory = $true)][string]$Folder,
-            [AllowNull()]$Key
-        )
-        $thumbprint = $Certificate.Thumbprint
-        $record = [ordered]@{ thumbprint = $thumbprint; cer = ($thumbprint + '.cer'); reg = ($thumbprint + '.reg'); keyFile = $null; keyDir = $null; keySddl = $null; keyRemoved = $false }
-        if ($PSCmdlet.ShouldProcess($thumbprint, 'Back up the certificate and its key')) {
-            $files = @((Join-Path -Path $Folder -ChildPath $record.cer), (Join-Path -Path $Folder -ChildPath $record.reg))
-            $null = Export-Certificate -Cert $Certificate -FilePath $files[0] -Type CERT
-            $null = Invoke-RdpNative -FilePath 'reg.exe' -ArgumentList @('export', ('HKLM\SOFTWARE\Microsoft\SystemCertificates\Remote Desktop\Certificates' + '\' + $thumbprint), $files[1], '/y')
-            if ($null -ne $Key -and $Key.file) {
-                $record.keyFile = Split-Path -Path $Key.file -Leaf
-                $record.keyDir = Split-Path -Path $Key.file -Parent
-                $record.keySddl = $Key.sddl
-                Copy-RdpFile -Source $Key.file -Destination $Folder
-                $files += Join-Path -Path $Folder -ChildPath $record.keyFile
-            }
-            Assert-RdpBackupFile -Path $files
-        }
-        return $record
-    }
-
-    function Get-RdpCertRestoreLine {
-        # The commands an administrator can paste on this server to put backed-up certificates back
-        # (what rdpfix's undo does): remove the certificate Windows created since, copy a removed key
-        # back, reg import each store entry (certificate and link to its key) and the pin, restart.
-        [CmdletBinding()]
-        param(
-            [Parameter(Mandatory = $true)][string]$Folder,
-            [object[]]$Record = @(),
-            [AllowEmptyString()][string]$PinFile = '',
-            [string[]]$NewThumbprint = @()
-        )
-        $lines = @()
-        $old = @($Record | ForEach-Object -Process { $_.thumbprint })
-        foreach ($thumbprint in @($NewThumbprint | Where-Object -FilterScript { $_ -and $old -notcontains $_ })) {
-            $lines += ('Remove-Item -LiteralPath {0}' -f (ConvertTo-RdpLiteral -Value (Join-Path -Path 'Cert:\LocalMachine\Remote Desktop' -ChildPath $thumbprint)))
-        }
-        foreach ($item in $Record) {
-            if ($item.keyRemoved -and $item.keyFile -and $item.keyDir) {
-                $lines += ('Copy-Item -LiteralPath {0} -Destination {1}' -f (ConvertTo-RdpLiteral -Value (Join-Path -Path $Folder -ChildPath $item.keyFile)), (ConvertTo-RdpLiteral -Value $item.keyDir))
-            }
-            $lines += ('reg.exe import {0}' -f (ConvertTo-RdpLiteral -Value (Join-Path -Path $Folder -ChildPath $item.reg)))
-        }
-        if ($PinFile) { $lines += ('reg.exe import {0}' -f (ConvertTo-RdpLiteral -Value $PinFile)) }
-        $lines += 'Restart-Service -Name ''TermService'' -Force'
-        return $lines
-    }
-
-    function Get-RdpServiceState {
-        # Services, listener and certificate in use, for before/after.
-        [CmdletBinding()]
-        param([Parameter(Mandatory = $true)][int]$Port)
-        return [ordered]@{
-            services = @(Get-RdpServiceSnapshot -Name @('TermService', 'UmRdpService'))
-            listening = (@(Get-RdpListener -Port $Port).Count -gt 0)
-            port = $Port
-            certificate = Get-RdpCertificateState -WithKey
+            if ($_.FullyQualifiedErrorId -notlike 'NoMatchingEventsFound*') { $errors += ('{0}: {1}' -f $name, $_.Exception.Message) }
         }
     }
+    $counts = [ordered]@{}
+    foreach ($group in @($found | Group-Object -Property Id)) { $counts[[string]$group.Name] = $group.Count }
+    $newest = @($found | Sort-Object -Property TimeCreated -Descending | Select-Object -First $Max | Select-Object -Property @('Id', 'ProviderName', 'TimeCreated',
+        @{ Name = 'Message'; Expression = { $m = [string]$_.Message -replace '\s+', ' '; $m.Substring(0, [Math]::Min($MessageLength, $m.Length)) } }))
+    return [ordered]@{ since = $Since.ToUniversalTime().ToString('o'); counts = $counts; newest = $newest; errors = $errors }
+}
 
-    function Restart-RdpService {
-        # Restart TermService (-Force also stops UmRdpService, which is started again), wait for Running
-        # and the listener. -RegenerateCert: back up, then remove the Remote Desktop store certificate(s)
-        # (and an orphaned pin) first, and verify that a new certificate appeared.
-        [CmdletBinding(SupportsShouldProcess = $true)]
-        param(
-            [int]$TimeoutSeconds = 60,
-            [switch]$RegenerateCert,
-            [AllowEmptyString()][string]$OnlyThumbprint = '',
-            [switch]$RemoveKey,
-            [switch]$ReplacePinned,
-            [switch]$DisconnectSessions,
-            [AllowEmptyString()][string]$BackupRoot = '',
-            [int]$Port = 0
-        )
-        $started = Get-Date
-        if ($Port -le 0) { $Port = Get-RdpPort }
-        $result = [ordered]@{
-            step = 'restart-termserv'; status = 'failed'; error = $null; note = $null; restarted = $false
-            before = Get-RdpServiceState -Port $Port; after = $null; backup = $null; removed = @(); unpinned = $null
-            plan = [ordered]@{ remove = @(); unpin = $false; restart = $true }; problems = @(); warnings = @(); events = $null
-            refused = $null; sessions = $null; restore = @()
-        }
-        try {
-            $certificate = $result.before.certificate
-            $toRemove = @()
-            if ($RegenerateCert) {
-                $inStore = $false
-                if ($OnlyThumbprint) { $inStore = Test-Path -LiteralPath (Join-Path -Path 'Cert:\LocalMachine\Remote Desktop' -ChildPath $OnlyThumbprint) }
-                if ($OnlyThumbprint -and -not $inStore -and $certificate.thumbprint -ne $OnlyThumbprint -and $certificate.pinned -ne $OnlyThumbprint) {
-                    $result.status = 'ok'
-                    $result.note = ('the certificate {0} is no longer in use nor in the Remote Desktop store: nothing to regenerate' -f $OnlyThumbprint)
-                    $result.plan.restart = $false
-                    $result.after = $result.before
-                    return $result
-                }
-                if ($certificate.source -eq 'pinned') {
-                    $expired = ($null -ne $certificate.inUse -and $certificate.inUse.NotAfter -lt (Get-Date))
-                    if (-not $expired -and -not $ReplacePinned) {
-                        $result.refused = 'pinned'
-                        throw ('the listener uses the pinned certificate {0} (SSLCertificateSHA1Hash), which Windows does not regenerate; renew it with its CA, or pass --replace-pinned to remove the pin and fall back to a self-signed certificate' -f $certificate.pinned)
-                    }
-                    $result.plan.unpin = $true
-                } elseif ($certificate.source -eq 'pinned-missing') {
-                    $result.plan.unpin = $true
-                }
-                if (Test-Path -LiteralPath 'Cert:\LocalMachine\Remote Desktop') {
-                    $toRemove = @(Get-ChildItem -LiteralPath 'Cert:\LocalMachine\Remote Desktop' | Where-Object -FilterScript { -not $OnlyThumbprint -or $_.Thumbprint -eq $OnlyThumbprint -or $certificate.pinned -eq $OnlyThumbprint })
-                }
-                $result.plan.remove = @($toRemove | ForEach-Object -Process { $_.Thumbprint })
-            }
-            # Who a restart disconnects, decided before anything changes (a dry run reports it too).
-            $termService = @($result.before.services | Where-Object -FilterScript { $_.Name -eq 'TermService' })
-            $running = ($termService.Count -gt 0 -and [string]$termService[0].Status -eq 'Running')
-            $result.sessions = Get-RdpSession
-            $block = Test-RdpSessionBlock -Sessions $result.sessions -Running $running
-            if ($block -and -not $DisconnectSessions -and -not $WhatIfPreference) {
-                $result.refused = 'sessions'
-                throw $block
-            }
-            $pinFile = ''
-            if ($toRemove.Count -gt 0 -or $result.plan.unpin) {
-                if ($PSCmdlet.ShouldProcess('Cert:\LocalMachine\Remote Desktop', 'Back up, then remove the certificate(s) so TermService creates a new one')) {
-                    $folder = New-RdpBackupFolder -Root $BackupRoot -Step 'restart-termserv'
-                    $result.backup = $folder
-                    $records = @()
-                    foreach ($item in $toRemove) { $records += Backup-RdpCertificate -Certificate $item -Folder $folder -Key (Get-RdpKeyFile -Certificate $item) }
-                    if ($result.plan.unpin) {
-                        $pinFile = Join-Path -Path $folder -ChildPath 'rdp-tcp.reg'
-                        $null = Invoke-RdpNative -FilePath 'reg.exe' -ArgumentList @('export', 'HKLM\SYSTEM\CurrentControlSet\Control\Terminal Server\WinStations\RDP-Tcp', $pinFile, '/y')
-                        Assert-RdpBackupFile -Path @($pinFile)
-                    }
-                    # Every backup is written and checked; only now does anything change.
-                    foreach ($record in $records) {
-                        Remove-Item -LiteralPath (Join-Path -Path 'Cert:\LocalMachine\Remote Desktop' -ChildPath $record.thumbprint) -Confirm:$false
-                        if ($RemoveKey -and $record.keyFile) {
-                            Remove-Item -LiteralPath (Join-Path -Path $record.keyDir -ChildPath $record.keyFile) -Force -Confirm:$false
-                            $record.keyRemoved = $true
-                        }
-                        $result.removed += $record
-                    }
-                    if ($result.plan.unpin) {
-                        Remove-ItemProperty -LiteralPath 'HKLM:\SYSTEM\CurrentControlSet\Control\Terminal Server\WinStations\RDP-Tcp' -Name 'SSLCertificateSHA1Hash' -Confirm:$false
-                        $result.unpinned = $certificate.pinned
-                    }
-                    $result.restore = @(Get-RdpCertRestoreLine -Folder $folder -Record $result.removed -PinFile $pinFile)
-                }
-            }
-            if ($PSCmdlet.ShouldProcess('TermService', 'Restart (with -Force: UmRdpService is stopped and started again)')) {
-                $umRdp = Get-Service -Name 'UmRdpService' -ErrorAction SilentlyContinue
-                $umWasRunning = ($null -ne $umRdp -and $umRdp.Status -eq 'Running')
-                Restart-Service -Name 'TermService' -Force -Confirm:$false
-                $result.restarted = $true
-                try {
-                    (Get-Service -Name 'TermService').WaitForStatus('Running', [TimeSpan]::FromSeconds($TimeoutSeconds))
-                } catch {
-                    $result.problems += ('TermService did not reach Running within {0} s' -f $TimeoutSeconds)
-                }
-                if ($umWasRunning) { Start-Service -Name 'UmRdpService' -Confirm:$false }
-                $null = Wait-RdpListener -Port $Port -TimeoutSeconds $TimeoutSeconds
-                $removedThumbprints = @($result.removed | ForEach-Object -Process { $_.thumbprint })
-                $after = Get-RdpServiceState -Port $Port
-                if ($RegenerateCert) {
-                    $deadline = (Get-Date).AddSeconds($TimeoutSeconds)
-                    while ((-not $after.certificate.thumbprint -or $removedThumbprints -contains $after.certificate.thumbprint) -and (Get-Date) -lt $deadline) {
-                        Start-Sleep -Seconds 2
-                        $after = Get-RdpServiceState -Port $Port
-                    }
-                }
-                $result.after = $after
-                if ($result.restore.Count -gt 0) { $result.restore = @(Get-RdpCertRestoreLine -Folder $result.backup -Record $result.removed -PinFile $pinFile -NewThumbprint @($after.certificate.thumbprint)) }
-                $termService = @($after.services | Where-Object -FilterScript { $_.Name -eq 'TermService' })
-                if ($termService.Count -eq 0 -or [string]$termService[0].Status -ne 'Running') { $result.problems += 'TermService is not running' }
-                if (-not $after.listening) { $result.problems += ('nothing listens on port {0}' -f $Port) }
-                if ($RegenerateCert) {
-                    if (-not $after.certificate.thumbprint -or $removedThumbprints -contains $after.certificate.thumbprint) {
-                        $result.problems += 'Windows did not create a new certificate'
-                    } elseif ($null -ne $after.certificate.key -and $after.certificate.key.sddl) {
-                        if (-not (Test-RdpSddlAccess -Sddl $after.certificate.key.sddl -Sid @('S-1-5-20', 'S-1-1-0', 'S-1-5-11', 'S-1-5-6', 'S-1-5-32-545') -Mask 0x120089)) {
-                            $result.problems += 'NETWORK SERVICE cannot read the new certificate''s key'
-                        }
-                    } else {
-                        $result.warnings += 'the new key''s ACL could not be read by this account'
-                    }
-                }
-                if ($result.problems.Count -gt 0) { $result.status = 'failed' } else { $result.status = 'changed' }
-            } else {
-                $result.status = 'would-change'
-            }
-        } catch {
-            $result.status = 'failed'
-            $result.error = $_.Exception.Message
-        }
-        if ($result.status -eq 'failed') {
-            $result.events = Get-RdpEventSummary -Since $started.AddMinutes(-10) -Max 4 -MessageLength 100 -Provider @('Service Control Manager', 'Microsoft-Windows-TerminalServices-RemoteConnectionManager', 'Schannel')
-        }
-        return $result
+function Compress-RdpResult {
+    # Azure Run Command keeps only the last 4,096 bytes of output: drop the named bulky parts,
+    # in order, until the JSON result fits, and say what was dropped.
+    [CmdletBinding()]
+    param(
+        [Parameter(Mandatory = $true)]$Result,
+        [int]$MaxLength = 3600,
+        [string[]]$Drop = @()
+    )
+    $dropped = @()
+    foreach ($path in $Drop) {
+        if (($Result | ConvertTo-Json -Compress -Depth 8).Length -le $MaxLength) { break }
+        $parts = $path.Split('.')
+        $node = $Result
+        for ($i = 0; $i -lt $parts.Count - 1 -and $null -ne $node; $i++) { $node = $node[$parts[$i]] }
+        if ($null -ne $node -and $node.Contains($parts[-1])) { $node.Remove($parts[-1]); $dropped += $path }
     }
+    if ($dropped.Count -gt 0) { $Result['dropped'] = $dropped }
+    return $Result
+}
 
-    function Restore-RdpCertificate {
-        # Undo of a regeneration: put the backed-up store entries (and key files, ACLs, pin) back, after
-        # backing up and removing the certificates Windows created since; restart and verify.
-        [CmdletBinding(SupportsShouldProcess = $true)]
-        param(
-            [Parameter(Mandatory = $true)][string]$BackupPath,
-            [object[]]$Certificates = @(),
-            [AllowEmptyString()][string]$Unpinned = '',
-            [int]$TimeoutSeconds = 60,
-            [AllowEmptyString()][string]$BackupRoot = ''
-        )
-        $port = Get-RdpPort
-        $result = [ordered]@{ step = 'restart-termserv-undo'; status = 'failed'; error = $null; before = Get-RdpCertificateState; after = $null; backup = $null; restored = @(); problems = @() }
-        try {
-            $files = @()
-            foreach ($item in $Certificates) {
-                $files += Join-Path -Path $BackupPath -ChildPath $item.reg
-                if ($item.keyRemoved) { $files += Join-Path -Path $BackupPath -ChildPath $item.keyFile }
+function Get-RdpSession {
+    # Sessions with a signed-in user (id, user, state, client), from the WTS API; the caller's own
+    # session id (0 over WinRM, SSH and Run Command). Never throws: an error is reported instead.
+    [CmdletBinding()]
+    param([int]$TimeoutSeconds = 15)
+    $info = [ordered]@{ own = [System.Diagnostics.Process]::GetCurrentProcess().SessionId; count = 0; list = @(); error = $null }
+    try {
+        if ($null -eq ('RdpfixWts' -as [type])) {
+            $source = @'
+using System;
+using System.Collections.Generic;
+using System.Runtime.InteropServices;
+using System.Threading.Tasks;
+public class RdpfixWtsSession
+{
+    public int Id;
+    public string Station;
+    public string State;
+    public string User;
+    public string Client;
+}
+public static class RdpfixWts
+{
+    [StructLayout(LayoutKind.Sequential, CharSet = CharSet.Unicode)]
+    private struct SessionInfo
+    {
+        public int SessionId;
+        public string WinStationName;
+        public int State;
+    }
+    [DllImport("wtsapi32.dll", CharSet = CharSet.Unicode, SetLastError = true)]
+    private static extern bool WTSEnumerateSessionsW(IntPtr server, int reserved, int version, out IntPtr sessions, out int count);
+    [DllImport("wtsapi32.dll", CharSet = CharSet.Unicode, SetLastError = true)]
+    private static extern bool WTSQuerySessionInformationW(IntPtr server, int sessionId, int infoClass, out IntPtr buffer, out int bytes);
+    [DllImport("wtsapi32.dll")]
+    private static extern void WTSFreeMemory(IntPtr memory);
+    private static readonly string[] States = { "Active", "Connected", "ConnectQuery", "Shadow", "Disconnected", "Idle", "Listen", "Reset", "Down", "Init" };
+    private static string Query(int id, int infoClass)
+    {
+        IntPtr buffer;
+        int bytes;
+        if (!WTSQuerySessionInformationW(IntPtr.Zero, id, infoClass, out buffer, out bytes)) return null;
+        try { string text = Marshal.PtrToStringUni(buffer); return string.IsNullOrEmpty(text) ? null : text; }
+        finally { WTSFreeMemory(buffer); }
+    }
+    private static List<RdpfixWtsSession> Enumerate()
+    {
+        IntPtr info;
+        int count;
+        if (!WTSEnumerateSessionsW(IntPtr.Zero, 0, 1, out info, out count)) throw new System.ComponentModel.Win32Exception(Marshal.GetLastWin32Error());
+        List<RdpfixWtsSession> list = new List<RdpfixWtsSession>();
+        try
+        {
+            int size = Marshal.SizeOf(typeof(SessionInfo));
+            for (int i = 0; i < count; i++)
+            {
+                SessionInfo s = (SessionInfo)Marshal.PtrToStructure(new IntPtr(info.ToInt64() + (long)i * size), typeof(SessionInfo));
+                string user = Query(s.SessionId, 5);
+                string domain = Query(s.SessionId, 7);
+                RdpfixWtsSession item = new RdpfixWtsSession();
+                item.Id = s.SessionId;
+                item.Station = s.WinStationName;
+                item.State = (s.State >= 0 && s.State < States.Length) ? States[s.State] : s.State.ToString();
+                item.User = (user == null) ? null : ((domain == null) ? user : domain + @"\" + user);
+                item.Client = Query(s.SessionId, 10);
+                list.Add(item);
             }
-            Assert-RdpBackupFile -Path $files
-            $wanted = @($Certificates | ForEach-Object -Process { $_.thumbprint })
-            $missing = @($wanted | Where-Object -FilterScript { -not (Test-Path -LiteralPath (Join-Path -Path 'Cert:\LocalMachine\Remote Desktop' -ChildPath $_)) })
-            if ($missing.Count -eq 0 -and (-not $Unpinned -or $result.before.pinned -eq $Unpinned)) {
+        }
+        finally { WTSFreeMemory(info); }
+        return list;
+    }
+    public static RdpfixWtsSession[] List(int timeoutMilliseconds)
+    {
+        Task<List<RdpfixWtsSession>> task = Task.Run(() => Enumerate());
+        if (!task.Wait(timeoutMilliseconds)) throw new TimeoutException("the session list did not come back within " + (timeoutMilliseconds / 1000) + " s (TermService may be hung)");
+        return task.Result.ToArray();
+    }
+}
+'@
+            Add-Type -TypeDefinition $source -Language CSharp
+        }
+        $signedIn = @([RdpfixWts]::List($TimeoutSeconds * 1000) | Where-Object -FilterScript { $_.User })
+        $info.count = $signedIn.Count
+        $info.list = @($signedIn | Select-Object -First 8 | ForEach-Object -Process { [ordered]@{ id = $_.Id; user = $_.User; state = $_.State; client = $_.Client; station = $_.Station } })
+    } catch {
+        $failure = $_.Exception
+        while ($null -ne $failure.InnerException) { $failure = $failure.InnerException }
+        $info.error = $failure.Message
+    }
+    return $info
+}
+
+function Test-RdpSessionBlock {
+    # The rule rdpfix's restart-termserv sessionImpact re-checks: a restart of a running TermService
+    # disconnects every session; any signed-in session other than the caller's, or a list that could
+    # not be read, needs -DisconnectSessions. Returns the reason to refuse, or $null.
+    [CmdletBinding()]
+    param([Parameter(Mandatory = $true)]$Sessions, [bool]$Running = $true)
+    if (-not $Running) { return $null }
+    if ($Sessions.error) { return ('the signed-in sessions could not be listed ({0}); a restart may disconnect users. Pass --force to restart anyway' -f $Sessions.error) }
+    $others = @($Sessions.list | Where-Object -FilterScript { $_.id -ne $Sessions.own })
+    $hidden = [Math]::Max(0, $Sessions.count - @($Sessions.list).Count)
+    if ($others.Count -eq 0 -and $hidden -eq 0) { return $null }
+    $names = @($others | ForEach-Object -Process { '{0} (session {1}, {2}{3})' -f $_.user, $_.id, $_.state, $(if ($_.client) { ', from ' + $_.client } else { '' }) })
+    if ($hidden -gt 0) { $names += ('{0} more' -f $hidden) }
+    return ('restarting TermService disconnects {0} session(s): {1}. Pass --force to restart anyway' -f ($others.Count + $hidden), ($names -join '; '))
+}
+
+function Backup-RdpCertificate {
+    # Export the public certificate, reg-export its store entry (the certificate with its properties,
+    # so a reg import restores the link to its key) and copy its key container file; every file is
+    # checked before anything changes.
+    [CmdletBinding(SupportsShouldProcess = $true)]
+    param(
+        [Parameter(Mandatory = $true)]$Certificate,
+        [Parameter(Mandatory = $true)][string]$Folder,
+        [AllowNull()]$Key
+    )
+    $thumbprint = $Certificate.Thumbprint
+    $record = [ordered]@{ thumbprint = $thumbprint; cer = ($thumbprint + '.cer'); reg = ($thumbprint + '.reg'); keyFile = $null; keyDir = $null; keySddl = $null; keyRemoved = $false }
+    if ($PSCmdlet.ShouldProcess($thumbprint, 'Back up the certificate and its key')) {
+        $files = @((Join-Path -Path $Folder -ChildPath $record.cer), (Join-Path -Path $Folder -ChildPath $record.reg))
+        $null = Export-Certificate -Cert $Certificate -FilePath $files[0] -Type CERT
+        $null = Invoke-RdpNative -FilePath 'reg.exe' -ArgumentList @('export', ('HKLM\SOFTWARE\Microsoft\SystemCertificates\Remote Desktop\Certificates' + '\' + $thumbprint), $files[1], '/y')
+        if ($null -ne $Key -and $Key.file) {
+            $record.keyFile = Split-Path -Path $Key.file -Leaf
+            $record.keyDir = Split-Path -Path $Key.file -Parent
+            $record.keySddl = $Key.sddl
+            Copy-RdpFile -Source $Key.file -Destination $Folder
+            $files += Join-Path -Path $Folder -ChildPath $record.keyFile
+        }
+        Assert-RdpBackupFile -Path $files
+    }
+    return $record
+}
+
+function Get-RdpCertRestoreLine {
+    # The commands an administrator can paste on this server to put backed-up certificates back
+    # (what rdpfix's undo does): remove the certificate Windows created since, copy a removed key
+    # back, reg import each store entry (certificate and link to its key) and the pin, restart.
+    [CmdletBinding()]
+    param(
+        [Parameter(Mandatory = $true)][string]$Folder,
+        [object[]]$Record = @(),
+        [AllowEmptyString()][string]$PinFile = '',
+        [string[]]$NewThumbprint = @()
+    )
+    $lines = @()
+    $old = @($Record | ForEach-Object -Process { $_.thumbprint })
+    foreach ($thumbprint in @($NewThumbprint | Where-Object -FilterScript { $_ -and $old -notcontains $_ })) {
+        $lines += ('Remove-Item -LiteralPath {0}' -f (ConvertTo-RdpLiteral -Value (Join-Path -Path 'Cert:\LocalMachine\Remote Desktop' -ChildPath $thumbprint)))
+    }
+    foreach ($item in $Record) {
+        if ($item.keyRemoved -and $item.keyFile -and $item.keyDir) {
+            $lines += ('Copy-Item -LiteralPath {0} -Destination {1}' -f (ConvertTo-RdpLiteral -Value (Join-Path -Path $Folder -ChildPath $item.keyFile)), (ConvertTo-RdpLiteral -Value $item.keyDir))
+        }
+        $lines += ('reg.exe import {0}' -f (ConvertTo-RdpLiteral -Value (Join-Path -Path $Folder -ChildPath $item.reg)))
+    }
+    if ($PinFile) { $lines += ('reg.exe import {0}' -f (ConvertTo-RdpLiteral -Value $PinFile)) }
+    $lines += 'Restart-Service -Name ''TermService'' -Force'
+    return $lines
+}
+
+function Get-RdpServiceState {
+    # Services, listener and certificate in use, for before/after.
+    [CmdletBinding()]
+    param([Parameter(Mandatory = $true)][int]$Port)
+    return [ordered]@{
+        services = @(Get-RdpServiceSnapshot -Name @('TermService', 'UmRdpService'))
+        listening = (@(Get-RdpListener -Port $Port).Count -gt 0)
+        port = $Port
+        certificate = Get-RdpCertificateState -WithKey
+    }
+}
+
+function Restart-RdpService {
+    # Restart TermService (-Force also stops UmRdpService, which is started again), wait for Running
+    # and the listener. -RegenerateCert: back up, then remove the Remote Desktop store certificate(s)
+    # (and an orphaned pin) first, and verify that a new certificate appeared.
+    [CmdletBinding(SupportsShouldProcess = $true)]
+    param(
+        [int]$TimeoutSeconds = 60,
+        [switch]$RegenerateCert,
+        [AllowEmptyString()][string]$OnlyThumbprint = '',
+        [switch]$RemoveKey,
+        [switch]$ReplacePinned,
+        [switch]$DisconnectSessions,
+        [AllowEmptyString()][string]$BackupRoot = '',
+        [int]$Port = 0
+    )
+    $started = Get-Date
+    if ($Port -le 0) { $Port = Get-RdpPort }
+    $result = [ordered]@{
+        step = 'restart-termserv'; status = 'failed'; error = $null; note = $null; restarted = $false
+        before = Get-RdpServiceState -Port $Port; after = $null; backup = $null; removed = @(); unpinned = $null
+        plan = [ordered]@{ remove = @(); unpin = $false; restart = $true }; problems = @(); warnings = @(); events = $null
+        refused = $null; sessions = $null; restore = @()
+    }
+    try {
+        $certificate = $result.before.certificate
+        $toRemove = @()
+        if ($RegenerateCert) {
+            $inStore = $false
+            if ($OnlyThumbprint) { $inStore = Test-Path -LiteralPath (Join-Path -Path 'Cert:\LocalMachine\Remote Desktop' -ChildPath $OnlyThumbprint) }
+            if ($OnlyThumbprint -and -not $inStore -and $certificate.thumbprint -ne $OnlyThumbprint -and $certificate.pinned -ne $OnlyThumbprint) {
                 $result.status = 'ok'
+                $result.note = ('the certificate {0} is no longer in use nor in the Remote Desktop store: nothing to regenerate' -f $OnlyThumbprint)
+                $result.plan.restart = $false
                 $result.after = $result.before
                 return $result
             }
-            if ($PSCmdlet.ShouldProcess('Cert:\LocalMachine\Remote Desktop', ('Restore the certificate(s) from {0}' -f $BackupPath))) {
-                $folder = New-RdpBackupFolder -Root $BackupRoot -Step 'undo-restart-termserv'
-                $result.backup = $folder
-                if (Test-Path -LiteralPath 'Cert:\LocalMachine\Remote Desktop') {
-                    foreach ($item in @(Get-ChildItem -LiteralPath 'Cert:\LocalMachine\Remote Desktop' | Where-Object -FilterScript { $wanted -notcontains $_.Thumbprint })) {
-                        $null = Backup-RdpCertificate -Certificate $item -Folder $folder -Key (Get-RdpKeyFile -Certificate $item)
-                        Remove-Item -LiteralPath (Join-Path -Path 'Cert:\LocalMachine\Remote Desktop' -ChildPath $item.Thumbprint) -Confirm:$false
-                    }
+            if ($certificate.source -eq 'pinned') {
+                $expired = ($null -ne $certificate.inUse -and $certificate.inUse.NotAfter -lt (Get-Date))
+                if (-not $expired -and -not $ReplacePinned) {
+                    $result.refused = 'pinned'
+                    throw ('the listener uses the pinned certificate {0} (SSLCertificateSHA1Hash), which Windows does not regenerate; renew it with its CA, or pass --replace-pinned to remove the pin and fall back to a self-signed certificate' -f $certificate.pinned)
                 }
-                foreach ($item in $Certificates) {
-                    if ($item.keyRemoved -and $item.keyDir) {
-                        $keyPath = Join-Path -Path $item.keyDir -ChildPath $item.keyFile
-                        Copy-RdpFile -Source (Join-Path -Path $BackupPath -ChildPath $item.keyFile) -Destination $item.keyDir
-                        if ($item.keySddl) {
-                            Set-RdpPathSddl -Path $keyPath -Sddl $item.keySddl
-                            $owner = (New-Object -TypeName System.Security.AccessControl.RawSecurityDescriptor -ArgumentList $item.keySddl).Owner
-                            if ($null -ne $owner) { $null = Invoke-RdpNative -FilePath 'icacls.exe' -ArgumentList @($keyPath, '/setowner', ('*' + $owner.Value)) }
-                        }
-                    }
-                    $null = Invoke-RdpNative -FilePath 'reg.exe' -ArgumentList @('import', (Join-Path -Path $BackupPath -ChildPath $item.reg))
-                    $result.restored += $item.thumbprint
-                }
-                if ($Unpinned) {
-                    $bytes = [byte[]]@(for ($i = 0; $i -lt $Unpinned.Length; $i += 2) { [Convert]::ToByte($Unpinned.Substring($i, 2), 16) })
-                    $null = New-ItemProperty -LiteralPath 'HKLM:\SYSTEM\CurrentControlSet\Control\Terminal Server\WinStations\RDP-Tcp' -Name 'SSLCertificateSHA1Hash' -PropertyType Binary -Value $bytes -Force
-                }
-                Restart-Service -Name 'TermService' -Force -Confirm:$false
-                try {
-                    (Get-Service -Name 'TermService').WaitForStatus('Running', [TimeSpan]::FromSeconds($TimeoutSeconds))
-                } catch {
-                    $result.problems += ('TermService did not reach Running within {0} s' -f $TimeoutSeconds)
-                }
-                if (@(Wait-RdpListener -Port $port -TimeoutSeconds $TimeoutSeconds).Count -eq 0) { $result.problems += ('nothing listens on port {0}' -f $port) }
-                $result.after = Get-RdpCertificateState
-                foreach ($thumbprint in $wanted) {
-                    if (-not (Test-Path -LiteralPath (Join-Path -Path 'Cert:\LocalMachine\Remote Desktop' -ChildPath $thumbprint))) { $result.problems += ('{0} is not back in the store' -f $thumbprint) }
-                }
-                if ($Unpinned -and $result.after.pinned -ne $Unpinned) { $result.problems += 'the SSLCertificateSHA1Hash pin was not restored' }
-                if ($result.problems.Count -gt 0) { $result.status = 'failed' } else { $result.status = 'changed' }
-            } else {
-                $result.status = 'would-change'
+                $result.plan.unpin = $true
+            } elseif ($certificate.source -eq 'pinned-missing') {
+                $result.plan.unpin = $true
             }
-        } catch {
-            $result.status = 'failed'
-            $result.error = $_.Exception.Message
+            if (Test-Path -LiteralPath 'Cert:\LocalMachine\Remote Desktop') {
+                $toRemove = @(Get-ChildItem -LiteralPath 'Cert:\LocalMachine\Remote Desktop' | Where-Object -FilterScript { -not $OnlyThumbprint -or $_.Thumbprint -eq $OnlyThumbprint -or $certificate.pinned -eq $OnlyThumbprint })
+            }
+            $result.plan.remove = @($toRemove | ForEach-Object -Process { $_.Thumbprint })
         }
-        return $result
+        # Who a restart disconnects, decided before anything changes (a dry run reports it too).
+        $termService = @($result.before.services | Where-Object -FilterScript { $_.Name -eq 'TermService' })
+        $running = ($termService.Count -gt 0 -and [string]$termService[0].Status -eq 'Running')
+        $result.sessions = Get-RdpSession
+        $block = Test-RdpSessionBlock -Sessions $result.sessions -Running $running
+        if ($block -and -not $DisconnectSessions -and -not $WhatIfPreference) {
+            $result.refused = 'sessions'
+            throw $block
+        }
+        $pinFile = ''
+        if ($toRemove.Count -gt 0 -or $result.plan.unpin) {
+            if ($PSCmdlet.ShouldProcess('Cert:\LocalMachine\Remote Desktop', 'Back up, then remove the certificate(s) so TermService creates a new one')) {
+                $folder = New-RdpBackupFolder -Root $BackupRoot -Step 'restart-termserv'
+                $result.backup = $folder
+                $records = @()
+                foreach ($item in $toRemove) { $records += Backup-RdpCertificate -Certificate $item -Folder $folder -Key (Get-RdpKeyFile -Certificate $item) }
+                if ($result.plan.unpin) {
+                    $pinFile = Join-Path -Path $folder -ChildPath 'rdp-tcp.reg'
+                    $null = Invoke-RdpNative -FilePath 'reg.exe' -ArgumentList @('export', 'HKLM\SYSTEM\CurrentControlSet\Control\Terminal Server\WinStations\RDP-Tcp', $pinFile, '/y')
+                    Assert-RdpBackupFile -Path @($pinFile)
+                }
+                # Every backup is written and checked; only now does anything change.
+                foreach ($record in $records) {
+                    Remove-Item -LiteralPath (Join-Path -Path 'Cert:\LocalMachine\Remote Desktop' -ChildPath $record.thumbprint) -Confirm:$false
+                    if ($RemoveKey -and $record.keyFile) {
+                        Remove-Item -LiteralPath (Join-Path -Path $record.keyDir -ChildPath $record.keyFile) -Force -Confirm:$false
+                        $record.keyRemoved = $true
+                    }
+                    $result.removed += $record
+                }
+                if ($result.plan.unpin) {
+                    Remove-ItemProperty -LiteralPath 'HKLM:\SYSTEM\CurrentControlSet\Control\Terminal Server\WinStations\RDP-Tcp' -Name 'SSLCertificateSHA1Hash' -Confirm:$false
+                    $result.unpinned = $certificate.pinned
+                }
+                $result.restore = @(Get-RdpCertRestoreLine -Folder $folder -Record $result.removed -PinFile $pinFile)
+            }
+        }
+        if ($PSCmdlet.ShouldProcess('TermService', 'Restart (with -Force: UmRdpService is stopped and started again)')) {
+            $umRdp = Get-Service -Name 'UmRdpService' -ErrorAction SilentlyContinue
+            $umWasRunning = ($null -ne $umRdp -and $umRdp.Status -eq 'Running')
+            Restart-Service -Name 'TermService' -Force -Confirm:$false
+            $result.restarted = $true
+            try {
+                (Get-Service -Name 'TermService').WaitForStatus('Running', [TimeSpan]::FromSeconds($TimeoutSeconds))
+            } catch {
+                $result.problems += ('TermService did not reach Running within {0} s' -f $TimeoutSeconds)
+            }
+            if ($umWasRunning) { Start-Service -Name 'UmRdpService' -Confirm:$false }
+            $null = Wait-RdpListener -Port $Port -TimeoutSeconds $TimeoutSeconds
+            $removedThumbprints = @($result.removed | ForEach-Object -Process { $_.thumbprint })
+            $after = Get-RdpServiceState -Port $Port
+            if ($RegenerateCert) {
+                $deadline = (Get-Date).AddSeconds($TimeoutSeconds)
+                while ((-not $after.certificate.thumbprint -or $removedThumbprints -contains $after.certificate.thumbprint) -and (Get-Date) -lt $deadline) {
+                    Start-Sleep -Seconds 2
+                    $after = Get-RdpServiceState -Port $Port
+                }
+            }
+            $result.after = $after
+            if ($result.restore.Count -gt 0) { $result.restore = @(Get-RdpCertRestoreLine -Folder $result.backup -Record $result.removed -PinFile $pinFile -NewThumbprint @($after.certificate.thumbprint)) }
+            $termService = @($after.services | Where-Object -FilterScript { $_.Name -eq 'TermService' })
+            if ($termService.Count -eq 0 -or [string]$termService[0].Status -ne 'Running') { $result.problems += 'TermService is not running' }
+            if (-not $after.listening) { $result.problems += ('nothing listens on port {0}' -f $Port) }
+            if ($RegenerateCert) {
+                if (-not $after.certificate.thumbprint -or $removedThumbprints -contains $after.certificate.thumbprint) {
+                    $result.problems += 'Windows did not create a new certificate'
+                } elseif ($null -ne $after.certificate.key -and $after.certificate.key.sddl) {
+                    if (-not (Test-RdpSddlAccess -Sddl $after.certificate.key.sddl -Sid @('S-1-5-20', 'S-1-1-0', 'S-1-5-11', 'S-1-5-6', 'S-1-5-32-545') -Mask 0x120089)) {
+                        $result.problems += 'NETWORK SERVICE cannot read the new certificate''s key'
+                    }
+                } else {
+                    $result.warnings += 'the new key''s ACL could not be read by this account'
+                }
+            }
+            if ($result.problems.Count -gt 0) { $result.status = 'failed' } else { $result.status = 'changed' }
+        } else {
+            $result.status = 'would-change'
+        }
+    } catch {
+        $result.status = 'failed'
+        $result.error = $_.Exception.Message
     }
+    if ($result.status -eq 'failed') {
+        $result.events = Get-RdpEventSummary -Since $started.AddMinutes(-10) -Max 4 -MessageLength 100 -Provider @('Service Control Manager', 'Microsoft-Windows-TerminalServices-RemoteConnectionManager', 'Schannel')
+    }
+    return $result
+}
 
-    $Result = Restart-RdpService -TimeoutSeconds $P.TimeoutSeconds -RegenerateCert:$P.RegenerateCert -OnlyThumbprint $P.OnlyThumbprint -RemoveKey:$P.RemoveKey -ReplacePinned:$P.ReplacePinned -DisconnectSessions:$P.DisconnectSessions -BackupRoot $P.BackupRoot -Port $P.Port -WhatIf:$P.DryRun
-    $Result = Compress-RdpResult -Result $Result -Drop @('before.certificate.store', 'after.certificate.store', 'events.newest', 'before.certificate.key.sddl', 'before.services', 'sessions.list')
+function Restore-RdpCertificate {
+    # Undo of a regeneration: put the backed-up store entries (and key files, ACLs, pin) back, after
+    # backing up and removing the certificates Windows created since; restart and verify.
+    [CmdletBinding(SupportsShouldProcess = $true)]
+    param(
+        [Parameter(Mandatory = $true)][string]$BackupPath,
+        [object[]]$Certificates = @(),
+        [AllowEmptyString()][string]$Unpinned = '',
+        [int]$TimeoutSeconds = 60,
+        [AllowEmptyString()][string]$BackupRoot = ''
+    )
+    $port = Get-RdpPort
+    $result = [ordered]@{ step = 'restart-termserv-undo'; status = 'failed'; error = $null; before = Get-RdpCertificateState; after = $null; backup = $null; restored = @(); problems = @() }
+    try {
+        $files = @()
+        foreach ($item in $Certificates) {
+            $files += Join-Path -Path $BackupPath -ChildPath $item.reg
+            if ($item.keyRemoved) { $files += Join-Path -Path $BackupPath -ChildPath $item.keyFile }
+        }
+        Assert-RdpBackupFile -Path $files
+        $wanted = @($Certificates | ForEach-Object -Process { $_.thumbprint })
+        $missing = @($wanted | Where-Object -FilterScript { -not (Test-Path -LiteralPath (Join-Path -Path 'Cert:\LocalMachine\Remote Desktop' -ChildPath $_)) })
+        if ($missing.Count -eq 0 -and (-not $Unpinned -or $result.before.pinned -eq $Unpinned)) {
+            $result.status = 'ok'
+            $result.after = $result.before
+            return $result
+        }
+        if ($PSCmdlet.ShouldProcess('Cert:\LocalMachine\Remote Desktop', ('Restore the certificate(s) from {0}' -f $BackupPath))) {
+            $folder = New-RdpBackupFolder -Root $BackupRoot -Step 'undo-restart-termserv'
+            $result.backup = $folder
+            if (Test-Path -LiteralPath 'Cert:\LocalMachine\Remote Desktop') {
+                foreach ($item in @(Get-ChildItem -LiteralPath 'Cert:\LocalMachine\Remote Desktop' | Where-Object -FilterScript { $wanted -notcontains $_.Thumbprint })) {
+                    $null = Backup-RdpCertificate -Certificate $item -Folder $folder -Key (Get-RdpKeyFile -Certificate $item)
+                    Remove-Item -LiteralPath (Join-Path -Path 'Cert:\LocalMachine\Remote Desktop' -ChildPath $item.Thumbprint) -Confirm:$false
+                }
+            }
+            foreach ($item in $Certificates) {
+                if ($item.keyRemoved -and $item.keyDir) {
+                    $keyPath = Join-Path -Path $item.keyDir -ChildPath $item.keyFile
+                    Copy-RdpFile -Source (Join-Path -Path $BackupPath -ChildPath $item.keyFile) -Destination $item.keyDir
+                    if ($item.keySddl) {
+                        Set-RdpPathSddl -Path $keyPath -Sddl $item.keySddl
+                        $owner = (New-Object -TypeName System.Security.AccessControl.RawSecurityDescriptor -ArgumentList $item.keySddl).Owner
+                        if ($null -ne $owner) { $null = Invoke-RdpNative -FilePath 'icacls.exe' -ArgumentList @($keyPath, '/setowner', ('*' + $owner.Value)) }
+                    }
+                }
+                $null = Invoke-RdpNative -FilePath 'reg.exe' -ArgumentList @('import', (Join-Path -Path $BackupPath -ChildPath $item.reg))
+                $result.restored += $item.thumbprint
+            }
+            if ($Unpinned) {
+                $bytes = [byte[]]@(for ($i = 0; $i -lt $Unpinned.Length; $i += 2) { [Convert]::ToByte($Unpinned.Substring($i, 2), 16) })
+                $null = New-ItemProperty -LiteralPath 'HKLM:\SYSTEM\CurrentControlSet\Control\Terminal Server\WinStations\RDP-Tcp' -Name 'SSLCertificateSHA1Hash' -PropertyType Binary -Value $bytes -Force
+            }
+            Restart-Service -Name 'TermService' -Force -Confirm:$false
+            try {
+                (Get-Service -Name 'TermService').WaitForStatus('Running', [TimeSpan]::FromSeconds($TimeoutSeconds))
+            } catch {
+                $result.problems += ('TermService did not reach Running within {0} s' -f $TimeoutSeconds)
+            }
+            if (@(Wait-RdpListener -Port $port -TimeoutSeconds $TimeoutSeconds).Count -eq 0) { $result.problems += ('nothing listens on port {0}' -f $port) }
+            $result.after = Get-RdpCertificateState
+            foreach ($thumbprint in $wanted) {
+                if (-not (Test-Path -LiteralPath (Join-Path -Path 'Cert:\LocalMachine\Remote Desktop' -ChildPath $thumbprint))) { $result.problems += ('{0} is not back in the store' -f $thumbprint) }
+            }
+            if ($Unpinned -and $result.after.pinned -ne $Unpinned) { $result.problems += 'the SSLCertificateSHA1Hash pin was not restored' }
+            if ($result.problems.Count -gt 0) { $result.status = 'failed' } else { $result.status = 'changed' }
+        } else {
+            $result.status = 'would-change'
+        }
+    } catch {
+        $result.status = 'failed'
+        $result.error = $_.Exception.Message
+    }
+    return $result
+}
+
+$Result = Restart-RdpService -TimeoutSeconds $P.TimeoutSeconds -RegenerateCert:$P.RegenerateCert -OnlyThumbprint $P.OnlyThumbprint -RemoveKey:$P.RemoveKey -ReplacePinned:$P.ReplacePinned -DisconnectSessions:$P.DisconnectSessions -BackupRoot $P.BackupRoot -Port $P.Port -WhatIf:$P.DryRun
+$Result = Compress-RdpResult -Result $Result -Drop @('before.certificate.store', 'after.certificate.store', 'events.newest', 'before.certificate.key.sddl', 'before.services', 'sessions.list')
 } catch {
     $Result = [ordered]@{
         step = 'restart-termserv'

@@ -11,24 +11,24 @@ $P = [ordered]@{
 }
 $Result = [ordered]@{ step = 'route-lookup'; status = 'failed' }
 try {
-    $Found = @(Find-NetRoute -RemoteIPAddress $P.Address -ErrorAction Stop)
-    $Index = ($Found | Select-Object -First 1).InterfaceIndex
-    $Family = 'IPv4'
-    if ($P.Address -like '*:*') { $Family = 'IPv6' }
-    $IpIf = Get-NetIPInterface -InterfaceIndex $Index -AddressFamily $Family -ErrorAction SilentlyContinue
-    $Adapter = Get-NetAdapter -InterfaceIndex $Index -ErrorAction SilentlyContinue
-    $Description = $null
-    if ($null -ne $Adapter) { $Description = $Adapter.InterfaceDescription }
-    $Mtu = $null
-    if ($null -ne $IpIf) { $Mtu = [long]$IpIf.NlMtu }
-    $Routes = @($Found | Select-Object -Property 'InterfaceAlias', 'InterfaceIndex', 'IPAddress', 'NextHop', 'DestinationPrefix')
-    $Result = [ordered]@{
-        step = 'route-lookup'
-        status = 'ok'
-        routes = $Routes
-        mtu = $Mtu
-        description = $Description
-    }
+$Found = @(Find-NetRoute -RemoteIPAddress $P.Address -ErrorAction Stop)
+$Index = ($Found | Select-Object -First 1).InterfaceIndex
+$Family = 'IPv4'
+if ($P.Address -like '*:*') { $Family = 'IPv6' }
+$IpIf = Get-NetIPInterface -InterfaceIndex $Index -AddressFamily $Family -ErrorAction SilentlyContinue
+$Adapter = Get-NetAdapter -InterfaceIndex $Index -ErrorAction SilentlyContinue
+$Description = $null
+if ($null -ne $Adapter) { $Description = $Adapter.InterfaceDescription }
+$Mtu = $null
+if ($null -ne $IpIf) { $Mtu = [long]$IpIf.NlMtu }
+$Routes = @($Found | Select-Object -Property 'InterfaceAlias', 'InterfaceIndex', 'IPAddress', 'NextHop', 'DestinationPrefix')
+$Result = [ordered]@{
+    step = 'route-lookup'
+    status = 'ok'
+    routes = $Routes
+    mtu = $Mtu
+    description = $Description
+}
 } catch {
     $Result = [ordered]@{
         step = 'route-lookup'

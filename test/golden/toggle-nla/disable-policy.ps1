@@ -216,427 +216,427 @@ Write-RdpExpiryLog -Line $rdpfixLine'
 }
 $Result = [ordered]@{ step = 'toggle-nla'; status = 'failed' }
 try {
-    function Get-RdpRegistryValue {
-        # The values present under one key, by name. A value that is not set is left out, so "not set"
-        # and 0 stay different (a policy value overrides only when it is actually there).
-        [CmdletBinding()]
-        param(
-            [Parameter(Mandatory = $true)][string]$Path,
-            [Parameter(Mandatory = $true)][string[]]$Name
-        )
-        $values = [ordered]@{}
-        if (-not (Test-Path -LiteralPath $Path)) { return $values }
-        $key = Get-Item -LiteralPath $Path
-        foreach ($valueName in $Name) {
-            $value = $key.GetValue($valueName, $null, [Microsoft.Win32.RegistryValueOptions]::DoNotExpandEnvironmentNames)
-            if ($null -ne $value) { $values[$valueName] = $value }
+function Get-RdpRegistryValue {
+    # The values present under one key, by name. A value that is not set is left out, so "not set"
+    # and 0 stay different (a policy value overrides only when it is actually there).
+    [CmdletBinding()]
+    param(
+        [Parameter(Mandatory = $true)][string]$Path,
+        [Parameter(Mandatory = $true)][string[]]$Name
+    )
+    $values = [ordered]@{}
+    if (-not (Test-Path -LiteralPath $Path)) { return $values }
+    $key = Get-Item -LiteralPath $Path
+    foreach ($valueName in $Name) {
+        $value = $key.GetValue($valueName, $null, [Microsoft.Win32.RegistryValueOptions]::DoNotExpandEnvironmentNames)
+        if ($null -ne $value) { $values[$valueName] = $value }
+    }
+    return $values
+}
+
+function Invoke-RdpNative {
+    # Runs a native program with an argument array and returns its output lines; a non-zero exit
+    # code is an error naming the program and the last lines it printed.
+    [CmdletBinding()]
+    param(
+        [Parameter(Mandatory = $true)][ValidateSet('icacls.exe', 'reg.exe', 'robocopy.exe')][string]$FilePath,
+        [Parameter(Mandatory = $true)][string[]]$ArgumentList,
+        [int]$MaxExitCode = 0
+    )
+    $ErrorActionPreference = 'Continue'
+    $output = @(& $FilePath @ArgumentList 2>&1 | ForEach-Object -Process { [string]$_ })
+    if ($LASTEXITCODE -gt $MaxExitCode -or $LASTEXITCODE -lt 0) {
+        throw ('{0} {1} failed with exit code {2}: {3}' -f $FilePath, $ArgumentList[0], $LASTEXITCODE, (($output | Select-Object -Last 3) -join ' '))
+    }
+    return $output
+}
+
+function ConvertTo-RdpLiteral {
+    # A PowerShell single-quoted literal: every one of the five single-quote characters doubled (the
+    # rule of rdpfix's psQuote), for the restore commands a run prints and the expiry task.
+    [CmdletBinding()]
+    param([Parameter(Mandatory = $true)][AllowEmptyString()][string]$Value)
+    return "'" + ($Value -replace "['\u2018\u2019\u201A\u201B]", '$0$0') + "'"
+}
+
+function New-RdpBackupFolder {
+    # C:\ProgramData\rdpfix\backup\<yyyyMMdd-HHmmss-fff>-<step>, created before anything changes.
+    [CmdletBinding(SupportsShouldProcess = $true)]
+    param(
+        [AllowEmptyString()][string]$Root = '',
+        [Parameter(Mandatory = $true)][string]$Step
+    )
+    if (-not $Root) { $Root = Join-Path -Path $env:ProgramData -ChildPath 'rdpfix\backup' }
+    $path = Join-Path -Path $Root -ChildPath ('{0}-{1}' -f (Get-Date).ToString('yyyyMMdd-HHmmss-fff'), $Step)
+    if ($PSCmdlet.ShouldProcess($path, 'Create the backup folder')) {
+        $null = New-Item -ItemType Directory -Path $path -Force
+    }
+    return $path
+}
+
+function Copy-RdpFile {
+    # Copy one file into a folder; when its ACL refuses even this account a read (the broken-key
+    # case), fall back to robocopy /B, which reads with the backup privilege.
+    [CmdletBinding(SupportsShouldProcess = $true)]
+    param(
+        [Parameter(Mandatory = $true)][string]$Source,
+        [Parameter(Mandatory = $true)][string]$Destination
+    )
+    if ($PSCmdlet.ShouldProcess($Source, ('Copy to {0}' -f $Destination))) {
+        try {
+            Copy-Item -LiteralPath $Source -Destination $Destination -Force
+        } catch {
+            Write-Verbose -Message ('Copy-Item failed ({0}); retrying with robocopy /B' -f $_.Exception.Message)
+            $null = Invoke-RdpNative -FilePath 'robocopy.exe' -ArgumentList @((Split-Path -Path $Source -Parent), $Destination, (Split-Path -Path $Source -Leaf), '/B', '/COPY:DAT', '/R:0', '/W:0', '/NP', '/NJH', '/NJS') -MaxExitCode 7
         }
-        return $values
     }
+}
 
-    function Invoke-RdpNative {
-        # Runs a native program with an argument array and returns its output lines; a non-zero exit
-        # code is an error naming the program and the last lines it printed.
-        [CmdletBinding()]
-        param(
-            [Parameter(Mandatory = $true)][ValidateSet('icacls.exe', 'reg.exe', 'robocopy.exe')][string]$FilePath,
-            [Parameter(Mandatory = $true)][string[]]$ArgumentList,
-            [int]$MaxExitCode = 0
-        )
-        $ErrorActionPreference = 'Continue'
-        $output = @(& $FilePath @ArgumentList 2>&1 | ForEach-Object -Process { [string]$_ })
-        if ($LASTEXITCODE -gt $MaxExitCode -or $LASTEXITCODE -lt 0) {
-            throw ('{0} {1} failed with exit code {2}: {3}' -f $FilePath, $ArgumentList[0], $LASTEXITCODE, (($output | Select-Object -Last 3) -join ' '))
+function Assert-RdpBackupFile {
+    # Refuse to continue when a backup file is missing or empty: nothing may change without it.
+    [CmdletBinding()]
+    param([Parameter(Mandatory = $true)][string[]]$Path)
+    foreach ($file in $Path) {
+        if (-not (Test-Path -LiteralPath $file -PathType Leaf) -or (Get-Item -LiteralPath $file).Length -eq 0) {
+            throw ('backup failed: {0} was not written; nothing was changed' -f $file)
         }
-        return $output
     }
+}
 
-    function ConvertTo-RdpLiteral {
-        # A PowerShell single-quoted literal: every one of the five single-quote characters doubled (the
-        # rule of rdpfix's psQuote), for the restore commands a run prints and the expiry task.
-        [CmdletBinding()]
-        param([Parameter(Mandatory = $true)][AllowEmptyString()][string]$Value)
-        return "'" + ($Value -replace "['\u2018\u2019\u201A\u201B]", '$0$0') + "'"
+function Get-RdpSecurityState {
+    # Local (RDP-Tcp) and Group Policy values, the expiry task, and whether a domain GPO may re-apply.
+    [CmdletBinding()]
+    param([Parameter(Mandatory = $true)][string]$TaskName)
+    $names = @('UserAuthentication', 'SecurityLayer', 'MinEncryptionLevel')
+    $state = [ordered]@{
+        local = Get-RdpRegistryValue -Path 'HKLM:\SYSTEM\CurrentControlSet\Control\Terminal Server\WinStations\RDP-Tcp' -Name $names
+        policy = Get-RdpRegistryValue -Path 'HKLM:\SOFTWARE\Policies\Microsoft\Windows NT\Terminal Services' -Name ($names + @('fAllowSecProtocolNegotiation'))
+        task = $null
+        domainJoined = $null
     }
-
-    function New-RdpBackupFolder {
-        # C:\ProgramData\rdpfix\backup\<yyyyMMdd-HHmmss-fff>-<step>, created before anything changes.
-        [CmdletBinding(SupportsShouldProcess = $true)]
-        param(
-            [AllowEmptyString()][string]$Root = '',
-            [Parameter(Mandatory = $true)][string]$Step
-        )
-        if (-not $Root) { $Root = Join-Path -Path $env:ProgramData -ChildPath 'rdpfix\backup' }
-        $path = Join-Path -Path $Root -ChildPath ('{0}-{1}' -f (Get-Date).ToString('yyyyMMdd-HHmmss-fff'), $Step)
-        if ($PSCmdlet.ShouldProcess($path, 'Create the backup folder')) {
-            $null = New-Item -ItemType Directory -Path $path -Force
+    if (Get-Command -Name 'Get-ScheduledTask' -ErrorAction SilentlyContinue) {
+        $task = Get-ScheduledTask -TaskName $TaskName -TaskPath '\rdpfix\' -ErrorAction SilentlyContinue
+        if ($null -ne $task) {
+            $next = $null
+            $info = Get-ScheduledTaskInfo -InputObject $task -ErrorAction SilentlyContinue
+            if ($null -ne $info -and $null -ne $info.NextRunTime) { $next = $info.NextRunTime.ToUniversalTime().ToString('o') }
+            $state.task = [ordered]@{ name = $TaskName; state = [string]$task.State; nextRun = $next }
         }
-        return $path
     }
+    $computer = Get-CimInstance -ClassName Win32_ComputerSystem -ErrorAction SilentlyContinue
+    if ($null -ne $computer) { $state.domainJoined = [bool]$computer.PartOfDomain }
+    return $state
+}
 
-    function Copy-RdpFile {
-        # Copy one file into a folder; when its ACL refuses even this account a read (the broken-key
-        # case), fall back to robocopy /B, which reads with the backup privilege.
-        [CmdletBinding(SupportsShouldProcess = $true)]
-        param(
-            [Parameter(Mandatory = $true)][string]$Source,
-            [Parameter(Mandatory = $true)][string]$Destination
-        )
-        if ($PSCmdlet.ShouldProcess($Source, ('Copy to {0}' -f $Destination))) {
-            try {
-                Copy-Item -LiteralPath $Source -Destination $Destination -Force
-            } catch {
-                Write-Verbose -Message ('Copy-Item failed ({0}); retrying with robocopy /B' -f $_.Exception.Message)
-                $null = Invoke-RdpNative -FilePath 'robocopy.exe' -ArgumentList @((Split-Path -Path $Source -Parent), $Destination, (Split-Path -Path $Source -Leaf), '/B', '/COPY:DAT', '/R:0', '/W:0', '/NP', '/NJH', '/NJS') -MaxExitCode 7
+function Get-RdpMember {
+    # Name/value pairs of a hashtable or of an object read back from JSON.
+    [CmdletBinding()]
+    param([AllowNull()]$InputObject)
+    if ($null -eq $InputObject) { return @() }
+    if ($InputObject -is [System.Collections.IDictionary]) {
+        return @($InputObject.Keys | ForEach-Object -Process { [pscustomobject]@{ Name = [string]$_; Value = $InputObject[$_] } })
+    }
+    return @($InputObject.PSObject.Properties | ForEach-Object -Process { [pscustomobject]@{ Name = $_.Name; Value = $_.Value } })
+}
+
+function Set-RdpListenerValue {
+    # One RDP-Tcp value through the WMI Win32_TSGeneralSetting method (which applies it to the
+    # listener), or the registry when WMI refuses; $null removes the value. Returns how it was set.
+    [CmdletBinding(SupportsShouldProcess = $true)]
+    param([Parameter(Mandatory = $true)][string]$Name, [AllowNull()]$Value)
+    $methods = @{ UserAuthentication = @('SetUserAuthenticationRequired', 'UserAuthenticationRequired'); SecurityLayer = @('SetSecurityLayer', 'SecurityLayer'); MinEncryptionLevel = @('SetEncryptionLevel', 'MinEncryptionLevel') }
+    $via = $null
+    if ($PSCmdlet.ShouldProcess(('RDP-Tcp\{0}' -f $Name), ('Set to {0}' -f $Value))) {
+        if ($null -eq $Value) {
+            Remove-ItemProperty -LiteralPath 'HKLM:\SYSTEM\CurrentControlSet\Control\Terminal Server\WinStations\RDP-Tcp' -Name $Name -Confirm:$false
+            return 'registry'
+        }
+        try {
+            $setting = Get-CimInstance -Namespace 'root\cimv2\TerminalServices' -ClassName 'Win32_TSGeneralSetting' -Filter "TerminalName='RDP-Tcp'" -ErrorAction Stop
+            $call = Invoke-CimMethod -InputObject $setting -MethodName $methods[$Name][0] -Arguments @{ $methods[$Name][1] = [uint32]$Value } -Confirm:$false
+            if ($call.ReturnValue -eq 0) { $via = 'wmi' }
+            else { Write-Verbose -Message ('{0} returned {1}; writing the registry' -f $methods[$Name][0], $call.ReturnValue) }
+        } catch {
+            Write-Verbose -Message ('WMI failed ({0}); writing the registry' -f $_.Exception.Message)
+        }
+        if (-not $via) {
+            $null = New-ItemProperty -LiteralPath 'HKLM:\SYSTEM\CurrentControlSet\Control\Terminal Server\WinStations\RDP-Tcp' -Name $Name -PropertyType DWord -Value ([int]$Value) -Force
+            $via = 'registry'
+        }
+    }
+    return $via
+}
+
+function Set-RdpPolicyValue {
+    # One Group Policy value (only with --policy); $null removes it.
+    [CmdletBinding(SupportsShouldProcess = $true)]
+    param([Parameter(Mandatory = $true)][string]$Name, [AllowNull()]$Value)
+    if ($PSCmdlet.ShouldProcess(('Terminal Services policy\{0}' -f $Name), ('Set to {0}' -f $Value))) {
+        if ($null -eq $Value) { Remove-ItemProperty -LiteralPath 'HKLM:\SOFTWARE\Policies\Microsoft\Windows NT\Terminal Services' -Name $Name -Confirm:$false }
+        else { $null = New-ItemProperty -LiteralPath 'HKLM:\SOFTWARE\Policies\Microsoft\Windows NT\Terminal Services' -Name $Name -PropertyType DWord -Value ([int]$Value) -Force }
+        return 'policy'
+    }
+    return $null
+}
+
+function Remove-RdpExpiryTask {
+    [CmdletBinding(SupportsShouldProcess = $true)]
+    param([Parameter(Mandatory = $true)][string]$TaskName)
+    if ($PSCmdlet.ShouldProcess($TaskName, 'Remove the scheduled re-enable task')) {
+        Unregister-ScheduledTask -TaskName $TaskName -TaskPath '\rdpfix\' -Confirm:$false
+        return $true
+    }
+    return $false
+}
+
+function Get-RdpRestoreOrder {
+    # Leaving or entering TLS in an order WMI accepts (see rdpfix toggle-nla applyOrder).
+    [CmdletBinding()]
+    param([object[]]$Plan = @())
+    $toTls = @($Plan | Where-Object -FilterScript { $_.name -eq 'SecurityLayer' -and $_.value -eq 2 }).Count -gt 0
+    if ($toTls) { return @('MinEncryptionLevel', 'SecurityLayer', 'UserAuthentication') }
+    return @('SecurityLayer', 'MinEncryptionLevel', 'UserAuthentication')
+}
+
+function Get-RdpValueRestoreLine {
+    # The commands an administrator can paste on this server to put changed values back (each
+    # change's "before": set again, or removed when it was not set), policy values first, and to
+    # remove an expiry task this run registered.
+    [CmdletBinding()]
+    param([object[]]$Change = @(), [AllowEmptyString()][string]$TaskName = '')
+    $keys = @{ local = 'HKLM:\SYSTEM\CurrentControlSet\Control\Terminal Server\WinStations\RDP-Tcp'; policy = 'HKLM:\SOFTWARE\Policies\Microsoft\Windows NT\Terminal Services' }
+    $lines = @()
+    foreach ($scope in @('policy', 'local')) {
+        foreach ($item in @($Change | Where-Object -FilterScript { $_.scope -eq $scope })) {
+            $key = ConvertTo-RdpLiteral -Value $keys[$scope]
+            if ($null -eq $item.before) { $lines += ('Remove-ItemProperty -LiteralPath {0} -Name {1}' -f $key, (ConvertTo-RdpLiteral -Value $item.name)) }
+            else { $lines += ('Set-ItemProperty -LiteralPath {0} -Name {1} -Value {2} -Type DWord' -f $key, (ConvertTo-RdpLiteral -Value $item.name), [int]$item.before) }
+        }
+    }
+    if ($TaskName) { $lines += ('Unregister-ScheduledTask -TaskName {0} -TaskPath {1} -Confirm:$false' -f (ConvertTo-RdpLiteral -Value $TaskName), (ConvertTo-RdpLiteral -Value '\rdpfix\')) }
+    return $lines
+}
+
+function Restore-RdpSecuritySetting {
+    # Put recorded values back — only those still as rdpfix left them; anything changed since is
+    # reported and kept. Removes the expiry task; marks the backup folder restored.
+    [CmdletBinding(SupportsShouldProcess = $true)]
+    param(
+        [Parameter(Mandatory = $true)]$Values,
+        [AllowEmptyString()][string]$BackupPath = '',
+        [Parameter(Mandatory = $true)][string]$TaskName,
+        [switch]$RemoveTask
+    )
+    $state = Get-RdpSecurityState -TaskName $TaskName
+    $result = [ordered]@{ step = 'toggle-nla'; mode = 'restore'; status = 'failed'; error = $null; before = $state; after = $null; restored = @(); skipped = @(); taskRemoved = $false; problems = @() }
+    try {
+        $plan = @()
+        foreach ($scope in @('local', 'policy')) {
+            foreach ($entry in @(Get-RdpMember -InputObject $Values.$scope)) {
+                $now = $null
+                if ($state[$scope].Contains($entry.Name)) { $now = [int]$state[$scope][$entry.Name] }
+                $was = $entry.Value.before
+                $left = $entry.Value.after
+                if ($now -eq $was) { continue }
+                if ($now -ne $left) { $result.skipped += ('{0} {1} is {2} now, not {3} as rdpfix left it: kept' -f $scope, $entry.Name, $now, $left); continue }
+                $plan += [pscustomobject]@{ scope = $scope; name = $entry.Name; value = $was; from = $now }
             }
         }
+        $dropTask = ($RemoveTask -and $null -ne $state.task)
+        if ($plan.Count -eq 0 -and -not $dropTask) {
+            $result.status = 'ok'
+            $result.after = $state
+            return $result
+        }
+        if ($PSCmdlet.ShouldProcess('RDP security settings', 'Restore the recorded values')) {
+            foreach ($item in @($plan | Where-Object -FilterScript { $_.scope -eq 'policy' })) {
+                $null = Set-RdpPolicyValue -Name $item.name -Value $item.value
+                $result.restored += [ordered]@{ scope = 'policy'; name = $item.name; before = $item.from; after = $item.value; via = 'policy' }
+            }
+            foreach ($name in @(Get-RdpRestoreOrder -Plan $plan)) {
+                foreach ($item in @($plan | Where-Object -FilterScript { $_.scope -eq 'local' -and $_.name -eq $name })) {
+                    $via = Set-RdpListenerValue -Name $item.name -Value $item.value
+                    $result.restored += [ordered]@{ scope = 'local'; name = $item.name; before = $item.from; after = $item.value; via = $via }
+                }
+            }
+            if ($dropTask) { $result.taskRemoved = Remove-RdpExpiryTask -TaskName $TaskName }
+            $result.restore = @(Get-RdpValueRestoreLine -Change $result.restored)
+            if ($BackupPath -and (Test-Path -LiteralPath $BackupPath)) {
+                Set-Content -LiteralPath (Join-Path -Path $BackupPath -ChildPath 'restored.json') -Value ((Get-Date).ToUniversalTime().ToString('o')) -Encoding ASCII
+            }
+            $after = Get-RdpSecurityState -TaskName $TaskName
+            $result.after = $after
+            foreach ($item in $plan) {
+                $now = $null
+                if ($after[$item.scope].Contains($item.name)) { $now = [int]$after[$item.scope][$item.name] }
+                if ($now -ne $item.value) { $result.problems += ('{0} {1} reads {2}, expected {3}' -f $item.scope, $item.name, $now, $item.value) }
+            }
+            if ($result.problems.Count -gt 0) { $result.status = 'failed' } else { $result.status = 'changed' }
+        } else {
+            $result.status = 'would-change'
+        }
+    } catch {
+        $result.status = 'failed'
+        $result.error = $_.Exception.Message
     }
+    return $result
+}
 
-    function Assert-RdpBackupFile {
-        # Refuse to continue when a backup file is missing or empty: nothing may change without it.
-        [CmdletBinding()]
-        param([Parameter(Mandatory = $true)][string[]]$Path)
-        foreach ($file in $Path) {
-            if (-not (Test-Path -LiteralPath $file -PathType Leaf) -or (Get-Item -LiteralPath $file).Length -eq 0) {
-                throw ('backup failed: {0} was not written; nothing was changed' -f $file)
+function Register-RdpExpiryTask {
+    # A one-time task, as SYSTEM, that puts the recorded values back when the time is up.
+    [CmdletBinding(SupportsShouldProcess = $true)]
+    param(
+        [Parameter(Mandatory = $true)][string]$TaskName,
+        [Parameter(Mandatory = $true)][string]$TaskScript,
+        [Parameter(Mandatory = $true)][string]$ValuesJson,
+        [Parameter(Mandatory = $true)][string]$BackupPath,
+        [Parameter(Mandatory = $true)][int]$Seconds
+    )
+    $due = (Get-Date).AddSeconds($Seconds)
+    $script = '$rdpfixValuesJson = ' + (ConvertTo-RdpLiteral -Value $ValuesJson) + [Environment]::NewLine + '$rdpfixBackupPath = ' + (ConvertTo-RdpLiteral -Value $BackupPath) + [Environment]::NewLine + $TaskScript
+    $encoded = [Convert]::ToBase64String([System.Text.Encoding]::Unicode.GetBytes($script))
+    if ($PSCmdlet.ShouldProcess($TaskName, ('Register a one-time SYSTEM task at {0} that puts the settings back' -f $due))) {
+        $action = New-ScheduledTaskAction -Execute 'powershell.exe' -Argument ('-NoProfile -NonInteractive -ExecutionPolicy Bypass -EncodedCommand ' + $encoded)
+        $trigger = New-ScheduledTaskTrigger -Once -At $due
+        $principal = New-ScheduledTaskPrincipal -UserId 'S-1-5-18' -LogonType ServiceAccount -RunLevel Highest
+        $settings = New-ScheduledTaskSettingsSet -StartWhenAvailable -AllowStartIfOnBatteries -DontStopIfGoingOnBatteries -ExecutionTimeLimit (New-TimeSpan -Minutes 10)
+        $null = Register-ScheduledTask -TaskName $TaskName -TaskPath '\rdpfix\' -Action $action -Trigger $trigger -Principal $principal -Settings $settings -Description 'rdpfix: puts the RDP security settings back when a temporary weakening expires (toggle-nla --for)' -Force
+        if ($null -eq (Get-ScheduledTask -TaskName $TaskName -TaskPath '\rdpfix\' -ErrorAction SilentlyContinue)) { throw 'the expiry task was not registered; nothing was changed' }
+    }
+    return [ordered]@{ name = $TaskName; due = $due.ToUniversalTime().ToString('o') }
+}
+
+function Get-RdpProjectedValue {
+    [CmdletBinding()]
+    param([Parameter(Mandatory = $true)]$Projected, [Parameter(Mandatory = $true)][string]$Name)
+    if ($Projected.policy.Contains($Name)) { return [int]$Projected.policy[$Name] }
+    if ($Projected.local.Contains($Name)) { return [int]$Projected.local[$Name] }
+    return $null
+}
+
+function Set-RdpSecuritySetting {
+    # Change the values that differ, where they take effect: refuses when a Group Policy value would
+    # override the change (unless -Policy) and when the result is an invalid combination. Backs up,
+    # registers the expiry task first (so a weakening can never be left without one), changes,
+    # reads back.
+    [CmdletBinding(SupportsShouldProcess = $true)]
+    param(
+        [Parameter(Mandatory = $true)]$Desired,
+        [Parameter(Mandatory = $true)][string[]]$Order,
+        [switch]$Policy,
+        [int]$ExpirySeconds = 0,
+        [switch]$RemoveTask,
+        [Parameter(Mandatory = $true)][string]$TaskName,
+        [Parameter(Mandatory = $true)][string]$TaskScript,
+        [AllowEmptyString()][string]$BackupRoot = ''
+    )
+    $before = Get-RdpSecurityState -TaskName $TaskName
+    $result = [ordered]@{ step = 'toggle-nla'; mode = 'set'; status = 'failed'; error = $null; refused = $null; warnings = @(); before = $before; after = $null; plan = @(); changed = @(); backup = $null; task = $null; taskRemoved = $false; problems = @() }
+    try {
+        $projected = [ordered]@{ local = [ordered]@{}; policy = [ordered]@{} }
+        foreach ($scope in @('local', 'policy')) { foreach ($key in @($before[$scope].Keys)) { $projected[$scope][$key] = $before[$scope][$key] } }
+        $plan = @()
+        foreach ($name in $Order) {
+            if (-not $Desired.Contains($name)) { continue }
+            $want = [int]$Desired[$name]
+            $policyHolds = $before.policy.Contains($name)
+            if ($policyHolds -and [int]$before.policy[$name] -ne $want) {
+                if (-not $Policy) {
+                    $result.refused = 'policy-override'
+                    throw ('Group Policy sets {0} = {1}, which overrides the local value: the change would not take effect. Pass --policy to change the policy value too' -f $name, $before.policy[$name])
+                }
+                $plan += [ordered]@{ scope = 'policy'; name = $name; before = [int]$before.policy[$name]; after = $want }
+                $projected.policy[$name] = $want
+            }
+            $localNow = $null
+            if ($before.local.Contains($name)) { $localNow = [int]$before.local[$name] }
+            if ($localNow -ne $want -and (-not $policyHolds -or $Policy)) {
+                $plan += [ordered]@{ scope = 'local'; name = $name; before = $localNow; after = $want }
+                $projected.local[$name] = $want
             }
         }
-    }
-
-    function Get-RdpSecurityState {
-        # Local (RDP-Tcp) and Group Policy values, the expiry task, and whether a domain GPO may re-apply.
-        [CmdletBinding()]
-        param([Parameter(Mandatory = $true)][string]$TaskName)
-        $names = @('UserAuthentication', 'SecurityLayer', 'MinEncryptionLevel')
-        $state = [ordered]@{
-            local = Get-RdpRegistryValue -Path 'HKLM:\SYSTEM\CurrentControlSet\Control\Terminal Server\WinStations\RDP-Tcp' -Name $names
-            policy = Get-RdpRegistryValue -Path 'HKLM:\SOFTWARE\Policies\Microsoft\Windows NT\Terminal Services' -Name ($names + @('fAllowSecProtocolNegotiation'))
-            task = $null
-            domainJoined = $null
+        $layer = Get-RdpProjectedValue -Projected $projected -Name 'SecurityLayer'
+        $level = Get-RdpProjectedValue -Projected $projected -Name 'MinEncryptionLevel'
+        if ($layer -eq 2 -and $level -eq 1) {
+            $result.refused = 'invalid-combination'
+            throw 'SecurityLayer 2 (TLS) is not valid with MinEncryptionLevel 1 (Low): pass --min-encryption-level 2 (or higher) as well'
         }
-        if (Get-Command -Name 'Get-ScheduledTask' -ErrorAction SilentlyContinue) {
-            $task = Get-ScheduledTask -TaskName $TaskName -TaskPath '\rdpfix\' -ErrorAction SilentlyContinue
-            if ($null -ne $task) {
-                $next = $null
-                $info = Get-ScheduledTaskInfo -InputObject $task -ErrorAction SilentlyContinue
-                if ($null -ne $info -and $null -ne $info.NextRunTime) { $next = $info.NextRunTime.ToUniversalTime().ToString('o') }
-                $state.task = [ordered]@{ name = $TaskName; state = [string]$task.State; nextRun = $next }
+        if ((Get-RdpProjectedValue -Projected $projected -Name 'UserAuthentication') -eq 1 -and $layer -eq 0) {
+            $result.warnings += 'NLA is required but SecurityLayer is RDP security: CredSSP needs TLS'
+        }
+        $result.plan = $plan
+        $dropTask = ($RemoveTask -and $null -ne $before.task)
+        if ($plan.Count -eq 0 -and -not $dropTask) {
+            $result.status = 'ok'
+            $result.after = $before
+            return $result
+        }
+        if ($PSCmdlet.ShouldProcess('RDP security settings', ('Back up, then set {0}' -f (@($plan | ForEach-Object -Process { '{0} {1}={2}' -f $_.scope, $_.name, $_.after }) -join ', ')))) {
+            $folder = New-RdpBackupFolder -Root $BackupRoot -Step 'toggle-nla'
+            $result.backup = $folder
+            $files = @((Join-Path -Path $folder -ChildPath 'rdp-tcp.reg'), (Join-Path -Path $folder -ChildPath 'values.json'))
+            $null = Invoke-RdpNative -FilePath 'reg.exe' -ArgumentList @('export', 'HKLM\SYSTEM\CurrentControlSet\Control\Terminal Server\WinStations\RDP-Tcp', $files[0], '/y')
+            if (Test-Path -LiteralPath 'HKLM:\SOFTWARE\Policies\Microsoft\Windows NT\Terminal Services') {
+                $files += Join-Path -Path $folder -ChildPath 'policy.reg'
+                $null = Invoke-RdpNative -FilePath 'reg.exe' -ArgumentList @('export', 'HKLM\SOFTWARE\Policies\Microsoft\Windows NT\Terminal Services', $files[2], '/y')
             }
-        }
-        $computer = Get-CimInstance -ClassName Win32_ComputerSystem -ErrorAction SilentlyContinue
-        if ($null -ne $computer) { $state.domainJoined = [bool]$computer.PartOfDomain }
-        return $state
-    }
-
-    function Get-RdpMember {
-        # Name/value pairs of a hashtable or of an object read back from JSON.
-        [CmdletBinding()]
-        param([AllowNull()]$InputObject)
-        if ($null -eq $InputObject) { return @() }
-        if ($InputObject -is [System.Collections.IDictionary]) {
-            return @($InputObject.Keys | ForEach-Object -Process { [pscustomobject]@{ Name = [string]$_; Value = $InputObject[$_] } })
-        }
-        return @($InputObject.PSObject.Properties | ForEach-Object -Process { [pscustomobject]@{ Name = $_.Name; Value = $_.Value } })
-    }
-
-    function Set-RdpListenerValue {
-        # One RDP-Tcp value through the WMI Win32_TSGeneralSetting method (which applies it to the
-        # listener), or the registry when WMI refuses; $null removes the value. Returns how it was set.
-        [CmdletBinding(SupportsShouldProcess = $true)]
-        param([Parameter(Mandatory = $true)][string]$Name, [AllowNull()]$Value)
-        $methods = @{ UserAuthentication = @('SetUserAuthenticationRequired', 'UserAuthenticationRequired'); SecurityLayer = @('SetSecurityLayer', 'SecurityLayer'); MinEncryptionLevel = @('SetEncryptionLevel', 'MinEncryptionLevel') }
-        $via = $null
-        if ($PSCmdlet.ShouldProcess(('RDP-Tcp\{0}' -f $Name), ('Set to {0}' -f $Value))) {
-            if ($null -eq $Value) {
-                Remove-ItemProperty -LiteralPath 'HKLM:\SYSTEM\CurrentControlSet\Control\Terminal Server\WinStations\RDP-Tcp' -Name $Name -Confirm:$false
-                return 'registry'
+            $values = [ordered]@{ local = [ordered]@{}; policy = [ordered]@{} }
+            foreach ($item in $plan) { $values[$item.scope][$item.name] = [ordered]@{ before = $item.before; after = $item.after } }
+            $valuesJson = $values | ConvertTo-Json -Compress -Depth 4
+            Set-Content -LiteralPath $files[1] -Value $valuesJson -Encoding ASCII
+            Assert-RdpBackupFile -Path $files
+            if ($ExpirySeconds -gt 0 -and $plan.Count -gt 0) {
+                $result.task = Register-RdpExpiryTask -TaskName $TaskName -TaskScript $TaskScript -ValuesJson $valuesJson -BackupPath $folder -Seconds $ExpirySeconds
             }
-            try {
-                $setting = Get-CimInstance -Namespace 'root\cimv2\TerminalServices' -ClassName 'Win32_TSGeneralSetting' -Filter "TerminalName='RDP-Tcp'" -ErrorAction Stop
-                $call = Invoke-CimMethod -InputObject $setting -MethodName $methods[$Name][0] -Arguments @{ $methods[$Name][1] = [uint32]$Value } -Confirm:$false
-                if ($call.ReturnValue -eq 0) { $via = 'wmi' }
-                else { Write-Verbose -Message ('{0} returned {1}; writing the registry' -f $methods[$Name][0], $call.ReturnValue) }
-            } catch {
-                Write-Verbose -Message ('WMI failed ({0}); writing the registry' -f $_.Exception.Message)
+            if ($dropTask) { $result.taskRemoved = Remove-RdpExpiryTask -TaskName $TaskName }
+            foreach ($item in @($plan | Where-Object -FilterScript { $_.scope -eq 'policy' })) {
+                $null = Set-RdpPolicyValue -Name $item.name -Value $item.after
+                $result.changed += [ordered]@{ scope = 'policy'; name = $item.name; before = $item.before; after = $item.after; via = 'policy' }
             }
-            if (-not $via) {
-                $null = New-ItemProperty -LiteralPath 'HKLM:\SYSTEM\CurrentControlSet\Control\Terminal Server\WinStations\RDP-Tcp' -Name $Name -PropertyType DWord -Value ([int]$Value) -Force
-                $via = 'registry'
+            foreach ($item in @($plan | Where-Object -FilterScript { $_.scope -eq 'local' })) {
+                $via = Set-RdpListenerValue -Name $item.name -Value $item.after
+                $result.changed += [ordered]@{ scope = 'local'; name = $item.name; before = $item.before; after = $item.after; via = $via }
             }
-        }
-        return $via
-    }
-
-    function Set-RdpPolicyValue {
-        # One Group Policy value (only with --policy); $null removes it.
-        [CmdletBinding(SupportsShouldProcess = $true)]
-        param([Parameter(Mandatory = $true)][string]$Name, [AllowNull()]$Value)
-        if ($PSCmdlet.ShouldProcess(('Terminal Services policy\{0}' -f $Name), ('Set to {0}' -f $Value))) {
-            if ($null -eq $Value) { Remove-ItemProperty -LiteralPath 'HKLM:\SOFTWARE\Policies\Microsoft\Windows NT\Terminal Services' -Name $Name -Confirm:$false }
-            else { $null = New-ItemProperty -LiteralPath 'HKLM:\SOFTWARE\Policies\Microsoft\Windows NT\Terminal Services' -Name $Name -PropertyType DWord -Value ([int]$Value) -Force }
-            return 'policy'
-        }
-        return $null
-    }
-
-    function Remove-RdpExpiryTask {
-        [CmdletBinding(SupportsShouldProcess = $true)]
-        param([Parameter(Mandatory = $true)][string]$TaskName)
-        if ($PSCmdlet.ShouldProcess($TaskName, 'Remove the scheduled re-enable task')) {
-            Unregister-ScheduledTask -TaskName $TaskName -TaskPath '\rdpfix\' -Confirm:$false
-            return $true
-        }
-        return $false
-    }
-
-    function Get-RdpRestoreOrder {
-        # Leaving or entering TLS in an order WMI accepts (see rdpfix toggle-nla applyOrder).
-        [CmdletBinding()]
-        param([object[]]$Plan = @())
-        $toTls = @($Plan | Where-Object -FilterScript { $_.name -eq 'SecurityLayer' -and $_.value -eq 2 }).Count -gt 0
-        if ($toTls) { return @('MinEncryptionLevel', 'SecurityLayer', 'UserAuthentication') }
-        return @('SecurityLayer', 'MinEncryptionLevel', 'UserAuthentication')
-    }
-
-    function Get-RdpValueRestoreLine {
-        # The commands an administrator can paste on this server to put changed values back (each
-        # change's "before": set again, or removed when it was not set), policy values first, and to
-        # remove an expiry task this run registered.
-        [CmdletBinding()]
-        param([object[]]$Change = @(), [AllowEmptyString()][string]$TaskName = '')
-        $keys = @{ local = 'HKLM:\SYSTEM\CurrentControlSet\Control\Terminal Server\WinStations\RDP-Tcp'; policy = 'HKLM:\SOFTWARE\Policies\Microsoft\Windows NT\Terminal Services' }
-        $lines = @()
-        foreach ($scope in @('policy', 'local')) {
-            foreach ($item in @($Change | Where-Object -FilterScript { $_.scope -eq $scope })) {
-                $key = ConvertTo-RdpLiteral -Value $keys[$scope]
-                if ($null -eq $item.before) { $lines += ('Remove-ItemProperty -LiteralPath {0} -Name {1}' -f $key, (ConvertTo-RdpLiteral -Value $item.name)) }
-                else { $lines += ('Set-ItemProperty -LiteralPath {0} -Name {1} -Value {2} -Type DWord' -f $key, (ConvertTo-RdpLiteral -Value $item.name), [int]$item.before) }
+            $registered = ''
+            if ($null -ne $result.task) { $registered = $TaskName }
+            $result.restore = @(Get-RdpValueRestoreLine -Change $result.changed -TaskName $registered)
+            $after = Get-RdpSecurityState -TaskName $TaskName
+            $result.after = $after
+            foreach ($item in $plan) {
+                $now = $null
+                if ($after[$item.scope].Contains($item.name)) { $now = [int]$after[$item.scope][$item.name] }
+                if ($now -ne $item.after) { $result.problems += ('{0} {1} reads {2}, expected {3}' -f $item.scope, $item.name, $now, $item.after) }
             }
+            if ($result.problems.Count -gt 0) { $result.status = 'failed' } else { $result.status = 'changed' }
+        } else {
+            $result.status = 'would-change'
         }
-        if ($TaskName) { $lines += ('Unregister-ScheduledTask -TaskName {0} -TaskPath {1} -Confirm:$false' -f (ConvertTo-RdpLiteral -Value $TaskName), (ConvertTo-RdpLiteral -Value '\rdpfix\')) }
-        return $lines
+    } catch {
+        $result.status = 'failed'
+        $result.error = $_.Exception.Message
     }
+    return $result
+}
 
-    function Restore-RdpSecuritySetting {
-        # Put recorded values back — only those still as rdpfix left them; anything changed since is
-        # reported and kept. Removes the expiry task; marks the backup folder restored.
-        [CmdletBinding(SupportsShouldProcess = $true)]
-        param(
-            [Parameter(Mandatory = $true)]$Values,
-            [AllowEmptyString()][string]$BackupPath = '',
-            [Parameter(Mandatory = $true)][string]$TaskName,
-            [switch]$RemoveTask
-        )
+function Restore-RdpLatestSetting {
+    # --restore: the newest toggle-nla backup on this machine that was not restored yet.
+    [CmdletBinding(SupportsShouldProcess = $true)]
+    param([AllowEmptyString()][string]$BackupRoot = '', [Parameter(Mandatory = $true)][string]$TaskName)
+    if (-not $BackupRoot) { $BackupRoot = Join-Path -Path $env:ProgramData -ChildPath 'rdpfix\backup' }
+    $candidates = @(Get-ChildItem -LiteralPath $BackupRoot -Directory -Filter '*-toggle-nla' -ErrorAction SilentlyContinue | Sort-Object -Property Name -Descending |
+        Where-Object -FilterScript { (Test-Path -LiteralPath (Join-Path -Path $_.FullName -ChildPath 'values.json')) -and -not (Test-Path -LiteralPath (Join-Path -Path $_.FullName -ChildPath 'restored.json')) })
+    if ($candidates.Count -eq 0) {
         $state = Get-RdpSecurityState -TaskName $TaskName
-        $result = [ordered]@{ step = 'toggle-nla'; mode = 'restore'; status = 'failed'; error = $null; before = $state; after = $null; restored = @(); skipped = @(); taskRemoved = $false; problems = @() }
-        try {
-            $plan = @()
-            foreach ($scope in @('local', 'policy')) {
-                foreach ($entry in @(Get-RdpMember -InputObject $Values.$scope)) {
-                    $now = $null
-                    if ($state[$scope].Contains($entry.Name)) { $now = [int]$state[$scope][$entry.Name] }
-                    $was = $entry.Value.before
-                    $left = $entry.Value.after
-                    if ($now -eq $was) { continue }
-                    if ($now -ne $left) { $result.skipped += ('{0} {1} is {2} now, not {3} as rdpfix left it: kept' -f $scope, $entry.Name, $now, $left); continue }
-                    $plan += [pscustomobject]@{ scope = $scope; name = $entry.Name; value = $was; from = $now }
-                }
-            }
-            $dropTask = ($RemoveTask -and $null -ne $state.task)
-            if ($plan.Count -eq 0 -and -not $dropTask) {
-                $result.status = 'ok'
-                $result.after = $state
-                return $result
-            }
-            if ($PSCmdlet.ShouldProcess('RDP security settings', 'Restore the recorded values')) {
-                foreach ($item in @($plan | Where-Object -FilterScript { $_.scope -eq 'policy' })) {
-                    $null = Set-RdpPolicyValue -Name $item.name -Value $item.value
-                    $result.restored += [ordered]@{ scope = 'policy'; name = $item.name; before = $item.from; after = $item.value; via = 'policy' }
-                }
-                foreach ($name in @(Get-RdpRestoreOrder -Plan $plan)) {
-                    foreach ($item in @($plan | Where-Object -FilterScript { $_.scope -eq 'local' -and $_.name -eq $name })) {
-                        $via = Set-RdpListenerValue -Name $item.name -Value $item.value
-                        $result.restored += [ordered]@{ scope = 'local'; name = $item.name; before = $item.from; after = $item.value; via = $via }
-                    }
-                }
-                if ($dropTask) { $result.taskRemoved = Remove-RdpExpiryTask -TaskName $TaskName }
-                $result.restore = @(Get-RdpValueRestoreLine -Change $result.restored)
-                if ($BackupPath -and (Test-Path -LiteralPath $BackupPath)) {
-                    Set-Content -LiteralPath (Join-Path -Path $BackupPath -ChildPath 'restored.json') -Value ((Get-Date).ToUniversalTime().ToString('o')) -Encoding ASCII
-                }
-                $after = Get-RdpSecurityState -TaskName $TaskName
-                $result.after = $after
-                foreach ($item in $plan) {
-                    $now = $null
-                    if ($after[$item.scope].Contains($item.name)) { $now = [int]$after[$item.scope][$item.name] }
-                    if ($now -ne $item.value) { $result.problems += ('{0} {1} reads {2}, expected {3}' -f $item.scope, $item.name, $now, $item.value) }
-                }
-                if ($result.problems.Count -gt 0) { $result.status = 'failed' } else { $result.status = 'changed' }
-            } else {
-                $result.status = 'would-change'
-            }
-        } catch {
-            $result.status = 'failed'
-            $result.error = $_.Exception.Message
-        }
-        return $result
+        return [ordered]@{ step = 'toggle-nla'; mode = 'restore'; status = 'ok'; error = $null; note = ('no toggle-nla backup left to restore under {0}' -f $BackupRoot); before = $state; after = $state; restoredFrom = $null }
     }
+    $folder = $candidates[0].FullName
+    $values = Get-Content -LiteralPath (Join-Path -Path $folder -ChildPath 'values.json') -Raw | ConvertFrom-Json
+    $restored = Restore-RdpSecuritySetting -Values $values -BackupPath $folder -TaskName $TaskName -RemoveTask
+    $restored['restoredFrom'] = $folder
+    return $restored
+}
 
-    function Register-RdpExpiryTask {
-        # A one-time task, as SYSTEM, that puts the recorded values back when the time is up.
-        [CmdletBinding(SupportsShouldProcess = $true)]
-        param(
-            [Parameter(Mandatory = $true)][string]$TaskName,
-            [Parameter(Mandatory = $true)][string]$TaskScript,
-            [Parameter(Mandatory = $true)][string]$ValuesJson,
-            [Parameter(Mandatory = $true)][string]$BackupPath,
-            [Parameter(Mandatory = $true)][int]$Seconds
-        )
-        $due = (Get-Date).AddSeconds($Seconds)
-        $script = '$rdpfixValuesJson = ' + (ConvertTo-RdpLiteral -Value $ValuesJson) + [Environment]::NewLine + '$rdpfixBackupPath = ' + (ConvertTo-RdpLiteral -Value $BackupPath) + [Environment]::NewLine + $TaskScript
-        $encoded = [Convert]::ToBase64String([System.Text.Encoding]::Unicode.GetBytes($script))
-        if ($PSCmdlet.ShouldProcess($TaskName, ('Register a one-time SYSTEM task at {0} that puts the settings back' -f $due))) {
-            $action = New-ScheduledTaskAction -Execute 'powershell.exe' -Argument ('-NoProfile -NonInteractive -ExecutionPolicy Bypass -EncodedCommand ' + $encoded)
-            $trigger = New-ScheduledTaskTrigger -Once -At $due
-            $principal = New-ScheduledTaskPrincipal -UserId 'S-1-5-18' -LogonType ServiceAccount -RunLevel Highest
-            $settings = New-ScheduledTaskSettingsSet -StartWhenAvailable -AllowStartIfOnBatteries -DontStopIfGoingOnBatteries -ExecutionTimeLimit (New-TimeSpan -Minutes 10)
-            $null = Register-ScheduledTask -TaskName $TaskName -TaskPath '\rdpfix\' -Action $action -Trigger $trigger -Principal $principal -Settings $settings -Description 'rdpfix: puts the RDP security settings back when a temporary weakening expires (toggle-nla --for)' -Force
-            if ($null -eq (Get-ScheduledTask -TaskName $TaskName -TaskPath '\rdpfix\' -ErrorAction SilentlyContinue)) { throw 'the expiry task was not registered; nothing was changed' }
-        }
-        return [ordered]@{ name = $TaskName; due = $due.ToUniversalTime().ToString('o') }
-    }
-
-    function Get-RdpProjectedValue {
-        [CmdletBinding()]
-        param([Parameter(Mandatory = $true)]$Projected, [Parameter(Mandatory = $true)][string]$Name)
-        if ($Projected.policy.Contains($Name)) { return [int]$Projected.policy[$Name] }
-        if ($Projected.local.Contains($Name)) { return [int]$Projected.local[$Name] }
-        return $null
-    }
-
-    function Set-RdpSecuritySetting {
-        # Change the values that differ, where they take effect: refuses when a Group Policy value would
-        # override the change (unless -Policy) and when the result is an invalid combination. Backs up,
-        # registers the expiry task first (so a weakening can never be left without one), changes,
-        # reads back.
-        [CmdletBinding(SupportsShouldProcess = $true)]
-        param(
-            [Parameter(Mandatory = $true)]$Desired,
-            [Parameter(Mandatory = $true)][string[]]$Order,
-            [switch]$Policy,
-            [int]$ExpirySeconds = 0,
-            [switch]$RemoveTask,
-            [Parameter(Mandatory = $true)][string]$TaskName,
-            [Parameter(Mandatory = $true)][string]$TaskScript,
-            [AllowEmptyString()][string]$BackupRoot = ''
-        )
-        $before = Get-RdpSecurityState -TaskName $TaskName
-        $result = [ordered]@{ step = 'toggle-nla'; mode = 'set'; status = 'failed'; error = $null; refused = $null; warnings = @(); before = $before; after = $null; plan = @(); changed = @(); backup = $null; task = $null; taskRemoved = $false; problems = @() }
-        try {
-            $projected = [ordered]@{ local = [ordered]@{}; policy = [ordered]@{} }
-            foreach ($scope in @('local', 'policy')) { foreach ($key in @($before[$scope].Keys)) { $projected[$scope][$key] = $before[$scope][$key] } }
-            $plan = @()
-            foreach ($name in $Order) {
-                if (-not $Desired.Contains($name)) { continue }
-                $want = [int]$Desired[$name]
-                $policyHolds = $before.policy.Contains($name)
-                if ($policyHolds -and [int]$before.policy[$name] -ne $want) {
-                    if (-not $Policy) {
-                        $result.refused = 'policy-override'
-                        throw ('Group Policy sets {0} = {1}, which overrides the local value: the change would not take effect. Pass --policy to change the policy value too' -f $name, $before.policy[$name])
-                    }
-                    $plan += [ordered]@{ scope = 'policy'; name = $name; before = [int]$before.policy[$name]; after = $want }
-                    $projected.policy[$name] = $want
-                }
-                $localNow = $null
-                if ($before.local.Contains($name)) { $localNow = [int]$before.local[$name] }
-                if ($localNow -ne $want -and (-not $policyHolds -or $Policy)) {
-                    $plan += [ordered]@{ scope = 'local'; name = $name; before = $localNow; after = $want }
-                    $projected.local[$name] = $want
-                }
-            }
-            $layer = Get-RdpProjectedValue -Projected $projected -Name 'SecurityLayer'
-            $level = Get-RdpProjectedValue -Projected $projected -Name 'MinEncryptionLevel'
-            if ($layer -eq 2 -and $level -eq 1) {
-                $result.refused = 'invalid-combination'
-                throw 'SecurityLayer 2 (TLS) is not valid with MinEncryptionLevel 1 (Low): pass --min-encryption-level 2 (or higher) as well'
-            }
-            if ((Get-RdpProjectedValue -Projected $projected -Name 'UserAuthentication') -eq 1 -and $layer -eq 0) {
-                $result.warnings += 'NLA is required but SecurityLayer is RDP security: CredSSP needs TLS'
-            }
-            $result.plan = $plan
-            $dropTask = ($RemoveTask -and $null -ne $before.task)
-            if ($plan.Count -eq 0 -and -not $dropTask) {
-                $result.status = 'ok'
-                $result.after = $before
-                return $result
-            }
-            if ($PSCmdlet.ShouldProcess('RDP security settings', ('Back up, then set {0}' -f (@($plan | ForEach-Object -Process { '{0} {1}={2}' -f $_.scope, $_.name, $_.after }) -join ', ')))) {
-                $folder = New-RdpBackupFolder -Root $BackupRoot -Step 'toggle-nla'
-                $result.backup = $folder
-                $files = @((Join-Path -Path $folder -ChildPath 'rdp-tcp.reg'), (Join-Path -Path $folder -ChildPath 'values.json'))
-                $null = Invoke-RdpNative -FilePath 'reg.exe' -ArgumentList @('export', 'HKLM\SYSTEM\CurrentControlSet\Control\Terminal Server\WinStations\RDP-Tcp', $files[0], '/y')
-                if (Test-Path -LiteralPath 'HKLM:\SOFTWARE\Policies\Microsoft\Windows NT\Terminal Services') {
-                    $files += Join-Path -Path $folder -ChildPath 'policy.reg'
-                    $null = Invoke-RdpNative -FilePath 'reg.exe' -ArgumentList @('export', 'HKLM\SOFTWARE\Policies\Microsoft\Windows NT\Terminal Services', $files[2], '/y')
-                }
-                $values = [ordered]@{ local = [ordered]@{}; policy = [ordered]@{} }
-                foreach ($item in $plan) { $values[$item.scope][$item.name] = [ordered]@{ before = $item.before; after = $item.after } }
-                $valuesJson = $values | ConvertTo-Json -Compress -Depth 4
-                Set-Content -LiteralPath $files[1] -Value $valuesJson -Encoding ASCII
-                Assert-RdpBackupFile -Path $files
-                if ($ExpirySeconds -gt 0 -and $plan.Count -gt 0) {
-                    $result.task = Register-RdpExpiryTask -TaskName $TaskName -TaskScript $TaskScript -ValuesJson $valuesJson -BackupPath $folder -Seconds $ExpirySeconds
-                }
-                if ($dropTask) { $result.taskRemoved = Remove-RdpExpiryTask -TaskName $TaskName }
-                foreach ($item in @($plan | Where-Object -FilterScript { $_.scope -eq 'policy' })) {
-                    $null = Set-RdpPolicyValue -Name $item.name -Value $item.after
-                    $result.changed += [ordered]@{ scope = 'policy'; name = $item.name; before = $item.before; after = $item.after; via = 'policy' }
-                }
-                foreach ($item in @($plan | Where-Object -FilterScript { $_.scope -eq 'local' })) {
-                    $via = Set-RdpListenerValue -Name $item.name -Value $item.after
-                    $result.changed += [ordered]@{ scope = 'local'; name = $item.name; before = $item.before; after = $item.after; via = $via }
-                }
-                $registered = ''
-                if ($null -ne $result.task) { $registered = $TaskName }
-                $result.restore = @(Get-RdpValueRestoreLine -Change $result.changed -TaskName $registered)
-                $after = Get-RdpSecurityState -TaskName $TaskName
-                $result.after = $after
-                foreach ($item in $plan) {
-                    $now = $null
-                    if ($after[$item.scope].Contains($item.name)) { $now = [int]$after[$item.scope][$item.name] }
-                    if ($now -ne $item.after) { $result.problems += ('{0} {1} reads {2}, expected {3}' -f $item.scope, $item.name, $now, $item.after) }
-                }
-                if ($result.problems.Count -gt 0) { $result.status = 'failed' } else { $result.status = 'changed' }
-            } else {
-                $result.status = 'would-change'
-            }
-        } catch {
-            $result.status = 'failed'
-            $result.error = $_.Exception.Message
-        }
-        return $result
-    }
-
-    function Restore-RdpLatestSetting {
-        # --restore: the newest toggle-nla backup on this machine that was not restored yet.
-        [CmdletBinding(SupportsShouldProcess = $true)]
-        param([AllowEmptyString()][string]$BackupRoot = '', [Parameter(Mandatory = $true)][string]$TaskName)
-        if (-not $BackupRoot) { $BackupRoot = Join-Path -Path $env:ProgramData -ChildPath 'rdpfix\backup' }
-        $candidates = @(Get-ChildItem -LiteralPath $BackupRoot -Directory -Filter '*-toggle-nla' -ErrorAction SilentlyContinue | Sort-Object -Property Name -Descending |
-            Where-Object -FilterScript { (Test-Path -LiteralPath (Join-Path -Path $_.FullName -ChildPath 'values.json')) -and -not (Test-Path -LiteralPath (Join-Path -Path $_.FullName -ChildPath 'restored.json')) })
-        if ($candidates.Count -eq 0) {
-            $state = Get-RdpSecurityState -TaskName $TaskName
-            return [ordered]@{ step = 'toggle-nla'; mode = 'restore'; status = 'ok'; error = $null; note = ('no toggle-nla backup left to restore under {0}' -f $BackupRoot); before = $state; after = $state; restoredFrom = $null }
-        }
-        $folder = $candidates[0].FullName
-        $values = Get-Content -LiteralPath (Join-Path -Path $folder -ChildPath 'values.json') -Raw | ConvertFrom-Json
-        $restored = Restore-RdpSecuritySetting -Values $values -BackupPath $folder -TaskName $TaskName -RemoveTask
-        $restored['restoredFrom'] = $folder
-        return $restored
-    }
-
-    $Result = Set-RdpSecuritySetting -Desired $P.Desired -Order $P.Order -Policy:$P.Policy -ExpirySeconds $P.ExpirySeconds -RemoveTask:$P.RemoveTask -TaskName $P.TaskName -TaskScript $P.TaskScript -BackupRoot $P.BackupRoot -WhatIf:$P.DryRun
+$Result = Set-RdpSecuritySetting -Desired $P.Desired -Order $P.Order -Policy:$P.Policy -ExpirySeconds $P.ExpirySeconds -RemoveTask:$P.RemoveTask -TaskName $P.TaskName -TaskScript $P.TaskScript -BackupRoot $P.BackupRoot -WhatIf:$P.DryRun
 } catch {
     $Result = [ordered]@{
         step = 'toggle-nla'
