@@ -20,6 +20,9 @@
 // --last --yes` re-imports the old store entry (and key, pin), removes the new certificate (backed up
 // first) and restarts TermService.
 import { isMain, makeCli, runCli } from './lib/cli.ts';
+import { backupRoot } from './lib/backup.ts';
+// Re-exported until toggle-nla imports it from lib/backup.ts.
+export { backupRoot } from './lib/backup.ts';
 import { UsageError } from './lib/errors.ts';
 import { buildScript, type PsExample } from './lib/ps.ts';
 import { isSddl } from './lib/sddl.ts';
@@ -736,10 +739,5 @@ export async function main(argv: string[]): Promise<number> {
   });
 }
 
-/** A backup root: a validated Windows path without a trailing backslash (icacls/reg quoting). */
-export function backupRoot(value: string): string {
-  const v = validateWindowsPath(value, '--backup-dir');
-  return /^[A-Za-z]:\\$/.test(v) ? v : v.replace(/\\+$/, '');
-}
 
 if (isMain(import.meta.url)) await runCli(main);
