@@ -1,8 +1,11 @@
-// Every generated PowerShell script in the project (every script × representative options, as
-// each script's psExamples() declares them) must parse with the real grammar, with no ERROR or
-// MISSING node, and match its golden file. New scripts are picked up automatically.
-// UPDATE_GOLDEN=1 npm test -- generated-scripts   rewrites the golden files after a deliberate change.
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+// Every generated PowerShell script in the project (every script x representative options, as
+// test/examples/<script>.ts declares them, or a script's own psExamples() while it still has one)
+// must parse with the real grammar, with no ERROR or MISSING node, and match its golden file.
+// A golden guards what the TypeScript decides: the functions included (the .ps1 files are their
+// source, so no golden repeats them), the $P block and the call. Scripts that are not built by
+// buildScript (the channel loaders) are kept whole.
+// UPDATE_GOLDEN=1 npx tsx test/generated-scripts.test.ts rewrites them after a deliberate change.
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { suite } from 'uvu';
@@ -21,7 +24,13 @@ const collect = () => (collected ??= collectOnce());
 
 async function collectOnce(): Promise<Array<{ script: string; ex: PsExample }>> {
   const out: Array<{ script: string; ex: PsExample }> = [];
-  for (const f of readdirSync(join(root, 'scripts')).filter((f) => f.endsWith('.ts')).sort()) {
+  const exDir = join(root, 'test', 'examples');
+  const fromTests = existsSync(exDir) ? readdirSync(exDir).filter((f) => f.endsWith('.ts')).sort() : [];
+  for (const f of fromTests) {
+    const mod = (await import(join(exDir, f))) as { examples: () => PsExample[] | Promise<PsExample[]> };
+    for (const ex of await mod.examples()) out.push({ script: f.replace(/\.ts$/, ''), ex });
+  }
+  for (const f of readdirSync(join(root, 'scripts')).filter((f) => f.endsWith('.ts') && !fromTests.includes(f)).sort()) {
     const mod = (await import(join(root, 'scripts', f))) as { psExamples?: () => PsExample[] | Promise<PsExample[]> };
     if (typeof mod.psExamples !== 'function') continue;
     for (const ex of await mod.psExamples()) out.push({ script: f.replace(/\.ts$/, ''), ex });
@@ -35,6 +44,15 @@ async function collectOnce(): Promise<Array<{ script: string; ex: PsExample }>> 
   return out;
 }
 
+/** What a golden keeps of a built script: the function names, the $P block and what runs inside try. */
+function goldenOf(script: string): string {
+  const params = /^\$P = \[ordered\]@\{\n[\s\S]*?\n\}$/m.exec(script);
+  const body = /^try \{\n([\s\S]*?)\n\} catch \{$/m.exec(script);
+  if (!params || !body) return script;
+  const functions = [...script.slice(0, body.index).matchAll(/^function ([A-Za-z]+-[A-Za-z0-9]+) \{$/gm)].map((m) => m[1]);
+  return [`# functions (${functions.length}): ${functions.join(', ')}`, params[0], '# call:', body[1], ''].join('\n');
+}
+
 all('every script parses with no ERROR or MISSING node and matches its golden file', async () => {
   const examples = await collect();
   const failures: string[] = [];
@@ -45,13 +63,15 @@ all('every script parses with no ERROR or MISSING node and matches its golden fi
     labels.add(key);
     const problems = await parseProblems(ex.script);
     if (problems.length) failures.push(`${key}:\n    ${problems.slice(0, 5).join('\n    ')}`);
-    const golden = join(goldenDir, script, `${ex.label}.ps1`);
+    const golden = join(goldenDir, script, `${ex.label}.golden`);
+    const expected = goldenOf(ex.script);
     if (process.env.UPDATE_GOLDEN === '1') {
       mkdirSync(dirname(golden), { recursive: true });
-      writeFileSync(golden, ex.script);
+      writeFileSync(golden, expected);
+      rmSync(join(goldenDir, script, `${ex.label}.ps1`), { force: true });
     } else if (!existsSync(golden)) {
       failures.push(`${key}: no golden file ${golden} (run with UPDATE_GOLDEN=1 after reviewing the script)`);
-    } else if (readFileSync(golden, 'utf8') !== ex.script) {
+    } else if (readFileSync(golden, 'utf8') !== expected) {
       failures.push(`${key}: differs from its golden file (review, then UPDATE_GOLDEN=1)`);
     }
   }
@@ -60,7 +80,7 @@ all('every script parses with no ERROR or MISSING node and matches its golden fi
 });
 
 all('golden files without a generating example are reported (no stale goldens)', async () => {
-  const keys = new Set((await collect()).map(({ script, ex }) => `${script}/${ex.label}.ps1`));
+  const keys = new Set((await collect()).map(({ script, ex }) => `${script}/${ex.label}.golden`));
   const stale: string[] = [];
   if (existsSync(goldenDir)) {
     for (const d of readdirSync(goldenDir)) for (const f of readdirSync(join(goldenDir, d))) if (!keys.has(`${d}/${f}`)) stale.push(`${d}/${f}`);
