@@ -38,7 +38,7 @@ import {
   type StepReport,
 } from './lib/server-step.ts';
 import { describeTarget } from './lib/channels.ts';
-import { combinationProblem, effectiveSecurity, type EffectiveSecurity } from './inspect-server.ts';
+import { combinationProblem, effectiveSecurity, type EffectiveSecurity } from './lib/server-facts.ts';
 import { backupRoot } from './restart-termserv.ts';
 import { validateDuration, validateInt } from './lib/validate.ts';
 
