@@ -28,9 +28,10 @@ const cache = new Map<string, PsFile>();
 /**
  * Split a .ps1 file into its functions. The format is fixed (and checked on the grammar by the
  * tests): `function Name {` at column 0 up to the first `}` alone at column 0 that is not inside a
- * here-string; between functions only comments and blank lines.
+ * here-string; between functions only comments and blank lines (`lenient`: anything, for reading
+ * the functions back out of a generated script).
  */
-export function parsePsFile(name: string, text: string): PsFile {
+export function parsePsFile(name: string, text: string, o: { lenient?: boolean } = {}): PsFile {
   const lines = text.replace(/\r\n/g, '\n').split('\n');
   const requires: string[] = [];
   const functions: PsFunction[] = [];
@@ -59,7 +60,7 @@ export function parsePsFile(name: string, text: string): PsFile {
       requires.push(...req[1]!.split(',').map((r) => r.trim()).filter(Boolean));
       return;
     }
-    if (line.trim() === '' || line.startsWith('#')) return;
+    if (line.trim() === '' || line.startsWith('#') || o.lenient) return;
     throw new Error(`${where}: only functions, comments and a "# requires:" line may stand at the top level of a step file`);
   });
   if (current) throw new Error(`${name}.ps1: function ${(current as { name: string }).name} has no closing "}" at column 0`);

@@ -1,5 +1,6 @@
-// Rules every generated server-side script must follow, checked on the real PowerShell grammar's
-// tree for every example of inspect-server, restart-termserv, clear-machinekeys and toggle-nla
+// Rules every generated script and every scripts/ps/*.ps1 file must follow, checked on the real
+// PowerShell grammar's tree for every example of inspect-server, restart-termserv, clear-machinekeys
+// and toggle-nla, and for each .ps1 file on its own
 // (test/generated-scripts.test.ts separately checks they parse and match their golden files):
 // full cmdlet names from an allowlist, approved verbs, named parameters, no Invoke-Expression or
 // Write-Host, every mutating command inside a ShouldProcess-gated block of an advanced function
@@ -8,16 +9,41 @@ import type { Node } from 'web-tree-sitter';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { PsExample } from '../../scripts/lib/ps.ts';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { PS_DIR, resolvePsFiles } from '../../scripts/lib/ps-loader.ts';
 import { aceSetsParam, expectedContainerAces, serviceSid, SESSIONENV_SID } from '../../scripts/lib/server-ps.ts';
 import { psParser, walk } from '../helpers/powershell.ts';
 
+const root = fileURLToPath(new URL('../..', import.meta.url));
 const SCRIPTS = ['inspect-server', 'restart-termserv', 'clear-machinekeys', 'toggle-nla'];
 
+/** Each script's examples: test/examples/<script>.ts, or the script's own psExamples() until it moves. */
 async function examples(): Promise<Array<{ script: string; ex: PsExample }>> {
   const out: Array<{ script: string; ex: PsExample }> = [];
   for (const s of SCRIPTS) {
-    const mod = (await import(`../../scripts/${s}.ts`)) as { psExamples: () => PsExample[] };
-    for (const ex of mod.psExamples()) out.push({ script: s, ex });
+    const moved = existsSync(join(root, 'test', 'examples', `${s}.ts`));
+    const mod = (await import(moved ? `../examples/${s}.ts` : `../../scripts/${s}.ts`)) as { examples?: () => PsExample[]; psExamples?: () => PsExample[] };
+    for (const ex of (mod.examples ?? mod.psExamples)!()) out.push({ script: s, ex });
+  }
+  return out;
+}
+
+/**
+ * Everything the rules judge: every example script, and every scripts/ps/*.ps1 file on its own
+ * (its functions may call what the file and the files it requires define, nothing else).
+ */
+async function sources(): Promise<Array<{ label: string; text: string; defined: Set<string> }>> {
+  const out: Array<{ label: string; text: string; defined: Set<string> }> = [];
+  for (const { script, ex } of await examples()) {
+    const defined = new Set([...walk(await tree(ex.script))].filter((n) => n.type === 'function_name').map((n) => n.text));
+    out.push({ label: `${script}/${ex.label}`, text: ex.script, defined });
+  }
+  for (const f of readdirSync(PS_DIR).filter((f) => f.endsWith('.ps1')).sort()) {
+    const name = f.replace(/\.ps1$/, '');
+    const defined = new Set(resolvePsFiles([name]).flatMap((x) => x.functions.map((fn) => fn.name)));
+    out.push({ label: `scripts/ps/${f}`, text: readFileSync(join(PS_DIR, f), 'utf8'), defined });
   }
   return out;
 }
@@ -30,13 +56,15 @@ const CMDLETS = new Set([
   'New-ScheduledTaskPrincipal', 'New-ScheduledTaskSettingsSet', 'New-ScheduledTaskTrigger', 'New-TimeSpan', 'Register-ScheduledTask', 'Remove-Item',
   'Remove-ItemProperty', 'Rename-Item', 'Restart-Service', 'Select-Object', 'Set-Content', 'Set-StrictMode', 'Sort-Object', 'Split-Path', 'Start-Service',
   'Start-Sleep', 'Test-Path', 'Unregister-ScheduledTask', 'Where-Object', 'Write-Output', 'Write-Verbose',
+  // the client-side steps (lower-mtu, disable-rdp-udp, the route lookup)
+  'Find-NetRoute', 'Get-NetIPInterface', 'Set-NetIPInterface', 'Get-NetAdapter', 'Get-ItemProperty', 'Set-ItemProperty',
 ]);
 
 /** Commands that change the machine (or write files): each must sit behind $PSCmdlet.ShouldProcess. */
 const MUTATING = new Set([
   'Add-Content', 'Copy-Item', 'Export-Certificate', 'Invoke-CimMethod', 'New-Item', 'New-ItemProperty', 'Register-ScheduledTask', 'Remove-Item',
   'Remove-ItemProperty', 'Rename-Item', 'Restart-Service', 'Set-Content', 'Start-Service', 'Stop-Service', 'Set-Service', 'Set-ItemProperty',
-  'Set-Acl', 'Unregister-ScheduledTask', 'Out-File', 'Invoke-RdpNative', 'Set-RdpPathSddl',
+  'Set-Acl', 'Unregister-ScheduledTask', 'Out-File', 'Invoke-RdpNative', 'Set-RdpPathSddl', 'Set-NetIPInterface',
 ]);
 
 const APPROVED_VERBS = new Set(['Add', 'Assert', 'Backup', 'Compress', 'ConvertFrom', 'ConvertTo', 'Copy', 'Get', 'Invoke', 'New', 'Register', 'Remove', 'Rename', 'Repair', 'Restart', 'Restore', 'Save', 'Select', 'Set', 'Sort', 'Split', 'Start', 'Test', 'Unregister', 'Wait', 'Where', 'Write', 'Export', 'Group', 'Join', 'Out', 'Stop', 'ForEach']);
@@ -74,14 +102,12 @@ function commandName(cmd: Node): string | null {
 
 const rules = suite('generated server scripts follow the PowerShell rules');
 
-rules('only allowlisted cmdlets (full names) or functions defined in the same script', async () => {
+rules('only allowlisted cmdlets (full names) or functions the script (or the .ps1 and what it requires) defines', async () => {
   const bad: string[] = [];
-  for (const { script, ex } of await examples()) {
-    const root = await tree(ex.script);
-    const defined = new Set([...walk(root)].filter((n) => n.type === 'function_name').map((n) => n.text));
-    for (const n of walk(root)) {
+  for (const { label, text, defined } of await sources()) {
+    for (const n of walk(await tree(text))) {
       if (n.type !== 'command_name') continue;
-      if (!CMDLETS.has(n.text) && !defined.has(n.text)) bad.push(`${script}/${ex.label}: ${n.text}`);
+      if (!CMDLETS.has(n.text) && !defined.has(n.text)) bad.push(`${label}: ${n.text}`);
     }
   }
   assert.equal(bad, []);
@@ -89,11 +115,11 @@ rules('only allowlisted cmdlets (full names) or functions defined in the same sc
 
 rules('every defined function has an approved Verb-Noun name', async () => {
   const bad: string[] = [];
-  for (const { script, ex } of await examples()) {
-    for (const n of walk(await tree(ex.script))) {
+  for (const { label, text } of await sources()) {
+    for (const n of walk(await tree(text))) {
       if (n.type !== 'function_name') continue;
       const m = /^([A-Z][a-zA-Z]+)-Rdp[A-Z][A-Za-z]+$/.exec(n.text);
-      if (!m || !APPROVED_VERBS.has(m[1]!)) bad.push(`${script}/${ex.label}: ${n.text}`);
+      if (!m || !APPROVED_VERBS.has(m[1]!)) bad.push(`${label}: ${n.text}`);
     }
   }
   assert.equal(bad, []);
@@ -101,11 +127,10 @@ rules('every defined function has an approved Verb-Noun name', async () => {
 
 rules('no Invoke-Expression, no Write-Host, no aliases, no double-quoted string that expands a variable', async () => {
   const bad: string[] = [];
-  for (const { script, ex } of await examples()) {
-    const root = await tree(ex.script);
-    if (/\b(Invoke-Expression|iex|Write-Host)\b/i.test(ex.script)) bad.push(`${script}/${ex.label}: forbidden command`);
-    for (const n of walk(root)) {
-      if (n.type === 'expandable_string_literal' && /\$/.test(n.text)) bad.push(`${script}/${ex.label}: ${n.text}`);
+  for (const { label, text } of await sources()) {
+    if (/\b(Invoke-Expression|iex|Write-Host)\b/i.test(text)) bad.push(`${label}: forbidden command`);
+    for (const n of walk(await tree(text))) {
+      if (n.type === 'expandable_string_literal' && /\$/.test(n.text)) bad.push(`${label}: ${n.text}`);
     }
   }
   assert.equal(bad, []);
@@ -113,8 +138,8 @@ rules('no Invoke-Expression, no Write-Host, no aliases, no double-quoted string 
 
 rules('cmdlets get named parameters (no positional arguments)', async () => {
   const bad: string[] = [];
-  for (const { script, ex } of await examples()) {
-    for (const cmd of walk(await tree(ex.script))) {
+  for (const { label, text } of await sources()) {
+    for (const cmd of walk(await tree(text))) {
       if (cmd.type !== 'command') continue;
       const name = commandName(cmd);
       // Write-Output '<marker>' is the foundation's result epilogue (lib/ps.ts buildScript).
@@ -125,7 +150,7 @@ rules('cmdlets get named parameters (no positional arguments)', async () => {
       for (const it of items) {
         const isParam = it.type === 'command_parameter';
         if (!isParam && prevWasArgument && !/^2>&1$/.test(it.text)) {
-          bad.push(`${script}/${ex.label}: ${name} ${it.text.slice(0, 40)}`);
+          bad.push(`${label}: ${name} ${it.text.slice(0, 40)}`);
           break;
         }
         prevWasArgument = !isParam;
@@ -169,7 +194,7 @@ rules('the gate check itself catches an ungated change, a change in the else bra
 
 rules('every mutating command is behind $PSCmdlet.ShouldProcess in an advanced function that supports it', async () => {
   const bad: string[] = [];
-  for (const { script, ex } of await examples()) for (const b of await ungated(ex.script)) bad.push(`${script}/${ex.label}: ${b}`);
+  for (const { label, text } of await sources()) for (const b of await ungated(text)) bad.push(`${label}: ${b}`);
   assert.equal(bad, []);
 });
 
