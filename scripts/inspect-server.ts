@@ -12,29 +12,30 @@
 // Undo: nothing to undo — it changes nothing. It saves the full evidence (more events, whole
 // messages) to C:\ProgramData\rdpfix\evidence\ on the target unless --no-save; the path is in
 // the result, which stays well under Azure Run Command's 4 KB.
+// The PowerShell is scripts/ps/inspect-server.ps1 (with facts.ps1); what the facts mean is in
+// docs/windows-reference.md.
 import type { Cause } from './lib/causes.ts';
 import { isMain, makeCli, runCli } from './lib/cli.ts';
-import { buildScript, type PsExample } from './lib/ps.ts';
-import { compareContainerAcl, networkServiceCanRead, sameSecurity, SID, isSddl } from './lib/sddl.ts';
+import { chalk } from './lib/output.ts';
+import { psStep } from './lib/ps-loader.ts';
+import { networkServiceCanRead, isSddl } from './lib/sddl.ts';
 import {
-  DEFAULT_MACHINEKEYS_SDDL,
-  expectedContainerAces,
-  POLICY_KEY,
-  PS_FACTS,
-  PS_REGISTRY,
-  PS_SDDL,
-  psJoin,
-  RDP_CONTAINER_PREFIX,
-  RDP_FIREWALL_GROUP,
-  RDP_TCP_KEY,
-  SCHANNEL_KEY,
-  SESSIONENV_SID,
-  TS_KEY,
-} from './lib/server-ps.ts';
+  combinationProblem,
+  effectiveSecurity,
+  keyFindings,
+  LAYER_NAME,
+  sourceText,
+  type EffectiveSecurity,
+  type EventRecord,
+  type Finding,
+  type ServerFacts,
+  type Setting,
+  type Severity,
+} from './lib/server-facts.ts';
+import { POLICY_KEY, RDP_FIREWALL_GROUP, RDP_TCP_KEY, SCHANNEL_KEY, SESSIONENV_SID, TS_KEY } from './lib/server-ps.ts';
 import {
   asArray,
   baseReport,
-  bytesToHex,
   dword,
   nextCommand,
   psDate,
@@ -49,20 +50,6 @@ import {
   type StepReport,
 } from './lib/server-step.ts';
 import { validateInt } from './lib/validate.ts';
-import {
-  combinationProblem,
-  effectiveSecurity,
-  keyFindings,
-  LAYER_NAME,
-  sourceText,
-  type CertificateFacts,
-  type EffectiveSecurity,
-  type EventRecord,
-  type Finding,
-  type ServerFacts,
-  type Setting,
-  type Severity,
-} from './lib/server-facts.ts';
 // Re-exported until every importer has switched to lib/server-facts.ts.
 export {
   combinationProblem,
@@ -81,7 +68,6 @@ export {
   type Setting,
   type Severity,
 } from './lib/server-facts.ts';
-import { chalk } from './lib/output.ts';
 
 // ---------------------------------------------------------------- types
 
@@ -103,7 +89,131 @@ export interface InspectReport extends StepReport {
   evidenceFile: string | null;
 }
 
-// ---------------------------------------------------------------- decisions
+// ---------------------------------------------------------------- the step
+
+/** Inspect the server behind a target. */
+export async function inspectServer(opts: InspectOptions, ctx: StepContext): Promise<InspectReport> {
+  const raw = await runStep<InspectRaw>(ctx, buildInspectScript(opts));
+  return interpretInspect(raw, ctx);
+}
+
+
+// ---------------------------------------------------------------- CLI
+
+export async function main(argv: string[]): Promise<number> {
+  const args = await withServerOptions(makeCli(argv, 'inspect-server'))
+    .usage('$0 [--target CHANNEL] [options]\n\nRead-only: collect everything on the server that explains RDP error 0x904/0x7, in one round trip, and name\nthe cause with the command that fixes it. Exit 0 when no server-side problem is found, 1 when one is.')
+    .option('event-hours', { type: 'string', default: '72', describe: 'how far back to look for events (hours, 1-720)' })
+    .option('max-events', { type: 'string', default: '6', describe: 'newest events in the compact result (0-20; the evidence file keeps more)' })
+    .option('save', { type: 'boolean', default: true, describe: 'save the full evidence to C:\\ProgramData\\rdpfix\\evidence on the target (--no-save to skip)' })
+    .example('$0 --target azure://SUB/RG/VM', 'inspect an Azure VM through Run Command (works while RDP is down)')
+    .example('$0 --target winrm://vm1.contoso.com --json', 'one JSON object with status, cause and findings')
+    .example('$0 --emit > inspect.ps1', 'the script to paste into the Run command blade or an elevated PowerShell')
+    .epilog('Fixes: findings name restart-termserv, clear-machinekeys or toggle-nla with the exact arguments.')
+    .parseAsync();
+  const flags = serverFlags(args);
+  const opts: InspectOptions = {
+    eventHours: validateInt(args['event-hours'], '--event-hours', 1, 720),
+    maxEvents: validateInt(args['max-events'], '--max-events', 0, 20),
+    // Read-only either way; a dry run does not even write the evidence file.
+    save: args.save && !flags.dryRun,
+  };
+  return serverMain(flags, {
+    title: 'inspect-server',
+    emit: () => buildInspectScript(opts),
+    execute: (ctx) => inspectServer(opts, ctx),
+    exitCode: (r) => (r.status === 'failed' ? 1 : (r as InspectReport).healthy ? 0 : 1),
+    human: (r) =>
+      ((r as InspectReport).findings ?? []).map((x) => {
+        const mark = x.severity === 'problem' ? chalk.red('problem') : x.severity === 'warning' ? chalk.yellow('warning') : chalk.dim('info');
+        return `${mark} [${x.cause}] ${x.detail}${x.fix ? chalk.dim(`  → ${x.fix}`) : x.manual ? chalk.dim(`  → ${x.manual}`) : ''}`;
+      }),
+  });
+}
+
+// ---------------------------------------------------------------- internals
+
+/** The generated script. Read-only except the evidence file (skipped with save: false). */
+export function buildInspectScript(opts: InspectOptions = {}): string {
+  return psStep({
+    name: 'inspect-server',
+    summary: 'collect the server-side facts behind RDP error 0x904/0x7 (read-only)',
+    file: 'inspect-server',
+    entry: 'Get-RdpServerInspection',
+    params: { EventHours: opts.eventHours ?? 72, MaxEvents: opts.maxEvents ?? 6, SaveEvidence: opts.save ?? true },
+  });
+}
+
+interface InspectRaw extends RawResult {
+  facts?: ServerFacts;
+  dropped?: string[];
+}
+
+/** Interpret the raw result: findings, the cause, the compact summaries. Pure; tested on fixtures. */
+export function interpretInspect(raw: InspectRaw, ctx: StepContext): InspectReport {
+  const base = baseReport('inspect-server', ctx);
+  if (raw.status !== 'ok' || !raw.facts) {
+    return {
+      ...base,
+      status: 'failed',
+      summary: `the inspection failed on the target: ${raw.error ?? 'no facts returned'}`,
+      ...(raw.error ? { error: raw.error } : {}),
+      cause: 'healthy',
+      healthy: false,
+      findings: [],
+      security: null,
+      certificate: null,
+      evidenceFile: null,
+    };
+  }
+  const facts = raw.facts;
+  const findings = analyzeFacts(facts, ctx);
+  const cause = causeOf(findings);
+  const problems = findings.filter((x) => x.severity === 'problem');
+  const cert = facts.certificate;
+  const keySddl = cert?.key?.sddl;
+  const report: InspectReport = {
+    ...base,
+    // The inspection itself succeeded: 'ok' even when it found problems (they are in `cause` and
+    // `findings`, and in the exit code), so a recipe continues to the step that fixes them.
+    status: 'ok',
+    summary: problems.length
+      ? `${problems.length} problem(s) on ${facts.computer ?? 'the server'}; first: ${problems[0]!.detail}`
+      : `no server-side cause found on ${facts.computer ?? 'the server'}`,
+    before: null,
+    after: null,
+    cause,
+    healthy: problems.length === 0,
+    findings,
+    security: effectiveSecurity(facts.rdpTcp, facts.policy, facts.terminalServer),
+    certificate: cert
+      ? {
+          thumbprint: cert.thumbprint ?? null,
+          subject: cert.inUse?.Subject ?? null,
+          notAfter: psDate(cert.inUse?.NotAfter)?.toISOString() ?? null,
+          selfSigned: cert.selfSigned ?? null,
+          source: cert.source ?? null,
+          keyFile: cert.key?.file ?? null,
+          networkServiceCanRead: keySddl && isSddl(keySddl) ? networkServiceCanRead(keySddl) : null,
+        }
+      : null,
+    evidenceFile: facts.evidenceFile ?? null,
+    facts,
+  };
+  const sec = report.security!;
+  const fmt = (n: string, s: Setting) => `${n} = ${s.value ?? 'not set'}${s.source === 'policy' ? ' (Group Policy)' : ''}`;
+  report.evidence.push(
+    `TermService ${serviceStatus(asArray<{ Name?: string; Status?: unknown }>(facts.services).find((s) => s?.Name === 'TermService')?.Status) ?? 'missing'}, ${asArray(facts.listeners).length ? 'listening' : 'not listening'} on port ${facts.port ?? 3389}; build ${facts.build ?? '?'}`,
+    `${fmt('UserAuthentication', sec.UserAuthentication)}, ${fmt('SecurityLayer', sec.SecurityLayer)}, ${fmt('MinEncryptionLevel', sec.MinEncryptionLevel)}`,
+    report.certificate?.thumbprint
+      ? `certificate ${report.certificate.thumbprint} (${report.certificate.source}), expires ${report.certificate.notAfter?.slice(0, 10) ?? '?'}, key ${report.certificate.keyFile ?? 'file not found'}${report.certificate.networkServiceCanRead === false ? ' — NOT readable by NETWORK SERVICE' : ''}`
+      : 'no certificate in use',
+  );
+  if (raw.dropped?.length) report.warnings.push(`left out of the compact result to fit 4 KB: ${raw.dropped.join(', ')}; see ${facts.evidenceFile ?? 'the evidence file'}`);
+  for (const e of asArray<{ errors?: unknown }>(facts.events).flatMap((x) => asArray<string>(x?.errors))) report.warnings.push(`events: ${e}`);
+  report.next = [...new Set(problems.map((p) => p.fix).filter((x): x is string => !!x))];
+  return report;
+}
 
 const CAUSE_ORDER: Cause[] = ['no-listener', 'not-rdp', 'certificate-key-unusable', 'certificate-expired', 'tls-version-mismatch', 'security-layer-mismatch', 'nla-required', 'unreachable'];
 const SEVERITY_ORDER: Severity[] = ['problem', 'warning', 'info'];
@@ -248,219 +358,5 @@ export function causeOf(findings: Finding[]): Cause {
   return findings.find((x) => x.severity === 'problem')?.cause ?? 'healthy';
 }
 
-// ---------------------------------------------------------------- PowerShell
-
-const INSPECT_PS = `function Get-RdpServerFacts {
-    # Collects the raw facts; rdpfix's TypeScript turns them into findings.
-    [CmdletBinding()]
-    param([int]$EventHours = 72, [int]$MaxEvents = 6)
-    $port = Get-RdpPort
-    $os = Get-RdpRegistryValue -Path 'HKLM:\\SOFTWARE\\Microsoft\\Windows NT\\CurrentVersion' -Name @('CurrentBuild', 'ProductName')
-    $termService = Get-CimInstance -ClassName Win32_Service -Filter "Name='TermService'" -ErrorAction SilentlyContinue
-    $facts = [ordered]@{
-        computer = $env:COMPUTERNAME
-        now = (Get-Date).ToUniversalTime().ToString('o')
-        build = [int]$os['CurrentBuild']
-        product = $os['ProductName']
-        runAs = [System.Security.Principal.WindowsIdentity]::GetCurrent().User.Value
-        port = $port
-        services = @(Get-RdpServiceSnapshot)
-        termServicePid = $null
-        terminalServer = Get-RdpRegistryValue -Path $P.TsKey -Name @('fDenyTSConnections', 'TSEnabled', 'TSServerDrainMode')
-        rdpTcp = Get-RdpRegistryValue -Path $P.RdpTcpKey -Name @('PortNumber', 'UserAuthentication', 'SecurityLayer', 'MinEncryptionLevel', 'fEnableWinStation', 'fLogonDisabled', 'SSLCertificateSHA1Hash')
-        policy = Get-RdpRegistryValue -Path $P.PolicyKey -Name @('fDenyTSConnections', 'UserAuthentication', 'SecurityLayer', 'MinEncryptionLevel', 'fAllowSecProtocolNegotiation')
-        listeners = @(Get-RdpListener -Port $port)
-        firewall = @()
-        schannel = [ordered]@{}
-        certificate = Get-RdpCertificateState -WithKey
-        machineKeys = [ordered]@{ path = $null; sddl = $null; containers = @(); error = $null }
-        sessionEnvSid = $null
-        events = Get-RdpEventSummary -Since ((Get-Date).AddHours(-$EventHours)) -Max $MaxEvents
-        evidenceFile = $null
-    }
-    if ($null -ne $termService) { $facts.termServicePid = [int]$termService.ProcessId }
-    if (Get-Command -Name 'Get-NetFirewallRule' -ErrorAction SilentlyContinue) {
-        $facts.firewall = @(Get-NetFirewallRule -Group $P.FirewallGroup -PolicyStore ActiveStore -ErrorAction SilentlyContinue | Select-Object -Property @('Name', 'Enabled', 'Direction', 'Action') -First 8)
-    }
-    foreach ($version in @('TLS 1.0', 'TLS 1.1', 'TLS 1.2', 'TLS 1.3')) {
-        $facts.schannel[$version] = Get-RdpRegistryValue -Path (Join-Path -Path $P.SchannelKey -ChildPath ($version + '\\Server')) -Name @('Enabled', 'DisabledByDefault')
-    }
-    $machineKeys = Join-Path -Path $env:ProgramData -ChildPath 'Microsoft\\Crypto\\RSA\\MachineKeys'
-    $facts.machineKeys.path = $machineKeys
-    $facts.machineKeys.sddl = Get-RdpPathSddl -Path $machineKeys -Directory
-    try {
-        $facts.machineKeys.containers = @(Get-ChildItem -LiteralPath $machineKeys -Filter ($P.ContainerPrefix + '*') -Force -File -ErrorAction Stop |
-            Select-Object -First 4 | ForEach-Object -Process { [ordered]@{ name = $_.Name; sddl = Get-RdpPathSddl -Path $_.FullName } })
-    } catch {
-        $facts.machineKeys.error = $_.Exception.Message
-    }
-    try {
-        $account = New-Object -TypeName System.Security.Principal.NTAccount -ArgumentList 'NT SERVICE', 'SessionEnv'
-        $facts.sessionEnvSid = $account.Translate([System.Security.Principal.SecurityIdentifier]).Value
-    } catch {
-        Write-Verbose -Message ('NT SERVICE\\SessionEnv did not resolve: {0}' -f $_.Exception.Message)
-    }
-    return $facts
-}
-
-function Save-RdpEvidence {
-    # The full evidence (more events, whole messages) as a file on the target, so the compact result
-    # can stay under Azure Run Command's 4 KB.
-    [CmdletBinding(SupportsShouldProcess = $true)]
-    param([Parameter(Mandatory = $true)]$Facts, [int]$EventHours = 72)
-    $folder = Join-Path -Path $env:ProgramData -ChildPath 'rdpfix\\evidence'
-    $file = Join-Path -Path $folder -ChildPath ('inspect-server-{0}.json' -f (Get-Date).ToString('yyyyMMdd-HHmmss'))
-    if ($PSCmdlet.ShouldProcess($file, 'Save the full evidence')) {
-        $full = [ordered]@{ facts = $Facts; events = Get-RdpEventSummary -Since ((Get-Date).AddHours(-$EventHours)) -Max 40 -MessageLength 600 -Provider @('Schannel', 'Microsoft-Windows-TerminalServices-RemoteConnectionManager', 'Service Control Manager') }
-        $null = New-Item -ItemType Directory -Path $folder -Force
-        Set-Content -LiteralPath $file -Value ($full | ConvertTo-Json -Depth 8) -Encoding UTF8
-        return $file
-    }
-    return $null
-}`;
-
-/** The generated script. Read-only except the evidence file (skipped with save: false). */
-export function buildInspectScript(opts: InspectOptions = {}): string {
-  const params = {
-    EventHours: opts.eventHours ?? 72,
-    MaxEvents: opts.maxEvents ?? 6,
-    SaveEvidence: opts.save ?? true,
-    TsKey: TS_KEY,
-    RdpTcpKey: RDP_TCP_KEY,
-    PolicyKey: POLICY_KEY,
-    SchannelKey: SCHANNEL_KEY,
-    FirewallGroup: RDP_FIREWALL_GROUP,
-    ContainerPrefix: RDP_CONTAINER_PREFIX,
-  };
-  const body = psJoin(
-    PS_REGISTRY,
-    PS_SDDL,
-    PS_FACTS,
-    INSPECT_PS,
-    `$facts = Get-RdpServerFacts -EventHours $P.EventHours -MaxEvents $P.MaxEvents
-if ($P.SaveEvidence) { $facts.evidenceFile = Save-RdpEvidence -Facts $facts -EventHours $P.EventHours }
-$Result = Compress-RdpResult -Result ([ordered]@{ step = 'inspect-server'; status = 'ok'; facts = $facts }) -Drop @('facts.events.newest', 'facts.certificate.store', 'facts.firewall', 'facts.machineKeys.containers')`,
-  );
-  return buildScript({ name: 'inspect-server', summary: 'collect the server-side facts behind RDP error 0x904/0x7 (read-only)', params, body });
-}
-
-// ---------------------------------------------------------------- core
-
-interface InspectRaw extends RawResult {
-  facts?: ServerFacts;
-  dropped?: string[];
-}
-
-/** Interpret the raw result: findings, the cause, the compact summaries. Pure; tested on fixtures. */
-export function interpretInspect(raw: InspectRaw, ctx: StepContext): InspectReport {
-  const base = baseReport('inspect-server', ctx);
-  if (raw.status !== 'ok' || !raw.facts) {
-    return {
-      ...base,
-      status: 'failed',
-      summary: `the inspection failed on the target: ${raw.error ?? 'no facts returned'}`,
-      ...(raw.error ? { error: raw.error } : {}),
-      cause: 'healthy',
-      healthy: false,
-      findings: [],
-      security: null,
-      certificate: null,
-      evidenceFile: null,
-    };
-  }
-  const facts = raw.facts;
-  const findings = analyzeFacts(facts, ctx);
-  const cause = causeOf(findings);
-  const problems = findings.filter((x) => x.severity === 'problem');
-  const cert = facts.certificate;
-  const keySddl = cert?.key?.sddl;
-  const report: InspectReport = {
-    ...base,
-    // The inspection itself succeeded: 'ok' even when it found problems (they are in `cause` and
-    // `findings`, and in the exit code), so a recipe continues to the step that fixes them.
-    status: 'ok',
-    summary: problems.length
-      ? `${problems.length} problem(s) on ${facts.computer ?? 'the server'}; first: ${problems[0]!.detail}`
-      : `no server-side cause found on ${facts.computer ?? 'the server'}`,
-    before: null,
-    after: null,
-    cause,
-    healthy: problems.length === 0,
-    findings,
-    security: effectiveSecurity(facts.rdpTcp, facts.policy, facts.terminalServer),
-    certificate: cert
-      ? {
-          thumbprint: cert.thumbprint ?? null,
-          subject: cert.inUse?.Subject ?? null,
-          notAfter: psDate(cert.inUse?.NotAfter)?.toISOString() ?? null,
-          selfSigned: cert.selfSigned ?? null,
-          source: cert.source ?? null,
-          keyFile: cert.key?.file ?? null,
-          networkServiceCanRead: keySddl && isSddl(keySddl) ? networkServiceCanRead(keySddl) : null,
-        }
-      : null,
-    evidenceFile: facts.evidenceFile ?? null,
-    facts,
-  };
-  const sec = report.security!;
-  const fmt = (n: string, s: Setting) => `${n} = ${s.value ?? 'not set'}${s.source === 'policy' ? ' (Group Policy)' : ''}`;
-  report.evidence.push(
-    `TermService ${serviceStatus(asArray<{ Name?: string; Status?: unknown }>(facts.services).find((s) => s?.Name === 'TermService')?.Status) ?? 'missing'}, ${asArray(facts.listeners).length ? 'listening' : 'not listening'} on port ${facts.port ?? 3389}; build ${facts.build ?? '?'}`,
-    `${fmt('UserAuthentication', sec.UserAuthentication)}, ${fmt('SecurityLayer', sec.SecurityLayer)}, ${fmt('MinEncryptionLevel', sec.MinEncryptionLevel)}`,
-    report.certificate?.thumbprint
-      ? `certificate ${report.certificate.thumbprint} (${report.certificate.source}), expires ${report.certificate.notAfter?.slice(0, 10) ?? '?'}, key ${report.certificate.keyFile ?? 'file not found'}${report.certificate.networkServiceCanRead === false ? ' — NOT readable by NETWORK SERVICE' : ''}`
-      : 'no certificate in use',
-  );
-  if (raw.dropped?.length) report.warnings.push(`left out of the compact result to fit 4 KB: ${raw.dropped.join(', ')}; see ${facts.evidenceFile ?? 'the evidence file'}`);
-  for (const e of asArray<{ errors?: unknown }>(facts.events).flatMap((x) => asArray<string>(x?.errors))) report.warnings.push(`events: ${e}`);
-  report.next = [...new Set(problems.map((p) => p.fix).filter((x): x is string => !!x))];
-  return report;
-}
-
-/** Inspect the server behind a target. */
-export async function inspectServer(opts: InspectOptions, ctx: StepContext): Promise<InspectReport> {
-  const raw = await runStep<InspectRaw>(ctx, buildInspectScript(opts));
-  return interpretInspect(raw, ctx);
-}
-
-export function psExamples(): PsExample[] {
-  return [
-    { label: 'default', script: buildInspectScript() },
-    { label: 'no-save', script: buildInspectScript({ save: false, eventHours: 24, maxEvents: 4 }) },
-  ];
-}
-
-// ---------------------------------------------------------------- CLI
-
-export async function main(argv: string[]): Promise<number> {
-  const args = await withServerOptions(makeCli(argv, 'inspect-server'))
-    .usage('$0 [--target CHANNEL] [options]\n\nRead-only: collect everything on the server that explains RDP error 0x904/0x7, in one round trip, and name\nthe cause with the command that fixes it. Exit 0 when no server-side problem is found, 1 when one is.')
-    .option('event-hours', { type: 'string', default: '72', describe: 'how far back to look for events (hours, 1-720)' })
-    .option('max-events', { type: 'string', default: '6', describe: 'newest events in the compact result (0-20; the evidence file keeps more)' })
-    .option('save', { type: 'boolean', default: true, describe: 'save the full evidence to C:\\ProgramData\\rdpfix\\evidence on the target (--no-save to skip)' })
-    .example('$0 --target azure://SUB/RG/VM', 'inspect an Azure VM through Run Command (works while RDP is down)')
-    .example('$0 --target winrm://vm1.contoso.com --json', 'one JSON object with status, cause and findings')
-    .example('$0 --emit > inspect.ps1', 'the script to paste into the Run command blade or an elevated PowerShell')
-    .epilog('Fixes: findings name restart-termserv, clear-machinekeys or toggle-nla with the exact arguments.')
-    .parseAsync();
-  const flags = serverFlags(args);
-  const opts: InspectOptions = {
-    eventHours: validateInt(args['event-hours'], '--event-hours', 1, 720),
-    maxEvents: validateInt(args['max-events'], '--max-events', 0, 20),
-    // Read-only either way; a dry run does not even write the evidence file.
-    save: args.save && !flags.dryRun,
-  };
-  return serverMain(flags, {
-    title: 'inspect-server',
-    emit: () => buildInspectScript(opts),
-    execute: (ctx) => inspectServer(opts, ctx),
-    exitCode: (r) => (r.status === 'failed' ? 1 : (r as InspectReport).healthy ? 0 : 1),
-    human: (r) =>
-      ((r as InspectReport).findings ?? []).map((x) => {
-        const mark = x.severity === 'problem' ? chalk.red('problem') : x.severity === 'warning' ? chalk.yellow('warning') : chalk.dim('info');
-        return `${mark} [${x.cause}] ${x.detail}${x.fix ? chalk.dim(`  → ${x.fix}`) : x.manual ? chalk.dim(`  → ${x.manual}`) : ''}`;
-      }),
-  });
-}
-
+// Last, so every constant above is initialised before main runs.
 if (isMain(import.meta.url)) await runCli(main);

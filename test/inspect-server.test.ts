@@ -6,7 +6,8 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { analyzeFacts, buildInspectScript, causeOf, combinationProblem, effectiveSecurity, interpretInspect, type ServerFacts } from '../scripts/inspect-server.ts';
 import { parseTarget } from '../scripts/lib/channels.ts';
-import { RESULT_BEGIN, RESULT_END } from '../scripts/lib/ps.ts';
+import { psQuote, RESULT_BEGIN, RESULT_END } from '../scripts/lib/ps.ts';
+import { POLICY_KEY, RDP_CONTAINER_PREFIX, RDP_FIREWALL_GROUP, RDP_TCP_KEY, SCHANNEL_KEY, TS_KEY } from '../scripts/lib/server-ps.ts';
 import { fakeBin } from './helpers/fakebin.ts';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -156,6 +157,21 @@ report('the script collects in one round trip and only writes the evidence file 
   assert.match(s, /SaveEvidence = \$true/);
   assert.match(buildInspectScript({ save: false }), /SaveEvidence = \$false/);
   assert.match(s, /Compress-RdpResult -Result .* -Drop @\('facts\.events\.newest'/);
+});
+
+report('the keys, the firewall group and the container prefix the script reads are the ones the findings name', () => {
+  const ps = readFileSync(join(root, 'scripts/ps/inspect-server.ps1'), 'utf8');
+  for (const v of [TS_KEY, RDP_TCP_KEY, POLICY_KEY, SCHANNEL_KEY, RDP_FIREWALL_GROUP]) assert.ok(ps.includes(`-Path ${psQuote(v)}`) || ps.includes(`-Group ${psQuote(v)}`), v);
+  assert.ok(ps.includes(psQuote(`${RDP_CONTAINER_PREFIX}*`)), RDP_CONTAINER_PREFIX);
+  assert.not.ok(/\$P\b/.test(ps), 'functions take parameters; only the generated call reads $P');
+});
+
+report('read-only: the script carries no function that writes an ACL, a registry value or a service', () => {
+  const s = buildInspectScript();
+  const functions = [...s.matchAll(/^function ([A-Za-z]+-[A-Za-z0-9]+) \{$/gm)].map((m) => m[1]!);
+  assert.ok(functions.includes('Get-RdpServerInspection') && functions.includes('Save-RdpEvidence'));
+  assert.equal(functions.filter((f) => /^(Set|Repair|Restart|Remove|Rename|Invoke)-/.test(f)), []);
+  assert.ok(s.includes('\n$Result = Get-RdpServerInspection -EventHours:$P.EventHours -MaxEvents:$P.MaxEvents -SaveEvidence:$P.SaveEvidence\n'));
 });
 
 // ---
