@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { parseHostsFile } from '../scripts/lib/hosts.ts';
-import { changesState, fleetHosts } from '../scripts/run-recipe.ts';
+import { changesState, fleetHosts } from '../scripts/lib/runner.ts';
 import { parseProblems } from './helpers/powershell.ts';
 import { pwshGate, runPwsh } from './helpers/pwsh.ts';
 
@@ -207,7 +207,7 @@ sem('a recipe parameter outside its declared values is refused, naming what was 
 
 sem('the restart steps of the shipped recipes disconnect signed-in users only when asked (--param disconnect=true)', async () => {
   const { loadRecipe } = await import('../scripts/lib/recipe.ts');
-  const { stepArgv } = await import('../scripts/run-recipe.ts');
+  const { stepArgv } = await import('../scripts/lib/runner.ts');
   for (const name of ['azure-vm-cert', 'service-down', 'listener-hung', 'renew-rdp-cert']) {
     const recipe = loadRecipe(name);
     const restarts = recipe.steps.filter((x) => x.script === 'restart-termserv' || x.script === 'clear-machinekeys');
@@ -484,7 +484,7 @@ emit('a recipe value that starts with "-" is never read as an option: the script
 
 emit('stage 1 of every shipped recipe runs exactly the server steps the runner runs when the first fix works', async () => {
   const { listRecipes, loadRecipe } = await import('../scripts/lib/recipe.ts');
-  const { emitRecipe } = await import('../scripts/run-recipe.ts');
+  const { emitRecipe } = await import('../scripts/lib/recipe-emit.ts');
   for (const name of listRecipes()) {
     const recipe = loadRecipe(name);
     const firstStop = recipe.steps.findIndex((s) => s.kind === 'check' && s.stopWhen.length && recipe.steps.slice(0, recipe.steps.indexOf(s)).some((x) => x.on === 'server'));
