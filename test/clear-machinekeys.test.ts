@@ -11,12 +11,14 @@ import { UsageError } from '../scripts/lib/errors.ts';
 import { list } from '../scripts/lib/journal.ts';
 import type { Runner, StepContext } from '../scripts/lib/server-step.ts';
 import { scripted } from './helpers/scripted-runner.ts';
-import { RESTART_PS } from '../scripts/restart-termserv.ts';
+import { readPsFile } from '../scripts/lib/ps-loader.ts';
 import { fakeBin } from './helpers/fakebin.ts';
 import { parseProblems } from './helpers/powershell.ts';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const fx = (n: string) => JSON.parse(readFileSync(join(root, 'test/fixtures/clear-machinekeys', n), 'utf8')) as ClearRaw;
+/** The certificate and restart step's PowerShell (what the ACL undo must not carry). */
+const RESTART_PS = [...readPsFile('certificate').functions, ...readPsFile('restart-termserv').functions].map((f) => f.text).join('\n\n');
 const KEY = 'f686aace6942fb7f7ceb231212eef4a4_3b5a6c1e-2f4d-4e8a-9c1b-7d6e5f4a3b2c';
 
 let dir = '';

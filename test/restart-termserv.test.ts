@@ -10,7 +10,9 @@ import { list } from '../scripts/lib/journal.ts';
 import { RESULT_BEGIN, RESULT_END } from '../scripts/lib/ps.ts';
 import type { Runner, StepContext } from '../scripts/lib/server-step.ts';
 import { scripted } from './helpers/scripted-runner.ts';
-import { buildRestartScript, interpretRestart, regenChange, restartTermserv, sessionImpact, validRecords, type RestartRaw } from '../scripts/restart-termserv.ts';
+import { buildRestartScript, interpretRestart, restartTermserv } from '../scripts/restart-termserv.ts';
+import { regenChange, validRecords, type RestartRaw } from '../scripts/lib/certificate.ts';
+import { sessionImpact } from '../scripts/lib/sessions.ts';
 import { fakeBin } from './helpers/fakebin.ts';
 import { parseProblems } from './helpers/powershell.ts';
 

@@ -1,4 +1,4 @@
-# sddl.ps1: Security descriptors: read where Get-Acl refuses, write only the DACL, and the access rule rdpfix's lib/sddl.ts re-checks.
+# sddl.ps1: Security descriptors: read where Get-Acl refuses, write only the DACL, compare two in Windows' canonical form, and the access rule rdpfix's lib/sddl.ts re-checks.
 
 function Get-RdpPathSddl {
     # Owner, group and DACL as SDDL, or $null. Uses .NET directly: Get-Acl needs to list the parent,
@@ -63,4 +63,14 @@ function Test-RdpSddlAccess {
         if ($type -eq 'AccessAllowed') { $allowed = $allowed -bor $entry.AccessMask }
     }
     return (($allowed -band $Mask) -eq $Mask)
+}
+
+function Test-RdpSameSecurity {
+    # Same owner and DACL, compared in Windows' own canonical SDDL rendering.
+    [CmdletBinding()]
+    param([Parameter(Mandatory = $true)][string]$Sddl, [Parameter(Mandatory = $true)][string]$Reference)
+    $sections = [System.Security.AccessControl.AccessControlSections]'Owner, Access'
+    $left = (New-Object -TypeName System.Security.AccessControl.RawSecurityDescriptor -ArgumentList $Sddl).GetSddlForm($sections)
+    $right = (New-Object -TypeName System.Security.AccessControl.RawSecurityDescriptor -ArgumentList $Reference).GetSddlForm($sections)
+    return ($left -eq $right)
 }
