@@ -114,8 +114,27 @@ help('--emit runs nothing in any script: no channel, no ping, no ip; it only pri
 });
 
 help('every script is in the README table', () => {
-  const readme = readFileSync(join(root, 'README.md'), 'utf8');
-  for (const s of scripts) assert.ok(readme.includes(`scripts/${s}`), `README mentions scripts/${s}`);
+  // The markdown table under "## Scripts": one row per file in scripts/ (start.ts included), each
+  // row's first cell naming `scripts/NAME.ts`. A mention elsewhere in the README does not count.
+  const lines = readFileSync(join(root, 'README.md'), 'utf8').split('\n');
+  const heading = lines.indexOf('## Scripts');
+  assert.ok(heading >= 0, 'README has a "## Scripts" section');
+  const next = lines.findIndex((l, i) => i > heading && /^#{1,2} /.test(l));
+  const section = lines.slice(heading + 1, next < 0 ? undefined : next);
+  const first = section.findIndex((l) => l.startsWith('|'));
+  assert.ok(first >= 0, 'the "## Scripts" section has a table');
+  const end = section.findIndex((l, i) => i > first && !l.startsWith('|'));
+  const table = section.slice(first, end < 0 ? undefined : end);
+  assert.ok(table.length >= 2 && /^\|(\s*:?-+:?\s*\|)+\s*$/.test(table[1]!), `the table has a header and a separator row: ${table[1]}`);
+  const rows = table.slice(2).map((l) => l.split('|')[1]!.trim());
+  const named = rows.map((cell) => {
+    const m = /^`scripts\/([a-z0-9-]+\.ts)`$/.exec(cell);
+    assert.ok(m, `a row's first cell names one script as \`scripts/NAME.ts\`: ${JSON.stringify(cell)}`);
+    return m![1]!;
+  });
+  const all = readdirSync(join(root, 'scripts')).filter((f) => f.endsWith('.ts')).sort();
+  for (const f of new Set(named)) assert.is(named.filter((n) => n === f).length, 1, `one row for scripts/${f}`);
+  assert.equal([...named].sort(), all, 'the rows name exactly the scripts in scripts/');
 });
 
 // ---
