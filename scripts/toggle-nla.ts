@@ -19,8 +19,9 @@
 import { isMain, makeCli, runCli } from './lib/cli.ts';
 import { UsageError } from './lib/errors.ts';
 import { list, markUndone } from './lib/journal.ts';
-import { buildScript, psQuote, type PsExample } from './lib/ps.ts';
-import { POLICY_KEY, PS_BACKUP, PS_LITERAL, PS_NATIVE, PS_REGISTRY, psJoin, RDP_TCP_KEY, REENABLE_TASK } from './lib/server-ps.ts';
+import { buildScript } from './lib/ps.ts';
+import { psCall, psStep, psStepParts } from './lib/ps-loader.ts';
+import { REENABLE_TASK } from './lib/server-ps.ts';
 import {
   asArray,
   attachJournal,
@@ -39,7 +40,7 @@ import {
 } from './lib/server-step.ts';
 import { describeTarget } from './lib/channels.ts';
 import { combinationProblem, effectiveSecurity, type EffectiveSecurity } from './lib/server-facts.ts';
-import { backupRoot } from './restart-termserv.ts';
+import { backupRoot } from './lib/backup.ts';
 import { validateDuration, validateInt } from './lib/validate.ts';
 
 // ---------------------------------------------------------------- types
@@ -144,204 +145,71 @@ export function validateOptions(o: NlaOptions): void {
 
 // ---------------------------------------------------------------- PowerShell
 
-const STATE_PS = `function Get-RdpSecurityState {
-    # Local (RDP-Tcp) and Group Policy values, the expiry task, and whether a domain GPO may re-apply.
-    [CmdletBinding()]
-    param([Parameter(Mandatory = $true)][string]$TaskName)
-    $names = @('UserAuthentication', 'SecurityLayer', 'MinEncryptionLevel')
-    $state = [ordered]@{
-        local = Get-RdpRegistryValue -Path ${psQuote(RDP_TCP_KEY)} -Name $names
-        policy = Get-RdpRegistryValue -Path ${psQuote(POLICY_KEY)} -Name ($names + @('fAllowSecProtocolNegotiation'))
-        task = $null
-        domainJoined = $null
-    }
-    if (Get-Command -Name 'Get-ScheduledTask' -ErrorAction SilentlyContinue) {
-        $task = Get-ScheduledTask -TaskName $TaskName -TaskPath '\\rdpfix\\' -ErrorAction SilentlyContinue
-        if ($null -ne $task) {
-            $next = $null
-            $info = Get-ScheduledTaskInfo -InputObject $task -ErrorAction SilentlyContinue
-            if ($null -ne $info -and $null -ne $info.NextRunTime) { $next = $info.NextRunTime.ToUniversalTime().ToString('o') }
-            $state.task = [ordered]@{ name = $TaskName; state = [string]$task.State; nextRun = $next }
-        }
-    }
-    $computer = Get-CimInstance -ClassName Win32_ComputerSystem -ErrorAction SilentlyContinue
-    if ($null -ne $computer) { $state.domainJoined = [bool]$computer.PartOfDomain }
-    return $state
+// The PowerShell is scripts/ps/toggle-nla.ps1 (with security.ps1, backup.ps1); one entry function per
+// script built here. Values reach it only through $P; the registry keys and the task folder are the
+// same on every server and are literals in the .ps1 files.
+const STEP = { name: 'toggle-nla', file: 'toggle-nla' } as const;
+
+/** The generated script for one toggle-nla run. */
+export function buildNlaScript(o: NlaOptions, dryRun: boolean): string {
+  const d = desiredValues(o);
+  if (o.mode === 'status' && !Object.keys(d).length) {
+    return psStep({
+      ...STEP,
+      summary: 'show NLA and security-layer settings, their Group Policy overrides and the expiry task (read-only)',
+      entry: 'Get-RdpNlaStatus',
+      params: { TaskName: REENABLE_TASK },
+    });
+  }
+  if (o.mode === 'restore') {
+    return psStep({
+      ...STEP,
+      summary: 'put back the RDP security values recorded by the newest toggle-nla change on this machine',
+      entry: 'Restore-RdpLatestSetting',
+      params: { TaskName: REENABLE_TASK, BackupRoot: o.backupRoot ?? '', DryRun: dryRun },
+    });
+  }
+  const what = Object.entries(d).map(([k, v]) => `${k}=${v}`).join(', ');
+  return psStep({
+    ...STEP,
+    summary: `set ${what}${o.policy ? ' (and the Group Policy values)' : ''}${o.forSeconds ? `, put back after ${o.forSeconds} s` : ''}`,
+    entry: 'Set-RdpSecuritySetting',
+    params: {
+      Desired: d as Record<string, number>,
+      Order: applyOrder(d).filter((n) => d[n] !== undefined),
+      Policy: !!o.policy,
+      ExpirySeconds: o.forSeconds ?? 0,
+      RemoveTask: o.mode === 'enable',
+      TaskName: REENABLE_TASK,
+      BackupRoot: o.backupRoot ?? '',
+      TaskScript: expiryTaskScript(),
+      DryRun: dryRun,
+    },
+  });
 }
 
-function Get-RdpMember {
-    # Name/value pairs of a hashtable or of an object read back from JSON.
-    [CmdletBinding()]
-    param([AllowNull()]$InputObject)
-    if ($null -eq $InputObject) { return @() }
-    if ($InputObject -is [System.Collections.IDictionary]) {
-        return @($InputObject.Keys | ForEach-Object -Process { [pscustomobject]@{ Name = [string]$_; Value = $InputObject[$_] } })
-    }
-    return @($InputObject.PSObject.Properties | ForEach-Object -Process { [pscustomobject]@{ Name = $_.Name; Value = $_.Value } })
+/**
+ * Recorded values -> the undo script (explicit values; no dependence on files on the target). It
+ * calls Restore-RdpSecuritySetting with -RemoveTask, a constant switch on the call line (an undo
+ * always removes the expiry task), so the call is psCall's plus that switch before -WhatIf.
+ */
+export function buildNlaUndoScript(changes: ValueChange[], backup: string | null): string {
+  const values: Record<'local' | 'policy', Record<string, { before: number | null; after: number | null }>> = { local: {}, policy: {} };
+  for (const c of changes) values[c.scope][c.name] = { before: c.before, after: c.after };
+  const entry = 'Restore-RdpSecuritySetting';
+  const params = { Values: values, BackupPath: backup ?? '', TaskName: REENABLE_TASK };
+  const { functions } = psStepParts({ ...STEP, summary: '', entry, params });
+  return buildScript({
+    name: 'toggle-nla-undo',
+    summary: 'put back the RDP security values recorded before a toggle-nla change',
+    params: { ...params, DryRun: false },
+    functions: functions.map((f) => f.text).join('\n\n'),
+    body: `${psCall(entry, params)} -RemoveTask -WhatIf:$P.DryRun`,
+  });
 }
 
-function Set-RdpListenerValue {
-    # One RDP-Tcp value through the WMI Win32_TSGeneralSetting method (which applies it to the
-    # listener), or the registry when WMI refuses; $null removes the value. Returns how it was set.
-    [CmdletBinding(SupportsShouldProcess = $true)]
-    param([Parameter(Mandatory = $true)][string]$Name, [AllowNull()]$Value)
-    $methods = @{ UserAuthentication = @('SetUserAuthenticationRequired', 'UserAuthenticationRequired'); SecurityLayer = @('SetSecurityLayer', 'SecurityLayer'); MinEncryptionLevel = @('SetEncryptionLevel', 'MinEncryptionLevel') }
-    $via = $null
-    if ($PSCmdlet.ShouldProcess(('RDP-Tcp\\{0}' -f $Name), ('Set to {0}' -f $Value))) {
-        if ($null -eq $Value) {
-            Remove-ItemProperty -LiteralPath ${psQuote(RDP_TCP_KEY)} -Name $Name -Confirm:$false
-            return 'registry'
-        }
-        try {
-            $setting = Get-CimInstance -Namespace 'root\\cimv2\\TerminalServices' -ClassName 'Win32_TSGeneralSetting' -Filter "TerminalName='RDP-Tcp'" -ErrorAction Stop
-            $call = Invoke-CimMethod -InputObject $setting -MethodName $methods[$Name][0] -Arguments @{ $methods[$Name][1] = [uint32]$Value } -Confirm:$false
-            if ($call.ReturnValue -eq 0) { $via = 'wmi' }
-            else { Write-Verbose -Message ('{0} returned {1}; writing the registry' -f $methods[$Name][0], $call.ReturnValue) }
-        } catch {
-            Write-Verbose -Message ('WMI failed ({0}); writing the registry' -f $_.Exception.Message)
-        }
-        if (-not $via) {
-            $null = New-ItemProperty -LiteralPath ${psQuote(RDP_TCP_KEY)} -Name $Name -PropertyType DWord -Value ([int]$Value) -Force
-            $via = 'registry'
-        }
-    }
-    return $via
-}
-
-function Set-RdpPolicyValue {
-    # One Group Policy value (only with --policy); $null removes it.
-    [CmdletBinding(SupportsShouldProcess = $true)]
-    param([Parameter(Mandatory = $true)][string]$Name, [AllowNull()]$Value)
-    if ($PSCmdlet.ShouldProcess(('Terminal Services policy\\{0}' -f $Name), ('Set to {0}' -f $Value))) {
-        if ($null -eq $Value) { Remove-ItemProperty -LiteralPath ${psQuote(POLICY_KEY)} -Name $Name -Confirm:$false }
-        else { $null = New-ItemProperty -LiteralPath ${psQuote(POLICY_KEY)} -Name $Name -PropertyType DWord -Value ([int]$Value) -Force }
-        return 'policy'
-    }
-    return $null
-}
-
-function Remove-RdpExpiryTask {
-    [CmdletBinding(SupportsShouldProcess = $true)]
-    param([Parameter(Mandatory = $true)][string]$TaskName)
-    if ($PSCmdlet.ShouldProcess($TaskName, 'Remove the scheduled re-enable task')) {
-        Unregister-ScheduledTask -TaskName $TaskName -TaskPath '\\rdpfix\\' -Confirm:$false
-        return $true
-    }
-    return $false
-}
-
-function Get-RdpRestoreOrder {
-    # Leaving or entering TLS in an order WMI accepts (see rdpfix toggle-nla applyOrder).
-    [CmdletBinding()]
-    param([object[]]$Plan = @())
-    $toTls = @($Plan | Where-Object -FilterScript { $_.name -eq 'SecurityLayer' -and $_.value -eq 2 }).Count -gt 0
-    if ($toTls) { return @('MinEncryptionLevel', 'SecurityLayer', 'UserAuthentication') }
-    return @('SecurityLayer', 'MinEncryptionLevel', 'UserAuthentication')
-}
-
-function Get-RdpValueRestoreLine {
-    # The commands an administrator can paste on this server to put changed values back (each
-    # change's "before": set again, or removed when it was not set), policy values first, and to
-    # remove an expiry task this run registered.
-    [CmdletBinding()]
-    param([object[]]$Change = @(), [AllowEmptyString()][string]$TaskName = '')
-    $keys = @{ local = ${psQuote(RDP_TCP_KEY)}; policy = ${psQuote(POLICY_KEY)} }
-    $lines = @()
-    foreach ($scope in @('policy', 'local')) {
-        foreach ($item in @($Change | Where-Object -FilterScript { $_.scope -eq $scope })) {
-            $key = ConvertTo-RdpLiteral -Value $keys[$scope]
-            if ($null -eq $item.before) { $lines += ('Remove-ItemProperty -LiteralPath {0} -Name {1}' -f $key, (ConvertTo-RdpLiteral -Value $item.name)) }
-            else { $lines += ('Set-ItemProperty -LiteralPath {0} -Name {1} -Value {2} -Type DWord' -f $key, (ConvertTo-RdpLiteral -Value $item.name), [int]$item.before) }
-        }
-    }
-    if ($TaskName) { $lines += ('Unregister-ScheduledTask -TaskName {0} -TaskPath {1} -Confirm:$false' -f (ConvertTo-RdpLiteral -Value $TaskName), (ConvertTo-RdpLiteral -Value '\\rdpfix\\')) }
-    return $lines
-}
-
-function Restore-RdpSecuritySetting {
-    # Put recorded values back — only those still as rdpfix left them; anything changed since is
-    # reported and kept. Removes the expiry task; marks the backup folder restored.
-    [CmdletBinding(SupportsShouldProcess = $true)]
-    param(
-        [Parameter(Mandatory = $true)]$Values,
-        [AllowEmptyString()][string]$BackupPath = '',
-        [Parameter(Mandatory = $true)][string]$TaskName,
-        [switch]$RemoveTask
-    )
-    $state = Get-RdpSecurityState -TaskName $TaskName
-    $result = [ordered]@{ step = 'toggle-nla'; mode = 'restore'; status = 'failed'; error = $null; before = $state; after = $null; restored = @(); skipped = @(); taskRemoved = $false; problems = @() }
-    try {
-        $plan = @()
-        foreach ($scope in @('local', 'policy')) {
-            foreach ($entry in @(Get-RdpMember -InputObject $Values.$scope)) {
-                $now = $null
-                if ($state[$scope].Contains($entry.Name)) { $now = [int]$state[$scope][$entry.Name] }
-                $was = $entry.Value.before
-                $left = $entry.Value.after
-                if ($now -eq $was) { continue }
-                if ($now -ne $left) { $result.skipped += ('{0} {1} is {2} now, not {3} as rdpfix left it: kept' -f $scope, $entry.Name, $now, $left); continue }
-                $plan += [pscustomobject]@{ scope = $scope; name = $entry.Name; value = $was; from = $now }
-            }
-        }
-        $dropTask = ($RemoveTask -and $null -ne $state.task)
-        if ($plan.Count -eq 0 -and -not $dropTask) {
-            $result.status = 'ok'
-            $result.after = $state
-            return $result
-        }
-        if ($PSCmdlet.ShouldProcess('RDP security settings', 'Restore the recorded values')) {
-            foreach ($item in @($plan | Where-Object -FilterScript { $_.scope -eq 'policy' })) {
-                $null = Set-RdpPolicyValue -Name $item.name -Value $item.value
-                $result.restored += [ordered]@{ scope = 'policy'; name = $item.name; before = $item.from; after = $item.value; via = 'policy' }
-            }
-            foreach ($name in @(Get-RdpRestoreOrder -Plan $plan)) {
-                foreach ($item in @($plan | Where-Object -FilterScript { $_.scope -eq 'local' -and $_.name -eq $name })) {
-                    $via = Set-RdpListenerValue -Name $item.name -Value $item.value
-                    $result.restored += [ordered]@{ scope = 'local'; name = $item.name; before = $item.from; after = $item.value; via = $via }
-                }
-            }
-            if ($dropTask) { $result.taskRemoved = Remove-RdpExpiryTask -TaskName $TaskName }
-            $result.restore = @(Get-RdpValueRestoreLine -Change $result.restored)
-            if ($BackupPath -and (Test-Path -LiteralPath $BackupPath)) {
-                Set-Content -LiteralPath (Join-Path -Path $BackupPath -ChildPath 'restored.json') -Value ((Get-Date).ToUniversalTime().ToString('o')) -Encoding ASCII
-            }
-            $after = Get-RdpSecurityState -TaskName $TaskName
-            $result.after = $after
-            foreach ($item in $plan) {
-                $now = $null
-                if ($after[$item.scope].Contains($item.name)) { $now = [int]$after[$item.scope][$item.name] }
-                if ($now -ne $item.value) { $result.problems += ('{0} {1} reads {2}, expected {3}' -f $item.scope, $item.name, $now, $item.value) }
-            }
-            if ($result.problems.Count -gt 0) { $result.status = 'failed' } else { $result.status = 'changed' }
-        } else {
-            $result.status = 'would-change'
-        }
-    } catch {
-        $result.status = 'failed'
-        $result.error = $_.Exception.Message
-    }
-    return $result
-}`;
-
-const EXPIRY_MAIN = `function Write-RdpExpiryLog {
-    [CmdletBinding(SupportsShouldProcess = $true)]
-    param([Parameter(Mandatory = $true)][string]$Line)
-    $folder = Join-Path -Path $env:ProgramData -ChildPath 'rdpfix\\log'
-    if ($PSCmdlet.ShouldProcess($folder, 'Append to toggle-nla-expiry.log')) {
-        $null = New-Item -ItemType Directory -Path $folder -Force
-        Add-Content -LiteralPath (Join-Path -Path $folder -ChildPath 'toggle-nla-expiry.log') -Value $Line -Encoding UTF8
-    }
-}
-
-$ErrorActionPreference = 'Stop'
-Set-StrictMode -Version Latest
-try {
-    $rdpfixResult = Restore-RdpSecuritySetting -Values ($rdpfixValuesJson | ConvertFrom-Json) -BackupPath $rdpfixBackupPath -TaskName ${psQuote(REENABLE_TASK)} -RemoveTask
-    $rdpfixLine = '{0} rdpfix toggle-nla expiry: {1}; restored {2}; kept {3}; {4}' -f (Get-Date).ToString('o'), $rdpfixResult.status, (@($rdpfixResult.restored | ForEach-Object -Process { '{0} {1}={2}' -f $_.scope, $_.name, $_.after }) -join ', '), (@($rdpfixResult.skipped) -join '; '), $rdpfixResult.error
-} catch {
-    $rdpfixLine = '{0} rdpfix toggle-nla expiry failed: {1}' -f (Get-Date).ToString('o'), $_.Exception.Message
-}
-Write-RdpExpiryLog -Line $rdpfixLine`;
+/** The expiry task's last line: the two values its first two lines set (see Register-RdpExpiryTask). */
+const EXPIRY_CALL = 'Restore-RdpExpiredSetting -rdpfixValuesJson:$rdpfixValuesJson -rdpfixBackupPath:$rdpfixBackupPath';
 
 /** Drop full-line comments and indentation: the task's encoded command must stay short. */
 export function minifyPs(text: string): string {
@@ -353,224 +221,14 @@ export function minifyPs(text: string): string {
 }
 
 /**
- * What the expiry task runs (as SYSTEM, unattended): the restore functions and a call that reads
- * $rdpfixValuesJson and $rdpfixBackupPath, which the target prepends at registration time as quoted
- * literals (ConvertTo-RdpLiteral, the same rule as psQuote), then encodes for -EncodedCommand.
+ * What the expiry task runs (as SYSTEM, unattended): the functions Restore-RdpExpiredSetting reaches
+ * and the call line above, minified. The target prepends $rdpfixValuesJson and $rdpfixBackupPath as
+ * quoted literals at registration time (ConvertTo-RdpLiteral, the same rule as psQuote), then
+ * encodes it for -EncodedCommand. It has no $P block: it runs later, from the task, not from here.
  */
 export function expiryTaskScript(): string {
-  return minifyPs(psJoin(PS_REGISTRY, PS_LITERAL, STATE_PS, EXPIRY_MAIN));
-}
-
-const SET_PS = `function Register-RdpExpiryTask {
-    # A one-time task, as SYSTEM, that puts the recorded values back when the time is up.
-    [CmdletBinding(SupportsShouldProcess = $true)]
-    param(
-        [Parameter(Mandatory = $true)][string]$TaskName,
-        [Parameter(Mandatory = $true)][string]$TaskScript,
-        [Parameter(Mandatory = $true)][string]$ValuesJson,
-        [Parameter(Mandatory = $true)][string]$BackupPath,
-        [Parameter(Mandatory = $true)][int]$Seconds
-    )
-    $due = (Get-Date).AddSeconds($Seconds)
-    $script = '$rdpfixValuesJson = ' + (ConvertTo-RdpLiteral -Value $ValuesJson) + [Environment]::NewLine + '$rdpfixBackupPath = ' + (ConvertTo-RdpLiteral -Value $BackupPath) + [Environment]::NewLine + $TaskScript
-    $encoded = [Convert]::ToBase64String([System.Text.Encoding]::Unicode.GetBytes($script))
-    if ($PSCmdlet.ShouldProcess($TaskName, ('Register a one-time SYSTEM task at {0} that puts the settings back' -f $due))) {
-        $action = New-ScheduledTaskAction -Execute 'powershell.exe' -Argument ('-NoProfile -NonInteractive -ExecutionPolicy Bypass -EncodedCommand ' + $encoded)
-        $trigger = New-ScheduledTaskTrigger -Once -At $due
-        $principal = New-ScheduledTaskPrincipal -UserId 'S-1-5-18' -LogonType ServiceAccount -RunLevel Highest
-        $settings = New-ScheduledTaskSettingsSet -StartWhenAvailable -AllowStartIfOnBatteries -DontStopIfGoingOnBatteries -ExecutionTimeLimit (New-TimeSpan -Minutes 10)
-        $null = Register-ScheduledTask -TaskName $TaskName -TaskPath '\\rdpfix\\' -Action $action -Trigger $trigger -Principal $principal -Settings $settings -Description 'rdpfix: puts the RDP security settings back when a temporary weakening expires (toggle-nla --for)' -Force
-        if ($null -eq (Get-ScheduledTask -TaskName $TaskName -TaskPath '\\rdpfix\\' -ErrorAction SilentlyContinue)) { throw 'the expiry task was not registered; nothing was changed' }
-    }
-    return [ordered]@{ name = $TaskName; due = $due.ToUniversalTime().ToString('o') }
-}
-
-function Get-RdpProjectedValue {
-    [CmdletBinding()]
-    param([Parameter(Mandatory = $true)]$Projected, [Parameter(Mandatory = $true)][string]$Name)
-    if ($Projected.policy.Contains($Name)) { return [int]$Projected.policy[$Name] }
-    if ($Projected.local.Contains($Name)) { return [int]$Projected.local[$Name] }
-    return $null
-}
-
-function Set-RdpSecuritySetting {
-    # Change the values that differ, where they take effect: refuses when a Group Policy value would
-    # override the change (unless -Policy) and when the result is an invalid combination. Backs up,
-    # registers the expiry task first (so a weakening can never be left without one), changes,
-    # reads back.
-    [CmdletBinding(SupportsShouldProcess = $true)]
-    param(
-        [Parameter(Mandatory = $true)]$Desired,
-        [Parameter(Mandatory = $true)][string[]]$Order,
-        [switch]$Policy,
-        [int]$ExpirySeconds = 0,
-        [switch]$RemoveTask,
-        [Parameter(Mandatory = $true)][string]$TaskName,
-        [Parameter(Mandatory = $true)][string]$TaskScript,
-        [AllowEmptyString()][string]$BackupRoot = ''
-    )
-    $before = Get-RdpSecurityState -TaskName $TaskName
-    $result = [ordered]@{ step = 'toggle-nla'; mode = 'set'; status = 'failed'; error = $null; refused = $null; warnings = @(); before = $before; after = $null; plan = @(); changed = @(); backup = $null; task = $null; taskRemoved = $false; problems = @() }
-    try {
-        $projected = [ordered]@{ local = [ordered]@{}; policy = [ordered]@{} }
-        foreach ($scope in @('local', 'policy')) { foreach ($key in @($before[$scope].Keys)) { $projected[$scope][$key] = $before[$scope][$key] } }
-        $plan = @()
-        foreach ($name in $Order) {
-            if (-not $Desired.Contains($name)) { continue }
-            $want = [int]$Desired[$name]
-            $policyHolds = $before.policy.Contains($name)
-            if ($policyHolds -and [int]$before.policy[$name] -ne $want) {
-                if (-not $Policy) {
-                    $result.refused = 'policy-override'
-                    throw ('Group Policy sets {0} = {1}, which overrides the local value: the change would not take effect. Pass --policy to change the policy value too' -f $name, $before.policy[$name])
-                }
-                $plan += [ordered]@{ scope = 'policy'; name = $name; before = [int]$before.policy[$name]; after = $want }
-                $projected.policy[$name] = $want
-            }
-            $localNow = $null
-            if ($before.local.Contains($name)) { $localNow = [int]$before.local[$name] }
-            if ($localNow -ne $want -and (-not $policyHolds -or $Policy)) {
-                $plan += [ordered]@{ scope = 'local'; name = $name; before = $localNow; after = $want }
-                $projected.local[$name] = $want
-            }
-        }
-        $layer = Get-RdpProjectedValue -Projected $projected -Name 'SecurityLayer'
-        $level = Get-RdpProjectedValue -Projected $projected -Name 'MinEncryptionLevel'
-        if ($layer -eq 2 -and $level -eq 1) {
-            $result.refused = 'invalid-combination'
-            throw 'SecurityLayer 2 (TLS) is not valid with MinEncryptionLevel 1 (Low): pass --min-encryption-level 2 (or higher) as well'
-        }
-        if ((Get-RdpProjectedValue -Projected $projected -Name 'UserAuthentication') -eq 1 -and $layer -eq 0) {
-            $result.warnings += 'NLA is required but SecurityLayer is RDP security: CredSSP needs TLS'
-        }
-        $result.plan = $plan
-        $dropTask = ($RemoveTask -and $null -ne $before.task)
-        if ($plan.Count -eq 0 -and -not $dropTask) {
-            $result.status = 'ok'
-            $result.after = $before
-            return $result
-        }
-        if ($PSCmdlet.ShouldProcess('RDP security settings', ('Back up, then set {0}' -f (@($plan | ForEach-Object -Process { '{0} {1}={2}' -f $_.scope, $_.name, $_.after }) -join ', ')))) {
-            $folder = New-RdpBackupFolder -Root $BackupRoot -Step 'toggle-nla'
-            $result.backup = $folder
-            $files = @((Join-Path -Path $folder -ChildPath 'rdp-tcp.reg'), (Join-Path -Path $folder -ChildPath 'values.json'))
-            $null = Invoke-RdpNative -FilePath 'reg.exe' -ArgumentList @('export', ${psQuote(RDP_TCP_KEY.replace(':', ''))}, $files[0], '/y')
-            if (Test-Path -LiteralPath ${psQuote(POLICY_KEY)}) {
-                $files += Join-Path -Path $folder -ChildPath 'policy.reg'
-                $null = Invoke-RdpNative -FilePath 'reg.exe' -ArgumentList @('export', ${psQuote(POLICY_KEY.replace(':', ''))}, $files[2], '/y')
-            }
-            $values = [ordered]@{ local = [ordered]@{}; policy = [ordered]@{} }
-            foreach ($item in $plan) { $values[$item.scope][$item.name] = [ordered]@{ before = $item.before; after = $item.after } }
-            $valuesJson = $values | ConvertTo-Json -Compress -Depth 4
-            Set-Content -LiteralPath $files[1] -Value $valuesJson -Encoding ASCII
-            Assert-RdpBackupFile -Path $files
-            if ($ExpirySeconds -gt 0 -and $plan.Count -gt 0) {
-                $result.task = Register-RdpExpiryTask -TaskName $TaskName -TaskScript $TaskScript -ValuesJson $valuesJson -BackupPath $folder -Seconds $ExpirySeconds
-            }
-            if ($dropTask) { $result.taskRemoved = Remove-RdpExpiryTask -TaskName $TaskName }
-            foreach ($item in @($plan | Where-Object -FilterScript { $_.scope -eq 'policy' })) {
-                $null = Set-RdpPolicyValue -Name $item.name -Value $item.after
-                $result.changed += [ordered]@{ scope = 'policy'; name = $item.name; before = $item.before; after = $item.after; via = 'policy' }
-            }
-            foreach ($item in @($plan | Where-Object -FilterScript { $_.scope -eq 'local' })) {
-                $via = Set-RdpListenerValue -Name $item.name -Value $item.after
-                $result.changed += [ordered]@{ scope = 'local'; name = $item.name; before = $item.before; after = $item.after; via = $via }
-            }
-            $registered = ''
-            if ($null -ne $result.task) { $registered = $TaskName }
-            $result.restore = @(Get-RdpValueRestoreLine -Change $result.changed -TaskName $registered)
-            $after = Get-RdpSecurityState -TaskName $TaskName
-            $result.after = $after
-            foreach ($item in $plan) {
-                $now = $null
-                if ($after[$item.scope].Contains($item.name)) { $now = [int]$after[$item.scope][$item.name] }
-                if ($now -ne $item.after) { $result.problems += ('{0} {1} reads {2}, expected {3}' -f $item.scope, $item.name, $now, $item.after) }
-            }
-            if ($result.problems.Count -gt 0) { $result.status = 'failed' } else { $result.status = 'changed' }
-        } else {
-            $result.status = 'would-change'
-        }
-    } catch {
-        $result.status = 'failed'
-        $result.error = $_.Exception.Message
-    }
-    return $result
-}
-
-function Restore-RdpLatestSetting {
-    # --restore: the newest toggle-nla backup on this machine that was not restored yet.
-    [CmdletBinding(SupportsShouldProcess = $true)]
-    param([AllowEmptyString()][string]$BackupRoot = '', [Parameter(Mandatory = $true)][string]$TaskName)
-    if (-not $BackupRoot) { $BackupRoot = Join-Path -Path $env:ProgramData -ChildPath 'rdpfix\\backup' }
-    $candidates = @(Get-ChildItem -LiteralPath $BackupRoot -Directory -Filter '*-toggle-nla' -ErrorAction SilentlyContinue | Sort-Object -Property Name -Descending |
-        Where-Object -FilterScript { (Test-Path -LiteralPath (Join-Path -Path $_.FullName -ChildPath 'values.json')) -and -not (Test-Path -LiteralPath (Join-Path -Path $_.FullName -ChildPath 'restored.json')) })
-    if ($candidates.Count -eq 0) {
-        $state = Get-RdpSecurityState -TaskName $TaskName
-        return [ordered]@{ step = 'toggle-nla'; mode = 'restore'; status = 'ok'; error = $null; note = ('no toggle-nla backup left to restore under {0}' -f $BackupRoot); before = $state; after = $state; restoredFrom = $null }
-    }
-    $folder = $candidates[0].FullName
-    $values = Get-Content -LiteralPath (Join-Path -Path $folder -ChildPath 'values.json') -Raw | ConvertFrom-Json
-    $restored = Restore-RdpSecuritySetting -Values $values -BackupPath $folder -TaskName $TaskName -RemoveTask
-    $restored['restoredFrom'] = $folder
-    return $restored
-}`;
-
-function functions(): string {
-  return psJoin(PS_REGISTRY, PS_NATIVE, PS_BACKUP, STATE_PS, SET_PS);
-}
-
-/** The generated script for one toggle-nla run. */
-export function buildNlaScript(o: NlaOptions, dryRun: boolean): string {
-  const d = desiredValues(o);
-  const base = { TaskName: REENABLE_TASK, BackupRoot: o.backupRoot ?? '', DryRun: dryRun };
-  if (o.mode === 'status' && !Object.keys(d).length) {
-    return buildScript({
-      name: 'toggle-nla',
-      summary: 'show NLA and security-layer settings, their Group Policy overrides and the expiry task (read-only)',
-      params: { TaskName: REENABLE_TASK },
-      body: psJoin(PS_REGISTRY, PS_LITERAL, STATE_PS, "$Result = [ordered]@{ step = 'toggle-nla'; mode = 'status'; status = 'ok'; before = (Get-RdpSecurityState -TaskName $P.TaskName); after = $null }"),
-    });
-  }
-  if (o.mode === 'restore') {
-    return buildScript({
-      name: 'toggle-nla',
-      summary: 'put back the RDP security values recorded by the newest toggle-nla change on this machine',
-      params: base,
-      body: psJoin(functions(), '$Result = Restore-RdpLatestSetting -BackupRoot $P.BackupRoot -TaskName $P.TaskName -WhatIf:$P.DryRun'),
-    });
-  }
-  const order = applyOrder(d).filter((n) => d[n] !== undefined);
-  const params = {
-    Desired: d as Record<string, number>,
-    Order: order,
-    Policy: !!o.policy,
-    ExpirySeconds: o.forSeconds ?? 0,
-    RemoveTask: o.mode === 'enable',
-    ...base,
-    TaskScript: expiryTaskScript(),
-  };
-  const what = Object.entries(d).map(([k, v]) => `${k}=${v}`).join(', ');
-  return buildScript({
-    name: 'toggle-nla',
-    summary: `set ${what}${o.policy ? ' (and the Group Policy values)' : ''}${o.forSeconds ? `, put back after ${o.forSeconds} s` : ''}`,
-    params,
-    body: psJoin(
-      functions(),
-      '$Result = Set-RdpSecuritySetting -Desired $P.Desired -Order $P.Order -Policy:$P.Policy -ExpirySeconds $P.ExpirySeconds -RemoveTask:$P.RemoveTask -TaskName $P.TaskName -TaskScript $P.TaskScript -BackupRoot $P.BackupRoot -WhatIf:$P.DryRun',
-    ),
-  });
-}
-
-/** Recorded values → the undo script (explicit values; no dependence on files on the target). */
-export function buildNlaUndoScript(changes: ValueChange[], backup: string | null): string {
-  const values: Record<'local' | 'policy', Record<string, { before: number | null; after: number | null }>> = { local: {}, policy: {} };
-  for (const c of changes) values[c.scope][c.name] = { before: c.before, after: c.after };
-  return buildScript({
-    name: 'toggle-nla-undo',
-    summary: 'put back the RDP security values recorded before a toggle-nla change',
-    params: { Values: values, BackupPath: backup ?? '', TaskName: REENABLE_TASK, DryRun: false },
-    body: psJoin(functions(), '$Result = Restore-RdpSecuritySetting -Values $P.Values -BackupPath $P.BackupPath -TaskName $P.TaskName -RemoveTask -WhatIf:$P.DryRun'),
-  });
+  const { functions } = psStepParts({ ...STEP, summary: '', entry: 'Restore-RdpExpiredSetting', params: {} });
+  return minifyPs([...functions.map((f) => f.text), EXPIRY_CALL].join('\n\n'));
 }
 
 // ---------------------------------------------------------------- interpretation
@@ -709,32 +367,6 @@ export async function toggleNla(o: NlaOptions, ctx: StepContext): Promise<NlaRep
   ]);
   attachJournal(report, entries, ctx);
   return report;
-}
-
-// ---------------------------------------------------------------- examples
-
-export function psExamples(): PsExample[] {
-  return [
-    { label: 'status', script: buildNlaScript({ mode: 'status' }, false) },
-    { label: 'enable', script: buildNlaScript({ mode: 'enable' }, false) },
-    { label: 'disable-for-2h', script: buildNlaScript({ mode: 'disable', forSeconds: 7200 }, false) },
-    { label: 'disable-dry-run', script: buildNlaScript({ mode: 'disable', forSeconds: 7200 }, true) },
-    { label: 'disable-policy', script: buildNlaScript({ mode: 'disable', policy: true }, false) },
-    { label: 'security-layer-tls', script: buildNlaScript({ mode: 'set', securityLayer: 'tls', minEncryptionLevel: 2 }, false) },
-    { label: 'restore', script: buildNlaScript({ mode: 'restore' }, false) },
-    { label: 'restore-dry-run', script: buildNlaScript({ mode: 'restore' }, true) },
-    {
-      label: 'undo',
-      script: buildNlaUndoScript(
-        [
-          { scope: 'local', name: 'UserAuthentication', before: 1, after: 0 },
-          { scope: 'policy', name: 'UserAuthentication', before: 1, after: 0 },
-        ],
-        'C:\\ProgramData\\rdpfix\\backup\\20250101-120000-000-toggle-nla',
-      ),
-    },
-    { label: 'expiry-task', script: expiryTaskScript() },
-  ];
 }
 
 // ---------------------------------------------------------------- CLI

@@ -9,6 +9,7 @@ import { parseTarget } from '../scripts/lib/channels.ts';
 import { UsageError } from '../scripts/lib/errors.ts';
 import { list } from '../scripts/lib/journal.ts';
 import { psQuote } from '../scripts/lib/ps.ts';
+import { POLICY_KEY, RDP_TCP_KEY } from '../scripts/lib/server-ps.ts';
 import type { Runner, StepContext } from '../scripts/lib/server-step.ts';
 import { scripted } from './helpers/scripted-runner.ts';
 import { applyOrder, buildNlaScript, desiredValues, expiryTaskScript, interpretNla, toggleNla, validateOptions, type NlaRaw } from '../scripts/toggle-nla.ts';
@@ -166,6 +167,17 @@ task('it parses, restores through the same function, and the target-side quoting
   assert.ok(set.includes(`-replace "['\\u2018\\u2019\\u201A\\u201B]", '$0$0'`));
   assert.match(set, /New-ScheduledTaskPrincipal -UserId 'S-1-5-18' -LogonType ServiceAccount/, 'SYSTEM by SID (names are localised)');
   assert.match(set, /New-ScheduledTaskTrigger -Once -At \$due/);
+});
+
+task('the keys the PowerShell reads and writes are the ones lib/server-ps.ts names; only the call lines read $P', () => {
+  for (const f of ['security', 'toggle-nla']) {
+    const ps = readFileSync(join(root, 'scripts/ps', `${f}.ps1`), 'utf8');
+    assert.not.ok(/\$P\b/.test(ps), `${f}.ps1: functions take parameters`);
+    for (const key of ps.match(/'HKLM:?\\[^']*'/g) ?? []) assert.ok([psQuote(RDP_TCP_KEY), psQuote(POLICY_KEY), psQuote(RDP_TCP_KEY.replace(':', '')), psQuote(POLICY_KEY.replace(':', ''))].includes(key), `${f}.ps1: ${key}`);
+  }
+  const security = readFileSync(join(root, 'scripts/ps/security.ps1'), 'utf8');
+  assert.ok(security.includes(`-Path ${psQuote(RDP_TCP_KEY)}`) && security.includes(`-Path ${psQuote(POLICY_KEY)}`));
+  assert.not.ok(/Set-RdpSecuritySetting|Register-RdpExpiryTask/.test(expiryTaskScript()), 'the expiry task only restores');
 });
 
 // ---

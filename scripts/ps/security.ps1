@@ -1,0 +1,91 @@
+# security.ps1: The RDP security values (UserAuthentication, SecurityLayer, MinEncryptionLevel): read locally and from Group Policy, written, and the commands that put them back.
+# requires: registry, literal
+# The keys are the same on every server, so they are literals here: RDP-Tcp is
+# HKLM:\SYSTEM\CurrentControlSet\Control\Terminal Server\WinStations\RDP-Tcp, the Group Policy copy
+# (which wins when set) HKLM:\SOFTWARE\Policies\Microsoft\Windows NT\Terminal Services, and the
+# expiry task lives in the task folder \rdpfix\ (rdpfix's lib/server-ps.ts names the same keys;
+# test/toggle-nla.test.ts checks they agree).
+
+function Get-RdpSecurityState {
+    # Local (RDP-Tcp) and Group Policy values, the expiry task, and whether a domain GPO may re-apply.
+    [CmdletBinding()]
+    param([Parameter(Mandatory = $true)][string]$TaskName)
+    $names = @('UserAuthentication', 'SecurityLayer', 'MinEncryptionLevel')
+    $state = [ordered]@{
+        local = Get-RdpRegistryValue -Path 'HKLM:\SYSTEM\CurrentControlSet\Control\Terminal Server\WinStations\RDP-Tcp' -Name $names
+        policy = Get-RdpRegistryValue -Path 'HKLM:\SOFTWARE\Policies\Microsoft\Windows NT\Terminal Services' -Name ($names + @('fAllowSecProtocolNegotiation'))
+        task = $null
+        domainJoined = $null
+    }
+    if (Get-Command -Name 'Get-ScheduledTask' -ErrorAction SilentlyContinue) {
+        $task = Get-ScheduledTask -TaskName $TaskName -TaskPath '\rdpfix\' -ErrorAction SilentlyContinue
+        if ($null -ne $task) {
+            $next = $null
+            $info = Get-ScheduledTaskInfo -InputObject $task -ErrorAction SilentlyContinue
+            if ($null -ne $info -and $null -ne $info.NextRunTime) { $next = $info.NextRunTime.ToUniversalTime().ToString('o') }
+            $state.task = [ordered]@{ name = $TaskName; state = [string]$task.State; nextRun = $next }
+        }
+    }
+    $computer = Get-CimInstance -ClassName Win32_ComputerSystem -ErrorAction SilentlyContinue
+    if ($null -ne $computer) { $state.domainJoined = [bool]$computer.PartOfDomain }
+    return $state
+}
+
+function Set-RdpListenerValue {
+    # One RDP-Tcp value through the WMI Win32_TSGeneralSetting method (which applies it to the
+    # listener), or the registry when WMI refuses; $null removes the value. Returns how it was set.
+    [CmdletBinding(SupportsShouldProcess = $true)]
+    param([Parameter(Mandatory = $true)][string]$Name, [AllowNull()]$Value)
+    $methods = @{ UserAuthentication = @('SetUserAuthenticationRequired', 'UserAuthenticationRequired'); SecurityLayer = @('SetSecurityLayer', 'SecurityLayer'); MinEncryptionLevel = @('SetEncryptionLevel', 'MinEncryptionLevel') }
+    $via = $null
+    if ($PSCmdlet.ShouldProcess(('RDP-Tcp\{0}' -f $Name), ('Set to {0}' -f $Value))) {
+        if ($null -eq $Value) {
+            Remove-ItemProperty -LiteralPath 'HKLM:\SYSTEM\CurrentControlSet\Control\Terminal Server\WinStations\RDP-Tcp' -Name $Name -Confirm:$false
+            return 'registry'
+        }
+        try {
+            $setting = Get-CimInstance -Namespace 'root\cimv2\TerminalServices' -ClassName 'Win32_TSGeneralSetting' -Filter "TerminalName='RDP-Tcp'" -ErrorAction Stop
+            $call = Invoke-CimMethod -InputObject $setting -MethodName $methods[$Name][0] -Arguments @{ $methods[$Name][1] = [uint32]$Value } -Confirm:$false
+            if ($call.ReturnValue -eq 0) { $via = 'wmi' }
+            else { Write-Verbose -Message ('{0} returned {1}; writing the registry' -f $methods[$Name][0], $call.ReturnValue) }
+        } catch {
+            Write-Verbose -Message ('WMI failed ({0}); writing the registry' -f $_.Exception.Message)
+        }
+        if (-not $via) {
+            $null = New-ItemProperty -LiteralPath 'HKLM:\SYSTEM\CurrentControlSet\Control\Terminal Server\WinStations\RDP-Tcp' -Name $Name -PropertyType DWord -Value ([int]$Value) -Force
+            $via = 'registry'
+        }
+    }
+    return $via
+}
+
+function Set-RdpPolicyValue {
+    # One Group Policy value (only with --policy); $null removes it.
+    [CmdletBinding(SupportsShouldProcess = $true)]
+    param([Parameter(Mandatory = $true)][string]$Name, [AllowNull()]$Value)
+    if ($PSCmdlet.ShouldProcess(('Terminal Services policy\{0}' -f $Name), ('Set to {0}' -f $Value))) {
+        if ($null -eq $Value) { Remove-ItemProperty -LiteralPath 'HKLM:\SOFTWARE\Policies\Microsoft\Windows NT\Terminal Services' -Name $Name -Confirm:$false }
+        else { $null = New-ItemProperty -LiteralPath 'HKLM:\SOFTWARE\Policies\Microsoft\Windows NT\Terminal Services' -Name $Name -PropertyType DWord -Value ([int]$Value) -Force }
+        return 'policy'
+    }
+    return $null
+}
+
+function Get-RdpValueRestoreLine {
+    # The commands an administrator can paste on this server to put changed values back (each
+    # change's "before": set again, or removed when it was not set), policy values first, and to
+    # remove an expiry task this run registered.
+    [CmdletBinding()]
+    param([object[]]$Change = @(), [AllowEmptyString()][string]$TaskName = '')
+    $keys = @{ local = 'HKLM:\SYSTEM\CurrentControlSet\Control\Terminal Server\WinStations\RDP-Tcp'; policy = 'HKLM:\SOFTWARE\Policies\Microsoft\Windows NT\Terminal Services' }
+    $lines = @()
+    foreach ($scope in @('policy', 'local')) {
+        foreach ($item in @($Change | Where-Object -FilterScript { $_.scope -eq $scope })) {
+            $key = ConvertTo-RdpLiteral -Value $keys[$scope]
+            if ($null -eq $item.before) { $lines += ('Remove-ItemProperty -LiteralPath {0} -Name {1}' -f $key, (ConvertTo-RdpLiteral -Value $item.name)) }
+            else { $lines += ('Set-ItemProperty -LiteralPath {0} -Name {1} -Value {2} -Type DWord' -f $key, (ConvertTo-RdpLiteral -Value $item.name), [int]$item.before) }
+        }
+    }
+    if ($TaskName) { $lines += ('Unregister-ScheduledTask -TaskName {0} -TaskPath {1} -Confirm:$false' -f (ConvertTo-RdpLiteral -Value $TaskName), (ConvertTo-RdpLiteral -Value '\rdpfix\')) }
+    return $lines
+}
