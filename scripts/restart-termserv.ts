@@ -44,9 +44,6 @@ import {
 } from './lib/server-step.ts';
 import { validateInt, validatePort, validateThumbprint } from './lib/validate.ts';
 
-// Re-exported until toggle-nla imports it from lib/backup.ts.
-export { backupRoot } from './lib/backup.ts';
-
 export interface RestartOptions {
   /** Seconds to wait for Running, for the listener and for a new certificate (default 60). */
   timeoutSeconds?: number;

@@ -12,6 +12,8 @@ import { list } from '../scripts/lib/journal.ts';
 import type { Runner, StepContext } from '../scripts/lib/server-step.ts';
 import { scripted } from './helpers/scripted-runner.ts';
 import { readPsFile } from '../scripts/lib/ps-loader.ts';
+import { psQuote } from '../scripts/lib/ps.ts';
+import { RD_STORE, RDP_CONTAINER_PREFIX } from '../scripts/lib/server-ps.ts';
 import { fakeBin } from './helpers/fakebin.ts';
 import { parseProblems } from './helpers/powershell.ts';
 
@@ -162,6 +164,14 @@ script('the per-build ACE sets arrive as data, by SID; never a recursive grant o
   const recursive = s.split('\n').filter((l) => /'\/t'/.test(l));
   assert.equal(recursive.length, 1);
   assert.match(recursive[0]!, /'\/save'/);
+});
+
+script('the container prefix and the store are the lib/server-ps.ts constants, as literals; no function reads $P', () => {
+  const ps = readFileSync(join(root, 'scripts/ps/clear-machinekeys.ps1'), 'utf8');
+  assert.ok(ps.includes(`-Filter (${psQuote(RDP_CONTAINER_PREFIX)} + '*')`) && ps.includes(`.StartsWith(${psQuote(RDP_CONTAINER_PREFIX)})`), RDP_CONTAINER_PREFIX);
+  assert.ok(ps.includes(`-LiteralPath ${psQuote(RD_STORE)}`), RD_STORE);
+  assert.not.ok(/\$P\b/.test(ps), 'functions take parameters; only the generated call reads $P');
+  assert.ok(buildClearScript({}, false).includes('\n$Result = Invoke-RdpClearMachineKeys '), 'the step entry does the 4 KB trim');
 });
 
 // ---

@@ -7,7 +7,8 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { parseTarget } from '../scripts/lib/channels.ts';
 import { list } from '../scripts/lib/journal.ts';
-import { RESULT_BEGIN, RESULT_END } from '../scripts/lib/ps.ts';
+import { psQuote, RESULT_BEGIN, RESULT_END } from '../scripts/lib/ps.ts';
+import { RD_STORE, RD_STORE_REG, RDP_TCP_KEY } from '../scripts/lib/server-ps.ts';
 import type { Runner, StepContext } from '../scripts/lib/server-step.ts';
 import { scripted } from './helpers/scripted-runner.ts';
 import { buildRestartScript, interpretRestart, restartTermserv } from '../scripts/restart-termserv.ts';
@@ -139,6 +140,18 @@ script('values reach the script only through $P, quoted; the dry run calls the s
   assert.match(s, /^ {4}Port = 3390$/m);
   assert.match(s, /^ {4}DryRun = \$true$/m);
   assert.match(s, /-WhatIf:\$P\.DryRun\n/);
+});
+
+script('the store, its registry key and RDP-Tcp are the lib/server-ps.ts constants, as literals; no function reads $P', () => {
+  const ps = ['restart-termserv', 'certificate'].map((f) => readFileSync(join(root, `scripts/ps/${f}.ps1`), 'utf8')).join('\n');
+  assert.ok(ps.includes(`-Path ${psQuote(RD_STORE)}`) && ps.includes(`-LiteralPath ${psQuote(RD_STORE)}`), RD_STORE);
+  assert.ok(ps.includes(`(${psQuote(RD_STORE_REG)} + '\\' + $thumbprint)`), RD_STORE_REG);
+  assert.ok(ps.includes(`-LiteralPath ${psQuote(RDP_TCP_KEY)} -Name 'SSLCertificateSHA1Hash'`) && ps.includes(`'export', ${psQuote(RDP_TCP_KEY.replace(':', ''))}`), RDP_TCP_KEY);
+  const other = ps.replace(new RegExp([RD_STORE, RD_STORE_REG, RDP_TCP_KEY, RDP_TCP_KEY.replace(':', '')].map((v) => psQuote(v).replace(/[\\$()*+.?[\]^{|}]/g, '\\$&')).join('|'), 'g'), '');
+  assert.not.match(other, /'(HKLM|Cert:)[^']*'/, 'no other store or registry path');
+  assert.not.ok(/\$P\b/.test(ps), 'functions take parameters; only the generated call reads $P');
+  assert.ok(buildRestartScript({}, false).includes('\n$Result = Invoke-RdpRestartTermserv '), 'the step entry does the 4 KB trim');
+  assert.not.ok(buildRestartScript({ regenerateCert: true }, false).includes('function Restore-RdpCertificate'), 'the restart carries no undo');
 });
 
 // ---
