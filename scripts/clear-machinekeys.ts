@@ -179,13 +179,16 @@ export interface ClearRaw extends RawResult {
   restore?: string[] | string;
 }
 
-/** The repair script (scripts/ps/clear-machinekeys.ps1 Invoke-RdpClearMachineKeys). */
+/** What the result drops first, in order, to fit Run Command's 4 KB. */
+const DROP = ['before.containers', 'after.containers', 'before.events', 'regenerate.plan', 'restart.plan', 'before.folder', 'after.folder', 'sessions.list'];
+
+/** The repair script (scripts/ps/clear-machinekeys.ps1 Repair-RdpMachineKey). */
 export function buildClearScript(opts: ClearOptions, dryRun: boolean): string {
   return psStep({
     name: 'clear-machinekeys',
     summary: opts.renameFolder ? 'on evidence, rename MachineKeys (drastic) and regenerate the RDP certificate' : 'on evidence, back up and repair the RDP key ACLs; regenerate the certificate if still unusable',
     file: 'clear-machinekeys',
-    entry: 'Invoke-RdpClearMachineKeys',
+    entry: 'Repair-RdpMachineKey',
     params: {
       AceSets: aceSetsParam(),
       DefaultFolderSddl: DEFAULT_MACHINEKEYS_SDDL,
@@ -196,6 +199,7 @@ export function buildClearScript(opts: ClearOptions, dryRun: boolean): string {
       RenameFolder: !!opts.renameFolder,
       DisconnectSessions: !!opts.disconnectSessions,
       TimeoutSeconds: opts.timeoutSeconds ?? 60,
+      Drop: DROP,
       DryRun: dryRun,
     },
   });

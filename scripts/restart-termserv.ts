@@ -128,13 +128,16 @@ export async function main(argv: string[]): Promise<number> {
 
 // ---------------------------------------------------------------- internals
 
-/** The generated script for one restart (scripts/ps/restart-termserv.ps1 Invoke-RdpRestartTermserv). */
+/** What the result drops first, in order, to fit Run Command's 4 KB. */
+const DROP = ['before.certificate.store', 'after.certificate.store', 'events.newest', 'before.certificate.key.sddl', 'before.services', 'sessions.list'];
+
+/** The generated script for one restart (scripts/ps/restart-termserv.ps1 Restart-RdpService). */
 export function buildRestartScript(opts: RestartOptions, dryRun: boolean): string {
   return psStep({
     name: 'restart-termserv',
     summary: opts.regenerateCert ? 'back up and remove the RDP certificate, restart TermService, verify a new one' : 'restart TermService and verify the listener',
     file: 'restart-termserv',
-    entry: 'Invoke-RdpRestartTermserv',
+    entry: 'Restart-RdpService',
     params: {
       TimeoutSeconds: opts.timeoutSeconds ?? 60,
       RegenerateCert: !!opts.regenerateCert,
@@ -144,6 +147,7 @@ export function buildRestartScript(opts: RestartOptions, dryRun: boolean): strin
       DisconnectSessions: !!opts.disconnectSessions,
       BackupRoot: opts.backupRoot ?? '',
       Port: opts.port ?? 0,
+      Drop: DROP,
       DryRun: dryRun,
     },
   });

@@ -171,7 +171,9 @@ script('the container prefix and the store are the lib/server-ps.ts constants, a
   assert.ok(ps.includes(`-Filter (${psQuote(RDP_CONTAINER_PREFIX)} + '*')`) && ps.includes(`.StartsWith(${psQuote(RDP_CONTAINER_PREFIX)})`), RDP_CONTAINER_PREFIX);
   assert.ok(ps.includes(`-LiteralPath ${psQuote(RD_STORE)}`), RD_STORE);
   assert.not.ok(/\$P\b/.test(ps), 'functions take parameters; only the generated call reads $P');
-  assert.ok(buildClearScript({}, false).includes('\n$Result = Invoke-RdpClearMachineKeys '), 'the step entry does the 4 KB trim');
+  assert.ok(buildClearScript({}, false).includes('\n$Result = Repair-RdpMachineKey '), 'the step is Repair-RdpMachineKey itself');
+  const step = readPsFile('clear-machinekeys').functions.find((f) => f.name === 'Repair-RdpMachineKey')!.text;
+  assert.equal([...new Set(step.match(/\breturn\b.*/g))], ['return (Compress-RdpResult -Result $result -Drop $Drop)'], 'every exit is trimmed to fit 4 KB');
 });
 
 // ---

@@ -7,6 +7,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { parseTarget } from '../scripts/lib/channels.ts';
 import { list } from '../scripts/lib/journal.ts';
+import { readPsFile } from '../scripts/lib/ps-loader.ts';
 import { psQuote, RESULT_BEGIN, RESULT_END } from '../scripts/lib/ps.ts';
 import { RD_STORE, RD_STORE_REG, RDP_TCP_KEY } from '../scripts/lib/server-ps.ts';
 import type { Runner, StepContext } from '../scripts/lib/server-step.ts';
@@ -150,7 +151,9 @@ script('the store, its registry key and RDP-Tcp are the lib/server-ps.ts constan
   const other = ps.replace(new RegExp([RD_STORE, RD_STORE_REG, RDP_TCP_KEY, RDP_TCP_KEY.replace(':', '')].map((v) => psQuote(v).replace(/[\\$()*+.?[\]^{|}]/g, '\\$&')).join('|'), 'g'), '');
   assert.not.match(other, /'(HKLM|Cert:)[^']*'/, 'no other store or registry path');
   assert.not.ok(/\$P\b/.test(ps), 'functions take parameters; only the generated call reads $P');
-  assert.ok(buildRestartScript({}, false).includes('\n$Result = Invoke-RdpRestartTermserv '), 'the step entry does the 4 KB trim');
+  assert.ok(buildRestartScript({}, false).includes('\n$Result = Restart-RdpService '), 'the step is Restart-RdpService itself');
+  const step = readPsFile('restart-termserv').functions.find((f) => f.name === 'Restart-RdpService')!.text;
+  assert.equal([...new Set(step.match(/\breturn\b.*/g))], ['return (Compress-RdpResult -Result $result -Drop $Drop)'], 'every exit is trimmed to fit 4 KB');
   assert.not.ok(buildRestartScript({ regenerateCert: true }, false).includes('function Restore-RdpCertificate'), 'the restart carries no undo');
 });
 

@@ -3,28 +3,9 @@
 # folder rename; and the two undo steps (Restore-RdpMachineKeyAcl, Restore-RdpMachineKeysFolder).
 # requires: restart-termserv, certificate, sessions, facts, sddl, registry, backup, literal, native
 
-function Invoke-RdpClearMachineKeys {
-    # The clear-machinekeys step: Repair-RdpMachineKey, its result trimmed to fit Run Command's 4 KB
-    # (the parts the report can do without go first). -WhatIf reaches every function it calls
-    # through $WhatIfPreference.
-    [CmdletBinding(SupportsShouldProcess = $true)]
-    param(
-        [Parameter(Mandatory = $true)]$AceSets,
-        [Parameter(Mandatory = $true)][string]$DefaultFolderSddl,
-        [AllowEmptyString()][string]$BackupRoot = '',
-        [int]$EventHours = 72,
-        [switch]$Regenerate,
-        [switch]$Restart,
-        [switch]$RenameFolder,
-        [switch]$DisconnectSessions,
-        [int]$TimeoutSeconds = 60
-    )
-    $result = Repair-RdpMachineKey -AceSets $AceSets -DefaultFolderSddl $DefaultFolderSddl -BackupRoot $BackupRoot -EventHours $EventHours -Regenerate:$Regenerate -Restart:$Restart -RenameFolder:$RenameFolder -DisconnectSessions:$DisconnectSessions -TimeoutSeconds $TimeoutSeconds
-    return (Compress-RdpResult -Result $result -Drop @('before.containers', 'after.containers', 'before.events', 'regenerate.plan', 'restart.plan', 'before.folder', 'after.folder', 'sessions.list'))
-}
-
 function Repair-RdpMachineKey {
     # Evidence, backup, narrow repair, verify; regenerate only if the key is still unusable.
+    # -Drop: the parts of the result that go first, in order, when it does not fit Run Command's 4 KB.
     [CmdletBinding(SupportsShouldProcess = $true)]
     param(
         [Parameter(Mandatory = $true)]$AceSets,
@@ -35,7 +16,8 @@ function Repair-RdpMachineKey {
         [switch]$Restart,
         [switch]$RenameFolder,
         [switch]$DisconnectSessions,
-        [int]$TimeoutSeconds = 60
+        [int]$TimeoutSeconds = 60,
+        [string[]]$Drop = @()
     )
     $machineKeys = Join-Path -Path $env:ProgramData -ChildPath 'Microsoft\Crypto\RSA\MachineKeys'
     $result = [ordered]@{
@@ -57,7 +39,7 @@ function Repair-RdpMachineKey {
         if ($result.evidence.Count -eq 0) {
             $result.status = 'ok'
             $result.note = 'no evidence of an unusable RDP key: nothing changed'
-            return $result
+            return (Compress-RdpResult -Result $result -Drop $Drop)
         }
         if ($RenameFolder) {
             $result.mode = 'rename'
@@ -98,7 +80,7 @@ function Repair-RdpMachineKey {
             } else {
                 $result.status = 'would-change'
             }
-            return $result
+            return (Compress-RdpResult -Result $result -Drop $Drop)
         }
         $folderFix = ($before.folder.sddl -and -not (Test-RdpSameSecurity -Sddl $before.folder.sddl -Reference $DefaultFolderSddl))
         $fixes = @()
@@ -132,7 +114,7 @@ function Repair-RdpMachineKey {
                 $applied = $true
             } else {
                 $result.status = 'would-change'
-                return $result
+                return (Compress-RdpResult -Result $result -Drop $Drop)
             }
         }
         $after = $before
@@ -173,7 +155,7 @@ function Repair-RdpMachineKey {
         $result.status = 'failed'
         $result.error = $_.Exception.Message
     }
-    return $result
+    return (Compress-RdpResult -Result $result -Drop $Drop)
 }
 
 function Get-RdpKeyEvidence {

@@ -2,25 +2,6 @@
 # Remote Desktop certificate after backing it up. Restart-RdpService is also clear-machinekeys' step 4.
 # requires: certificate, sessions, facts, sddl, backup, native
 
-function Invoke-RdpRestartTermserv {
-    # The restart-termserv step: Restart-RdpService, its result trimmed to fit Run Command's 4 KB
-    # (the parts the report can do without go first). -WhatIf reaches Restart-RdpService through
-    # $WhatIfPreference, as for every function this one calls.
-    [CmdletBinding(SupportsShouldProcess = $true)]
-    param(
-        [int]$TimeoutSeconds = 60,
-        [switch]$RegenerateCert,
-        [AllowEmptyString()][string]$OnlyThumbprint = '',
-        [switch]$RemoveKey,
-        [switch]$ReplacePinned,
-        [switch]$DisconnectSessions,
-        [AllowEmptyString()][string]$BackupRoot = '',
-        [int]$Port = 0
-    )
-    $result = Restart-RdpService -TimeoutSeconds $TimeoutSeconds -RegenerateCert:$RegenerateCert -OnlyThumbprint $OnlyThumbprint -RemoveKey:$RemoveKey -ReplacePinned:$ReplacePinned -DisconnectSessions:$DisconnectSessions -BackupRoot $BackupRoot -Port $Port
-    return (Compress-RdpResult -Result $result -Drop @('before.certificate.store', 'after.certificate.store', 'events.newest', 'before.certificate.key.sddl', 'before.services', 'sessions.list'))
-}
-
 function Get-RdpServiceState {
     # Services, listener and certificate in use, for before/after.
     [CmdletBinding()]
@@ -36,7 +17,9 @@ function Get-RdpServiceState {
 function Restart-RdpService {
     # Restart TermService (-Force also stops UmRdpService, which is started again), wait for Running
     # and the listener. -RegenerateCert: back up, then remove the Remote Desktop store certificate(s)
-    # (and an orphaned pin) first, and verify that a new certificate appeared.
+    # (and an orphaned pin) first, and verify that a new certificate appeared. -Drop: the parts of the
+    # result that go first, in order, when it does not fit Run Command's 4 KB (the step passes them;
+    # clear-machinekeys, which reads the whole result, does not).
     [CmdletBinding(SupportsShouldProcess = $true)]
     param(
         [int]$TimeoutSeconds = 60,
@@ -46,7 +29,8 @@ function Restart-RdpService {
         [switch]$ReplacePinned,
         [switch]$DisconnectSessions,
         [AllowEmptyString()][string]$BackupRoot = '',
-        [int]$Port = 0
+        [int]$Port = 0,
+        [string[]]$Drop = @()
     )
     $started = Get-Date
     if ($Port -le 0) { $Port = Get-RdpPort }
@@ -67,7 +51,7 @@ function Restart-RdpService {
                 $result.note = ('the certificate {0} is no longer in use nor in the Remote Desktop store: nothing to regenerate' -f $OnlyThumbprint)
                 $result.plan.restart = $false
                 $result.after = $result.before
-                return $result
+                return (Compress-RdpResult -Result $result -Drop $Drop)
             }
             if ($certificate.source -eq 'pinned') {
                 $expired = ($null -ne $certificate.inUse -and $certificate.inUse.NotAfter -lt (Get-Date))
@@ -169,5 +153,5 @@ function Restart-RdpService {
     if ($result.status -eq 'failed') {
         $result.events = Get-RdpEventSummary -Since $started.AddMinutes(-10) -Max 4 -MessageLength 100 -Provider @('Service Control Manager', 'Microsoft-Windows-TerminalServices-RemoteConnectionManager', 'Schannel')
     }
-    return $result
+    return (Compress-RdpResult -Result $result -Drop $Drop)
 }
