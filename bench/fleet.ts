@@ -11,7 +11,7 @@ import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { DiagnoseReport } from '../scripts/diagnose.ts';
-import { DEFAULT_TIMEOUTS } from '../scripts/probe-rdp.ts';
+import { DEFAULT_TIMEOUTS } from '../scripts/lib/probe.ts';
 import { createFleet, FLEET_EXPECT, type FleetKind } from '../test/lab/fleet.ts';
 import { cleanupStaleLab } from '../test/lab/netns.ts';
 import { labMissing } from '../test/lab/prereq.ts';

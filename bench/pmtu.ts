@@ -1,6 +1,6 @@
 // Benchmark: path-MTU discovery on a real black-hole path (lab: routed topology, router MTU 1400
 // and 1337, ICMP "fragmentation needed" dropped), and on the same path with ICMP allowed.
-//   ours      lower-mtu's probePathMtu (binary search, one retry for the deciding size)
+//   ours      probePathMtu (lib/pmtu.ts, what lower-mtu --probe runs) (binary search, one retry for the deciding size)
 //   sweep↓    the manual method: `ping -M do -s` from the interface MTU downwards, 1 byte at a time,
 //             until a reply (what admins do with `ping -f -l` on Windows)
 //   sweep↑    the same upwards from 576 until the first silence (fast replies, but hundreds of probes;
@@ -9,11 +9,11 @@
 // Per-probe timeout 1000 ms for everyone. Prints a table; run as root: npx tsx bench/pmtu.ts
 import { isMain } from '../scripts/lib/cli.ts';
 import { runPing } from '../scripts/lib/ping.ts';
-import type { PmtuResult } from '../scripts/lower-mtu.ts';
+import type { PmtuResult } from '../scripts/lib/pmtu.ts';
 import { createTopology, type Topology } from '../test/lab/netns.ts';
 import { bin, labMissing } from '../test/lab/prereq.ts';
 
-const LOWER_MTU = new URL('../scripts/lower-mtu.ts', import.meta.url);
+const PMTU = new URL('../scripts/lib/pmtu.ts', import.meta.url);
 const SELF = new URL(import.meta.url);
 const TIMEOUT_MS = 1000;
 
@@ -64,7 +64,7 @@ async function benchPath(truth: number, blackhole: boolean): Promise<Row[]> {
   const rows: Row[] = [];
   try {
     const addr = topo.server.addr;
-    const ours = await topo.call<PmtuResult>('client', LOWER_MTU, 'probePathMtu', [{ host: addr, timeoutMs: TIMEOUT_MS }], { timeoutMs: 120_000 });
+    const ours = await topo.call<PmtuResult>('client', PMTU, 'probePathMtu', [{ host: addr, timeoutMs: TIMEOUT_MS }], { timeoutMs: 120_000 });
     rows.push({ path, method: 'ours (lower-mtu --probe)', answer: String(ours.pathMtu), exact: ours.pathMtu === truth, probes: ours.probes, seconds: (ours.elapsedMs / 1000).toFixed(1) });
     // Each method in a fresh state: with ICMP allowed the kernel caches the learned PMTU.
     if (!blackhole) await topo.exec('client', [bin('ip'), 'route', 'flush', 'cache'], { check: true });

@@ -5,52 +5,28 @@
 // 127.0.0.1:3389), or for a whole fleet with --hosts FILE. It changes nothing; nothing to undo.
 //
 // What it does, at the same time:
-//   - the RDP probe (probe-rdp.ts: TCP, X.224 negotiation, TLS and certificate, at most 5
-//     connections);
+//   - the RDP probe (lib/probe.ts, what probe-rdp.ts runs: TCP, X.224 negotiation, TLS and
+//     certificate, at most 5 connections);
 //   - a connect sample: about ten TCP connects 20 ms apart (the probe's own connect is the first).
 //     A connect that is not answered within 1.2 s lost its SYN or SYN-ACK (the first retransmit
 //     is at 1 s), so a lossy path is caught even when the probe itself got through, and a healthy
 //     host is still done in about 0.2 s;
 //   - where the probe points at the network (the TLS flight never arrives, connects time out or
-//     are lost), the path-MTU check of scripts/lower-mtu.ts (DF pings), when that script exists;
-//     otherwise the evidence says the check was skipped.
+//     are lost), the path-MTU check (lib/pmtu.ts, what lower-mtu --probe runs: DF pings).
 // Then it prints the verdict, the evidence, and the exact command of the recipe that fixes it.
-import { existsSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { recipeFor, type Cause } from './lib/causes.ts';
 import { parseTarget, TARGET_HELP } from './lib/channels.ts';
 import { isMain, makeCli, runCli } from './lib/cli.ts';
+import { connectSample, SAMPLE_NOT_NEEDED, summariseSample } from './lib/connect-sample.ts';
 import { isResolved, resolveHost } from './lib/dns.ts';
 import { readHostsFile } from './lib/hosts.ts';
 import { UsageError } from './lib/errors.ts';
 import { chalk, printJson, withSpinner } from './lib/output.ts';
+import { probePathMtu } from './lib/pmtu.ts';
+import { DEFAULT_TIMEOUTS, probeRdp, type ProbeOptions, type ProbeResult } from './lib/probe.ts';
 import { formatVerdict, serverTargets, verdictOf, type ConnectSample, type NetworkEvidence, type PathMtuCheck, type SampleConnect, type Verdict } from './lib/rdp-verdict.ts';
-import { LagMonitor, tcpConnect } from './lib/tcp.ts';
+import { LagMonitor } from './lib/tcp.ts';
 import { formatHostPort, validateHost, validateInt } from './lib/validate.ts';
-import { DEFAULT_TIMEOUTS, probeRdp, type ProbeOptions, type ProbeResult } from './probe-rdp.ts';
-
-// ---------------------------------------------------------------- types
-
-export const DEFAULTS = {
-  host: '127.0.0.1',
-  port: 3389,
-  /** Connects in the sample, the probe's own included. */
-  samples: 10,
-  intervalMs: 20,
-  /** A sample connect still unanswered after this long lost its SYN (first retransmit at 1 s). */
-  cutoffMs: 1200,
-  /** Median connect time at or above this is "slow". */
-  maxRttMs: 500,
-  /** This many lost sample connects make the path "lossy". */
-  maxLost: 2,
-  /** Longest wait for the path-MTU check. */
-  pathMtuDeadlineMs: 10_000,
-  /** When the burst lost connects: this many more, this far apart, to tell path loss from a full listen queue. */
-  recheck: 5,
-  recheckIntervalMs: 100,
-  /** Pause before the re-check, so that connections the burst left in the server's accept queue are taken first. */
-  recheckPauseMs: 300,
-} as const;
 
 export interface DiagnoseOptions extends Omit<ProbeOptions, 'host' | 'port' | 'address' | 'onProgress'> {
   samples?: number;
@@ -58,7 +34,7 @@ export interface DiagnoseOptions extends Omit<ProbeOptions, 'host' | 'port' | 'a
   maxRttMs?: number;
   maxLost?: number;
   /**
-   * When to run the DF-ping path-MTU check (scripts/lower-mtu.ts): 'suspected' (default for one
+   * When to run the DF-ping path-MTU check (lib/pmtu.ts, as lower-mtu --probe): 'suspected' (default for one
    * host) whenever the probe points at the network; 'unproven' (default for a fleet) only when the
    * small-segment retry did not already prove a black hole (its number is then left to the vpn-mtu
    * recipe, which measures it again before changing anything); 'never'. true/false = suspected/never.
@@ -77,144 +53,6 @@ export interface DiagnoseReport extends Verdict {
   /** TCP connections opened: the probe's and the sample's extra connects. */
   connections: { probe: number; sample: number; total: number };
   ms: number;
-}
-
-// ---------------------------------------------------------------- connect sample
-
-/**
- * `count` connects, interval apart, the first one `startDelayMs` from now (by default one interval,
- * i.e. after the probe's own connect), numbered from `first`. Each one is closed as soon as it is
- * answered. Bounded by (startDelay + (count - 1) * interval + cutoff).
- */
-export async function connectSample(address: string, port: number, count: number, intervalMs: number, cutoffMs: number, first = 1, startDelayMs = intervalMs): Promise<SampleConnect[]> {
-  return Promise.all(Array.from({ length: count }, async (_, k) => {
-    const i = k + first;
-    await new Promise((r) => setTimeout(r, startDelayMs + k * intervalMs));
-    const c = await tcpConnect(address, port, cutoffMs);
-    const outcome: SampleConnect['outcome'] = c.error === 'ECONNRESET' ? 'reset' : c.outcome;
-    return sampleOf(i, outcome, c.ms, c.startedAt ?? performance.now() - c.ms);
-  }));
-}
-
-/**
- * Probe connect outcomes after which more connects cannot change the verdict: a refusal is the
- * host's own answer (nothing listens), no route is this machine's routing table. A timeout, a reset
- * or an accept can still turn out to be loss on the path, so those get the sample.
- */
-export const SAMPLE_NOT_NEEDED: Partial<Record<string, string>> = {
-  refused: 'the probe\'s connect was refused (nothing listens on the port): more connects cannot change that',
-  unreachable: 'there is no route to the host: more connects cannot change that',
-};
-
-/** A connect time with the time this process's event loop was blocked taken out. */
-function sampleOf(i: number, outcome: SampleConnect['outcome'], measured: number, startedAt: number): SampleConnect {
-  const answered = outcome === 'accepted' || outcome === 'refused' || outcome === 'reset';
-  const lag = Math.min(measured, LagMonitor.blocked(startedAt, startedAt + measured));
-  const ms = Math.round((measured - lag) * 100) / 100;
-  // A SYN retransmit answers after >= 1 s (initial RTO); allow the lag estimate some slack.
-  const lost = answered ? ms >= LOST_AFTER_MS : outcome === 'timeout';
-  return { i, outcome, ms, lost, ...(lag >= 1 ? { measuredMs: measured, lagMs: lag } : {}) };
-}
-
-/** An answer this late (lag taken out) came after a SYN retransmission. */
-const LOST_AFTER_MS = 950;
-
-function percentile(sorted: number[], p: number): number {
-  const idx = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
-  return sorted[idx]!;
-}
-
-/** Sample statistics; the probe's connect is sample 0 (when `probe` is given). */
-export function summariseSample(probe: ProbeResult | null, extra: SampleConnect[], intervalMs: number, cutoffMs: number, probeConnectAt?: number): ConnectSample {
-  const results: SampleConnect[] = [];
-  const pc = probe?.connect;
-  if (pc && pc.outcome !== 'unresolved') {
-    results.push(probeConnectAt !== undefined ? sampleOf(0, pc.outcome, pc.ms, probeConnectAt)
-      : { i: 0, outcome: pc.outcome, ms: pc.ms, lost: pc.outcome === 'timeout' || (pc.outcome !== 'error' && pc.outcome !== 'unreachable' && pc.ms >= LOST_AFTER_MS) });
-  }
-  results.push(...extra);
-  const answered = results.filter((r) => r.outcome === 'accepted' || r.outcome === 'refused' || r.outcome === 'reset');
-  // Latency over prompt answers only: a retransmitted SYN is counted as loss, not as a slow path.
-  const times = answered.filter((r) => !r.lost).map((r) => r.ms).sort((a, b) => a - b);
-  const r2 = (n: number) => Math.round(n * 100) / 100;
-  let rtt: ConnectSample['rtt'] = null;
-  if (times.length) {
-    const avg = times.reduce((a, b) => a + b, 0) / times.length;
-    const jitter = Math.sqrt(times.reduce((a, b) => a + (b - avg) ** 2, 0) / times.length);
-    rtt = { min: r2(times[0]!), p50: r2(percentile(times, 50)), p95: r2(percentile(times, 95)), max: r2(times.at(-1)!), avg: r2(avg), jitter: r2(jitter) };
-  }
-  const lags = results.map((r) => r.lagMs ?? 0);
-  return {
-    attempts: results.length,
-    ...(Math.max(0, ...lags) >= 1 ? { maxLagMs: Math.max(...lags) } : {}),
-    answered: answered.length,
-    accepted: results.filter((r) => r.outcome === 'accepted').length,
-    refused: results.filter((r) => r.outcome === 'refused').length,
-    lost: results.filter((r) => r.lost).length,
-    intervalMs,
-    cutoffMs,
-    rtt,
-    results,
-  };
-}
-
-// ---------------------------------------------------------------- path-MTU check
-
-type ProbePathMtu = (opts: { host: string; floor?: number; timeoutMs?: number }) => Promise<{
-  target: string; pathMtu: number | null; probes: number; interface: string | null; interfaceMtu: number | null;
-  /** Later versions of lower-mtu.ts also say whether the sizes above pathMtu vanished silently. */
-  blackhole?: boolean | null; error?: string;
-}>;
-
-const LOWER_MTU = new URL('./lower-mtu.ts', import.meta.url);
-
-/** probePathMtu from scripts/lower-mtu.ts, or why it cannot be used. Loaded only when needed. */
-async function loadProbePathMtu(): Promise<ProbePathMtu | string> {
-  if (!existsSync(fileURLToPath(LOWER_MTU))) return 'scripts/lower-mtu.ts is not installed yet, so the DF-ping path-MTU check was not run';
-  try {
-    const mod = (await import(LOWER_MTU.href)) as { probePathMtu?: unknown };
-    if (typeof mod.probePathMtu !== 'function') return 'scripts/lower-mtu.ts does not export probePathMtu, so the DF-ping path-MTU check was not run';
-    return mod.probePathMtu as ProbePathMtu;
-  } catch (e) {
-    return `scripts/lower-mtu.ts could not be loaded (${(e as Error).message.split('\n')[0]})`;
-  }
-}
-
-/**
- * Run the path-MTU check, bounded by deadlineMs. `pingTimeoutMs` is the wait per DF ping (a silent
- * size costs that much; on a path with a 1 ms RTT a reply comes in well under 300 ms). Never throws.
- */
-export async function pathMtuCheck(address: string, pingTimeoutMs = 1000, deadlineMs: number = DEFAULTS.pathMtuDeadlineMs): Promise<PathMtuCheck> {
-  const t0 = performance.now();
-  const ms = () => Math.round(performance.now() - t0);
-  const fn = await loadProbePathMtu();
-  if (typeof fn === 'string') return { status: 'skipped', reason: fn, ms: ms() };
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    const r = await Promise.race([
-      fn({ host: address, timeoutMs: pingTimeoutMs }),
-      new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error(`no result within ${deadlineMs} ms`)), deadlineMs); }),
-    ]);
-    return {
-      status: 'done', host: r.target, pathMtu: r.pathMtu, interface: r.interface, interfaceMtu: r.interfaceMtu, probes: r.probes,
-      ...(r.blackhole !== undefined ? { blackhole: r.blackhole } : {}), ...(r.error ? { reason: r.error } : {}), ms: ms(),
-    };
-  } catch (e) {
-    return { status: 'error', reason: (e as Error).message.split('\n')[0], ms: ms() };
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-// ---------------------------------------------------------------- diagnose
-
-/** Does the probe's result point at the network (so that the path MTU matters)? */
-function pointsAtNetwork(p: ProbeResult, s: ConnectSample, recheck: ConnectSample | null): boolean {
-  const tls = p.tls?.outcome;
-  if (tls === 'silence' || tls === 'stalled') return true;
-  if (p.connect.outcome === 'timeout' && s.answered > 0) return true;
-  // Losses that vanish when connects are paced are the server's listen queue, not the path.
-  return s.lost > 0 && s.answered > 0 && (recheck === null || recheck.lost > 0);
 }
 
 /** Diagnose one host. Never throws for network reasons. */
@@ -309,42 +147,6 @@ export async function diagnose(host: string, port: number = DEFAULTS.port, o: Di
   };
 }
 
-export interface FleetTarget {
-  host: string;
-  port: number;
-  /** Line number in the hosts file (1-based), for the output. */
-  line?: number;
-}
-
-/**
- * Diagnose many hosts, `parallel` at a time. Each report is passed to onReport as soon as it is
- * ready (one slow host holds up no other); the result is in input order.
- */
-export async function diagnoseFleet(targets: FleetTarget[], parallel: number, o: DiagnoseOptions = {}, onReport?: (r: DiagnoseReport, t: FleetTarget) => void): Promise<DiagnoseReport[]> {
-  const out: DiagnoseReport[] = new Array(targets.length);
-  let next = 0;
-  const worker = async () => {
-    for (;;) {
-      const i = next++;
-      if (i >= targets.length) return;
-      const t = targets[i]!;
-      const r = await diagnose(t.host, t.port, o);
-      out[i] = r;
-      onReport?.(r, t);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.max(1, Math.min(parallel, targets.length)) }, worker));
-  return out;
-}
-
-/** Parse a hosts file: one HOST[:PORT] per line; blank lines and # comments ignored; further columns (a run-recipe target) ignored. */
-// ---------------------------------------------------------------- CLI
-
-function fleetLine(r: DiagnoseReport): string {
-  const ok = r.cause === 'healthy';
-  return `${ok ? chalk.green('✔') : chalk.red('✘')} ${r.endpoint.padEnd(26)} ${(ok ? chalk.green : chalk.red)(r.cause.padEnd(25))} ${r.confidence.toFixed(2)}  ${chalk.dim(r.summary)}`;
-}
-
 export async function main(argv: string[]): Promise<number> {
   const args = await makeCli(argv, 'diagnose')
     .strict(false)
@@ -420,6 +222,95 @@ export async function main(argv: string[]): Promise<number> {
   else process.stdout.write(formatVerdict(report) + '\n');
   if (!args.fix || report.status === 'ok') return report.status === 'ok' ? 0 : 1;
   return fix(report, formatHostPort({ host: t.host, port }), { target: fixTarget!, yes: args.yes, dryRun: args['dry-run'], json });
+}
+
+// ---------------------------------------------------------------- internals
+
+const DEFAULTS = {
+  host: '127.0.0.1',
+  port: 3389,
+  /** Connects in the sample, the probe's own included. */
+  samples: 10,
+  intervalMs: 20,
+  /** A sample connect still unanswered after this long lost its SYN (first retransmit at 1 s). */
+  cutoffMs: 1200,
+  /** Median connect time at or above this is "slow". */
+  maxRttMs: 500,
+  /** This many lost sample connects make the path "lossy". */
+  maxLost: 2,
+  /** Longest wait for the path-MTU check. */
+  pathMtuDeadlineMs: 10_000,
+  /** When the burst lost connects: this many more, this far apart, to tell path loss from a full listen queue. */
+  recheck: 5,
+  recheckIntervalMs: 100,
+  /** Pause before the re-check, so that connections the burst left in the server's accept queue are taken first. */
+  recheckPauseMs: 300,
+} as const;
+
+/** Does the probe's result point at the network (so that the path MTU matters)? */
+function pointsAtNetwork(p: ProbeResult, s: ConnectSample, recheck: ConnectSample | null): boolean {
+  const tls = p.tls?.outcome;
+  if (tls === 'silence' || tls === 'stalled') return true;
+  if (p.connect.outcome === 'timeout' && s.answered > 0) return true;
+  // Losses that vanish when connects are paced are the server's listen queue, not the path.
+  return s.lost > 0 && s.answered > 0 && (recheck === null || recheck.lost > 0);
+}
+
+/**
+ * Run the path-MTU check, bounded by deadlineMs. `pingTimeoutMs` is the wait per DF ping (a silent
+ * size costs that much; on a path with a 1 ms RTT a reply comes in well under 300 ms). Never throws.
+ */
+async function pathMtuCheck(address: string, pingTimeoutMs = 1000, deadlineMs: number = DEFAULTS.pathMtuDeadlineMs): Promise<PathMtuCheck> {
+  const t0 = performance.now();
+  const ms = () => Math.round(performance.now() - t0);
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    const r = await Promise.race([
+      probePathMtu({ host: address, timeoutMs: pingTimeoutMs }),
+      new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error(`no result within ${deadlineMs} ms`)), deadlineMs); }),
+    ]);
+    return {
+      status: 'done', host: r.host, pathMtu: r.pathMtu, interface: r.interface, interfaceMtu: r.interfaceMtu, probes: r.probes,
+      ...(r.blackhole !== undefined ? { blackhole: r.blackhole } : {}), ...(r.error ? { reason: r.error } : {}), ms: ms(),
+    };
+  } catch (e) {
+    return { status: 'error', reason: (e as Error).message.split('\n')[0], ms: ms() };
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+interface FleetTarget {
+  host: string;
+  port: number;
+  /** Line number in the hosts file (1-based), for the output. */
+  line?: number;
+}
+
+/**
+ * Diagnose many hosts, `parallel` at a time. Each report is passed to onReport as soon as it is
+ * ready (one slow host holds up no other); the result is in input order.
+ */
+async function diagnoseFleet(targets: FleetTarget[], parallel: number, o: DiagnoseOptions = {}, onReport?: (r: DiagnoseReport, t: FleetTarget) => void): Promise<DiagnoseReport[]> {
+  const out: DiagnoseReport[] = new Array(targets.length);
+  let next = 0;
+  const worker = async () => {
+    for (;;) {
+      const i = next++;
+      if (i >= targets.length) return;
+      const t = targets[i]!;
+      const r = await diagnose(t.host, t.port, o);
+      out[i] = r;
+      onReport?.(r, t);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(parallel, targets.length)) }, worker));
+  return out;
+}
+
+function fleetLine(r: DiagnoseReport): string {
+  const ok = r.cause === 'healthy';
+  return `${ok ? chalk.green('✔') : chalk.red('✘')} ${r.endpoint.padEnd(26)} ${(ok ? chalk.green : chalk.red)(r.cause.padEnd(25))} ${r.confidence.toFixed(2)}  ${chalk.dim(r.summary)}`;
 }
 
 /**

@@ -18,126 +18,16 @@ import { isMain, makeCli, runCli } from './lib/cli.ts';
 import { EnvError, StepError } from './lib/errors.ts';
 import { record, type UndoSpec } from './lib/journal.ts';
 import { printHuman, printJson, statusWord, withSpinner, type Status } from './lib/output.ts';
-import { buildScript, psQuote, type PsExample } from './lib/ps.ts';
+import { psStep } from './lib/ps-loader.ts';
 import { validateLocalPath, validateWindowsPath } from './lib/validate.ts';
 
 const SCRIPT = 'disable-rdp-udp';
 export const POLICY_KEY = 'HKLM:\\SOFTWARE\\Policies\\Microsoft\\Windows NT\\Terminal Services\\Client';
 /** The same key in reg.exe syntax (for `reg export`). */
 export const POLICY_REG_KEY = 'HKLM\\SOFTWARE\\Policies\\Microsoft\\Windows NT\\Terminal Services\\Client';
+/** The value name; scripts/ps/disable-rdp-udp.ps1 writes it as a literal (a test compares them). */
 export const VALUE_NAME = 'fClientDisableUDP';
 export const DEFAULT_BACKUP_DIR = 'C:\\ProgramData\\rdpfix\\backup';
-
-export interface UdpScriptOptions {
-  /** 1: UDP off (disable); null: remove the value (UDP back to the default, on); other: restore. */
-  value: number | null;
-  dryRun?: boolean;
-  backupDir?: string;
-}
-
-/**
- * The generated PowerShell: read the value, and if it differs: back the key up with reg export
- * (when the key exists), set or remove the value, read it back. Under -WhatIf (dry run) it reports
- * 'would-change' and touches nothing. Running it twice reports 'ok' the second time.
- */
-export function udpPolicyScript(o: UdpScriptOptions): string {
-  if (o.value !== null && (!Number.isInteger(o.value) || o.value < 0 || o.value > 0xffffffff)) throw new TypeError(`bad DWORD ${o.value}`);
-  const backupDir = validateWindowsPath(o.backupDir ?? DEFAULT_BACKUP_DIR, 'backup folder');
-  const action = o.value === 1 ? 'turn the RDP client UDP transport off' : o.value === null ? 'remove the policy (RDP client UDP back on)' : `restore ${VALUE_NAME}=${o.value}`;
-  return buildScript({
-    name: SCRIPT,
-    runsOn: 'client',
-    summary: `${action} (${VALUE_NAME} under ${POLICY_REG_KEY})`,
-    params: { Key: POLICY_KEY, RegKey: POLICY_REG_KEY, Value: o.value, DryRun: !!o.dryRun, BackupDir: backupDir },
-    body: `function Get-RdpfixUdpPolicy {
-    param([Parameter(Mandatory = $true)][string]$Key)
-    $State = [ordered]@{ keyExists = $false; value = $null }
-    if (Test-Path -LiteralPath $Key) {
-        $State.keyExists = $true
-        $Item = Get-ItemProperty -LiteralPath $Key -Name '${VALUE_NAME}' -ErrorAction SilentlyContinue
-        if ($null -ne $Item) {
-            $State.value = [long]$Item.${VALUE_NAME}
-        }
-    }
-    return $State
-}
-
-function Set-RdpfixUdpPolicy {
-    [CmdletBinding(SupportsShouldProcess = $true)]
-    param(
-        [Parameter(Mandatory = $true)][string]$Key,
-        [Parameter(Mandatory = $true)][string]$RegKey,
-        [AllowNull()][Nullable[long]]$Value,
-        [Parameter(Mandatory = $true)][string]$BackupDir
-    )
-    $Before = Get-RdpfixUdpPolicy -Key $Key
-    $Out = [ordered]@{
-        step = '${SCRIPT}'
-        status = 'ok'
-        key = $RegKey
-        before = $Before.value
-        after = $Before.value
-        keyExisted = $Before.keyExists
-        backup = $null
-    }
-    if ($Before.value -eq $Value) {
-        return $Out
-    }
-    $Action = 'Remove ${VALUE_NAME}'
-    if ($null -ne $Value) {
-        $Action = 'Set ${VALUE_NAME} = ' + $Value
-    }
-    if (-not $PSCmdlet.ShouldProcess($RegKey, $Action)) {
-        $Out.status = 'would-change'
-        return $Out
-    }
-    if ($Before.keyExists) {
-        [void][System.IO.Directory]::CreateDirectory($BackupDir)
-        $BackupFile = Join-Path -Path $BackupDir -ChildPath ('${SCRIPT}-' + (Get-Date -Format 'yyyyMMdd-HHmmss') + '.reg')
-        $RegOutput = & reg.exe export $RegKey $BackupFile /y
-        if ($LASTEXITCODE -ne 0) {
-            throw ('reg export failed (exit ' + $LASTEXITCODE + '): ' + (($RegOutput | Out-String).Trim()))
-        }
-        $Out.backup = $BackupFile
-    }
-    if ($null -eq $Value) {
-        Remove-ItemProperty -LiteralPath $Key -Name '${VALUE_NAME}'
-    } else {
-        if (-not $Before.keyExists) {
-            # -Force creates the missing parent keys too (Policies\\...\\Terminal Services).
-            [void](New-Item -Path $Key -Force)
-        }
-        [void](New-ItemProperty -LiteralPath $Key -Name '${VALUE_NAME}' -PropertyType DWord -Value $Value -Force)
-    }
-    # What an administrator pastes on this machine to put the previous state back.
-    if ($null -eq $Before.value) {
-        $Out.restore = @(${psQuote(`Remove-ItemProperty -LiteralPath ${psQuote(POLICY_KEY)} -Name ${psQuote(VALUE_NAME)}`)})
-    } else {
-        $Out.restore = @((${psQuote(`Set-ItemProperty -LiteralPath ${psQuote(POLICY_KEY)} -Name ${psQuote(VALUE_NAME)} -Type DWord -Value `)} + [string]$Before.value))
-    }
-    $After = Get-RdpfixUdpPolicy -Key $Key
-    $Out.after = $After.value
-    if ($After.value -eq $Value) {
-        $Out.status = 'changed'
-    } else {
-        $Out.status = 'failed'
-        $Out.error = ('${VALUE_NAME} reads ' + $After.value + ' after the change')
-    }
-    return $Out
-}
-
-$Result = Set-RdpfixUdpPolicy -Key $P.Key -RegKey $P.RegKey -Value $P.Value -BackupDir $P.BackupDir -WhatIf:$P.DryRun`,
-  });
-}
-
-export function psExamples(): PsExample[] {
-  return [
-    { label: 'disable', script: udpPolicyScript({ value: 1 }) },
-    { label: 'disable-dry-run', script: udpPolicyScript({ value: 1, dryRun: true }) },
-    { label: 'enable', script: udpPolicyScript({ value: null }) },
-    { label: 'restore-0', script: udpPolicyScript({ value: 0, backupDir: 'D:\\Backups\\rdpfix O\'Brien' }) },
-  ];
-}
 
 export interface UdpOptions {
   /** true: remove the policy (UDP back on). Default: disable UDP. */
@@ -169,17 +59,11 @@ export interface UdpResult {
   error?: string;
 }
 
-interface ScriptResult {
-  status: Status;
-  before?: number | null;
-  after?: number | null;
-  backup?: string | null;
-  error?: string;
-}
-
-/** The explanation for a non-Windows machine, shared by the error and the 'skipped' status. */
-export function notWindowsReason(platform: NodeJS.Platform): string {
-  return `${VALUE_NAME} is a setting of the Windows Remote Desktop client (mstsc); this machine runs ${platform}, so there is nothing to change here`;
+export interface UdpScriptOptions {
+  /** 1: UDP off (disable); null: remove the value (UDP back to the default, on); other: restore. */
+  value: number | null;
+  dryRun?: boolean;
+  backupDir?: string;
 }
 
 /** Turn the RDP client's UDP transport off (or on again with enable), backed up and journaled. */
@@ -222,6 +106,26 @@ export async function setRdpUdp(o: UdpOptions = {}): Promise<UdpResult> {
     out.journal = entry.id;
   }
   return out;
+}
+
+/**
+ * The generated PowerShell (scripts/ps/disable-rdp-udp.ps1): read the value, and if it differs:
+ * back the key up with reg export (when the key exists), set or remove the value, read it back.
+ * Under -WhatIf (dry run) it reports 'would-change' and touches nothing. Running it twice reports
+ * 'ok' the second time. Every value reaches it through $P.
+ */
+export function udpPolicyScript(o: UdpScriptOptions): string {
+  if (o.value !== null && (!Number.isInteger(o.value) || o.value < 0 || o.value > 0xffffffff)) throw new TypeError(`bad DWORD ${o.value}`);
+  const backupDir = validateWindowsPath(o.backupDir ?? DEFAULT_BACKUP_DIR, 'backup folder');
+  const action = o.value === 1 ? 'turn the RDP client UDP transport off' : o.value === null ? 'remove the policy (RDP client UDP back on)' : `restore ${VALUE_NAME}=${o.value}`;
+  return psStep({
+    name: SCRIPT,
+    runsOn: 'client',
+    summary: `${action} (${VALUE_NAME} under ${POLICY_REG_KEY})`,
+    file: 'disable-rdp-udp',
+    entry: 'Set-RdpUdpPolicy',
+    params: { Key: POLICY_KEY, RegKey: POLICY_REG_KEY, Value: o.value, BackupDir: backupDir, DryRun: !!o.dryRun },
+  });
 }
 
 export async function main(argv: string[]): Promise<number> {
@@ -281,6 +185,21 @@ export async function main(argv: string[]): Promise<number> {
     printHuman(verdict, evidence, next);
   }
   return r.status === 'failed' ? 1 : 0;
+}
+
+// ------------------------------------------------------------------ internals
+
+interface ScriptResult {
+  status: Status;
+  before?: number | null;
+  after?: number | null;
+  backup?: string | null;
+  error?: string;
+}
+
+/** The explanation for a non-Windows machine, shared by the error and the 'skipped' status. */
+function notWindowsReason(platform: NodeJS.Platform): string {
+  return `${VALUE_NAME} is a setting of the Windows Remote Desktop client (mstsc); this machine runs ${platform}, so there is nothing to change here`;
 }
 
 if (isMain(import.meta.url)) await runCli(main);

@@ -16,369 +16,18 @@
 // value before the first change (from the journal); `undo` runs the same recorded undo command.
 // On Linux and macOS the change lasts until the interface is reset (reboot, VPN reconnect);
 // on Windows it is persistent unless --temporary.
-import { lookup } from 'node:dns/promises';
-import { isIP } from 'node:net';
 import { describeTarget, runScript, type Target } from './lib/channels.ts';
 import { isMain, makeCli, runCli } from './lib/cli.ts';
 import { EnvError, RdpfixError, StepError, UsageError } from './lib/errors.ts';
 import { journalDir, list, markUndone, record, type JournalEntry, type UndoSpec } from './lib/journal.ts';
 import { chalk, printHuman, printJson, statusWord, withSpinner, type Status } from './lib/output.ts';
-import { icmpOverhead, pingPlatform, runPing, type PingPlatform } from './lib/ping.ts';
-import { buildScript, type PsExample } from './lib/ps.ts';
-import { describeRoute, execArgv, readInterfaceMtu, systemProgram } from './lib/route.ts';
+import { MAX_IP_PACKET, probePathMtu, type PmtuOptions, type PmtuResult } from './lib/pmtu.ts';
+import { psStep } from './lib/ps-loader.ts';
+import { execArgv, readInterfaceMtu, systemProgram } from './lib/route.ts';
 import { MTU_RANGE, validateHost, validateInt, validateInterface, validateLocalPath, validateMtu, validateWindowsPath } from './lib/validate.ts';
 
 const SCRIPT = 'lower-mtu';
-/** An IP packet is at most 65535 bytes, whatever larger MTU an interface reports (Linux lo: 65536). */
-export const MAX_IP_PACKET = 65535;
 export const DEFAULT_BACKUP_DIR = 'C:\\ProgramData\\rdpfix\\backup';
-
-// ------------------------------------------------------------------ path-MTU search (pure)
-
-/** What one don't-fragment probe of a given MTU told us. */
-export type ProbeAnswer =
-  | { kind: 'reply'; rttMs?: number }
-  /** Definite: refused locally or ICMP "fragmentation needed" (mtu = what the hop can carry). */
-  | { kind: 'too-big'; mtu?: number }
-  /** Nothing came back: loss, or too big on a black-hole path. */
-  | { kind: 'silent' }
-  | { kind: 'error'; detail: string };
-
-export interface ProbeStep {
-  mtu: number;
-  answer: ProbeAnswer['kind'];
-  /** MTU reported by ICMP fragmentation-needed or the local stack. */
-  hint?: number;
-}
-
-export interface SearchOptions {
-  /** Smallest MTU considered (576 for IPv4, 1280 for IPv6). */
-  floor: number;
-  /** Largest: the interface MTU. */
-  ceiling: number;
-  /** Extra attempts before a silent size is accepted as too big. */
-  retries: number;
-}
-
-export interface SearchResult {
-  pathMtu: number | null;
-  probes: number;
-  /**
-   * true: sizes above pathMtu vanish silently (no ICMP fragmentation-needed): a PMTU black hole.
-   * false: the path carries the interface MTU, or routers report their MTU so TCP adapts.
-   * null: unknown (no answer at all).
-   */
-  blackhole: boolean | null;
-  steps: ProbeStep[];
-  error?: string;
-}
-
-/**
- * Binary search for the largest MTU that gets an echo reply with don't-fragment set.
- *
- * A reply is proof. Silence is not (one lost packet looks exactly like "too big" on a black-hole
- * path), so silent sizes are kept as unconfirmed; the search bisects between the largest size that
- * passed and the smallest that failed. Only the one failure that decides the answer (pathMtu + 1)
- * is re-sent `retries` more times: every other failure lies above it and is implied by it, and an
- * unconfirmed failure below the truth is found out because its re-send then gets a reply, after
- * which the search resumes above it. So a lossless black-hole path costs 1 + ceil(log2(range)) +
- * retries probes (12 for 576..1500 with one retry), and an ICMP answer carrying the hop's MTU cuts
- * it to two.
- */
-export async function searchPathMtu(probe: (mtu: number) => Promise<ProbeAnswer>, o: SearchOptions): Promise<SearchResult> {
-  const steps: ProbeStep[] = [];
-  let lo = o.floor - 1; // largest size that got a reply (floor - 1: none yet)
-  let hard = o.ceiling + 1; // smallest size known to be too big
-  let hardBySilence = false; // `hard` was established by confirmed silence, not by an ICMP/local error
-  const soft = new Set<number>(); // silent once, not confirmed
-  let hint: number | null = null;
-  let silentBeforeReply = 0;
-
-  const ask = async (mtu: number): Promise<ProbeAnswer> => {
-    const a = await probe(mtu);
-    steps.push({ mtu, answer: a.kind, ...(a.kind === 'too-big' && a.mtu !== undefined ? { hint: a.mtu } : {}) });
-    return a;
-  };
-  const learn = (mtu: number, a: ProbeAnswer): void => {
-    if (a.kind === 'reply') {
-      lo = Math.max(lo, mtu);
-      for (const s of soft) if (s <= mtu) soft.delete(s);
-    } else if (a.kind === 'too-big') {
-      soft.delete(mtu);
-      if (mtu < hard) {
-        hard = mtu;
-        hardBySilence = false;
-      }
-      // The hop says what it carries: everything above it fails there. Sanity-check the number
-      // (old routers send 0; a hint must be below the size that failed and above what passed).
-      if (a.mtu !== undefined && a.mtu >= o.floor && a.mtu < mtu) {
-        if (a.mtu + 1 < hard) {
-          hard = a.mtu + 1;
-          hardBySilence = false;
-        }
-        if (a.mtu > lo) hint = a.mtu;
-      }
-    } else if (a.kind === 'silent') {
-      soft.add(mtu);
-      if (lo < o.floor) silentBeforeReply++;
-    }
-  };
-  const done = (error?: string): SearchResult => {
-    const pathMtu = lo >= o.floor ? lo : null;
-    return {
-      pathMtu: error ? null : pathMtu,
-      probes: steps.length,
-      blackhole: error || pathMtu === null ? null : pathMtu < o.ceiling && hardBySilence,
-      steps,
-      ...(error ? { error } : {}),
-    };
-  };
-
-  const first = await ask(o.ceiling);
-  if (first.kind === 'error') return done(first.detail);
-  learn(o.ceiling, first);
-
-  for (let guard = 0; guard < 200; guard++) {
-    const softAbove = [...soft].filter((s) => s > lo);
-    const upper = Math.min(hard, ...softAbove);
-    if (upper <= lo + 1) {
-      if (upper === hard) return done();
-      // The deciding failure is unconfirmed: send it again (up to `retries` more times).
-      let a: ProbeAnswer = { kind: 'silent' };
-      for (let i = 0; i < o.retries && a.kind === 'silent'; i++) a = await ask(upper);
-      if (a.kind === 'error') return done(a.detail);
-      if (a.kind === 'silent') {
-        soft.delete(upper);
-        hard = upper;
-        hardBySilence = true;
-      } else {
-        learn(upper, a);
-      }
-      continue;
-    }
-    let next: number;
-    if (hint !== null && hint > lo && hint < upper) {
-      next = hint;
-      hint = null;
-    } else if (lo < o.floor && silentBeforeReply >= 2 && o.floor < upper && !soft.has(o.floor)) {
-      // Nothing has answered yet: check that the host answers small pings at all before bisecting
-      // further (ICMP echo is often blocked, e.g. by Windows Firewall's defaults).
-      next = o.floor;
-    } else {
-      next = Math.floor((lo + upper) / 2);
-    }
-    const a = await ask(next);
-    if (a.kind === 'error') return done(a.detail);
-    learn(next, a);
-  }
-  return done('the search did not converge');
-}
-
-// ------------------------------------------------------------------ probePathMtu (system ping)
-
-export interface PmtuOptions {
-  /** Host name or address (a ":port" suffix is accepted and ignored). */
-  host: string;
-  /** Smallest MTU to consider (default 576, IPv6 1280). */
-  floor?: number;
-  /** Per-probe timeout in ms (default 1000). */
-  timeoutMs?: number;
-  /** Extra attempts before a silent size counts as too big (default 1). */
-  retries?: number;
-  /** Largest MTU to try (default: the outgoing interface's MTU, or 1500 if unknown). */
-  ceiling?: number;
-  /** Called after each probe (progress). */
-  onProbe?: (step: ProbeStep) => void;
-}
-
-export interface PmtuResult {
-  /** The host probed, as given (`target` is the channel elsewhere; this is never one). */
-  host: string;
-  /** The address probed. */
-  address: string;
-  family: 4 | 6;
-  pathMtu: number | null;
-  probes: number;
-  interface: string | null;
-  interfaceMtu: number | null;
-  blackhole: boolean | null;
-  floor: number;
-  ceiling: number;
-  elapsedMs: number;
-  steps: ProbeStep[];
-  error?: string;
-}
-
-/** Resolve a validated host to one address (literal IPs pass through). */
-export async function resolveHost(host: string, family: 0 | 4 | 6): Promise<{ address: string; family: 4 | 6 }> {
-  if (family === 4 || family === 6) return { address: host, family };
-  try {
-    const r = await lookup(host);
-    return { address: r.address, family: r.family === 6 ? 6 : 4 };
-  } catch (e) {
-    throw new StepError(`cannot resolve ${host}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, 'check the name, or give the IP address');
-  }
-}
-
-/** Discover the path MTU to a host with don't-fragment pings through the system ping. */
-export async function probePathMtu(opts: PmtuOptions): Promise<PmtuResult> {
-  const t0 = performance.now();
-  const h = validateHost(opts.host);
-  const { address, family } = await resolveHost(h.host, h.family);
-  const floor = opts.floor !== undefined ? validateMtu(opts.floor, family) : family === 6 ? 1280 : 576;
-  const timeoutMs = validateInt(opts.timeoutMs ?? 1000, 'probe timeout (ms)', 50, 60_000);
-  const retries = validateInt(opts.retries ?? 1, 'retries', 0, 10);
-  const route = await describeRoute(address, family);
-  // The interface's MTU bounds the search, and so does the largest packet IP can carry: loopback
-  // reports 65536, and no ping of that size exists.
-  const ceiling = opts.ceiling !== undefined ? validateMtu(opts.ceiling, family) : Math.min(route.mtu ?? 1500, MAX_IP_PACKET);
-  const base = { host: opts.host, address, family, interface: route.interface, interfaceMtu: route.mtu, floor, ceiling };
-  if (floor > ceiling) {
-    return { ...base, pathMtu: null, probes: 0, blackhole: null, elapsedMs: 0, steps: [], error: `the floor ${floor} is above the interface MTU ${ceiling}` };
-  }
-  const platform: PingPlatform = pingPlatform();
-  const overhead = icmpOverhead(family);
-  const search = await searchPathMtu(
-    async (mtu) => {
-      const { outcome } = await runPing({ platform, address, family, df: true, payload: mtu - overhead, timeoutMs });
-      let a: ProbeAnswer;
-      switch (outcome.kind) {
-        case 'reply':
-          a = { kind: 'reply', rttMs: outcome.rttMs };
-          break;
-        case 'too-big':
-          a = outcome.mtu !== undefined ? { kind: 'too-big', mtu: outcome.mtu } : { kind: 'too-big' };
-          break;
-        case 'silent':
-          a = { kind: 'silent' };
-          break;
-        default:
-          a = { kind: 'error', detail: outcome.detail };
-      }
-      opts.onProbe?.({ mtu, answer: a.kind, ...(a.kind === 'too-big' && a.mtu !== undefined ? { hint: a.mtu } : {}) });
-      return a;
-    },
-    { floor, ceiling, retries },
-  );
-  let error = search.error;
-  if (!error && search.pathMtu === null) {
-    error = `no echo reply from ${address} even at ${floor} bytes: ICMP echo is blocked on the way or at the host (Windows Firewall blocks it by default), or the host is down`;
-  }
-  return {
-    ...base,
-    pathMtu: search.pathMtu,
-    probes: search.probes,
-    blackhole: search.blackhole,
-    elapsedMs: Math.round(performance.now() - t0),
-    steps: search.steps,
-    ...(error ? { error } : {}),
-  };
-}
-
-// ------------------------------------------------------------------ Windows PowerShell
-
-export interface MtuScriptOptions {
-  interface: string;
-  mtu: number;
-  /** 'found': a measured path MTU or the value an undo puts back (wider range than a typed --mtu). */
-  origin?: 'set' | 'found';
-  /** netsh store=active (until reboot) instead of persistent. */
-  temporary?: boolean;
-  dryRun?: boolean;
-  backupDir?: string;
-}
-
-/**
- * The PowerShell that sets an interface's IPv4 MTU on a Windows client: read the current value,
- * back it up to a JSON file, set it with netsh, read it back. Same text for --emit and local runs.
- */
-export function mtuScript(o: MtuScriptOptions): string {
-  const alias = validateInterface(o.interface, 'windows');
-  const mtu = validateMtu(o.mtu, 4, o.origin);
-  const backupDir = validateWindowsPath(o.backupDir ?? DEFAULT_BACKUP_DIR, 'backup folder');
-  return buildScript({
-    name: SCRIPT,
-    runsOn: 'client',
-    summary: `set the IPv4 MTU of one interface (undo: run again with the old value printed as "before")`,
-    params: { Interface: alias, Mtu: mtu, Store: o.temporary ? 'active' : 'persistent', DryRun: !!o.dryRun, BackupDir: backupDir },
-    body: `function Get-RdpfixIPv4Interface {
-    param([Parameter(Mandatory = $true)][string]$Alias)
-    # -InterfaceAlias takes wildcards; comparing with -eq keeps '*' or '[' in a name literal.
-    Get-NetIPInterface -AddressFamily IPv4 | Where-Object -FilterScript { $_.InterfaceAlias -eq $Alias } | Select-Object -First 1
-}
-
-function Set-RdpfixInterfaceMtu {
-    [CmdletBinding(SupportsShouldProcess = $true)]
-    param(
-        [Parameter(Mandatory = $true)][string]$Alias,
-        [Parameter(Mandatory = $true)][ValidateRange(${MTU_RANGE.found[4][0]}, ${MTU_RANGE.found[4][1]})][int]$Mtu,
-        [Parameter(Mandatory = $true)][ValidateSet('persistent', 'active')][string]$Store,
-        [Parameter(Mandatory = $true)][string]$BackupDir
-    )
-    $Interface = Get-RdpfixIPv4Interface -Alias $Alias
-    if ($null -eq $Interface) {
-        $Names = @(Get-NetIPInterface -AddressFamily IPv4 | Select-Object -ExpandProperty InterfaceAlias -Unique)
-        return [ordered]@{
-            step = 'lower-mtu'
-            status = 'failed'
-            reason = 'no-such-interface'
-            error = ('interface ''' + $Alias + ''' does not exist')
-            available = $Names
-        }
-    }
-    $Old = [long]$Interface.NlMtu
-    $Out = [ordered]@{
-        step = 'lower-mtu'
-        status = 'ok'
-        interface = $Alias
-        interfaceIndex = [int]$Interface.InterfaceIndex
-        before = $Old
-        after = $Old
-        mtu = $Mtu
-        store = $Store
-        backup = $null
-    }
-    if ($Old -eq $Mtu) {
-        return $Out
-    }
-    if (-not $PSCmdlet.ShouldProcess($Alias, ('Set IPv4 MTU from ' + $Old + ' to ' + $Mtu))) {
-        $Out.status = 'would-change'
-        return $Out
-    }
-    [void][System.IO.Directory]::CreateDirectory($BackupDir)
-    $BackupFile = Join-Path -Path $BackupDir -ChildPath ('lower-mtu-' + (Get-Date -Format 'yyyyMMdd-HHmmss') + '.json')
-    $Saved = [ordered]@{ interface = $Alias; interfaceIndex = $Out.interfaceIndex; mtu = $Old; time = (Get-Date).ToString('o') }
-    $Saved | ConvertTo-Json -Compress | Set-Content -LiteralPath $BackupFile -Encoding UTF8
-    $Out.backup = $BackupFile
-    # netsh is given the interface index, which is unambiguous whatever characters the name holds.
-    $Netsh = & netsh.exe interface ipv4 set subinterface ([string]$Out.interfaceIndex) ('mtu=' + $Mtu) ('store=' + $Store)
-    if ($LASTEXITCODE -ne 0) {
-        throw ('netsh failed (exit ' + $LASTEXITCODE + '): ' + (($Netsh | Out-String).Trim()))
-    }
-    $After = [long](Get-RdpfixIPv4Interface -Alias $Alias).NlMtu
-    $Out.after = $After
-    if ($After -eq $Mtu) {
-        $Out.status = 'changed'
-    } else {
-        $Out.status = 'failed'
-        $Out.error = ('the MTU reads ' + $After + ' after setting ' + $Mtu)
-    }
-    return $Out
-}
-
-$Result = Set-RdpfixInterfaceMtu -Alias $P.Interface -Mtu $P.Mtu -Store $P.Store -BackupDir $P.BackupDir -WhatIf:$P.DryRun`,
-  });
-}
-
-export function psExamples(): PsExample[] {
-  return [
-    { label: 'set', script: mtuScript({ interface: 'WireGuard Tunnel', mtu: 1400 }) },
-    { label: 'set-dry-run', script: mtuScript({ interface: 'Ethernet 2', mtu: 1400, dryRun: true }) },
-    { label: 'set-temporary', script: mtuScript({ interface: 'vEthernet (Default Switch)', mtu: 1380, temporary: true }) },
-  ];
-}
-
-// ------------------------------------------------------------------ set / revert
 
 export interface SetMtuOptions {
   interface: string;
@@ -408,40 +57,30 @@ export interface MtuChange {
   error?: string;
 }
 
-/** The local undo command for an MTU change (Linux: ip link, macOS: ifconfig). */
-export function unixMtuArgv(platform: NodeJS.Platform, iface: string, mtu: number, absolute = false): string[] {
-  if (platform === 'darwin') return [absolute ? systemProgram('ifconfig') : 'ifconfig', iface, 'mtu', String(mtu)];
-  return [absolute ? systemProgram('ip') : 'ip', 'link', 'set', 'dev', iface, 'mtu', String(mtu)];
+export interface RevertOptions {
+  /** Only this interface (default: every interface lower-mtu changed). */
+  interface?: string;
+  dryRun?: boolean;
+  journalDir?: string;
+  backupDir?: string;
+  platform?: NodeJS.Platform;
 }
 
-/** A value the system reported that an undo can put back (any MTU an interface can have). */
-function isFoundMtu(mtu: number): boolean {
-  try {
-    validateMtu(mtu, 4, 'found');
-    return true;
-  } catch {
-    return false;
-  }
+export interface RevertResult {
+  status: Status;
+  reverted: Array<{ interface: string; from: number | null; to: number; status: Status; entries: string[]; error?: string }>;
+  message: string;
 }
 
-function notFound(iface: string, available: string[]): UsageError {
-  return new UsageError(
-    `interface ${JSON.stringify(iface)} does not exist on this machine`,
-    available.length ? `available: ${available.join(', ')}` : undefined,
-  );
-}
-
-function platformNotes(platform: NodeJS.Platform, mtu: number, temporary: boolean): string[] {
-  const notes: string[] = [];
-  if (platform === 'linux') {
-    notes.push('Linux: the change lasts until the interface is reset (reboot, VPN reconnect); to keep it, set the MTU in the VPN or NetworkManager profile (e.g. MTU = N in a wg-quick config, or `nmcli connection modify NAME ethernet.mtu N`)');
-  } else if (platform === 'darwin') {
-    notes.push('macOS: the change lasts until the interface is reset; to keep it use `networksetup -setMTU SERVICE N` or the VPN client setting');
-  } else if (platform === 'win32') {
-    notes.push(temporary ? 'Windows: store=active, so it reverts at the next reboot' : 'Windows: store=persistent, so it survives reboots; some VPN clients reset it when they reconnect');
-  }
-  if (mtu < 1280) notes.push('an MTU below 1280 disables IPv6 on this interface');
-  return notes;
+export interface MtuScriptOptions {
+  interface: string;
+  mtu: number;
+  /** 'found': a measured path MTU or the value an undo puts back (wider range than a typed --mtu). */
+  origin?: 'set' | 'found';
+  /** netsh store=active (until reboot) instead of persistent. */
+  temporary?: boolean;
+  dryRun?: boolean;
+  backupDir?: string;
 }
 
 /** Set one interface's MTU on this machine: read, (back up,) change, verify, journal. */
@@ -480,53 +119,6 @@ export async function setInterfaceMtu(o: SetMtuOptions): Promise<MtuChange> {
     return { ...base, status: 'failed', after, journal: entry?.id ?? null, undo: entry ? undo : null, error: `the MTU of ${iface} reads ${after} after setting ${mtu}` };
   }
   return { ...base, status: 'changed', after, journal: entry!.id, undo };
-}
-
-interface WindowsMtuResult {
-  status: Status;
-  reason?: string;
-  error?: string;
-  available?: string[];
-  before?: number;
-  after?: number;
-  backup?: string | null;
-  store?: string;
-}
-
-async function setWindowsMtu(o: SetMtuOptions, notes: string[]): Promise<MtuChange> {
-  const target: Target = { kind: 'local' };
-  const script = mtuScript({ interface: o.interface, mtu: o.mtu, origin: o.origin, temporary: o.temporary, dryRun: o.dryRun, backupDir: o.backupDir });
-  const { result } = await runScript<WindowsMtuResult>(target, script);
-  if (result.reason === 'no-such-interface') throw notFound(o.interface, result.available ?? []);
-  const base = { interface: o.interface, before: result.before ?? null, after: result.after ?? null, mtu: o.mtu, platform: 'win32' as const, backup: result.backup ?? null, notes };
-  if (result.status !== 'changed') {
-    return { ...base, status: result.status, journal: null, undo: null, ...(result.error ? { error: result.error } : {}) };
-  }
-  const undo: UndoSpec = !result.before
-    ? { kind: 'none', reason: 'the old MTU could not be read' }
-    : !isFoundMtu(result.before)
-      ? { kind: 'none', reason: `the old MTU ${result.before} is outside ${MTU_RANGE.found[4].join('..')}` }
-      : { kind: 'powershell', target: describeTarget(target), script: mtuScript({ interface: o.interface, mtu: result.before, origin: 'found', temporary: o.temporary, backupDir: o.backupDir }) };
-  const entry = await record(
-    { script: SCRIPT, target: 'client', summary: `MTU of ${o.interface}: ${result.before} -> ${o.mtu}`, before: { interface: o.interface, mtu: result.before ?? null }, after: { interface: o.interface, mtu: o.mtu, store: result.store }, backup: result.backup ?? null, undo },
-    o.journalDir,
-  );
-  return { ...base, status: 'changed', journal: entry.id, undo };
-}
-
-export interface RevertOptions {
-  /** Only this interface (default: every interface lower-mtu changed). */
-  interface?: string;
-  dryRun?: boolean;
-  journalDir?: string;
-  backupDir?: string;
-  platform?: NodeJS.Platform;
-}
-
-export interface RevertResult {
-  status: Status;
-  reverted: Array<{ interface: string; from: number | null; to: number; status: Status; entries: string[]; error?: string }>;
-  message: string;
 }
 
 /**
@@ -595,45 +187,23 @@ export async function revertMtu(o: RevertOptions = {}): Promise<RevertResult> {
   return { status: worst, reverted, message };
 }
 
-// ------------------------------------------------------------------ CLI
-
-function probeSummary(p: PmtuResult): { verdict: string; evidence: string[]; next: string[] } {
-  const evidence = [
-    `outgoing interface: ${p.interface ?? 'unknown'}${p.interfaceMtu ? `, MTU ${p.interfaceMtu}` : ''}`,
-    `${p.probes} probes in ${(p.elapsedMs / 1000).toFixed(1)} s between ${p.floor} and ${p.ceiling}: ${p.steps.map((s) => `${s.mtu}${s.answer === 'reply' ? '✓' : s.answer === 'too-big' ? `✗${s.hint ? `(${s.hint})` : ''}` : s.answer === 'silent' ? '·' : '!'}`).join(' ')}`,
-  ];
-  const next: string[] = [];
-  if (p.pathMtu === null) return { verdict: chalk.red(`Path MTU to ${p.host} unknown: ${p.error ?? 'no answer'}`), evidence, next };
-  const v = `${p.address === p.host ? p.host : `${p.host} (${p.address})`}`;
-  if (p.blackhole) {
-    if (p.interface) next.push(`npx tsx scripts/lower-mtu.ts --interface ${p.interface} --mtu ${p.pathMtu}`, `npx tsx scripts/lower-mtu.ts --auto --probe ${p.host}`);
-    return {
-      verdict: chalk.red(`Path MTU black hole: packets above ${p.pathMtu} bytes to ${v} vanish without an ICMP "fragmentation needed"`),
-      evidence: [...evidence, `the interface sends up to ${p.ceiling}: large TLS/RDP segments will stall (error 0x904)`],
-      next,
-    };
-  }
-  if (p.pathMtu < p.ceiling) {
-    return {
-      verdict: chalk.green(`Path MTU to ${v} is ${p.pathMtu}; routers report it, so TCP adapts (no black hole)`),
-      evidence: [...evidence, `lowering the interface MTU to ${p.pathMtu} is optional`],
-      next,
-    };
-  }
-  return { verdict: chalk.green(`Path MTU to ${v} is ${p.pathMtu}: the full interface MTU gets through`), evidence, next };
-}
-
-function changeLines(c: MtuChange): { verdict: string; evidence: string[] } {
-  const what = `MTU of ${c.interface}`;
-  const verdict =
-    c.status === 'ok' ? `${statusWord('ok')}: ${what} is already ${c.mtu}`
-    : c.status === 'would-change' ? `${statusWord('would-change')}: would set ${what} from ${c.before} to ${c.mtu} (dry run, nothing changed)`
-    : c.status === 'changed' ? `${statusWord('changed')}: ${what} ${c.before} -> ${c.after}`
-    : `${statusWord('failed')}: ${what}: ${c.error ?? 'failed'}`;
-  const evidence = [...c.notes];
-  if (c.journal) evidence.push(`journal: ${c.journal} (undo: npx tsx scripts/lower-mtu.ts --revert)`);
-  if (c.backup) evidence.push(`backup: ${c.backup}`);
-  return { verdict, evidence };
+/**
+ * The PowerShell that sets an interface's IPv4 MTU on a Windows client (scripts/ps/lower-mtu.ps1):
+ * read the current value, back it up to a JSON file, set it with netsh, read it back. The same
+ * text for --emit and local runs; every value reaches it through $P.
+ */
+export function mtuScript(o: MtuScriptOptions): string {
+  const alias = validateInterface(o.interface, 'windows');
+  const mtu = validateMtu(o.mtu, 4, o.origin);
+  const backupDir = validateWindowsPath(o.backupDir ?? DEFAULT_BACKUP_DIR, 'backup folder');
+  return psStep({
+    name: SCRIPT,
+    runsOn: 'client',
+    summary: 'set the IPv4 MTU of one interface (undo: run again with the old value printed as "before")',
+    file: 'lower-mtu',
+    entry: 'Set-RdpInterfaceMtu',
+    params: { Interface: alias, Mtu: mtu, Store: o.temporary ? 'active' : 'persistent', BackupDir: backupDir, DryRun: !!o.dryRun },
+  });
 }
 
 export async function main(argv: string[]): Promise<number> {
@@ -762,6 +332,115 @@ export async function main(argv: string[]): Promise<number> {
   } catch (e) {
     return fail(e);
   }
+}
+
+// ------------------------------------------------------------------ internals
+
+/** The local undo command for an MTU change (Linux: ip link, macOS: ifconfig). */
+function unixMtuArgv(platform: NodeJS.Platform, iface: string, mtu: number, absolute = false): string[] {
+  if (platform === 'darwin') return [absolute ? systemProgram('ifconfig') : 'ifconfig', iface, 'mtu', String(mtu)];
+  return [absolute ? systemProgram('ip') : 'ip', 'link', 'set', 'dev', iface, 'mtu', String(mtu)];
+}
+
+/** A value the system reported that an undo can put back (any MTU an interface can have). */
+function isFoundMtu(mtu: number): boolean {
+  try {
+    validateMtu(mtu, 4, 'found');
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function notFound(iface: string, available: string[]): UsageError {
+  return new UsageError(
+    `interface ${JSON.stringify(iface)} does not exist on this machine`,
+    available.length ? `available: ${available.join(', ')}` : undefined,
+  );
+}
+
+function platformNotes(platform: NodeJS.Platform, mtu: number, temporary: boolean): string[] {
+  const notes: string[] = [];
+  if (platform === 'linux') {
+    notes.push('Linux: the change lasts until the interface is reset (reboot, VPN reconnect); to keep it, set the MTU in the VPN or NetworkManager profile (e.g. MTU = N in a wg-quick config, or `nmcli connection modify NAME ethernet.mtu N`)');
+  } else if (platform === 'darwin') {
+    notes.push('macOS: the change lasts until the interface is reset; to keep it use `networksetup -setMTU SERVICE N` or the VPN client setting');
+  } else if (platform === 'win32') {
+    notes.push(temporary ? 'Windows: store=active, so it reverts at the next reboot' : 'Windows: store=persistent, so it survives reboots; some VPN clients reset it when they reconnect');
+  }
+  if (mtu < 1280) notes.push('an MTU below 1280 disables IPv6 on this interface');
+  return notes;
+}
+
+interface WindowsMtuResult {
+  status: Status;
+  reason?: string;
+  error?: string;
+  available?: string[];
+  before?: number;
+  after?: number;
+  backup?: string | null;
+  store?: string;
+}
+
+async function setWindowsMtu(o: SetMtuOptions, notes: string[]): Promise<MtuChange> {
+  const target: Target = { kind: 'local' };
+  const script = mtuScript({ interface: o.interface, mtu: o.mtu, origin: o.origin, temporary: o.temporary, dryRun: o.dryRun, backupDir: o.backupDir });
+  const { result } = await runScript<WindowsMtuResult>(target, script);
+  if (result.reason === 'no-such-interface') throw notFound(o.interface, result.available ?? []);
+  const base = { interface: o.interface, before: result.before ?? null, after: result.after ?? null, mtu: o.mtu, platform: 'win32' as const, backup: result.backup ?? null, notes };
+  if (result.status !== 'changed') {
+    return { ...base, status: result.status, journal: null, undo: null, ...(result.error ? { error: result.error } : {}) };
+  }
+  const undo: UndoSpec = !result.before
+    ? { kind: 'none', reason: 'the old MTU could not be read' }
+    : !isFoundMtu(result.before)
+      ? { kind: 'none', reason: `the old MTU ${result.before} is outside ${MTU_RANGE.found[4].join('..')}` }
+      : { kind: 'powershell', target: describeTarget(target), script: mtuScript({ interface: o.interface, mtu: result.before, origin: 'found', temporary: o.temporary, backupDir: o.backupDir }) };
+  const entry = await record(
+    { script: SCRIPT, target: 'client', summary: `MTU of ${o.interface}: ${result.before} -> ${o.mtu}`, before: { interface: o.interface, mtu: result.before ?? null }, after: { interface: o.interface, mtu: o.mtu, store: result.store }, backup: result.backup ?? null, undo },
+    o.journalDir,
+  );
+  return { ...base, status: 'changed', journal: entry.id, undo };
+}
+
+function probeSummary(p: PmtuResult): { verdict: string; evidence: string[]; next: string[] } {
+  const evidence = [
+    `outgoing interface: ${p.interface ?? 'unknown'}${p.interfaceMtu ? `, MTU ${p.interfaceMtu}` : ''}`,
+    `${p.probes} probes in ${(p.elapsedMs / 1000).toFixed(1)} s between ${p.floor} and ${p.ceiling}: ${p.steps.map((s) => `${s.mtu}${s.answer === 'reply' ? '✓' : s.answer === 'too-big' ? `✗${s.hint ? `(${s.hint})` : ''}` : s.answer === 'silent' ? '·' : '!'}`).join(' ')}`,
+  ];
+  const next: string[] = [];
+  if (p.pathMtu === null) return { verdict: chalk.red(`Path MTU to ${p.host} unknown: ${p.error ?? 'no answer'}`), evidence, next };
+  const v = `${p.address === p.host ? p.host : `${p.host} (${p.address})`}`;
+  if (p.blackhole) {
+    if (p.interface) next.push(`npx tsx scripts/lower-mtu.ts --interface ${p.interface} --mtu ${p.pathMtu}`, `npx tsx scripts/lower-mtu.ts --auto --probe ${p.host}`);
+    return {
+      verdict: chalk.red(`Path MTU black hole: packets above ${p.pathMtu} bytes to ${v} vanish without an ICMP "fragmentation needed"`),
+      evidence: [...evidence, `the interface sends up to ${p.ceiling}: large TLS/RDP segments will stall (error 0x904)`],
+      next,
+    };
+  }
+  if (p.pathMtu < p.ceiling) {
+    return {
+      verdict: chalk.green(`Path MTU to ${v} is ${p.pathMtu}; routers report it, so TCP adapts (no black hole)`),
+      evidence: [...evidence, `lowering the interface MTU to ${p.pathMtu} is optional`],
+      next,
+    };
+  }
+  return { verdict: chalk.green(`Path MTU to ${v} is ${p.pathMtu}: the full interface MTU gets through`), evidence, next };
+}
+
+function changeLines(c: MtuChange): { verdict: string; evidence: string[] } {
+  const what = `MTU of ${c.interface}`;
+  const verdict =
+    c.status === 'ok' ? `${statusWord('ok')}: ${what} is already ${c.mtu}`
+    : c.status === 'would-change' ? `${statusWord('would-change')}: would set ${what} from ${c.before} to ${c.mtu} (dry run, nothing changed)`
+    : c.status === 'changed' ? `${statusWord('changed')}: ${what} ${c.before} -> ${c.after}`
+    : `${statusWord('failed')}: ${what}: ${c.error ?? 'failed'}`;
+  const evidence = [...c.notes];
+  if (c.journal) evidence.push(`journal: ${c.journal} (undo: npx tsx scripts/lower-mtu.ts --revert)`);
+  if (c.backup) evidence.push(`backup: ${c.backup}`);
+  return { verdict, evidence };
 }
 
 if (isMain(import.meta.url)) await runCli(main);

@@ -24,15 +24,12 @@ import { isResolved, resolveHost } from './lib/dns.ts';
 import { EnvError, UsageError } from './lib/errors.ts';
 import { chalk, printJson, type Status } from './lib/output.ts';
 import { pingPlatform, runPing } from './lib/ping.ts';
-import { describeRoute, windowsRouteScript, type RouteInfo } from './lib/route.ts';
-import type { PsExample } from './lib/ps.ts';
+import { describeRoute, type RouteInfo } from './lib/route.ts';
 import { DEFAULT_THRESHOLDS, judge, round3, sparkline, summarize, thresholdError, type Summary, type Thresholds, type Verdict } from './lib/stats.ts';
 import { tcpConnect } from './lib/tcp.ts';
 import { formatHostPort, validateHost, validateInt } from './lib/validate.ts';
 import { exchangeConfirm, PROTOCOL } from './lib/x224.ts';
-
 const SCRIPT = 'test-vpn-latency';
-
 export type Method = 'tcp' | 'x224' | 'icmp';
 
 export interface LatencyOptions {
@@ -101,46 +98,6 @@ export interface LatencyReport {
   interrupted: boolean;
   elapsedMs: number;
 }
-
-interface Sample {
-  ms: number | null;
-  /** Set for failures that are not plain timeouts. */
-  error?: string;
-  /** x224: an RDP_NEG_FAILURE answer (it is an answer: the path works; the server refuses). */
-  failure?: string;
-}
-
-/** One TCP connection: connect time (tcp), then Connection Request -> Confirm on it (x224). */
-async function sampleTcp(address: string, port: number, timeoutMs: number, x224: boolean): Promise<{ tcp: Sample; x224: Sample }> {
-  const c = await tcpConnect(address, port, timeoutMs, x224);
-  if (c.outcome !== 'accepted') {
-    const error = c.outcome === 'timeout' ? undefined : c.outcome;
-    return { tcp: { ms: null, ...(error ? { error } : {}) }, x224: { ms: null, error: 'no-connection' } };
-  }
-  if (!x224 || !c.socket) return { tcp: { ms: c.ms }, x224: { ms: null } };
-  try {
-    const r = await exchangeConfirm(c.socket, PROTOCOL.SSL | PROTOCOL.HYBRID | PROTOCOL.HYBRID_EX, timeoutMs);
-    if (r.outcome === 'confirm') return { tcp: { ms: c.ms }, x224: { ms: r.ms, ...(r.confirm.kind === 'failure' ? { failure: r.confirm.name } : {}) } };
-    return { tcp: { ms: c.ms }, x224: { ms: null, ...(r.outcome === 'timeout' ? {} : { error: r.outcome }) } };
-  } finally {
-    c.socket.destroy();
-  }
-}
-
-/** Rounds of TCP accepted / X.224 unanswered after which sampling stops. */
-const STOP_AFTER_DEAF = 3;
-
-const sleep = (ms: number, signal?: AbortSignal) =>
-  new Promise<void>((resolve) => {
-    if (ms <= 0 || signal?.aborted) return resolve();
-    const t = setTimeout(done, ms);
-    function done() {
-      clearTimeout(t);
-      signal?.removeEventListener('abort', done);
-      resolve();
-    }
-    signal?.addEventListener('abort', done, { once: true });
-  });
 
 /** Sample the path and judge it. Validation errors are UsageErrors (nothing is sent). */
 export async function measureLatency(o: LatencyOptions): Promise<LatencyReport> {
@@ -341,61 +298,6 @@ export async function measureLatency(o: LatencyOptions): Promise<LatencyReport> 
   };
 }
 
-/** On Windows the route is named by a read-only generated PowerShell (Find-NetRoute). */
-export function psExamples(): PsExample[] {
-  return [{ label: 'route-lookup', script: windowsRouteScript('10.8.0.5') }];
-}
-
-// ------------------------------------------------------------------ output
-
-const fmt = (x: number | null) => (x === null ? '-' : x >= 100 ? x.toFixed(0) : x >= 10 ? x.toFixed(1) : x.toFixed(2));
-
-/** The commands to run next (exact commands only) and the prose that goes with them. */
-export function nextOf(r: Pick<LatencyReport, 'endpoint' | 'verdict' | 'route' | 'problem'>): { next: string[]; notes: string[] } {
-  const next: string[] = [];
-  const notes: string[] = [];
-  const host = r.endpoint.replace(/:\d+$/, '');
-  if (r.verdict === 'name-not-resolved') next.push(`nslookup ${host.replace(/^\[|\]$/g, '')}`);
-  if (r.problem) {
-    next.push(`npx tsx scripts/diagnose.ts ${r.endpoint}`);
-    if (r.verdict !== 'unreachable') notes.push(`the network path is not what fails here (${r.problem.cause}): diagnose names the fix`);
-  } else if (r.route.vpn || r.verdict === 'poor') {
-    next.push(`npx tsx scripts/lower-mtu.ts --probe ${host}`);
-    notes.push('a VPN often hides a path-MTU black hole: lower-mtu --probe measures the path MTU (it changes nothing)');
-  }
-  return { next, notes };
-}
-
-export function renderReport(r: LatencyReport, routeError?: string): string {
-  const colour = r.verdict === 'good' ? chalk.green : r.verdict === 'fair' ? chalk.yellow : r.verdict === 'unknown' ? chalk.gray : chalk.red;
-  const main = r.methods.find((m) => m.counted && m.received > 0) ?? r.methods[0];
-  const numbers = main && main.received
-    ? `median ${fmt(main.medianMs)} ms, loss ${main.lossPct}%, jitter ${fmt(main.jitterMs)} ms (${main.method})`
-    : 'no answers';
-  const headline = r.problem && r.verdict !== 'unreachable' ? `${r.problem.summary} (diagnose: ${r.problem.cause})${main && main.received ? `; the path answers: ${numbers}` : ''}` : numbers;
-  const rounds = r.verdict === 'name-not-resolved' ? '' : ` over ${r.rounds} round${r.rounds === 1 ? '' : 's'}`;
-  const lines = [
-    `${colour(chalk.bold(r.verdict.toUpperCase()))} — ${r.endpoint}: ${headline}${rounds}${r.interrupted ? chalk.yellow(' (interrupted)') : ''}`,
-    `  ${chalk.dim('route:')} ${r.route.interface ?? 'unknown'}${r.route.mtu ? `, MTU ${r.route.mtu}` : ''}${r.route.vpn ? chalk.cyan(' (VPN tunnel)') : ''}${routeError ? chalk.dim(` (${routeError})`) : ''}`,
-  ];
-  if (r.methods.length) lines.push('', chalk.dim('  method  sent  recv   loss     min  median     p95     max  jitter  (ms)'));
-  const pad = (s: string, n: number) => s.padStart(n);
-  for (const m of r.methods) {
-    lines.push(
-      `  ${m.method.padEnd(6)}${pad(String(m.sent), 6)}${pad(String(m.received), 6)}${pad(`${m.lossPct}%`, 7)}` +
-        `${pad(fmt(m.minMs), 8)}${pad(fmt(m.medianMs), 8)}${pad(fmt(m.p95Ms), 8)}${pad(fmt(m.maxMs), 8)}${pad(fmt(m.jitterMs), 8)}  ${sparkline(m.samplesMs, 40)}`,
-    );
-  }
-  const notes = [...r.reasons.map((x) => chalk.yellow(x)), ...(r.stoppedEarly ? [`stopped early: ${r.stoppedEarly}`] : []), ...r.methods.filter((m) => m.note).map((m) => `${m.method}: ${m.note}`)];
-  for (const [m, errs] of r.methods.map((m) => [m.method, m.errors] as const)) {
-    const e = Object.entries(errs).map(([k, v]) => `${k} ×${v}`).join(', ');
-    if (e) notes.push(`${m}: ${e}`);
-  }
-  if (notes.length) lines.push('', ...notes.map((n) => `  ${chalk.dim('•')} ${n}`));
-  if (r.next.length) lines.push('', chalk.bold('Next:'), ...r.next.map((n) => `  ${n}`), ...r.notes.map((n) => `  ${chalk.dim('•')} ${chalk.dim(n)}`));
-  return lines.join('\n') + '\n';
-}
-
 export async function main(argv: string[]): Promise<number> {
   // Positional HOST: strict() would reject it, so only unknown options are errors.
   const cli = makeCli(argv, SCRIPT)
@@ -470,6 +372,96 @@ export async function main(argv: string[]): Promise<number> {
   if (json) printJson(r);
   else process.stdout.write(renderReport(r));
   return r.status === 'failed' ? 1 : 0;
+}
+
+// ------------------------------------------------------------------ internals
+
+interface Sample {
+  ms: number | null;
+  /** Set for failures that are not plain timeouts. */
+  error?: string;
+  /** x224: an RDP_NEG_FAILURE answer (it is an answer: the path works; the server refuses). */
+  failure?: string;
+}
+
+/** One TCP connection: connect time (tcp), then Connection Request -> Confirm on it (x224). */
+async function sampleTcp(address: string, port: number, timeoutMs: number, x224: boolean): Promise<{ tcp: Sample; x224: Sample }> {
+  const c = await tcpConnect(address, port, timeoutMs, x224);
+  if (c.outcome !== 'accepted') {
+    const error = c.outcome === 'timeout' ? undefined : c.outcome;
+    return { tcp: { ms: null, ...(error ? { error } : {}) }, x224: { ms: null, error: 'no-connection' } };
+  }
+  if (!x224 || !c.socket) return { tcp: { ms: c.ms }, x224: { ms: null } };
+  try {
+    const r = await exchangeConfirm(c.socket, PROTOCOL.SSL | PROTOCOL.HYBRID | PROTOCOL.HYBRID_EX, timeoutMs);
+    if (r.outcome === 'confirm') return { tcp: { ms: c.ms }, x224: { ms: r.ms, ...(r.confirm.kind === 'failure' ? { failure: r.confirm.name } : {}) } };
+    return { tcp: { ms: c.ms }, x224: { ms: null, ...(r.outcome === 'timeout' ? {} : { error: r.outcome }) } };
+  } finally {
+    c.socket.destroy();
+  }
+}
+
+/** Rounds of TCP accepted / X.224 unanswered after which sampling stops. */
+const STOP_AFTER_DEAF = 3;
+
+const sleep = (ms: number, signal?: AbortSignal) =>
+  new Promise<void>((resolve) => {
+    if (ms <= 0 || signal?.aborted) return resolve();
+    const t = setTimeout(done, ms);
+    function done() {
+      clearTimeout(t);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    }
+    signal?.addEventListener('abort', done, { once: true });
+  });
+
+const fmt = (x: number | null) => (x === null ? '-' : x >= 100 ? x.toFixed(0) : x >= 10 ? x.toFixed(1) : x.toFixed(2));
+
+/** The commands to run next (exact commands only) and the prose that goes with them. */
+function nextOf(r: Pick<LatencyReport, 'endpoint' | 'verdict' | 'route' | 'problem'>): { next: string[]; notes: string[] } {
+  const next: string[] = [];
+  const notes: string[] = [];
+  const host = r.endpoint.replace(/:\d+$/, '');
+  if (r.verdict === 'name-not-resolved') next.push(`nslookup ${host.replace(/^\[|\]$/g, '')}`);
+  if (r.problem) {
+    next.push(`npx tsx scripts/diagnose.ts ${r.endpoint}`);
+    if (r.verdict !== 'unreachable') notes.push(`the network path is not what fails here (${r.problem.cause}): diagnose names the fix`);
+  } else if (r.route.vpn || r.verdict === 'poor') {
+    next.push(`npx tsx scripts/lower-mtu.ts --probe ${host}`);
+    notes.push('a VPN often hides a path-MTU black hole: lower-mtu --probe measures the path MTU (it changes nothing)');
+  }
+  return { next, notes };
+}
+
+function renderReport(r: LatencyReport, routeError?: string): string {
+  const colour = r.verdict === 'good' ? chalk.green : r.verdict === 'fair' ? chalk.yellow : r.verdict === 'unknown' ? chalk.gray : chalk.red;
+  const main = r.methods.find((m) => m.counted && m.received > 0) ?? r.methods[0];
+  const numbers = main && main.received
+    ? `median ${fmt(main.medianMs)} ms, loss ${main.lossPct}%, jitter ${fmt(main.jitterMs)} ms (${main.method})`
+    : 'no answers';
+  const headline = r.problem && r.verdict !== 'unreachable' ? `${r.problem.summary} (diagnose: ${r.problem.cause})${main && main.received ? `; the path answers: ${numbers}` : ''}` : numbers;
+  const rounds = r.verdict === 'name-not-resolved' ? '' : ` over ${r.rounds} round${r.rounds === 1 ? '' : 's'}`;
+  const lines = [
+    `${colour(chalk.bold(r.verdict.toUpperCase()))} — ${r.endpoint}: ${headline}${rounds}${r.interrupted ? chalk.yellow(' (interrupted)') : ''}`,
+    `  ${chalk.dim('route:')} ${r.route.interface ?? 'unknown'}${r.route.mtu ? `, MTU ${r.route.mtu}` : ''}${r.route.vpn ? chalk.cyan(' (VPN tunnel)') : ''}${routeError ? chalk.dim(` (${routeError})`) : ''}`,
+  ];
+  if (r.methods.length) lines.push('', chalk.dim('  method  sent  recv   loss     min  median     p95     max  jitter  (ms)'));
+  const pad = (s: string, n: number) => s.padStart(n);
+  for (const m of r.methods) {
+    lines.push(
+      `  ${m.method.padEnd(6)}${pad(String(m.sent), 6)}${pad(String(m.received), 6)}${pad(`${m.lossPct}%`, 7)}` +
+        `${pad(fmt(m.minMs), 8)}${pad(fmt(m.medianMs), 8)}${pad(fmt(m.p95Ms), 8)}${pad(fmt(m.maxMs), 8)}${pad(fmt(m.jitterMs), 8)}  ${sparkline(m.samplesMs, 40)}`,
+    );
+  }
+  const notes = [...r.reasons.map((x) => chalk.yellow(x)), ...(r.stoppedEarly ? [`stopped early: ${r.stoppedEarly}`] : []), ...r.methods.filter((m) => m.note).map((m) => `${m.method}: ${m.note}`)];
+  for (const [m, errs] of r.methods.map((m) => [m.method, m.errors] as const)) {
+    const e = Object.entries(errs).map(([k, v]) => `${k} ×${v}`).join(', ');
+    if (e) notes.push(`${m}: ${e}`);
+  }
+  if (notes.length) lines.push('', ...notes.map((n) => `  ${chalk.dim('•')} ${n}`));
+  if (r.next.length) lines.push('', chalk.bold('Next:'), ...r.next.map((n) => `  ${n}`), ...r.notes.map((n) => `  ${chalk.dim('•')} ${chalk.dim(n)}`));
+  return lines.join('\n') + '\n';
 }
 
 if (isMain(import.meta.url)) await runCli(main);

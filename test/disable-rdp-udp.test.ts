@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { POLICY_KEY, setRdpUdp, udpPolicyScript } from '../scripts/disable-rdp-udp.ts';
+import { POLICY_KEY, setRdpUdp, udpPolicyScript, VALUE_NAME } from '../scripts/disable-rdp-udp.ts';
 import { EnvError } from '../scripts/lib/errors.ts';
 import type { JournalEntry } from '../scripts/lib/journal.ts';
 import { fakeBin } from './helpers/fakebin.ts';
@@ -37,15 +37,16 @@ gen('writes fClientDisableUDP under ...\\Terminal Services\\Client (the subkey o
 gen('backs the key up with reg export before changing anything, behind a ShouldProcess gate', () => {
   const s = udpPolicyScript({ value: 1 });
   const gate = s.indexOf('$PSCmdlet.ShouldProcess(');
-  const backup = s.indexOf('& reg.exe export $RegKey $BackupFile /y');
+  const backup = s.indexOf("Invoke-RdpNative -FilePath 'reg.exe' -ArgumentList @('export', $RegKey, $backupFile, '/y')");
   const change = s.indexOf('New-ItemProperty');
   const remove = s.indexOf('Remove-ItemProperty');
   assert.ok(gate > 0 && backup > gate && change > backup && remove > backup, `gate ${gate} backup ${backup} change ${change}`);
-  assert.match(s, /if \(\$LASTEXITCODE -ne 0\) \{\n\s+throw \('reg export failed/);
+  // A failing reg export stops the step (Invoke-RdpNative throws on a non-zero exit code).
+  assert.match(s, /if \(\$LASTEXITCODE -gt \$MaxExitCode -or \$LASTEXITCODE -lt 0\) \{\n\s+throw \(/);
   assert.match(s, /-WhatIf:\$P\.DryRun/);
   assert.match(udpPolicyScript({ value: 1, dryRun: true }), /DryRun = \$true/);
   // Read back after the change.
-  assert.match(s, /\$After = Get-RdpfixUdpPolicy -Key \$Key/);
+  assert.match(s, /\$after = Get-RdpUdpPolicy -Key \$Key/);
 });
 
 gen('--enable removes the value; undo restores an exact earlier value', () => {
@@ -58,13 +59,23 @@ gen('parses with the real grammar; approved verbs, full cmdlet names, nothing Po
     const s = udpPolicyScript({ value, backupDir: "D:\\Backups\\O'Brien ‘x’" });
     assert.equal(await parseProblems(s), []);
     const commands = new Set(await nodesOfType(s, 'command_name'));
-    const allowed = new Set(['Set-StrictMode', 'Test-Path', 'Get-ItemProperty', 'Get-RdpfixUdpPolicy', 'Set-RdpfixUdpPolicy', 'Join-Path', 'Get-Date',
-      'Remove-ItemProperty', 'New-Item', 'New-ItemProperty', 'Out-String', 'ConvertTo-Json', 'Write-Output', 'reg.exe']);
+    const allowed = new Set(['Set-StrictMode', 'Test-Path', 'Get-ItemProperty', 'Get-RdpUdpPolicy', 'Set-RdpUdpPolicy', 'Join-Path', 'Get-Date',
+      'Remove-ItemProperty', 'New-Item', 'New-ItemProperty', 'Out-String', 'ConvertTo-Json', 'Write-Output', 'reg.exe',
+      // the shared functions it includes (registry.ps1, native.ps1, literal.ps1) and what they call
+      'Get-RdpRegistryValue', 'Get-Item', 'Invoke-RdpNative', 'ForEach-Object', 'Select-Object', 'ConvertTo-RdpLiteral']);
     assert.equal([...commands].filter((c) => !allowed.has(c)), []);
     assert.not.match(s, /Invoke-Expression|Write-Host|\?\?|catch \{\s*\}/);
   }
   // The backup folder is user input: quoted, every quote kind doubled.
   assert.ok(udpPolicyScript({ value: 1, backupDir: "D:\\Backups\\O'Brien ‘x’" }).includes("BackupDir = 'D:\\Backups\\O''Brien ‘‘x’’'"));
+});
+
+gen('the value name and key the .ps1 writes as literals are the TypeScript constants', () => {
+  const ps1 = readFileSync(join(root, 'scripts', 'ps', 'disable-rdp-udp.ps1'), 'utf8');
+  const names = new Set([...ps1.matchAll(/-Name '([^']+)'/g)].map((m) => m[1]));
+  assert.equal([...names], [VALUE_NAME]);
+  assert.ok(ps1.includes(POLICY_KEY), 'the header names the key');
+  assert.not.match(ps1, /\$\{|\$P\./, 'no TypeScript splice, and no $P read inside a function');
 });
 
 gen.run();

@@ -9,7 +9,9 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { mtuScript, revertMtu, searchPathMtu, type ProbeAnswer, type SearchResult } from '../scripts/lower-mtu.ts';
+import { mtuScript, revertMtu } from '../scripts/lower-mtu.ts';
+import { searchPathMtu, type ProbeAnswer, type SearchResult } from '../scripts/lib/pmtu.ts';
+import { MTU_RANGE } from '../scripts/lib/validate.ts';
 import { findProgram } from '../scripts/lib/which.ts';
 import type { JournalEntry } from '../scripts/lib/journal.ts';
 import { parseProblems } from './helpers/powershell.ts';
@@ -197,11 +199,18 @@ usage('--emit prints exactly the generated PowerShell; the alias only as a quote
   assert.match(r.stdout, /Store = 'active'/);
   assert.equal(await parseProblems(r.stdout), []);
   // netsh gets the index, then the value is read back.
-  assert.match(r.stdout, /& netsh\.exe interface ipv4 set subinterface \(\[string\]\$Out\.interfaceIndex\) \('mtu=' \+ \$Mtu\) \('store=' \+ \$Store\)/);
-  assert.match(r.stdout, /\$After = \[long\]\(Get-RdpfixIPv4Interface -Alias \$Alias\)\.NlMtu/);
+  assert.match(r.stdout, /Invoke-RdpNative -FilePath 'netsh\.exe' -ArgumentList @\('interface', 'ipv4', 'set', 'subinterface', \[string\]\$result\.interfaceIndex, \('mtu=\{0\}' -f \$Mtu\), \('store=\{0\}' -f \$Store\)\)/);
+  assert.match(r.stdout, /\$after = \[long\]\(Get-RdpIPInterface -Alias \$Interface\)\.NlMtu/);
   const bad = cli(['--emit', '--interface', "Ethernet'; Remove-Item C:\\ -Recurse; '", '--mtu', '1400']);
   assert.is(bad.status, 2);
   assert.is(bad.stdout, '');
+});
+
+usage('the MTU range scripts/ps/lower-mtu.ps1 accepts is MTU_RANGE.found[4] (the literal there follows validate.ts)', () => {
+  const ps1 = readFileSync(join(root, 'scripts', 'ps', 'lower-mtu.ps1'), 'utf8');
+  const m = /\[ValidateRange\((\d+), (\d+)\)\]\[int\]\$Mtu/.exec(ps1);
+  assert.ok(m, 'Set-RdpInterfaceMtu validates $Mtu');
+  assert.equal([Number(m![1]), Number(m![2])], [...MTU_RANGE.found[4]]);
 });
 
 usage('--emit --dry-run gates the change with -WhatIf', () => {

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import type { ProbeOptions } from '../scripts/probe-rdp.ts';
+import type { ProbeOptions } from '../scripts/lib/probe.ts';
 import { cleanupStaleLab, createTopology, type Topology } from './lab/netns.ts';
 import { startPeers, startSocatCloser } from './lab/peers.ts';
 import { bin, labGate, labMissing } from './lab/prereq.ts';

@@ -1,7 +1,7 @@
 // From what the wire showed to one cause, a confidence, evidence lines and the command that fixes
 // it. Shared by probe-rdp (probe only) and diagnose (probe + connect sample + path-MTU check). Pure:
 // no I/O except printVerdict. The causes and their recipes are the table in lib/causes.ts.
-import type { ProbeResult, NegotiationStep } from '../probe-rdp.ts';
+import type { NegotiationStep, ProbeResult } from './probe.ts';
 import { recipeFor, type Cause } from './causes.ts';
 import { chalk } from './output.ts';
 import type { TlsResult } from './tls-probe.ts';

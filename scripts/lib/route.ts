@@ -7,7 +7,8 @@
 // (nulls plus an `error`), because naming the route is evidence, not the job itself.
 import { execFile } from 'node:child_process';
 import { findProgram } from './which.ts';
-import { buildScript, encodeCommand, extractResult } from './ps.ts';
+import { encodeCommand, extractResult } from './ps.ts';
+import { psStep } from './ps-loader.ts';
 
 export interface RouteInfo {
   /** Outgoing interface (Linux/macOS name, Windows InterfaceAlias), or null when unknown. */
@@ -224,31 +225,15 @@ export function parseNetshSubinterfaces(text: string): NetshSubinterface[] {
   return out;
 }
 
-/** The read-only PowerShell that names the route on Windows (values via $P, as everywhere). */
+/** The read-only PowerShell that names the route on Windows (scripts/ps/route-lookup.ps1; the address via $P). */
 export function windowsRouteScript(address: string): string {
-  return buildScript({
+  return psStep({
     name: 'route-lookup',
     runsOn: 'client',
     summary: 'name the interface and MTU that carry traffic to one address (read-only)',
+    file: 'route-lookup',
+    entry: 'Get-RdpNetRoute',
     params: { Address: address },
-    body: `$Found = @(Find-NetRoute -RemoteIPAddress $P.Address -ErrorAction Stop)
-$Index = ($Found | Select-Object -First 1).InterfaceIndex
-$Family = 'IPv4'
-if ($P.Address -like '*:*') { $Family = 'IPv6' }
-$IpIf = Get-NetIPInterface -InterfaceIndex $Index -AddressFamily $Family -ErrorAction SilentlyContinue
-$Adapter = Get-NetAdapter -InterfaceIndex $Index -ErrorAction SilentlyContinue
-$Description = $null
-if ($null -ne $Adapter) { $Description = $Adapter.InterfaceDescription }
-$Mtu = $null
-if ($null -ne $IpIf) { $Mtu = [long]$IpIf.NlMtu }
-$Routes = @($Found | Select-Object -Property 'InterfaceAlias', 'InterfaceIndex', 'IPAddress', 'NextHop', 'DestinationPrefix')
-$Result = [ordered]@{
-    step = 'route-lookup'
-    status = 'ok'
-    routes = $Routes
-    mtu = $Mtu
-    description = $Description
-}`,
   });
 }
 

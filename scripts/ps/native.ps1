@@ -5,7 +5,7 @@ function Invoke-RdpNative {
     # code is an error naming the program and the last lines it printed.
     [CmdletBinding()]
     param(
-        [Parameter(Mandatory = $true)][ValidateSet('icacls.exe', 'reg.exe', 'robocopy.exe')][string]$FilePath,
+        [Parameter(Mandatory = $true)][ValidateSet('icacls.exe', 'reg.exe', 'robocopy.exe', 'netsh.exe')][string]$FilePath,
         [Parameter(Mandatory = $true)][string[]]$ArgumentList,
         [int]$MaxExitCode = 0
     )

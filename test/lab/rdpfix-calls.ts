@@ -3,7 +3,7 @@
 // JSON-serialisable results. Added for the probe-rdp and diagnose tests.
 import { verdictOf, type Verdict } from '../../scripts/lib/rdp-verdict.ts';
 import { diagnose, type DiagnoseOptions, type DiagnoseReport } from '../../scripts/diagnose.ts';
-import { probeRdp, type ProbeOptions, type ProbeResult } from '../../scripts/probe-rdp.ts';
+import { probeRdp, type ProbeOptions, type ProbeResult } from '../../scripts/lib/probe.ts';
 
 export const RDPFIX_CALLS = new URL('./rdpfix-calls.ts', import.meta.url);
 

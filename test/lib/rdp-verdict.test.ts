@@ -6,7 +6,7 @@ import * as assert from 'uvu/assert';
 import { CAUSE_NAMES, recipeFor } from '../../scripts/lib/causes.ts';
 import { nextSteps, serverTargets, verdictOf, type ChannelEnv, type ConnectSample, type NetworkEvidence, type PathMtuCheck } from '../../scripts/lib/rdp-verdict.ts';
 import type { TlsResult } from '../../scripts/lib/tls-probe.ts';
-import type { NegotiationStep, ProbeResult } from '../../scripts/probe-rdp.ts';
+import type { NegotiationStep, ProbeResult } from '../../scripts/lib/probe.ts';
 
 const SSL_RSP: NegotiationStep = { requested: 0x0b, requestedNames: ['SSL', 'HYBRID', 'HYBRID_EX'], outcome: 'response', ms: 1, bytes: 19, selectedProtocol: 1, selectedNames: ['SSL'], flags: 1 };
 const CERT = {
