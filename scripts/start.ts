@@ -1,7 +1,10 @@
 // `npm start`: the main job for a new user — diagnose 127.0.0.1:3389 (or the host given after
 // `--`), print what was found, and exit 0 whatever the finding (the scripts run directly keep the
-// 0/1/2 exit-code contract). Until diagnose.ts exists it explains what the toolkit does.
-import { existsSync } from 'node:fs';
+// 0/1/2 exit-code contract). diagnose.ts runs as its own process (no script imports another), with
+// this process's terminal and the same Node.js flags (the tsx loader). Until diagnose.ts exists it
+// explains what the toolkit does.
+import { spawn } from 'node:child_process';
+import { existsSync, readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { isMain, runCli } from './lib/cli.ts';
 
@@ -16,16 +19,23 @@ Scripts (each runs alone: npx tsx scripts/NAME.ts --help):`;
 export async function main(argv: string[]): Promise<number> {
   const diagnosePath = fileURLToPath(new URL('./diagnose.ts', import.meta.url));
   if (existsSync(diagnosePath)) {
-    const mod = (await import(diagnosePath)) as { main: (argv: string[]) => Promise<number> };
-    const code = await mod.main(argv);
+    const code = await runNode([...process.execArgv, diagnosePath, ...argv]);
     // Bad usage is still bad usage; a finding (1) is a successful report for npm start.
-    return code === 2 ? 2 : 0;
+    return code === 2 ? 2 : code === null ? 1 : 0;
   }
-  const { readdirSync } = await import('node:fs');
   const dir = fileURLToPath(new URL('.', import.meta.url));
   const scripts = readdirSync(dir).filter((f) => f.endsWith('.ts') && f !== 'start.ts');
   process.stdout.write(`${ABOUT}\n${scripts.map((s) => `  ${s}`).join('\n') || '  (none yet)'}\n`);
   return 0;
+}
+
+/** Node.js with these arguments on this terminal; its exit code, or null when a signal ended it. */
+function runNode(args: string[]): Promise<number | null> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, args, { stdio: 'inherit' });
+    child.on('error', reject);
+    child.on('exit', (code) => resolve(code));
+  });
 }
 
 if (isMain(import.meta.url)) await runCli(main);
