@@ -50,24 +50,6 @@ import {
   type StepReport,
 } from './lib/server-step.ts';
 import { validateInt } from './lib/validate.ts';
-// Re-exported until every importer has switched to lib/server-facts.ts.
-export {
-  combinationProblem,
-  effectiveSecurity,
-  keyFindings,
-  SECURITY_LAYER,
-  type CertificateFacts,
-  type CertSummary,
-  type EffectiveSecurity,
-  type EventFacts,
-  type EventRecord,
-  type Finding,
-  type KeyEvidenceInput,
-  type KeyFacts,
-  type ServerFacts,
-  type Setting,
-  type Severity,
-} from './lib/server-facts.ts';
 
 // ---------------------------------------------------------------- types
 

@@ -16,11 +16,16 @@
 // `toggle-nla --restore` puts the newest recorded values back from the target itself (works with
 // --emit and from any machine); `npx tsx scripts/undo.ts --last --yes` does it from the journal.
 // Only values still as rdpfix left them are restored; anything changed since is reported and kept.
+// The PowerShell is scripts/ps/toggle-nla.ps1 and security.ps1; the decisions about the values in
+// force (Group Policy wins) are lib/server-facts.ts.
+import { backupRoot } from './lib/backup.ts';
+import { describeTarget } from './lib/channels.ts';
 import { isMain, makeCli, runCli } from './lib/cli.ts';
 import { UsageError } from './lib/errors.ts';
 import { list, markUndone } from './lib/journal.ts';
 import { buildScript } from './lib/ps.ts';
 import { psCall, psStep, psStepParts } from './lib/ps-loader.ts';
+import { combinationProblem, effectiveSecurity, type EffectiveSecurity } from './lib/server-facts.ts';
 import { REENABLE_TASK } from './lib/server-ps.ts';
 import {
   asArray,
@@ -38,18 +43,9 @@ import {
   type StepContext,
   type StepReport,
 } from './lib/server-step.ts';
-import { describeTarget } from './lib/channels.ts';
-import { combinationProblem, effectiveSecurity, type EffectiveSecurity } from './lib/server-facts.ts';
-import { backupRoot } from './lib/backup.ts';
 import { validateDuration, validateInt } from './lib/validate.ts';
 
 // ---------------------------------------------------------------- types
-
-export type NlaMode = 'status' | 'enable' | 'disable' | 'set' | 'restore';
-export type Layer = 'rdp' | 'negotiate' | 'tls';
-export const LAYERS: Record<Layer, number> = { rdp: 0, negotiate: 1, tls: 2 };
-const NAMES = ['UserAuthentication', 'SecurityLayer', 'MinEncryptionLevel'] as const;
-export type SettingName = (typeof NAMES)[number];
 
 export interface NlaOptions {
   mode: NlaMode;
@@ -61,6 +57,12 @@ export interface NlaOptions {
   forSeconds?: number;
   backupRoot?: string;
 }
+
+export type NlaMode = 'status' | 'enable' | 'disable' | 'set' | 'restore';
+export type Layer = 'rdp' | 'negotiate' | 'tls';
+export const LAYERS: Record<Layer, number> = { rdp: 0, negotiate: 1, tls: 2 };
+const NAMES = ['UserAuthentication', 'SecurityLayer', 'MinEncryptionLevel'] as const;
+export type SettingName = (typeof NAMES)[number];
 
 /** One value change as the target records it. */
 export interface ValueChange {
@@ -103,6 +105,87 @@ export interface NlaReport extends StepReport {
   changes: ValueChange[];
   task: { name: string; due: string } | null;
   refused: string | null;
+}
+
+// ---------------------------------------------------------------- the step
+
+/** Show or change NLA / the security layer on a target; journals changes with their undo. */
+export async function toggleNla(o: NlaOptions, ctx: StepContext): Promise<NlaReport> {
+  validateOptions(o);
+  const raw = await runStep<NlaRaw>(ctx, buildNlaScript(o, ctx.dryRun));
+  const report = interpretNla(raw, ctx, o);
+  if (ctx.dryRun || report.status === 'would-change') return report;
+  if (raw.mode === 'restore') {
+    // --restore undid a journaled change on the target itself: mark those entries undone.
+    const from = raw.restoredFrom ?? null;
+    if (report.status === 'changed' || report.status === 'ok') {
+      const target = describeTarget(ctx.target);
+      for (const e of await list(ctx.journal)) {
+        if (e.script === 'toggle-nla' && !e.undone && e.target === target && from && e.backup === from) {
+          await markUndone(e.id, { time: new Date().toISOString(), status: report.status, detail: 'restored with toggle-nla --restore' }, ctx.journal);
+          report.journal.push(e.id);
+        }
+      }
+    }
+    return report;
+  }
+  const changes = validChanges(raw.changed);
+  const any = asArray(raw.changed).length > 0 || raw.task || raw.taskRemoved;
+  if (!any) return report;
+  const backup = targetPath(raw.backup);
+  const entries = await journalChanges(ctx, 'toggle-nla', [
+    {
+      summary: `${(changes ?? []).map((c) => `${c.scope} ${c.name} ${c.before ?? 'unset'}→${c.after ?? 'unset'}`).join(', ') || 'expiry task'}${raw.task ? ` (expires ${raw.task.due})` : ''}${raw.taskRemoved ? ' (expiry task removed)' : ''}`,
+      before: { values: (changes ?? []).map((c) => ({ scope: c.scope, name: c.name, value: c.before })), task: raw.before?.task ?? null },
+      after: { values: (changes ?? []).map((c) => ({ scope: c.scope, name: c.name, value: c.after })), task: raw.task ?? null },
+      backup,
+      undo: changes
+        ? psUndo(ctx, buildNlaUndoScript(changes, backup))
+        : { kind: 'none', reason: `the target reported values rdpfix will not embed in a script; run toggle-nla --restore on ${describeTarget(ctx.target)}` },
+    },
+  ]);
+  attachJournal(report, entries, ctx);
+  return report;
+}
+
+// ---------------------------------------------------------------- CLI
+
+export async function main(argv: string[]): Promise<number> {
+  const args = await withServerOptions(makeCli(argv, 'toggle-nla'))
+    .command('$0 [mode]', 'show or change NLA', (y) =>
+      y.positional('mode', { choices: ['status', 'enable', 'disable'] as const, describe: 'status (default; with --security-layer: leave NLA as it is), enable or disable' }),
+    )
+    .usage('$0 [status|enable|disable] [--security-layer rdp|negotiate|tls] [--for 2h] [--policy] [--target CHANNEL]\n$0 --restore [--target CHANNEL]\n\nShow or change Network Level Authentication and the RDP security layer, honouring Group Policy overrides.')
+    .option('security-layer', { choices: ['rdp', 'negotiate', 'tls'] as const, describe: 'SecurityLayer: rdp (0, standard RDP security), negotiate (1, the default), tls (2)' })
+    .option('min-encryption-level', { type: 'string', describe: 'MinEncryptionLevel 1-4 (1 Low, 2 Client compatible, 3 High, 4 FIPS); TLS needs 2 or higher' })
+    .option('for', { type: 'string', describe: 'with disable or --security-layer rdp: put the previous values back after this long (e.g. 30m, 2h, 1d) via a scheduled task on the target' })
+    .option('policy', { type: 'boolean', default: false, describe: 'when Group Policy overrides a value, change the policy value too (a GPO may re-apply it at the next refresh)' })
+    .option('restore', { type: 'boolean', default: false, describe: 'put back the values recorded by the newest toggle-nla change on the target' })
+    .option('backup-dir', { type: 'string', describe: 'backup folder on the target (default C:\\ProgramData\\rdpfix\\backup)' })
+    .example('$0 status --target azure://SUB/RG/VM', 'what is in force, and where it comes from')
+    .example('$0 disable --for 2h --target winrm://vm1', 'let a client without CredSSP in for two hours; NLA comes back by itself')
+    .example('$0 --security-layer negotiate --dry-run', 'what would change')
+    .example('$0 disable --for 2h --emit > nla-off.ps1', 'the script to paste on the server')
+    .example('$0 --restore --target winrm://vm1', 'put the recorded values back')
+    .epilog('Undo: npx tsx scripts/undo.ts --last --yes  (or toggle-nla --restore on the target)')
+    .parseAsync();
+  const flags = serverFlags(args);
+  const mode = (args.mode as 'status' | 'enable' | 'disable' | undefined) ?? 'status';
+  if (args.restore && args.mode) throw new UsageError('--restore takes no mode');
+  const opts: NlaOptions = {
+    mode: args.restore ? 'restore' : mode === 'status' && (args['security-layer'] || args['min-encryption-level']) ? 'set' : mode,
+    ...(args['security-layer'] ? { securityLayer: args['security-layer'] as Layer } : {}),
+    ...(args['min-encryption-level'] !== undefined ? { minEncryptionLevel: validateInt(args['min-encryption-level'], '--min-encryption-level', 1, 4) } : {}),
+    ...(args.for !== undefined ? { forSeconds: validateDuration(args.for, '--for') } : {}),
+    policy: args.policy,
+    ...(args['backup-dir'] !== undefined ? { backupRoot: backupRoot(args['backup-dir']) } : {}),
+  };
+  validateOptions(opts);
+  return serverMain(flags, {
+    title: opts.mode === 'status' ? 'reading NLA settings' : 'changing NLA settings',
+    emit: (dry) => buildNlaScript(opts, dry),
+    execute: (ctx) => toggleNla(opts, ctx),
+  });
 }
 
 // ---------------------------------------------------------------- decisions
@@ -330,84 +413,5 @@ function cliArgs(o: NlaOptions): string[] {
   return a;
 }
 
-/** Show or change NLA / the security layer on a target; journals changes with their undo. */
-export async function toggleNla(o: NlaOptions, ctx: StepContext): Promise<NlaReport> {
-  validateOptions(o);
-  const raw = await runStep<NlaRaw>(ctx, buildNlaScript(o, ctx.dryRun));
-  const report = interpretNla(raw, ctx, o);
-  if (ctx.dryRun || report.status === 'would-change') return report;
-  if (raw.mode === 'restore') {
-    // --restore undid a journaled change on the target itself: mark those entries undone.
-    const from = raw.restoredFrom ?? null;
-    if (report.status === 'changed' || report.status === 'ok') {
-      const target = describeTarget(ctx.target);
-      for (const e of await list(ctx.journal)) {
-        if (e.script === 'toggle-nla' && !e.undone && e.target === target && from && e.backup === from) {
-          await markUndone(e.id, { time: new Date().toISOString(), status: report.status, detail: 'restored with toggle-nla --restore' }, ctx.journal);
-          report.journal.push(e.id);
-        }
-      }
-    }
-    return report;
-  }
-  const changes = validChanges(raw.changed);
-  const any = asArray(raw.changed).length > 0 || raw.task || raw.taskRemoved;
-  if (!any) return report;
-  const backup = targetPath(raw.backup);
-  const entries = await journalChanges(ctx, 'toggle-nla', [
-    {
-      summary: `${(changes ?? []).map((c) => `${c.scope} ${c.name} ${c.before ?? 'unset'}→${c.after ?? 'unset'}`).join(', ') || 'expiry task'}${raw.task ? ` (expires ${raw.task.due})` : ''}${raw.taskRemoved ? ' (expiry task removed)' : ''}`,
-      before: { values: (changes ?? []).map((c) => ({ scope: c.scope, name: c.name, value: c.before })), task: raw.before?.task ?? null },
-      after: { values: (changes ?? []).map((c) => ({ scope: c.scope, name: c.name, value: c.after })), task: raw.task ?? null },
-      backup,
-      undo: changes
-        ? psUndo(ctx, buildNlaUndoScript(changes, backup))
-        : { kind: 'none', reason: `the target reported values rdpfix will not embed in a script; run toggle-nla --restore on ${describeTarget(ctx.target)}` },
-    },
-  ]);
-  attachJournal(report, entries, ctx);
-  return report;
-}
-
-// ---------------------------------------------------------------- CLI
-
-export async function main(argv: string[]): Promise<number> {
-  const args = await withServerOptions(makeCli(argv, 'toggle-nla'))
-    .command('$0 [mode]', 'show or change NLA', (y) =>
-      y.positional('mode', { choices: ['status', 'enable', 'disable'] as const, describe: 'status (default; with --security-layer: leave NLA as it is), enable or disable' }),
-    )
-    .usage('$0 [status|enable|disable] [--security-layer rdp|negotiate|tls] [--for 2h] [--policy] [--target CHANNEL]\n$0 --restore [--target CHANNEL]\n\nShow or change Network Level Authentication and the RDP security layer, honouring Group Policy overrides.')
-    .option('security-layer', { choices: ['rdp', 'negotiate', 'tls'] as const, describe: 'SecurityLayer: rdp (0, standard RDP security), negotiate (1, the default), tls (2)' })
-    .option('min-encryption-level', { type: 'string', describe: 'MinEncryptionLevel 1-4 (1 Low, 2 Client compatible, 3 High, 4 FIPS); TLS needs 2 or higher' })
-    .option('for', { type: 'string', describe: 'with disable or --security-layer rdp: put the previous values back after this long (e.g. 30m, 2h, 1d) via a scheduled task on the target' })
-    .option('policy', { type: 'boolean', default: false, describe: 'when Group Policy overrides a value, change the policy value too (a GPO may re-apply it at the next refresh)' })
-    .option('restore', { type: 'boolean', default: false, describe: 'put back the values recorded by the newest toggle-nla change on the target' })
-    .option('backup-dir', { type: 'string', describe: 'backup folder on the target (default C:\\ProgramData\\rdpfix\\backup)' })
-    .example('$0 status --target azure://SUB/RG/VM', 'what is in force, and where it comes from')
-    .example('$0 disable --for 2h --target winrm://vm1', 'let a client without CredSSP in for two hours; NLA comes back by itself')
-    .example('$0 --security-layer negotiate --dry-run', 'what would change')
-    .example('$0 disable --for 2h --emit > nla-off.ps1', 'the script to paste on the server')
-    .example('$0 --restore --target winrm://vm1', 'put the recorded values back')
-    .epilog('Undo: npx tsx scripts/undo.ts --last --yes  (or toggle-nla --restore on the target)')
-    .parseAsync();
-  const flags = serverFlags(args);
-  const mode = (args.mode as 'status' | 'enable' | 'disable' | undefined) ?? 'status';
-  if (args.restore && args.mode) throw new UsageError('--restore takes no mode');
-  const opts: NlaOptions = {
-    mode: args.restore ? 'restore' : mode === 'status' && (args['security-layer'] || args['min-encryption-level']) ? 'set' : mode,
-    ...(args['security-layer'] ? { securityLayer: args['security-layer'] as Layer } : {}),
-    ...(args['min-encryption-level'] !== undefined ? { minEncryptionLevel: validateInt(args['min-encryption-level'], '--min-encryption-level', 1, 4) } : {}),
-    ...(args.for !== undefined ? { forSeconds: validateDuration(args.for, '--for') } : {}),
-    policy: args.policy,
-    ...(args['backup-dir'] !== undefined ? { backupRoot: backupRoot(args['backup-dir']) } : {}),
-  };
-  validateOptions(opts);
-  return serverMain(flags, {
-    title: opts.mode === 'status' ? 'reading NLA settings' : 'changing NLA settings',
-    emit: (dry) => buildNlaScript(opts, dry),
-    execute: (ctx) => toggleNla(opts, ctx),
-  });
-}
-
-
+// Last, so every constant above is initialised before main runs.
 if (isMain(import.meta.url)) await runCli(main);

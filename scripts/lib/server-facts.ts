@@ -99,7 +99,6 @@ export interface EffectiveSecurity {
 
 // ---------------------------------------------------------------- decisions
 
-export const SECURITY_LAYER = ['rdp', 'negotiate', 'tls'] as const;
 /** SecurityLayer values in words, by value. */
 export const LAYER_NAME = ['RDP security (0)', 'Negotiate (1)', 'TLS (2)'];
 

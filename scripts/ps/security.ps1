@@ -31,6 +31,19 @@ function Get-RdpSecurityState {
     return $state
 }
 
+function Get-RdpStateValue {
+    # One value of a Get-RdpSecurityState result ('local' or 'policy') as a number, or $null when
+    # it is not set there.
+    [CmdletBinding()]
+    param(
+        [Parameter(Mandatory = $true)]$State,
+        [Parameter(Mandatory = $true)][string]$Scope,
+        [Parameter(Mandatory = $true)][string]$Name
+    )
+    if ($State[$Scope].Contains($Name)) { return [int]$State[$Scope][$Name] }
+    return $null
+}
+
 function Set-RdpListenerValue {
     # One RDP-Tcp value through the WMI Win32_TSGeneralSetting method (which applies it to the
     # listener), or the registry when WMI refuses; $null removes the value. Returns how it was set.

@@ -45,8 +45,7 @@ function Set-RdpSecuritySetting {
                 $plan += [ordered]@{ scope = 'policy'; name = $name; before = [int]$before.policy[$name]; after = $want }
                 $projected.policy[$name] = $want
             }
-            $localNow = $null
-            if ($before.local.Contains($name)) { $localNow = [int]$before.local[$name] }
+            $localNow = Get-RdpStateValue -State $before -Scope 'local' -Name $name
             if ($localNow -ne $want -and (-not $policyHolds -or $Policy)) {
                 $plan += [ordered]@{ scope = 'local'; name = $name; before = $localNow; after = $want }
                 $projected.local[$name] = $want
@@ -97,13 +96,8 @@ function Set-RdpSecuritySetting {
             $registered = ''
             if ($null -ne $result.task) { $registered = $TaskName }
             $result.restore = @(Get-RdpValueRestoreLine -Change $result.changed -TaskName $registered)
-            $after = Get-RdpSecurityState -TaskName $TaskName
-            $result.after = $after
-            foreach ($item in $plan) {
-                $now = $null
-                if ($after[$item.scope].Contains($item.name)) { $now = [int]$after[$item.scope][$item.name] }
-                if ($now -ne $item.after) { $result.problems += ('{0} {1} reads {2}, expected {3}' -f $item.scope, $item.name, $now, $item.after) }
-            }
+            $result.after = Get-RdpSecurityState -TaskName $TaskName
+            $result.problems = @(Get-RdpReadBackProblem -State $result.after -Plan $plan -Expected 'after')
             if ($result.problems.Count -gt 0) { $result.status = 'failed' } else { $result.status = 'changed' }
         } else {
             $result.status = 'would-change'
@@ -113,6 +107,20 @@ function Set-RdpSecuritySetting {
         $result.error = $_.Exception.Message
     }
     return $result
+}
+
+function Get-RdpReadBackProblem {
+    # The planned values that do not read back as planned, one line each; -Expected names the
+    # plan's property that holds the value wanted ('after' for a change, 'value' for a restore).
+    [CmdletBinding()]
+    param([Parameter(Mandatory = $true)]$State, [object[]]$Plan = @(), [Parameter(Mandatory = $true)][string]$Expected)
+    $problems = @()
+    foreach ($item in $Plan) {
+        $now = Get-RdpStateValue -State $State -Scope $item.scope -Name $item.name
+        $want = $item.$Expected
+        if ($now -ne $want) { $problems += ('{0} {1} reads {2}, expected {3}' -f $item.scope, $item.name, $now, $want) }
+    }
+    return $problems
 }
 
 function Get-RdpProjectedValue {
@@ -191,8 +199,7 @@ function Restore-RdpSecuritySetting {
         $plan = @()
         foreach ($scope in @('local', 'policy')) {
             foreach ($entry in @(Get-RdpMember -InputObject $Values.$scope)) {
-                $now = $null
-                if ($state[$scope].Contains($entry.Name)) { $now = [int]$state[$scope][$entry.Name] }
+                $now = Get-RdpStateValue -State $state -Scope $scope -Name $entry.Name
                 $was = $entry.Value.before
                 $left = $entry.Value.after
                 if ($now -eq $was) { continue }
@@ -222,13 +229,8 @@ function Restore-RdpSecuritySetting {
             if ($BackupPath -and (Test-Path -LiteralPath $BackupPath)) {
                 Set-Content -LiteralPath (Join-Path -Path $BackupPath -ChildPath 'restored.json') -Value ((Get-Date).ToUniversalTime().ToString('o')) -Encoding ASCII
             }
-            $after = Get-RdpSecurityState -TaskName $TaskName
-            $result.after = $after
-            foreach ($item in $plan) {
-                $now = $null
-                if ($after[$item.scope].Contains($item.name)) { $now = [int]$after[$item.scope][$item.name] }
-                if ($now -ne $item.value) { $result.problems += ('{0} {1} reads {2}, expected {3}' -f $item.scope, $item.name, $now, $item.value) }
-            }
+            $result.after = Get-RdpSecurityState -TaskName $TaskName
+            $result.problems = @(Get-RdpReadBackProblem -State $result.after -Plan $plan -Expected 'value')
             if ($result.problems.Count -gt 0) { $result.status = 'failed' } else { $result.status = 'changed' }
         } else {
             $result.status = 'would-change'
