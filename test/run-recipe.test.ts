@@ -198,6 +198,26 @@ sem('hostile input is refused before anything runs (exit 2)', () => {
   }
 });
 
+sem('a server check that could not look (a failed report naming no cause) stops the run before anything changes', () => {
+  const e = setup(`name: cert
+summary: inspect first
+fixes: [certificate-key-unusable]
+steps:
+  - { id: inspect, name: Inspect, check: inspect-server, on: server }
+  - { id: restart, name: Restart, run: restart-termserv, on: server }
+`);
+  try {
+    const r = e.run([e.recipe, '--host', 'localhost', '--target', 'winrm://vm1', '--yes', '--json'], { 'inspect-server': [{ json: { status: 'failed', summary: 'winrm://vm1: the channel did not answer' }, exit: 1 }] });
+    assert.is(r.code, 1);
+    assert.equal(e.log().map((l) => l.name), ['inspect-server']);
+    const doc = JSON.parse(r.stdout);
+    assert.equal(doc.plan.map((p: { changesState: boolean }) => p.changesState), [false, true]);
+    assert.is(doc.steps[0].detail, 'winrm://vm1: the channel did not answer');
+  } finally {
+    e.cleanup();
+  }
+});
+
 sem('a recipe parameter outside its declared values is refused, naming what was typed (exit 2)', () => {
   const r = spawnSync(process.execPath, ['--import', 'tsx', 'scripts/run-recipe.ts', 'azure-vm-cert', '--host', '10.0.0.4', '--emit', '--param', 'disconnect=maybe'], { cwd: root, encoding: 'utf8', timeout: 60_000 });
   assert.is(r.status, 2);
@@ -290,11 +310,12 @@ steps:
 
 // ---
 
-cond('lower-mtu with --auto changes state (gets --dry-run); --probe alone only measures', () => {
-  const step = (args: string[]) => ({ id: 'x', name: 'x', kind: 'run' as const, script: 'lower-mtu', on: 'client' as const, args, expect: [], stopWhen: [], line: 1 });
-  assert.ok(changesState(step(['--auto', '--probe', '{hostname}'])));
-  assert.ok(changesState(step(['--interface', 'wg0', '--mtu', '1400'])));
-  assert.not.ok(changesState(step(['--probe', '{hostname}'])));
+cond('a run step may change state (gets --dry-run, needs confirmation), a check never does: the recipe says which', () => {
+  const step = (kind: 'run' | 'check', script: string, args: string[]) => ({ id: 'x', name: 'x', kind, script, on: 'client' as const, args, expect: [], stopWhen: [], line: 1 });
+  assert.ok(changesState(step('run', 'lower-mtu', ['--auto', '--probe', '{hostname}'])));
+  assert.ok(changesState(step('run', 'restart-termserv', [])));
+  assert.not.ok(changesState(step('check', 'lower-mtu', ['--probe', '{hostname}'])));
+  assert.not.ok(changesState(step('check', 'inspect-server', [])));
 });
 
 // ---

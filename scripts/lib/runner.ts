@@ -44,13 +44,12 @@ export type StepExecutor = (
   env: Record<string, string>,
 ) => Promise<{ exitCode: number | null; json: Record<string, unknown> | null; stderr: string }>;
 
-/** Scripts whose run steps change state (and so get --dry-run in a dry run). */
-const READ_ONLY = new Set(['inspect-server', 'probe-rdp', 'diagnose', 'test-vpn-latency']);
+/**
+ * A `run` step may change state (it gets --dry-run in a dry run and needs confirmation); a `check`
+ * never does. Recipes say which is which; the report says what actually changed.
+ */
 export function changesState(step: RecipeStep): boolean {
-  if (step.kind === 'check' || READ_ONLY.has(step.script)) return false;
-  // lower-mtu --probe alone only measures; with --auto (or --mtu, --revert) it sets the MTU.
-  if (step.script === 'lower-mtu') return ['--auto', '--mtu', '--revert'].some((f) => step.args.includes(f));
-  return true;
+  return step.kind === 'run';
 }
 
 /**
@@ -150,17 +149,18 @@ export interface RunOptions {
   wrap?: <T>(title: string, work: () => Promise<T>) => Promise<T>;
 }
 
+/** What stop_when / expect / when compare: the report's cause where it names one, else its status. */
 function outcomeOf(json: Record<string, unknown> | null): string {
   if (!json) return 'failed';
   if (typeof json.cause === 'string') return json.cause;
   return typeof json.status === 'string' ? json.status : 'failed';
 }
 
+/** The report's one-line summary (every script's --json has one), or why there is no report. */
 function detailOf(json: Record<string, unknown> | null, stderr: string): string {
   if (!json) return stderr.trim().split('\n').at(-1)?.slice(0, 200) || 'no JSON result';
-  for (const k of ['summary', 'verdict', 'message', 'error', 'reason']) if (typeof json[k] === 'string') return (json[k] as string).slice(0, 200);
-  if (typeof json.cause === 'string') return `cause: ${json.cause}`;
-  return '';
+  for (const k of ['summary', 'error']) if (typeof json[k] === 'string' && json[k]) return (json[k] as string).slice(0, 200);
+  return typeof json.cause === 'string' ? `cause: ${json.cause}` : '';
 }
 
 export async function runRecipe(recipe: Recipe, o: RunOptions): Promise<RunState> {
@@ -216,7 +216,8 @@ export async function runRecipe(recipe: Recipe, o: RunOptions): Promise<RunState
     const scriptStatus = (typeof r.json?.status === 'string' ? r.json.status : 'failed') as StepStatus;
 
     if (step.kind === 'check') {
-      if (r.json === null || r.exitCode === 2) {
+      // A check that could not look (no report, bad usage, or a failed report naming no cause) stops the run.
+      if (r.json === null || r.exitCode === 2 || (scriptStatus === 'failed' && typeof r.json.cause !== 'string')) {
         finish('failed', 'failed', detail, r.exitCode);
         break;
       }
