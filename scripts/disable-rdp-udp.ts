@@ -9,7 +9,8 @@
 // When to use it: test-vpn-latency shows a usable TCP path but sessions still stall, or the VPN is
 // known to drop UDP. It is a setting of the Windows CLIENT you connect FROM (not the server).
 // It runs as generated PowerShell: locally on Windows, through --target on a remote Windows client,
-// or pasted (--emit). It backs the key up with `reg export` first and is journaled.
+// or pasted (--emit): scripts/ps/disable-rdp-udp.ps1. It backs the key up with `reg export` first and
+// is journaled.
 //
 // How to undo it: `npx tsx scripts/disable-rdp-udp.ts --enable` removes the value again (UDP back on);
 // `undo` restores exactly the previous value from the journal. mstsc reads it at start: reopen it.

@@ -7,10 +7,11 @@
 // at the path MTU, the client announces a smaller TCP MSS and the server's segments fit.
 //
 // When to use it: diagnose reports "mtu-blackhole", or RDP fails only over the VPN.
-//   --probe HOST            discover the exact path MTU (don't-fragment pings, binary search)
+//   --probe HOST            discover the exact path MTU (don't-fragment pings, binary search: lib/pmtu.ts)
 //   --interface IF --mtu N  set the MTU (journaled; --dry-run shows what it would do)
 //   --auto --probe HOST     probe, then set the outgoing interface to the path MTU
-//   --emit                  print the Windows PowerShell that sets it (paste on a Windows client)
+//   --emit                  print the Windows PowerShell that sets it (scripts/ps/lower-mtu.ps1; paste
+//                           it on a Windows client)
 //
 // How to undo it: `npx tsx scripts/lower-mtu.ts --revert` restores every interface it changed to its
 // value before the first change (from the journal); `undo` runs the same recorded undo command.
