@@ -23,8 +23,7 @@ import { describeTarget } from './lib/channels.ts';
 import { isMain, makeCli, runCli } from './lib/cli.ts';
 import { UsageError } from './lib/errors.ts';
 import { list, markUndone } from './lib/journal.ts';
-import { buildScript } from './lib/ps.ts';
-import { psCall, psStep, psStepParts } from './lib/ps-loader.ts';
+import { psStep, psStepParts } from './lib/ps-loader.ts';
 import { combinationProblem, effectiveSecurity, type EffectiveSecurity } from './lib/server-facts.ts';
 import { REENABLE_TASK } from './lib/server-ps.ts';
 import {
@@ -272,22 +271,19 @@ export function buildNlaScript(o: NlaOptions, dryRun: boolean): string {
 }
 
 /**
- * Recorded values -> the undo script (explicit values; no dependence on files on the target). It
- * calls Restore-RdpSecuritySetting with -RemoveTask, a constant switch on the call line (an undo
- * always removes the expiry task), so the call is psCall's plus that switch before -WhatIf.
+ * Recorded values -> the undo script (explicit values; no dependence on files on the target). An
+ * undo always removes the expiry task: -RemoveTask is a constant switch of the call.
  */
 export function buildNlaUndoScript(changes: ValueChange[], backup: string | null): string {
   const values: Record<'local' | 'policy', Record<string, { before: number | null; after: number | null }>> = { local: {}, policy: {} };
   for (const c of changes) values[c.scope][c.name] = { before: c.before, after: c.after };
-  const entry = 'Restore-RdpSecuritySetting';
-  const params = { Values: values, BackupPath: backup ?? '', TaskName: REENABLE_TASK };
-  const { functions } = psStepParts({ ...STEP, summary: '', entry, params });
-  return buildScript({
+  return psStep({
+    ...STEP,
     name: 'toggle-nla-undo',
     summary: 'put back the RDP security values recorded before a toggle-nla change',
-    params: { ...params, DryRun: false },
-    functions: functions.map((f) => f.text).join('\n\n'),
-    body: `${psCall(entry, params)} -RemoveTask -WhatIf:$P.DryRun`,
+    entry: 'Restore-RdpSecuritySetting',
+    params: { Values: values, BackupPath: backup ?? '', TaskName: REENABLE_TASK, DryRun: false },
+    switches: ['RemoveTask'],
   });
 }
 

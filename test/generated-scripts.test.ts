@@ -46,11 +46,14 @@ async function collectOnce(): Promise<Array<{ script: string; ex: PsExample }>> 
 
 /** What a golden keeps of a built script: the function names, the $P block and what runs inside try. */
 function goldenOf(script: string): string {
-  const params = /^\$P = \[ordered\]@\{\n[\s\S]*?\n\}$/m.exec(script);
-  const body = /^try \{\n([\s\S]*?)\n\} catch \{$/m.exec(script);
-  if (!params || !body) return script;
-  const functions = [...script.slice(0, body.index).matchAll(/^function ([A-Za-z]+-[A-Za-z0-9]+) \{$/gm)].map((m) => m[1]);
-  return [`# functions (${functions.length}): ${functions.join(', ')}`, params[0], '# call:', body[1], ''].join('\n');
+  // buildScript's shape: the $P block ends where the default result begins; the step runs in the last try.
+  const params = /^\$P = \[ordered\]@\{\n[\s\S]*?\n\}(?=\n\$Result = \[ordered\]@\{ step = )/m.exec(script);
+  const catchAt = script.lastIndexOf('\n} catch {\n    $Result = [ordered]@{');
+  const tryAt = script.lastIndexOf('\ntry {\n', catchAt);
+  if (!params || catchAt < 0 || tryAt < 0) return script;
+  const region = script.slice(params.index + params[0].length, tryAt);
+  const functions = [...region.matchAll(/^function ([A-Za-z]+-[A-Za-z0-9]+) \{$/gm)].map((m) => m[1]);
+  return [`# functions (${functions.length}): ${functions.join(', ')}`, params[0], '# call:', script.slice(tryAt + 7, catchAt), ''].join('\n');
 }
 
 all('every script parses with no ERROR or MISSING node and matches its golden file', async () => {

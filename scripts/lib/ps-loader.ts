@@ -132,20 +132,26 @@ export interface PsStepSpec {
   /** The function the script calls; its parameters are the names of `params` (DryRun becomes -WhatIf). */
   entry: string;
   params: Record<string, PsValue>;
+  /** Switches the call always passes (a constant of the step, e.g. an undo's -RemoveTask), before -WhatIf. */
+  switches?: string[];
   runsOn?: 'server' | 'client';
   dir?: string;
 }
 
-/** The one call line: every $P value by name, DryRun as -WhatIf. No value is written into it. */
-export function psCall(entry: string, params: Record<string, PsValue>): string {
-  const args = Object.keys(params).map((k) => (k === 'DryRun' ? '-WhatIf:$P.DryRun' : `-${k}:$P.${k}`));
-  return ['$Result =', entry, ...args].join(' ');
+/**
+ * The one call line: every $P value by name (a switch as -Name:$P.Name), DryRun as -WhatIf. No
+ * value is written into it.
+ */
+export function psCall(entry: string, params: Record<string, PsValue>, switches: string[] = []): string {
+  const named = Object.entries(params).filter(([k]) => k !== 'DryRun').map(([k, v]) => (typeof v === 'boolean' ? `-${k}:$P.${k}` : `-${k} $P.${k}`));
+  for (const sw of switches) if (!/^[A-Z][A-Za-z]+$/.test(sw)) throw new TypeError(`bad switch name: ${sw}`);
+  return ['$Result =', entry, ...named, ...switches.map((sw) => `-${sw}`), ...('DryRun' in params ? ['-WhatIf:$P.DryRun'] : [])].join(' ');
 }
 
 /** What a step script includes: the files, the functions (in order) and the call. */
 export function psStepParts(spec: PsStepSpec): { files: string[]; functions: PsFunction[]; call: string } {
   const files = resolvePsFiles([spec.file], spec.dir);
-  return { files: files.map((f) => f.name), functions: reachableFunctions(files, [spec.entry]), call: psCall(spec.entry, spec.params) };
+  return { files: files.map((f) => f.name), functions: reachableFunctions(files, [spec.entry]), call: psCall(spec.entry, spec.params, spec.switches) };
 }
 
 /** The complete, self-contained script of one step (exactly what runs and what --emit prints). */

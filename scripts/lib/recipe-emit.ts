@@ -111,13 +111,14 @@ export async function emitRecipe(recipe: Recipe, o: EmitOptions): Promise<string
     '# prints where its backup is on this server and the command that restores it.',
     "$ErrorActionPreference = 'Stop'",
     // Every value the composite uses is here, quoted once; the code below only refers to it.
-    `$R = ${psValue({
-      Head: { rdpfix: 'summary', recipe: recipe.name, stage: `${n}/${stages.length}` },
-      Done: n < stages.length ? 'check-now' : 'completed',
-      Next: next,
-      FailedNext: 'A step failed: read its result above; the backup and restore lines of the steps that changed something say how to put it back.',
-      Steps: serverSteps.map((st) => ({ Id: st.id, Warning: `rdpfix: step ${recipe.steps.indexOf(st) + 1} (${st.name}) failed; stopping.` })),
-    })}`,
+    '$R = ' +
+      psValue({
+        Head: { rdpfix: 'summary', recipe: recipe.name, stage: `${n}/${stages.length}` },
+        Done: n < stages.length ? 'check-now' : 'completed',
+        Next: next,
+        FailedNext: 'A step failed: read its result above; the backup and restore lines of the steps that changed something say how to put it back.',
+        Steps: serverSteps.map((st) => ({ Id: st.id, Warning: `rdpfix: step ${recipe.steps.indexOf(st) + 1} (${st.name}) failed; stopping.` })),
+      }),
     readPsFile('composite').functions.map((f) => f.text).join('\n\n'),
     '$rdpfixSteps = New-Object System.Collections.ArrayList',
     '$rdpfixGo = $true',

@@ -1,14 +1,8 @@
-// Shared server-side facts and PowerShell building blocks for inspect-server, restart-termserv,
-// clear-machinekeys and toggle-nla: the registry paths, SIDs and per-build key ACLs (one place,
-// with their sources in ../shared/REFERENCE.md), and the PowerShell functions every generated
-// script uses (reading registry values so "not set" differs from 0, reading security descriptors
-// that Get-Acl refuses, running icacls/reg without PowerShell 5.1's stderr trap, creating the
-// timestamped backup folder, summarising events and certificates compactly).
-//
-// Every constant that reaches PowerShell text goes through psQuote. The functions are plain text
-// with no user input; user values only ever arrive through $P (lib/ps.ts buildScript).
+// Shared server-side facts for inspect-server, restart-termserv, clear-machinekeys and toggle-nla:
+// the registry paths, SIDs and per-build key ACLs in one place (their sources are in
+// docs/windows-reference.md). The PowerShell that uses them lives in scripts/ps/*.ps1; where a
+// .ps1 file writes one of these paths as a literal, a test checks it against the constant here.
 import { createHash } from 'node:crypto';
-import { readPsFile } from './ps-loader.ts';
 import { MASK, SID, type ExpectedAce } from './sddl.ts';
 
 export const TS_KEY = 'HKLM:\\SYSTEM\\CurrentControlSet\\Control\\Terminal Server';
@@ -42,7 +36,7 @@ export const SESSIONENV_SID = serviceSid('SessionEnv');
 const ace = (sid: string, mask: number, perm: 'F' | 'R', who: string): ExpectedAce => ({ sid, mask, icacls: `*${sid}:(${perm})`, who });
 
 /**
- * The ACEs the RDP key container carries on a build (REFERENCE.md, measured by RSL): SYSTEM Full
+ * The ACEs the RDP key container carries on a build (docs/windows-reference.md, measured by RSL): SYSTEM Full
  * and NETWORK SERVICE Read everywhere; Administrators Read up to 14393; NT SERVICE\SessionEnv Full
  * from 17763. Builds in between were not measured: they get both third entries, a superset that
  * keeps whichever service writes the key working and grants nothing broad.
@@ -78,21 +72,4 @@ export function aceSetsParam(): { legacyMaxBuild: number; modernMinBuild: number
     modern: expectedContainerAces(17763).map(asParam),
     other: [asParam(ace(SID.networkService, MASK.read, 'R', 'NETWORK SERVICE'))],
   };
-}
-
-/** The functions of one scripts/ps file as one text (until every step is loaded by lib/ps-loader.ts). */
-const psText = (name: string) => readPsFile(name).functions.map((f) => f.text).join('\n\n');
-
-export const PS_REGISTRY = psText('registry');
-export const PS_SDDL = psText('sddl');
-export const PS_NATIVE = psText('native');
-export const PS_LITERAL = psText('literal');
-/** The backup functions with ConvertTo-RdpLiteral, which every backing-up step uses. */
-export const PS_BACKUP = `${PS_LITERAL}\n\n${psText('backup')}`;
-export const PS_SESSIONS = psText('sessions');
-export const PS_FACTS = psText('facts');
-
-/** Join script parts (function definitions, then the body) with blank lines. */
-export function psJoin(...parts: string[]): string {
-  return parts.map((p) => p.replace(/\s+$/, '')).join('\n\n');
 }

@@ -42,7 +42,7 @@ resolve('only the functions the entry reaches are included, in file order; unkno
 });
 
 resolve('the call passes every $P value by name and DryRun as -WhatIf: no value is written into it', () => {
-  assert.is(psCall('Restart-RdpService', { TimeoutSeconds: 60, OnlyThumbprint: "x'; calc", DryRun: true }), '$Result = Restart-RdpService -TimeoutSeconds:$P.TimeoutSeconds -OnlyThumbprint:$P.OnlyThumbprint -WhatIf:$P.DryRun');
+  assert.is(psCall('Restart-RdpService', { TimeoutSeconds: 60, OnlyThumbprint: "x'; calc", RemoveKey: false, DryRun: true }), '$Result = Restart-RdpService -TimeoutSeconds $P.TimeoutSeconds -OnlyThumbprint $P.OnlyThumbprint -RemoveKey:$P.RemoveKey -WhatIf:$P.DryRun');
 });
 
 resolve('a step script carries each included function byte for byte as it stands in its file', () => {
