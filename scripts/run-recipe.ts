@@ -39,7 +39,7 @@ export async function main(argv: string[]): Promise<number> {
     .example('$0 azure-vm-cert --host 10.0.0.4 --emit > fix.ps1', 'stage 1 of the fix, to paste on the server')
     .example('$0 service-down --hosts vms --target winrm://{host}', 'a fleet (vms: one HOST[:PORT] [TARGET] a line)')
     .example('$0 --resume', 'continue the newest interrupted run')
-    .epilog('Undo everything the last run changed: npx tsx scripts/undo.ts --last --yes\nA pasted script is not in the journal: it prints its backups and the commands that restore them.')
+    .epilog('Undo everything the last run changed: npx tsx scripts/undo.ts --last --yes\nA pasted script is not in the journal: it prints its backups and the commands that restore them.\nRDPFIX_SCRIPTS_DIR=DIR runs the step scripts found in DIR instead of scripts/ (another checkout, or stand-ins).')
     .parseAsync();
 
   const json = args.json;

@@ -163,9 +163,9 @@ export function encodeCommand(script: string): string {
 }
 
 /**
- * Every script that generates PowerShell exports `psExamples(): PsExample[]` — one script per
- * representative mode/options. test/generated-scripts.test.ts finds them all, parses each with the
- * real grammar and compares it with its golden file in test/golden/<script>/<label>.ps1.
+ * One generated script of a representative mode/options: test/examples/<script>.ts exports
+ * `examples(): PsExample[]`; test/generated-scripts.test.ts parses each with the real grammar and
+ * compares what it decides with test/golden/<script>/<label>.golden.
  */
 export interface PsExample {
   label: string;
