@@ -15,7 +15,7 @@
 //     are lost), the path-MTU check (lib/pmtu.ts, what lower-mtu --probe runs: DF pings).
 // Then it prints the verdict, the evidence, and the exact command of the recipe that fixes it.
 import { recipeFor, type Cause } from './lib/causes.ts';
-import { parseTarget, TARGET_HELP } from './lib/channels.ts';
+import { describeTarget, parseTarget, TARGET_HELP } from './lib/channels.ts';
 import { isMain, makeCli, runCli } from './lib/cli.ts';
 import { connectSample, SAMPLE_NOT_NEEDED, summariseSample } from './lib/connect-sample.ts';
 import { isResolved, resolveHost } from './lib/dns.ts';
@@ -342,8 +342,9 @@ async function fix(report: { cause: Cause; recipe: string | null }, host: string
     return 1;
   }
   if (!o.json) process.stdout.write(`\n${chalk.bold(`Fixing with recipe ${recipe}`)}\n`);
-  const runner = (await import('./run-recipe.ts')) as { main: (argv: string[]) => Promise<number> };
-  return runner.main([recipe, '--host', host, '--target', o.target, ...(o.yes ? ['--yes'] : []), ...(o.dryRun ? ['--dry-run'] : []), ...(o.json ? ['--json'] : [])]);
+  const { loadRecipe } = await import('./lib/recipe.ts');
+  const { runWithPlan } = await import('./lib/runner.ts');
+  return runWithPlan(loadRecipe(recipe), { host, target: describeTarget(parseTarget(o.target)), yes: o.yes, dryRun: o.dryRun, json: o.json });
 }
 
 if (isMain(import.meta.url)) await runCli(main);
