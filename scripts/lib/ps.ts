@@ -135,7 +135,7 @@ Write-Output ${psQuote(RESULT_BEGIN)}
 Write-Output $Json
 Write-Output ${psQuote(RESULT_END)}
 if ($Result.Contains('backup') -and $Result['backup']) {
-    Write-Output ('rdpfix: backup on this server: {0}' -f $Result['backup'])
+    Write-Output ('rdpfix: backup on this ${spec.runsOn === 'client' ? 'machine' : 'server'}: {0}' -f $Result['backup'])
 }
 if ($Result.Contains('restore') -and $Result['restore']) {
     foreach ($RestoreLine in @($Result['restore'])) { Write-Output ('rdpfix: to restore it, run: {0}' -f $RestoreLine) }

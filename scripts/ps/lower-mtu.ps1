@@ -1,5 +1,5 @@
 # lower-mtu.ps1: The IPv4 MTU of one interface on the Windows client (where mstsc runs): read it, back it up to a JSON file, set it with netsh, read it back.
-# requires: native
+# requires: native, literal
 
 function Get-RdpIPInterface {
     # The IPv4 interface with exactly this alias. -InterfaceAlias takes wildcards; comparing with
@@ -56,6 +56,8 @@ function Set-RdpInterfaceMtu {
         $null = Invoke-RdpNative -FilePath 'netsh.exe' -ArgumentList @('interface', 'ipv4', 'set', 'subinterface', [string]$result.interfaceIndex, ('mtu={0}' -f $Mtu), ('store={0}' -f $Store))
         $after = [long](Get-RdpIPInterface -Alias $Interface).NlMtu
         $result.after = $after
+        # A pasted script is not in the client journal: the command that puts the old MTU back.
+        $result.restore = @(('netsh.exe interface ipv4 set subinterface {0} {1} {2}' -f (ConvertTo-RdpLiteral -Value ([string]$result.interfaceIndex)), (ConvertTo-RdpLiteral -Value ('mtu={0}' -f $old)), (ConvertTo-RdpLiteral -Value ('store={0}' -f $Store))))
         if ($after -eq $Mtu) {
             $result.status = 'changed'
         } else {

@@ -1,4 +1,4 @@
-# native.ps1: Native programs (icacls, reg, robocopy) without Windows PowerShell 5.1 turning their stderr into a terminating error.
+# native.ps1: Native programs (icacls, reg, robocopy, netsh) without Windows PowerShell 5.1 turning their stderr into a terminating error.
 
 function Invoke-RdpNative {
     # Runs a native program with an argument array and returns its output lines; a non-zero exit

@@ -17,7 +17,7 @@ import { aceSetsParam, expectedContainerAces, serviceSid, SESSIONENV_SID } from 
 import { psParser, walk } from '../helpers/powershell.ts';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
-const SCRIPTS = ['inspect-server', 'restart-termserv', 'clear-machinekeys', 'toggle-nla'];
+const SCRIPTS = ['inspect-server', 'restart-termserv', 'clear-machinekeys', 'toggle-nla', 'lower-mtu', 'disable-rdp-udp', 'test-vpn-latency'];
 
 /** Each script's examples: test/examples/<script>.ts, or the script's own psExamples() until it moves. */
 async function examples(): Promise<Array<{ script: string; ex: PsExample }>> {
@@ -269,7 +269,7 @@ function restoreTemplates(script: string): string[] {
 }
 
 restore('every template, filled with hostile-looking paths, is one or more valid PowerShell commands of the restore kind', async () => {
-  const allowed = new Set(['Remove-Item', 'Copy-Item', 'reg.exe', 'Restart-Service', 'icacls.exe', 'Rename-Item', 'Set-ItemProperty', 'Remove-ItemProperty', 'Unregister-ScheduledTask']);
+  const allowed = new Set(['Remove-Item', 'Copy-Item', 'reg.exe', 'Restart-Service', 'icacls.exe', 'Rename-Item', 'Set-ItemProperty', 'Remove-ItemProperty', 'Unregister-ScheduledTask', 'netsh.exe']);
   const { psQuote } = await import('../../scripts/lib/ps.ts');
   const seen = new Set<string>();
   const bad: string[] = [];
@@ -290,7 +290,8 @@ restore('every template, filled with hostile-looking paths, is one or more valid
 
 restore('the steps that back something up say how to restore it', async () => {
   for (const { script, ex } of await examples()) {
-    if (/dry-run|status|undo|expiry|default|no-save/.test(ex.label)) continue;
+    // Read-only scripts (status, inspection, the route lookup), dry runs and undos back nothing up.
+    if (/dry-run|status|undo|expiry|default|no-save|route-lookup/.test(ex.label)) continue;
     assert.match(ex.script, /\.restore = @\(/, `${script}/${ex.label}`);
   }
 });
