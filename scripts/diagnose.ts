@@ -164,7 +164,7 @@ export async function main(argv: string[]): Promise<number> {
     .option('x224-timeout', { type: 'number', default: DEFAULT_TIMEOUTS.x224Ms, describe: 'wait for the X.224 Connection Confirm, ms' })
     .option('tls-timeout', { type: 'number', default: DEFAULT_TIMEOUTS.tlsMs, describe: 'wait for the TLS handshake, ms' })
     .option('mss-retry', { type: 'boolean', default: true, describe: 'when the TLS flight never arrives, retry with a 536-byte segment size (needs perl or python3; --no-mss-retry to skip)' })
-    .option('path-mtu', { type: 'string', choices: ['suspected', 'unproven', 'never'], describe: 'when to run the DF-ping path-MTU check (scripts/lower-mtu.ts): whenever the network is suspect (default for one host), only when the small-segment retry did not prove a black hole (default with --hosts), or never' })
+    .option('path-mtu', { type: 'string', choices: ['suspected', 'unproven', 'never'], describe: 'when to run the DF-ping path-MTU check (the search lower-mtu --probe runs): whenever the network is suspect (default for one host), only when the small-segment retry did not prove a black hole (default with --hosts), or never' })
     .example('$0', 'diagnose this machine (127.0.0.1:3389)')
     .example('$0 10.0.0.4', 'diagnose a server on the default port')
     .example('$0 vm1.contoso.com:3390 --json', 'machine-readable verdict')

@@ -1,5 +1,5 @@
 // Every generated PowerShell script in the project (every script x representative options, as
-// test/examples/<script>.ts declares them, or a script's own psExamples() while it still has one)
+// test/examples/<script>.ts declares them)
 // must parse with the real grammar, with no ERROR or MISSING node, and match its golden file.
 // A golden guards what the TypeScript decides: the functions included (the .ps1 files are their
 // source, so no golden repeats them), the $P block and the call. Scripts that are not built by
@@ -29,11 +29,6 @@ async function collectOnce(): Promise<Array<{ script: string; ex: PsExample }>> 
   for (const f of fromTests) {
     const mod = (await import(join(exDir, f))) as { examples: () => PsExample[] | Promise<PsExample[]> };
     for (const ex of await mod.examples()) out.push({ script: f.replace(/\.ts$/, ''), ex });
-  }
-  for (const f of readdirSync(join(root, 'scripts')).filter((f) => f.endsWith('.ts') && !fromTests.includes(f)).sort()) {
-    const mod = (await import(join(root, 'scripts', f))) as { psExamples?: () => PsExample[] | Promise<PsExample[]> };
-    if (typeof mod.psExamples !== 'function') continue;
-    for (const ex of await mod.psExamples()) out.push({ script: f.replace(/\.ts$/, ''), ex });
   }
   // The channel loaders are PowerShell we generate too.
   const decode = (b64: string) => Buffer.from(b64, 'base64').toString('utf16le');

@@ -9,23 +9,20 @@ import type { Node } from 'web-tree-sitter';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { PsExample } from '../../scripts/lib/ps.ts';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { PS_DIR, resolvePsFiles } from '../../scripts/lib/ps-loader.ts';
 import { aceSetsParam, expectedContainerAces, serviceSid, SESSIONENV_SID } from '../../scripts/lib/server-ps.ts';
 import { psParser, walk } from '../helpers/powershell.ts';
 
-const root = fileURLToPath(new URL('../..', import.meta.url));
 const SCRIPTS = ['inspect-server', 'restart-termserv', 'clear-machinekeys', 'toggle-nla', 'lower-mtu', 'disable-rdp-udp', 'test-vpn-latency'];
 
-/** Each script's examples: test/examples/<script>.ts, or the script's own psExamples() until it moves. */
+/** Each script's examples (test/examples/<script>.ts). */
 async function examples(): Promise<Array<{ script: string; ex: PsExample }>> {
   const out: Array<{ script: string; ex: PsExample }> = [];
   for (const s of SCRIPTS) {
-    const moved = existsSync(join(root, 'test', 'examples', `${s}.ts`));
-    const mod = (await import(moved ? `../examples/${s}.ts` : `../../scripts/${s}.ts`)) as { examples?: () => PsExample[]; psExamples?: () => PsExample[] };
-    for (const ex of (mod.examples ?? mod.psExamples)!()) out.push({ script: s, ex });
+    const mod = (await import(`../examples/${s}.ts`)) as { examples: () => PsExample[] };
+    for (const ex of mod.examples()) out.push({ script: s, ex });
   }
   return out;
 }
