@@ -1,6 +1,6 @@
 # certificate.ps1: The Remote Desktop certificate's backup (public cert, store entry, key file), the restore
 # commands a pasted script prints, and the undo that puts backed-up certificates back.
-# requires: native, literal, backup, sddl, facts
+# requires: native, literal, backup, sddl, facts, result
 
 function Backup-RdpCertificate {
     # Export the public certificate, reg-export its store entry (the certificate with its properties,
@@ -122,13 +122,12 @@ function Restore-RdpCertificate {
                 if (-not (Test-Path -LiteralPath (Join-Path -Path 'Cert:\LocalMachine\Remote Desktop' -ChildPath $thumbprint))) { $result.problems += ('{0} is not back in the store' -f $thumbprint) }
             }
             if ($Unpinned -and $result.after.pinned -ne $Unpinned) { $result.problems += 'the SSLCertificateSHA1Hash pin was not restored' }
-            if ($result.problems.Count -gt 0) { $result.status = 'failed' } else { $result.status = 'changed' }
+            Set-RdpStepOutcome -Result $result
         } else {
             $result.status = 'would-change'
         }
     } catch {
-        $result.status = 'failed'
-        $result.error = $_.Exception.Message
+        Set-RdpStepFailure -Result $result -ErrorRecord $_
     }
     return $result
 }

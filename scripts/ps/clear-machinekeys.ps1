@@ -1,7 +1,7 @@
 # clear-machinekeys.ps1: On evidence, back up and repair the RDP key container and MachineKeys folder ACLs, and
 # regenerate the certificate (restart-termserv's Restart-RdpService) when the key is still unusable; the drastic
 # folder rename; and the two undo steps (Restore-RdpMachineKeyAcl, Restore-RdpMachineKeysFolder).
-# requires: restart-termserv, certificate, sessions, facts, sddl, registry, backup, literal, native
+# requires: restart-termserv, certificate, sessions, facts, sddl, registry, backup, literal, native, result
 
 function Repair-RdpMachineKey {
     # Evidence, backup, narrow repair, verify; regenerate only if the key is still unusable.
@@ -76,7 +76,7 @@ function Repair-RdpMachineKey {
                 $result.after = ConvertTo-RdpKeyStateSummary -State $after
                 $result.keyUsable = Test-RdpKeyUsable -State $after
                 if (-not $result.keyUsable) { $result.problems += 'the new key is not usable by TermService' }
-                if ($result.problems.Count -gt 0) { $result.status = 'failed' } else { $result.status = 'changed' }
+                Set-RdpStepOutcome -Result $result
             } else {
                 $result.status = 'would-change'
             }
@@ -152,8 +152,7 @@ function Repair-RdpMachineKey {
             $result.note = 'evidence was found, but the ACLs already match the build and the key is usable: nothing to change'
         }
     } catch {
-        $result.status = 'failed'
-        $result.error = $_.Exception.Message
+        Set-RdpStepFailure -Result $result -ErrorRecord $_
     }
     return (Compress-RdpResult -Result $result -Drop $Drop)
 }
@@ -381,13 +380,12 @@ function Restore-RdpMachineKeyAcl {
                 if ($now -and (Test-RdpSameSecurity -Sddl $now -Reference $entry.sddl)) { $result.restored += $entry.path }
                 else { $result.problems += ('{0} did not read back as recorded' -f $entry.path) }
             }
-            if ($result.problems.Count -gt 0) { $result.status = 'failed' } else { $result.status = 'changed' }
+            Set-RdpStepOutcome -Result $result
         } else {
             $result.status = 'would-change'
         }
     } catch {
-        $result.status = 'failed'
-        $result.error = $_.Exception.Message
+        Set-RdpStepFailure -Result $result -ErrorRecord $_
     }
     return $result
 }
@@ -424,8 +422,7 @@ function Restore-RdpMachineKeysFolder {
             $result.status = 'would-change'
         }
     } catch {
-        $result.status = 'failed'
-        $result.error = $_.Exception.Message
+        Set-RdpStepFailure -Result $result -ErrorRecord $_
     }
     return $result
 }

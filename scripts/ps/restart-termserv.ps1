@@ -1,6 +1,6 @@
 # restart-termserv.ps1: Restart TermService, wait for Running and the listener, and (-RegenerateCert) replace the
 # Remote Desktop certificate after backing it up. Restart-RdpService is also clear-machinekeys' step 4.
-# requires: certificate, sessions, facts, sddl, backup, native
+# requires: certificate, sessions, facts, sddl, backup, native, result
 
 function Get-RdpServiceState {
     # Services, listener and certificate in use, for before/after.
@@ -142,13 +142,12 @@ function Restart-RdpService {
                     $result.warnings += 'the new key''s ACL could not be read by this account'
                 }
             }
-            if ($result.problems.Count -gt 0) { $result.status = 'failed' } else { $result.status = 'changed' }
+            Set-RdpStepOutcome -Result $result
         } else {
             $result.status = 'would-change'
         }
     } catch {
-        $result.status = 'failed'
-        $result.error = $_.Exception.Message
+        Set-RdpStepFailure -Result $result -ErrorRecord $_
     }
     if ($result.status -eq 'failed') {
         $result.events = Get-RdpEventSummary -Since $started.AddMinutes(-10) -Max 4 -MessageLength 100 -Provider @('Service Control Manager', 'Microsoft-Windows-TerminalServices-RemoteConnectionManager', 'Schannel')

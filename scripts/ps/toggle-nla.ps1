@@ -1,5 +1,5 @@
 # toggle-nla.ps1: The toggle-nla step: show, change (with a backup and an optional expiry task) and put back the RDP security values.
-# requires: security, backup, literal
+# requires: security, backup, literal, result
 # Entry functions (one per script rdpfix builds): Get-RdpNlaStatus (status), Set-RdpSecuritySetting
 # (enable, disable, --security-layer, --min-encryption-level), Restore-RdpLatestSetting (--restore),
 # Restore-RdpSecuritySetting (the journal's undo) and Restore-RdpExpiredSetting (the expiry task).
@@ -98,13 +98,12 @@ function Set-RdpSecuritySetting {
             $result.restore = @(Get-RdpValueRestoreLine -Change $result.changed -TaskName $registered)
             $result.after = Get-RdpSecurityState -TaskName $TaskName
             $result.problems = @(Get-RdpReadBackProblem -State $result.after -Plan $plan -Expected 'after')
-            if ($result.problems.Count -gt 0) { $result.status = 'failed' } else { $result.status = 'changed' }
+            Set-RdpStepOutcome -Result $result
         } else {
             $result.status = 'would-change'
         }
     } catch {
-        $result.status = 'failed'
-        $result.error = $_.Exception.Message
+        Set-RdpStepFailure -Result $result -ErrorRecord $_
     }
     return $result
 }
@@ -231,13 +230,12 @@ function Restore-RdpSecuritySetting {
             }
             $result.after = Get-RdpSecurityState -TaskName $TaskName
             $result.problems = @(Get-RdpReadBackProblem -State $result.after -Plan $plan -Expected 'value')
-            if ($result.problems.Count -gt 0) { $result.status = 'failed' } else { $result.status = 'changed' }
+            Set-RdpStepOutcome -Result $result
         } else {
             $result.status = 'would-change'
         }
     } catch {
-        $result.status = 'failed'
-        $result.error = $_.Exception.Message
+        Set-RdpStepFailure -Result $result -ErrorRecord $_
     }
     return $result
 }

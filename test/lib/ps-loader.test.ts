@@ -96,6 +96,22 @@ files('PowerShell parses every file without error, sees only function definition
   }
 });
 
+files('result.ps1 ends a step as written once for all: changed, failed with problems, failed with the message', () => {
+  if (!pwshGate('result.ps1 under pwsh')) return;
+  const script = `${readPsFile('result').functions.map((f) => f.text).join('\n\n')}
+$a = [ordered]@{ status = 'ok'; problems = @() }; Set-RdpStepOutcome -Result $a
+$b = [ordered]@{ status = 'ok'; problems = @('x did not read back') }; Set-RdpStepOutcome -Result $b
+$c = [ordered]@{ status = 'ok'; done = 1 }; try { throw 'disk full' } catch { Set-RdpStepFailure -Result $c -ErrorRecord $_ }
+@($a, $b, $c) | ConvertTo-Json -Compress`;
+  const r = runPwsh(script);
+  assert.is(r.code, 0, r.stderr);
+  assert.equal(JSON.parse(r.stdout), [
+    { status: 'changed', problems: [] },
+    { status: 'failed', problems: ['x did not read back'] },
+    { status: 'failed', done: 1, error: 'disk full' },
+  ]);
+});
+
 files('each file is plain ASCII so Windows PowerShell 5.1 reads it right without a byte-order mark', () => {
   for (const n of names) {
     const bytes = readFileSync(join(PS_DIR, `${n}.ps1`));
