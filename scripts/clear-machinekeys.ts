@@ -35,23 +35,7 @@ import { compareContainerAcl, isSddl, networkServiceCanRead, sameSecurity } from
 import { keyFindings, type Finding } from './lib/server-facts.ts';
 import { aceSetsParam, DEFAULT_MACHINEKEYS_SDDL, expectedContainerAces } from './lib/server-ps.ts';
 import { sessionImpact, sessionText, type SessionFacts } from './lib/sessions.ts';
-import {
-  asArray,
-  attachJournal,
-  baseReport,
-  journalChanges,
-  nextCommand,
-  psUndo,
-  runStep,
-  serverFlags,
-  serverMain,
-  targetPath,
-  withServerOptions,
-  type Change,
-  type RawResult,
-  type StepContext,
-  type StepReport,
-} from './lib/server-step.ts';
+import { asArray, attachJournal, baseReport, journalChanges, nextCommand, psUndo, runStep, serverFlags, serverMain, targetPath, withServerOptions, type Change, type RawResult, type StepContext, type StepReport } from './lib/server-step.ts';
 import { validateInt } from './lib/validate.ts';
 
 export interface ClearOptions {

@@ -19,36 +19,9 @@ import { isMain, makeCli, runCli } from './lib/cli.ts';
 import { chalk } from './lib/output.ts';
 import { psStep } from './lib/ps-loader.ts';
 import { networkServiceCanRead, isSddl } from './lib/sddl.ts';
-import {
-  combinationProblem,
-  effectiveSecurity,
-  keyFindings,
-  LAYER_NAME,
-  sourceText,
-  type EffectiveSecurity,
-  type EventRecord,
-  type Finding,
-  type ServerFacts,
-  type Setting,
-  type Severity,
-} from './lib/server-facts.ts';
+import { combinationProblem, effectiveSecurity, keyFindings, LAYER_NAME, sourceText, type EffectiveSecurity, type EventRecord, type Finding, type ServerFacts, type Setting, type Severity } from './lib/server-facts.ts';
 import { POLICY_KEY, RDP_FIREWALL_GROUP, RDP_TCP_KEY, SCHANNEL_KEY, SESSIONENV_SID, TS_KEY } from './lib/server-ps.ts';
-import {
-  asArray,
-  baseReport,
-  dword,
-  nextCommand,
-  psDate,
-  runStep,
-  serverFlags,
-  serverMain,
-  serviceStatus,
-  startType,
-  withServerOptions,
-  type RawResult,
-  type StepContext,
-  type StepReport,
-} from './lib/server-step.ts';
+import { asArray, baseReport, dword, nextCommand, psDate, runStep, serverFlags, serverMain, serviceStatus, startType, withServerOptions, type RawResult, type StepContext, type StepReport } from './lib/server-step.ts';
 import { validateInt } from './lib/validate.ts';
 
 // ---------------------------------------------------------------- types

@@ -27,21 +27,7 @@ import { UsageError } from './lib/errors.ts';
 import { psStep } from './lib/ps-loader.ts';
 import type { EventRecord } from './lib/server-facts.ts';
 import { describeSession, sessionImpact, sessionText, type SessionRecord } from './lib/sessions.ts';
-import {
-  asArray,
-  attachJournal,
-  baseReport,
-  journalChanges,
-  nextCommand,
-  psDate,
-  runStep,
-  serverFlags,
-  serverMain,
-  serviceStatus,
-  withServerOptions,
-  type StepContext,
-  type StepReport,
-} from './lib/server-step.ts';
+import { asArray, attachJournal, baseReport, journalChanges, nextCommand, psDate, runStep, serverFlags, serverMain, serviceStatus, withServerOptions, type StepContext, type StepReport } from './lib/server-step.ts';
 import { validateInt, validatePort, validateThumbprint } from './lib/validate.ts';
 
 export interface RestartOptions {

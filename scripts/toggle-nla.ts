@@ -26,22 +26,7 @@ import { list, markUndone } from './lib/journal.ts';
 import { psStep, psStepParts } from './lib/ps-loader.ts';
 import { combinationProblem, effectiveSecurity, type EffectiveSecurity } from './lib/server-facts.ts';
 import { REENABLE_TASK } from './lib/server-ps.ts';
-import {
-  asArray,
-  attachJournal,
-  baseReport,
-  journalChanges,
-  nextCommand,
-  psUndo,
-  runStep,
-  serverFlags,
-  serverMain,
-  targetPath,
-  withServerOptions,
-  type RawResult,
-  type StepContext,
-  type StepReport,
-} from './lib/server-step.ts';
+import { asArray, attachJournal, baseReport, journalChanges, nextCommand, psUndo, runStep, serverFlags, serverMain, targetPath, withServerOptions, type RawResult, type StepContext, type StepReport } from './lib/server-step.ts';
 import { validateDuration, validateInt } from './lib/validate.ts';
 
 // ---------------------------------------------------------------- types

@@ -20,10 +20,7 @@
 import { isMain, makeCli, runCli } from './lib/cli.ts';
 import { describeTarget, parseTarget } from './lib/channels.ts';
 import { RdpfixError, UsageError } from './lib/errors.ts';
-import {
-  currentRunId, isUndoEntry, journalDir, markUndone, readJournal, record, UNDO_SCRIPT, undoPermit,
-  type DamagedFile, type JournalEntry,
-} from './lib/journal.ts';
+import { currentRunId, isUndoEntry, journalDir, markUndone, readJournal, record, UNDO_SCRIPT, undoPermit, type DamagedFile, type JournalEntry } from './lib/journal.ts';
 import { chalk, confirm, printHuman, printJson, statusWord, withSpinner, type Status } from './lib/output.ts';
 import { execArgv as execProgram, parseIfconfigMtu, parseIpLinkMtu, systemProgram } from './lib/route.ts';
 import { channelRunner, type Runner } from './lib/server-step.ts';

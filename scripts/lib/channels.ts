@@ -7,14 +7,7 @@ import { join } from 'node:path';
 import { EnvError, StepError, UsageError } from './errors.ts';
 import { encodeCommand, extractResult, psQuote } from './ps.ts';
 import { findProgram } from './which.ts';
-import {
-  isDnsName,
-  show,
-  validateAzureResourceGroup,
-  validateAzureSubscription,
-  validateAzureVmName,
-  validateHost,
-} from './validate.ts';
+import { isDnsName, show, validateAzureResourceGroup, validateAzureSubscription, validateAzureVmName, validateHost } from './validate.ts';
 
 export type Target =
   | { kind: 'local' }
