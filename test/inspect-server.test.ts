@@ -172,7 +172,7 @@ report('read-only: the script carries no function that writes an ACL, a registry
   const functions = [...s.matchAll(/^function ([A-Za-z]+-[A-Za-z0-9]+) \{$/gm)].map((m) => m[1]!);
   assert.ok(functions.includes('Get-RdpServerInspection') && functions.includes('Save-RdpEvidence'));
   assert.equal(functions.filter((f) => /^(Set|Repair|Restart|Remove|Rename|Invoke)-/.test(f)), []);
-  assert.ok(s.includes('\n$Result = Get-RdpServerInspection -EventHours:$P.EventHours -MaxEvents:$P.MaxEvents -SaveEvidence:$P.SaveEvidence\n'));
+  assert.ok(s.includes('\n$Result = Get-RdpServerInspection -EventHours $P.EventHours -MaxEvents $P.MaxEvents -SaveEvidence:$P.SaveEvidence\n'));
 });
 
 // ---

@@ -84,7 +84,7 @@ win('the generated lookup parses, is read-only, and carries the address only as 
   const s = windowsRouteScript('10.8.0.5');
   assert.equal(await parseProblems(s), []);
   assert.match(s, /Address = '10\.8\.0\.5'/);
-  assert.match(s, /^\$Result = Get-RdpNetRoute -Address:\$P\.Address$/m);
+  assert.match(s, /^\$Result = Get-RdpNetRoute -Address \$P\.Address$/m);
   assert.match(s, /Find-NetRoute -RemoteIPAddress \$Address /);
   const commands = await nodesOfType(s, 'command_name');
   assert.ok(commands.includes('Find-NetRoute'), commands.join(' '));
