@@ -35,7 +35,7 @@ import { compareContainerAcl, isSddl, networkServiceCanRead, sameSecurity } from
 import { keyFindings, type Finding } from './lib/server-facts.ts';
 import { aceSetsParam, DEFAULT_MACHINEKEYS_SDDL, expectedContainerAces } from './lib/server-ps.ts';
 import { sessionImpact, sessionText, type SessionFacts } from './lib/sessions.ts';
-import { asArray, attachJournal, baseReport, journalChanges, nextCommand, psUndo, runStep, serverFlags, serverMain, targetPath, withServerOptions, type Change, type RawResult, type StepContext, type StepReport } from './lib/server-step.ts';
+import { asArray, attachJournal, baseReport, journalChanges, nextCommand, psUndo, reportChange, runStep, serverFlags, serverMain, targetPath, withServerOptions, type Change, type RawResult, type StepContext, type StepReport } from './lib/server-step.ts';
 import { validateInt } from './lib/validate.ts';
 
 export interface ClearOptions {
@@ -401,6 +401,16 @@ export function interpretClear(raw: ClearRaw, ctx: StepContext, opts: ClearOptio
   }
   if (status === 'changed') r.notes.push('probe RDP from your workstation: npx tsx scripts/diagnose.ts HOST');
   if (status === 'would-change') r.next.push(nextCommand('clear-machinekeys', [...args, ...(impact.blocks && !args.includes('--force') ? ['--force'] : [])], ctx));
+  // The contract's changes (lib/report.ts): in a dry run what the plan would change, else what was
+  // changed (the journaled ACL repair, rename or regeneration, and the TermService restart).
+  if (status === 'would-change') {
+    if (plan.rename) r.changes.push({ summary: `rename MachineKeys (with ${plan.otherKeys ?? '?'} other keys in it) and regenerate the RDP certificate`, rename: true });
+    else if (planned.length) r.changes.push(...planned.map((x) => ({ summary: `back up and repair ${x}`, path: x })));
+    else r.changes.push({ summary: 'regenerate the RDP certificate (remove it and its key, restart TermService)' });
+  } else {
+    r.changes.push(...clearChanges(raw, ctx, opts).map(reportChange));
+    if (raw.restart?.restarted) r.changes.push({ summary: 'restarted TermService so it loads the repaired key' });
+  }
   return r;
 }
 

@@ -27,7 +27,7 @@ import { UsageError } from './lib/errors.ts';
 import { psStep } from './lib/ps-loader.ts';
 import type { EventRecord } from './lib/server-facts.ts';
 import { describeSession, sessionImpact, sessionText, type SessionRecord } from './lib/sessions.ts';
-import { asArray, attachJournal, baseReport, journalChanges, nextCommand, psDate, runStep, serverFlags, serverMain, serviceStatus, withServerOptions, type StepContext, type StepReport } from './lib/server-step.ts';
+import { asArray, attachJournal, baseReport, journalChanges, nextCommand, psDate, reportChange, runStep, serverFlags, serverMain, serviceStatus, withServerOptions, type StepContext, type StepReport } from './lib/server-step.ts';
 import { validateInt, validatePort, validateThumbprint } from './lib/validate.ts';
 
 export interface RestartOptions {
@@ -193,13 +193,14 @@ export function interpretRestart(raw: RestartRaw, ctx: StepContext, opts: Restar
   const port = raw.after?.port ?? raw.before?.port ?? opts.port ?? 3389;
   const plan = raw.plan ?? {};
   const planRemove = asArray<string>(plan.remove);
+  const removeText = [planRemove.length ? `certificate(s) ${planRemove.join(', ')}` : '', plan.unpin ? 'the SSLCertificateSHA1Hash pin' : ''].filter(Boolean).join(' and ');
   const disconnectText = impact.unknown ? `may disconnect signed-in users (the sessions could not be listed: ${impact.unknown})` : `disconnects ${impact.others.length + impact.more} session(s): ${sessionText(impact)}`;
   switch (r.status) {
     case 'ok':
       r.summary = raw.note ?? 'nothing to do';
       break;
     case 'would-change':
-      r.summary = `would ${planRemove.length || plan.unpin ? `back up and remove ${[planRemove.length ? `certificate(s) ${planRemove.join(', ')}` : '', plan.unpin ? 'the SSLCertificateSHA1Hash pin' : ''].filter(Boolean).join(' and ')}, then ` : ''}restart TermService (currently ${termStatus(raw.before)}, certificate ${r.thumbprintBefore ?? 'none'})${impact.blocks ? `; that ${disconnectText}${opts.disconnectSessions ? '' : ', so the real run refuses without --force'}` : ''}`;
+      r.summary = `would ${removeText ? `back up and remove ${removeText}, then ` : ''}restart TermService (currently ${termStatus(raw.before)}, certificate ${r.thumbprintBefore ?? 'none'})${impact.blocks ? `; that ${disconnectText}${opts.disconnectSessions ? '' : ', so the real run refuses without --force'}` : ''}`;
       break;
     case 'changed':
       r.summary = `TermService restarted and listening on port ${port}; certificate ${r.thumbprintBefore ?? 'none'} → ${r.thumbprintAfter ?? 'none'}`;
@@ -232,6 +233,16 @@ export function interpretRestart(raw: RestartRaw, ctx: StepContext, opts: Restar
   }
   if (r.status === 'changed') r.notes.push('probe RDP from your workstation: npx tsx scripts/diagnose.ts HOST');
   if (r.status === 'would-change') r.next.push(nextCommand('restart-termserv', cliArgs(opts, { force: impact.blocks }), ctx));
+  // The contract's changes (lib/report.ts): in a dry run what the plan would change, else what was
+  // changed (the certificate removal the journal records, and the restart itself).
+  if (r.status === 'would-change') {
+    if (removeText) r.changes.push({ summary: `back up and remove ${removeText}`, remove: planRemove, unpin: !!plan.unpin });
+    r.changes.push({ summary: `restart TermService${impact.blocks ? `: that ${disconnectText}` : ''}`, before: termStatus(raw.before) });
+  } else {
+    const cert = regenChange(raw, ctx, opts.timeoutSeconds);
+    if (cert) r.changes.push(reportChange(cert));
+    if (raw.restarted) r.changes.push({ summary: `restarted TermService (${termStatus(raw.before)} before, ${termStatus(raw.after)} after)`, before: termStatus(raw.before), after: termStatus(raw.after) });
+  }
   return r;
 }
 

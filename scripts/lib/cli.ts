@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url';
 import yargs, { type Argv } from 'yargs';
 import { RdpfixError, UsageError } from './errors.ts';
 import { chalk } from './output.ts';
+import { report } from './report.ts';
 
 const stripExt = (p: string) => p.replace(/\.[cm]?[jt]s$/, '');
 
@@ -142,7 +143,7 @@ export interface CommonFlags {
 
 /**
  * Run a CLI main. `main` returns the exit code; thrown RdpfixErrors become their own exit codes
- * (with --json, one JSON error document on stdout), anything else is a crash reported as exit 1.
+ * (with --json, one JSON error document on stdout, in the step contract of lib/report.ts), anything else is a crash reported as exit 1.
  */
 export async function runCli(main: (argv: string[]) => Promise<number>, argv = process.argv.slice(2)): Promise<never> {
   // `... | head` closes the pipe early: that is the reader's choice, not an error of ours.
@@ -158,7 +159,9 @@ export async function runCli(main: (argv: string[]) => Promise<number>, argv = p
     code = err ? err.exitCode : 1;
     const message = e instanceof Error ? e.message : String(e);
     if (json) {
-      process.stdout.write(JSON.stringify({ status: 'failed', error: message, hint: err?.hint ?? null, exitCode: code }) + '\n');
+      // The step contract (lib/report.ts): the error is the summary, the hint the note.
+      const doc = { ...report({ status: 'failed', summary: message, notes: err?.hint ? [err.hint] : [] }), error: message, hint: err?.hint ?? null, exitCode: code };
+      process.stdout.write(JSON.stringify(doc) + '\n');
     } else {
       process.stderr.write(chalk.red(`error: ${message}`) + '\n');
       if (err?.hint) process.stderr.write(`  ${err.hint}\n`);

@@ -8,7 +8,8 @@ import type { Argv } from 'yargs';
 import { describeTarget, parseTarget, runScript, TARGET_HELP, type Target } from './channels.ts';
 import { RdpfixError, StepError } from './errors.ts';
 import { currentRunId, record, type JournalEntry, type UndoSpec } from './journal.ts';
-import { chalk, printHuman, printJson, statusWord, withSpinner, type Status } from './output.ts';
+import { chalk, printHuman, printJson, statusWord, withSpinner } from './output.ts';
+import type { Report, ReportChange } from './report.ts';
 import { validateLocalPath, validateWindowsPath } from './validate.ts';
 
 export interface ServerFlags {
@@ -54,24 +55,19 @@ export function contextFrom(flags: ServerFlags, run?: Runner): StepContext {
   return { target: flags.target, dryRun: flags.dryRun, ...(flags.journal ? { journal: flags.journal } : {}), ...(run ? { run } : {}) };
 }
 
-/** Everything a server script reports; --json prints exactly this object. */
-export interface StepReport {
+/**
+ * Everything a server script reports; --json prints exactly this object: the step contract
+ * (lib/report.ts: status, summary, cause, changes, evidence, next, notes) and the server fields.
+ */
+export interface StepReport extends Report {
   step: string;
-  status: Status;
   target: string;
   dryRun: boolean;
-  /** One line: the verdict. */
-  summary: string;
   before: unknown;
   after: unknown;
   /** Backup folder on the target, when something was backed up. */
   backup: string | null;
   warnings: string[];
-  evidence: string[];
-  /** Exact commands to run next (nothing else: advice goes to notes). */
-  next: string[];
-  /** Advice in words, shown in the human output (never a command to copy). */
-  notes: string[];
   /** Journal entry ids recorded by this run. */
   journal: string[];
   /** The command that undoes this run's changes. */
@@ -87,6 +83,8 @@ export function baseReport(step: string, ctx: StepContext): StepReport {
     target: describeTarget(ctx.target),
     dryRun: ctx.dryRun,
     summary: '',
+    cause: null,
+    changes: [],
     before: null,
     after: null,
     backup: null,
@@ -123,6 +121,11 @@ export interface Change {
   after: unknown;
   backup: string | null;
   undo: UndoSpec;
+}
+
+/** A journaled change as the report lists it (the undo stays in the journal). */
+export function reportChange(c: Change): ReportChange {
+  return { summary: c.summary, before: c.before, after: c.after, backup: c.backup };
 }
 
 /** Journal each change (never in a dry run); returns the entries recorded. */
