@@ -10,7 +10,7 @@ import { lastRun, list, markUndone, record, type JournalEntry } from '../scripts
 import { RESULT_BEGIN, RESULT_END } from '../scripts/lib/ps.ts';
 import type { Runner } from '../scripts/lib/server-step.ts';
 import { toggleNla } from '../scripts/toggle-nla.ts';
-import { undoEntries, undoEntry } from '../scripts/undo.ts';
+import { undoEntries, undoEntry } from '../scripts/lib/undo.ts';
 import { fakeBin } from './helpers/fakebin.ts';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
