@@ -3,18 +3,20 @@
 // certificate behind it. Before: the TLS flight never arrives. The recipe lowers the client's MTU,
 // the final probe sees a completed handshake, and `undo --last --yes` restores the original MTU.
 // Also the fleet: 50 namespaced hosts (healthy, refusing, black-holed) through the runner.
+// The runner without the lab (scripted step results): test/run-recipe.test.ts.
+// Run: npx tsx test/lab/run-recipe.lab.test.ts  (needs root, xrdp, iptables; skips otherwise)
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { createFleet, FLEET_EXPECT } from './lab/fleet.ts';
-import { createTopology } from './lab/netns.ts';
-import { labGate } from './lab/prereq.ts';
-import { labCerts, startXrdp } from './lab/xrdp.ts';
+import { createFleet, FLEET_EXPECT } from './fleet.ts';
+import { createTopology } from './netns.ts';
+import { labGate } from './prereq.ts';
+import { labCerts, startXrdp } from './xrdp.ts';
 
-const root = fileURLToPath(new URL('..', import.meta.url));
+const root = fileURLToPath(new URL('../..', import.meta.url));
 const script = (name: string) => join(root, 'scripts', `${name}.ts`);
 
 const lab = suite('vpn-mtu recipe in the lab');
