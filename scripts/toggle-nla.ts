@@ -12,9 +12,15 @@
 // Disabling NLA is a security downgrade that EDR rules flag: it says so, and `--for 2h` registers a
 // one-time scheduled task (SYSTEM) on the target that puts the previous values back when the time
 // is up. `enable` removes that task.
-// Undo: every change is backed up on the target (reg export + values.json) and journaled;
-// `toggle-nla --restore` puts the newest recorded values back from the target itself (works with
-// --emit and from any machine); `npx tsx scripts/undo.ts --last --yes` does it from the journal.
+// Undo: every change is backed up on the target (reg export + values.json) and journaled.
+// `toggle-nla --restore` undoes the newest toggle-nla journal entry for the target that is not
+// undone yet, through lib/undo.ts exactly as `npx tsx scripts/undo.ts ID --yes` would (the same
+// allow-list, the entry's recorded script on its recorded channel, read-back, mark, journal).
+// Only when the journal has no such entry (the change was pasted with --emit, or made from another
+// machine) or that entry has no automatic undo does the target restore its own newest toggle-nla
+// backup (values.json) that is not restored yet, and the report says so (a note). `--restore
+// --emit` prints that target-side restore (a pasted script cannot update the journal); `--restore
+// --dry-run` with a journal entry checks the allow-list and contacts nothing, as `undo --dry-run`.
 // Only values still as rdpfix left them are restored; anything changed since is reported and kept.
 // The PowerShell is scripts/ps/toggle-nla.ps1 and security.ps1; the decisions about the values in
 // force (Group Policy wins) are lib/server-facts.ts.
@@ -22,11 +28,13 @@ import { backupRoot } from './lib/backup.ts';
 import { describeTarget } from './lib/channels.ts';
 import { isMain, makeCli, runCli } from './lib/cli.ts';
 import { UsageError } from './lib/errors.ts';
-import { list, markUndone } from './lib/journal.ts';
+import { journalDir, list, markUndone, type JournalEntry } from './lib/journal.ts';
 import { psStep, psStepParts } from './lib/ps-loader.ts';
 import { combinationProblem, effectiveSecurity, type EffectiveSecurity } from './lib/server-facts.ts';
 import { REENABLE_TASK } from './lib/server-ps.ts';
-import { asArray, attachJournal, baseReport, journalChanges, nextCommand, psUndo, runStep, serverFlags, serverMain, targetPath, withServerOptions, type RawResult, type StepContext, type StepReport } from './lib/server-step.ts';
+import type { ReportChange } from './lib/report.ts';
+import { asArray, attachJournal, baseReport, isoDates, journalChanges, nextCommand, psUndo, runStep, serverFlags, serverMain, targetPath, withServerOptions, type RawResult, type StepContext, type StepReport } from './lib/server-step.ts';
+import { openEntries, planUndo, runUndo } from './lib/undo.ts';
 import { validateDuration, validateInt } from './lib/validate.ts';
 
 // ---------------------------------------------------------------- types
@@ -86,7 +94,8 @@ export interface NlaReport extends StepReport {
   mode: NlaMode;
   effectiveBefore: EffectiveSecurity | null;
   effectiveAfter: EffectiveSecurity | null;
-  changes: ValueChange[];
+  /** The values (and the expiry task) changed, or in a dry run the planned ones; each with a summary. */
+  changes: ReportChange[];
   task: { name: string; due: string } | null;
   refused: string | null;
 }
@@ -96,23 +105,10 @@ export interface NlaReport extends StepReport {
 /** Show or change NLA / the security layer on a target; journals changes with their undo. */
 export async function toggleNla(o: NlaOptions, ctx: StepContext): Promise<NlaReport> {
   validateOptions(o);
+  if (o.mode === 'restore') return restoreNla(o, ctx);
   const raw = await runStep<NlaRaw>(ctx, buildNlaScript(o, ctx.dryRun));
   const report = interpretNla(raw, ctx, o);
   if (ctx.dryRun || report.status === 'would-change') return report;
-  if (raw.mode === 'restore') {
-    // --restore undid a journaled change on the target itself: mark those entries undone.
-    const from = raw.restoredFrom ?? null;
-    if (report.status === 'changed' || report.status === 'ok') {
-      const target = describeTarget(ctx.target);
-      for (const e of await list(ctx.journal)) {
-        if (e.script === 'toggle-nla' && !e.undone && e.target === target && from && e.backup === from) {
-          await markUndone(e.id, { time: new Date().toISOString(), status: report.status, detail: 'restored with toggle-nla --restore' }, ctx.journal);
-          report.journal.push(e.id);
-        }
-      }
-    }
-    return report;
-  }
   const changes = validChanges(raw.changed);
   const any = asArray(raw.changed).length > 0 || raw.task || raw.taskRemoved;
   if (!any) return report;
@@ -208,6 +204,85 @@ export function validateOptions(o: NlaOptions): void {
   if (o.forSeconds !== undefined && !weakening) throw new UsageError('--for sets an expiry for a temporary weakening: use it with disable or --security-layer rdp');
   if ((o.mode === 'status' || o.mode === 'restore') && o.policy && !Object.keys(d).length) throw new UsageError('--policy applies when a value is changed');
   if (o.mode === 'restore' && Object.keys(d).length) throw new UsageError('--restore puts the recorded values back; it takes no other change');
+}
+
+// ---------------------------------------------------------------- --restore
+
+/**
+ * --restore. The rule: the newest toggle-nla journal entry for this target that is not undone yet
+ * is undone through lib/undo.ts, as `undo ID` would undo it. Without one (or when that entry has
+ * no automatic undo) the target restores its own newest backup that is not restored yet, as
+ * toggle-nla did before there was a journal, and the report says which of the two ran.
+ */
+async function restoreNla(o: NlaOptions, ctx: StepContext): Promise<NlaReport> {
+  const target = describeTarget(ctx.target);
+  const [newest] = openEntries(await list(ctx.journal), (e) => e.script === 'toggle-nla' && e.target === target);
+  if (newest && newest.undo.kind !== 'none') return restoreFromJournal(newest, o, ctx);
+  const why = newest
+    ? `the newest open toggle-nla journal entry for ${target}, ${newest.id}, has no automatic undo (${newest.undo.kind === 'none' ? newest.undo.reason : ''})`
+    : `the journal (${journalDir(ctx.journal)}) has no toggle-nla change on ${target} that is not undone yet (made by a pasted script, from another machine, or undone already)`;
+  return restoreOnTarget(o, ctx, why);
+}
+
+async function restoreFromJournal(e: JournalEntry, o: NlaOptions, ctx: StepContext): Promise<NlaReport> {
+  const recorded = recordedChanges(e);
+  const how = `journal entry ${e.id} (${e.summary.replace(/[\r\n]+/g, ' ')}), undone with its recorded undo on ${e.target}, as npx tsx scripts/undo.ts ${e.id} --yes would`;
+  if (ctx.dryRun) {
+    // As `undo --dry-run`: the allow-list decides, the target is not contacted.
+    const [plan] = planUndo([e]);
+    const r = emptyReport(ctx, o);
+    r.backup = e.backup;
+    if (plan!.status === 'would-change') {
+      r.status = 'would-change';
+      r.summary = `would put back ${recorded.map((c) => `${c.scope === 'policy' ? 'policy ' : ''}${label(c.name, c.before)}`).join(', ') || 'the recorded values'} from journal entry ${e.id}`;
+      r.changes = recorded.map((c) => withSummary({ ...c, before: c.after, after: c.before }));
+    } else {
+      r.summary = `the undo of journal entry ${e.id} would be refused: ${plan!.detail.replace(/^would refuse: /, '')}`;
+    }
+    r.evidence.push(`journal entry ${e.id}: ${plan!.detail}`);
+    r.notes.push(`--restore would undo ${how}; the dry run checked the journal only: the undo reads the target first and puts back only values still as rdpfix left them`);
+    return r;
+  }
+  const { outcome, raw } = await runUndo(e, { journal: ctx.journal, run: ctx.run, by: 'toggle-nla --restore' });
+  const answered = !!raw && typeof raw === 'object' && !Array.isArray(raw) && typeof (raw as RawResult).status === 'string';
+  const r = answered ? interpretNla(isoDates(raw as NlaRaw), ctx, o) : emptyReport(ctx, o);
+  // lib/undo's verdict is the one the journal now holds.
+  r.status = outcome.status;
+  if (!answered || !r.summary) r.summary = outcome.detail || `the undo of journal entry ${e.id} ${outcome.status}`;
+  r.backup = r.backup ?? e.backup;
+  if (outcome.status === 'changed' || outcome.status === 'ok') r.journal = [e.id];
+  r.evidence.push(`journal entry ${e.id}: ${outcome.status}${outcome.detail ? ` (${outcome.detail})` : ''}${outcome.undoEntry ? `; this undo is journal entry ${outcome.undoEntry}` : ''}`);
+  r.notes.push(`restored from the journal: ${how}`);
+  if (outcome.status === 'failed' && !outcome.detail.startsWith('refused')) r.next.push(nextCommand('toggle-nla', ['--restore'], ctx));
+  return r;
+}
+
+async function restoreOnTarget(o: NlaOptions, ctx: StepContext, why: string): Promise<NlaReport> {
+  const raw = await runStep<NlaRaw>(ctx, buildNlaScript(o, ctx.dryRun));
+  const report = interpretNla(raw, ctx, o);
+  report.notes.push(`${why}: so the target restores its own newest toggle-nla backup that is not restored yet (values.json in the backup folder on the target)`);
+  if (ctx.dryRun || report.status === 'would-change') return report;
+  // The target undid a change that may still be journaled (an entry without an automatic undo): mark it.
+  const from = raw.restoredFrom ?? null;
+  if (report.status === 'changed' || report.status === 'ok') {
+    const target = describeTarget(ctx.target);
+    for (const e of await list(ctx.journal)) {
+      if (e.script === 'toggle-nla' && !e.undone && e.target === target && from && e.backup === from) {
+        await markUndone(e.id, { time: new Date().toISOString(), status: report.status, detail: 'restored with toggle-nla --restore (from the backup on the target)' }, ctx.journal);
+        report.journal.push(e.id);
+      }
+    }
+  }
+  return report;
+}
+
+/** The value changes a journal entry recorded (its before/after), validated like the target's. */
+function recordedChanges(e: JournalEntry): ValueChange[] {
+  type Value = { scope?: unknown; name?: unknown; value?: unknown };
+  const values = (v: unknown) => asArray<Value>((v as { values?: unknown } | null)?.values);
+  const before = values(e.before);
+  const after = values(e.after);
+  return validChanges(before.map((b, i) => ({ scope: b?.scope, name: b?.name, before: b?.value ?? null, after: after[i]?.value ?? null }))) ?? [];
 }
 
 // ---------------------------------------------------------------- PowerShell
@@ -323,14 +398,12 @@ export function interpretNla(raw: NlaRaw, ctx: StepContext, o: NlaOptions): NlaR
   const changes = asArray<ValueChange>(raw.mode === 'restore' ? raw.restored : raw.changed);
   const plan = asArray<ValueChange>(raw.plan);
   const r: NlaReport = {
-    ...baseReport('toggle-nla', ctx),
-    mode: o.mode,
+    ...emptyReport(ctx, o),
     before: raw.before ?? null,
     after: raw.after ?? null,
     backup: raw.backup ?? raw.restoredFrom ?? null,
     effectiveBefore: before,
     effectiveAfter: after,
-    changes,
     task: raw.task ?? null,
     refused: raw.refused ?? null,
   };
@@ -372,6 +445,10 @@ export function interpretNla(raw: NlaRaw, ctx: StepContext, o: NlaOptions): NlaR
     default:
       r.summary = raw.error ?? (problems.join('; ') || 'the change failed');
   }
+  // The step contract's changes: what changed, or in a dry run what would.
+  r.changes = (r.status === 'would-change' ? plan : changes).map(withSummary);
+  if (r.task && r.status !== 'would-change') r.changes.push({ summary: `registered the expiry task ${r.task.name} (SYSTEM): it puts the previous values back at ${r.task.due}`, task: r.task });
+  if (raw.taskRemoved) r.changes.push({ summary: 'removed the expiry task', taskRemoved: true });
   r.evidence.push(`before: ${describe(before)}`);
   if (after && r.status === 'changed') r.evidence.push(`after: ${describe(after)}`);
   for (const c of changes) r.evidence.push(`${c.scope} ${c.name}: ${c.before ?? 'not set'} → ${c.after ?? 'not set'}${c.via ? ` (${c.via})` : ''}`);
@@ -384,6 +461,16 @@ export function interpretNla(raw: NlaRaw, ctx: StepContext, o: NlaOptions): NlaR
   }
   if (raw.before?.domainJoined && [...changes, ...plan].some((c) => c.scope === 'policy')) r.warnings.push('this machine is domain-joined: the domain GPO wins at the next refresh');
   return r;
+}
+
+/** A report with nothing seen yet: the contract fields empty, toggle-nla's own fields null. */
+function emptyReport(ctx: StepContext, o: NlaOptions): NlaReport {
+  return { ...baseReport('toggle-nla', ctx), mode: o.mode, effectiveBefore: null, effectiveAfter: null, changes: [], task: null, refused: null };
+}
+
+/** One value change as the contract's `changes` lists it. */
+function withSummary(c: ValueChange): ReportChange {
+  return { summary: `${c.scope} ${c.name} ${c.before ?? 'not set'} → ${c.after ?? 'not set'}`, ...c };
 }
 
 function cliArgs(o: NlaOptions): string[] {

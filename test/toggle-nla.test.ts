@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -8,7 +8,7 @@ import * as assert from 'uvu/assert';
 import { parseTarget } from '../scripts/lib/channels.ts';
 import { UsageError } from '../scripts/lib/errors.ts';
 import { list } from '../scripts/lib/journal.ts';
-import { psQuote } from '../scripts/lib/ps.ts';
+import { psQuote, RESULT_BEGIN, RESULT_END } from '../scripts/lib/ps.ts';
 import { POLICY_KEY, RDP_TCP_KEY } from '../scripts/lib/server-ps.ts';
 import type { Runner, StepContext } from '../scripts/lib/server-step.ts';
 import { scripted } from './helpers/scripted-runner.ts';
@@ -233,3 +233,157 @@ rules.run();
 triple.run();
 task.run();
 cli.run();
+
+// --- --restore goes through lib/undo.ts (the journal entry's own undo), the target-side restore
+// only without one; every report carries the step contract (lib/report.ts).
+
+// This file's seal key, so the journal tests below neither need nor touch ~/.rdpfix/journal.key.
+const keyDir = mkdtempSync(join(tmpdir(), 'rdpfix-nla-key-'));
+process.env.RDPFIX_JOURNAL_KEY = join(keyDir, 'journal.key');
+process.on('exit', () => rmSync(keyDir, { recursive: true, force: true }));
+
+const restoreAnswer = (): NlaRaw => {
+  const raw = fx('restore-changed.json');
+  delete raw.restoredFrom; // Restore-RdpSecuritySetting (the journal's undo) does not say where from
+  return raw;
+};
+
+function contract(r: Record<string, unknown>, what: string) {
+  assert.ok(['ok', 'changed', 'would-change', 'failed', 'skipped'].includes(r.status as string), `${what}: status ${String(r.status)}`);
+  assert.type(r.summary, 'string', `${what}: summary`);
+  assert.not.ok(/[\r\n]/.test(r.summary as string), `${what}: one line`);
+  assert.is(r.cause, null, `${what}: cause`);
+  for (const k of ['evidence', 'next', 'notes']) assert.ok(Array.isArray(r[k]) && (r[k] as unknown[]).every((x) => typeof x === 'string'), `${what}: ${k}`);
+  assert.ok(Array.isArray(r.changes) && (r.changes as Array<{ summary?: unknown }>).every((c) => typeof c.summary === 'string'), `${what}: changes`);
+}
+
+const restore = suite('toggle-nla --restore: the journal first (lib/undo.ts), the target-side backup as the fallback');
+restore.before.each(() => {
+  dir = mkdtempSync(join(tmpdir(), 'rdpfix-nla-restore-'));
+});
+restore.after.each(() => rmSync(dir, { recursive: true, force: true }));
+
+restore('with an open journal entry it runs exactly that entry\'s recorded undo, marks it, and journals the undo as undo ID would', async () => {
+  await toggleNla({ mode: 'disable', forSeconds: 7200 }, ctxFor(scripted(fx('disable-changed.json'))));
+  const [made] = await list(dir);
+  const run = scripted(restoreAnswer());
+  const r = await toggleNla({ mode: 'restore' }, ctxFor(run));
+  assert.is(r.status, 'changed');
+  assert.equal(run.scripts, [(made!.undo as { script: string }).script], 'the recorded undo, not the target-side Restore-RdpLatestSetting');
+  assert.not.ok(run.scripts[0]!.includes('Restore-RdpLatestSetting'));
+  assert.match(r.summary, /^restored: NLA required/);
+  assert.equal(r.journal, [made!.id]);
+  assert.ok(r.notes.some((n) => n.startsWith(`restored from the journal: journal entry ${made!.id}`)), r.notes.join('\n'));
+  const all = await list(dir);
+  assert.is(all.length, 2);
+  assert.equal([all[0]!.undone?.status, all[0]!.undone?.detail], ['changed', 'undone by toggle-nla --restore']);
+  assert.equal([all[1]!.script, all[1]!.target], ['undo', 'winrm://vm1']);
+  assert.match(all[1]!.summary, new RegExp(`^undo of ${made!.id} \\(toggle-nla\\) by toggle-nla --restore: changed`));
+  assert.ok(r.evidence.some((e) => e.includes(`this undo is journal entry ${all[1]!.id}`)));
+  assert.equal(r.changes.map((c) => c.summary), ['local UserAuthentication 0 → 1', 'removed the expiry task']);
+  contract(r, 'restore from the journal');
+});
+
+restore('the newest open entry only: an older change stays open for the next --restore', async () => {
+  await toggleNla({ mode: 'disable', forSeconds: 7200 }, ctxFor(scripted(fx('disable-changed.json'))));
+  await toggleNla({ mode: 'enable' }, ctxFor(scripted(fx('enable-changed.json'))));
+  const [older, newer] = await list(dir);
+  const run = scripted(restoreAnswer());
+  await toggleNla({ mode: 'restore' }, ctxFor(run));
+  assert.equal(run.scripts, [(newer!.undo as { script: string }).script]);
+  const after = await list(dir);
+  assert.equal([after.find((e) => e.id === newer!.id)?.undone?.status, after.find((e) => e.id === older!.id)?.undone], ['changed', undefined]);
+});
+
+restore('no journal entry: the target restores its own newest backup, and the report says so', async () => {
+  const run = scripted(fx('restore-changed.json'));
+  const r = await toggleNla({ mode: 'restore' }, ctxFor(run));
+  assert.is(r.status, 'changed');
+  assert.match(run.scripts[0]!, /\$Result = Restore-RdpLatestSetting /);
+  assert.ok(r.notes.some((n) => /has no toggle-nla change on winrm:\/\/vm1 that is not undone yet .*: so the target restores its own newest toggle-nla backup/.test(n)), r.notes.join('\n'));
+  assert.equal(await list(dir), [], 'nothing to mark, nothing journaled');
+  contract(r, 'target-side restore');
+});
+
+restore('an entry on another target is not this target\'s: the fallback runs', async () => {
+  await toggleNla({ mode: 'disable', forSeconds: 7200 }, { target: parseTarget('winrm://vm2'), dryRun: false, journal: dir, run: scripted(fx('disable-changed.json')) });
+  const run = scripted(fx('restore-kept.json'));
+  const r = await toggleNla({ mode: 'restore' }, ctxFor(run));
+  assert.match(run.scripts[0]!, /Restore-RdpLatestSetting/);
+  assert.is(r.status, 'ok');
+  assert.is((await list(dir))[0]!.undone, undefined, 'vm2\'s entry is untouched');
+});
+
+restore('a journal entry whose undo the allow-list refuses (edited since) runs nothing and fails, as undo ID would', async () => {
+  await toggleNla({ mode: 'disable', forSeconds: 7200 }, ctxFor(scripted(fx('disable-changed.json'))));
+  const [made] = await list(dir);
+  const file = join(dir, `${made!.id}.json`);
+  const doc = JSON.parse(readFileSync(file, 'utf8')) as { undo: { script: string } };
+  doc.undo.script = 'Remove-Item -LiteralPath C:\\ -Recurse';
+  writeFileSync(file, JSON.stringify(doc));
+  const run = scripted();
+  const r = await toggleNla({ mode: 'restore' }, ctxFor(run));
+  assert.is(r.status, 'failed');
+  assert.match(r.summary, /^refused, nothing run: its PowerShell undo does not carry this rdpfix's seal/);
+  assert.equal(run.scripts, [], 'the channel was never used');
+  assert.is((await list(dir))[0]!.undone, undefined);
+  contract(r, 'refused');
+});
+
+restore('--dry-run with a journal entry checks the allow-list only: no target contact, nothing marked, the recorded values as would-change', async () => {
+  await toggleNla({ mode: 'disable', forSeconds: 7200 }, ctxFor(scripted(fx('disable-changed.json'))));
+  const [made] = await list(dir);
+  const run = scripted();
+  const r = await toggleNla({ mode: 'restore' }, ctxFor(run, true));
+  assert.is(r.status, 'would-change');
+  assert.equal(run.scripts, []);
+  assert.match(r.summary, new RegExp(`^would put back NLA required from journal entry ${made!.id}$`));
+  assert.equal(r.changes, [{ summary: 'local UserAuthentication 0 → 1', scope: 'local', name: 'UserAuthentication', before: 0, after: 1 }]);
+  assert.equal((await list(dir)).map((e) => e.undone), [undefined]);
+  contract(r, 'dry run');
+});
+
+restore('a failed undo on the target leaves the entry open and names the retry', async () => {
+  await toggleNla({ mode: 'disable', forSeconds: 7200 }, ctxFor(scripted(fx('disable-changed.json'))));
+  const r = await toggleNla({ mode: 'restore' }, ctxFor(scripted({ step: 'toggle-nla', mode: 'restore', status: 'failed', error: 'Access is denied', before: fx('restore-changed.json').before })));
+  assert.is(r.status, 'failed');
+  assert.match(r.summary, /Access is denied/);
+  assert.equal(r.next, ['npx tsx scripts/toggle-nla.ts --restore --target winrm://vm1']);
+  const [e] = await list(dir);
+  assert.is(e!.undone, undefined);
+});
+
+restore('every mode\'s report carries the step contract; a dry run lists the planned changes', async () => {
+  const cases: Array<[string, Parameters<typeof toggleNla>[0], NlaRaw, boolean]> = [
+    ['status', { mode: 'status' }, fx('status-policy.json'), false],
+    ['disable --dry-run', { mode: 'disable', forSeconds: 7200 }, fx('disable-dry-run.json'), true],
+    ['disable', { mode: 'disable', forSeconds: 7200 }, fx('disable-changed.json'), false],
+    ['refused by policy', { mode: 'disable', forSeconds: 7200 }, fx('disable-policy-refused.json'), false],
+    ['enable', { mode: 'enable' }, fx('enable-changed.json'), false],
+  ];
+  for (const [what, o, raw, dry] of cases) {
+    const r = await toggleNla(o, ctxFor(scripted(raw), dry));
+    contract(r, what);
+    if (what === 'disable --dry-run') assert.equal(r.changes.map((c) => c.summary), ['local UserAuthentication 1 → 0'], what);
+    if (what === 'disable') assert.ok(r.changes[0]!.summary === 'local UserAuthentication 1 → 0' && /^registered the expiry task rdpfix-reenable-nla/.test(r.changes[1]!.summary), JSON.stringify(r.changes));
+    if (what === 'status') assert.equal(r.changes, [], 'read-only');
+  }
+});
+
+restore('CLI: --restore --json with an empty journal is one contract document through the channel, naming the fallback', () => {
+  const fb = fakeBin(['ssh']);
+  try {
+    fb.answer('ssh', `${RESULT_BEGIN}\n${JSON.stringify(fx('restore-kept.json'))}\n${RESULT_END}\n`);
+    const r = run(['--restore', '--target', 'ssh://admin@vm1', '--journal', dir, '--json'], fb.dir);
+    assert.is(r.status, 0, r.stdout + r.stderr);
+    const doc = JSON.parse(r.stdout) as Record<string, unknown>;
+    contract(doc, 'CLI');
+    assert.is(doc.status, 'ok');
+    assert.ok((doc.notes as string[]).some((n) => /so the target restores its own newest toggle-nla backup/.test(n)));
+    assert.match(fb.stdin('ssh'), /Restore-RdpLatestSetting/);
+  } finally {
+    fb.remove();
+  }
+});
+
+restore.run();
