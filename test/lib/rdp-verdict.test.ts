@@ -1,6 +1,6 @@
 // The rules from wire facts to a cause: probe-only findings, how the connect sample and the
 // path-MTU check change them, and the fix commands. Synthetic probe results; no network. (The same
-// rules against a real xrdp and real networks: test/probe-rdp.test.ts and test/diagnose.test.ts.)
+// rules against a real xrdp and real networks: test/lab/probe-rdp.lab.test.ts and test/lab/diagnose.lab.test.ts.)
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { CAUSE_NAMES, recipeFor } from '../../scripts/lib/causes.ts';

@@ -2,7 +2,7 @@
 // Windows `Find-NetRoute | ConvertTo-Json` and `netsh interface ipv4 show subinterfaces` on recorded
 // samples (test/fixtures/route/, test/fixtures/netsh/), VPN naming, and the Windows lookup's process
 // plumbing through a fake powershell.exe. The real Linux lookup runs in the lab
-// (test/test-vpn-latency.test.ts).
+// (test/lab/test-vpn-latency.lab.test.ts).
 import { readFileSync } from 'node:fs';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
