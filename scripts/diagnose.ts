@@ -25,6 +25,7 @@ import { chalk, printJson, withSpinner } from './lib/output.ts';
 import { probePathMtu } from './lib/pmtu.ts';
 import { DEFAULT_TIMEOUTS, probeRdp, type ProbeOptions, type ProbeResult } from './lib/probe.ts';
 import { formatVerdict, serverTargets, verdictOf, type ConnectSample, type NetworkEvidence, type PathMtuCheck, type SampleConnect, type Verdict } from './lib/rdp-verdict.ts';
+import type { Report } from './lib/report.ts';
 import { LagMonitor } from './lib/tcp.ts';
 import { formatHostPort, validateHost, validateInt } from './lib/validate.ts';
 
@@ -44,7 +45,8 @@ export interface DiagnoseOptions extends Omit<ProbeOptions, 'host' | 'port' | 'a
 
 export type PathMtuPolicy = 'suspected' | 'unproven' | 'never';
 
-export interface DiagnoseReport extends Verdict {
+/** The step contract (lib/report.ts) with the verdict's fields; `changes` is always [] (read-only). */
+export interface DiagnoseReport extends Verdict, Omit<Report, keyof Verdict | 'status'> {
   status: 'ok' | 'failed';
   /** HOST:PORT diagnosed. */
   endpoint: string;
@@ -140,6 +142,7 @@ export async function diagnose(host: string, port: number = DEFAULTS.port, o: Di
     status: v.cause === 'healthy' ? 'ok' : 'failed',
     endpoint,
     ...v,
+    changes: [],
     probe,
     network,
     connections: { probe: probe.connections, sample: sampleConns, total: probe.connections + sampleConns },
@@ -171,7 +174,7 @@ export async function main(argv: string[]): Promise<number> {
     .option('fix', { type: 'boolean', default: false, describe: 'run the recipe for the cause found, through run-recipe (plan, confirmation, verification)' })
     .option('target', { type: 'string', describe: `with --fix: ${TARGET_HELP} (default: local on Windows for this machine; required otherwise)` })
     .option('yes', { alias: 'y', type: 'boolean', default: false, describe: 'with --fix: do not ask for confirmation' })
-    .option('dry-run', { type: 'boolean', default: false, describe: 'with --fix: run the recipe in inspect-only mode' })
+    .option('dry-run', { type: 'boolean', default: false, describe: 'with --fix: run the recipe in inspect-only mode (without --fix diagnose changes nothing either way)' })
     .example('$0 --hosts hosts.txt --parallel 64 --json > r.jsonl', 'a fleet, one JSON object per line')
     .example('$0 10.0.0.4 --fix --target azure://SUB/RG/VM', 'diagnose, then run the recipe that fixes it (asks first)')
     .epilog('Exit codes: 0 healthy (with --hosts: every host healthy), 1 a problem was found, 2 bad usage.\nFix: the printed `npx tsx scripts/run-recipe.ts RECIPE --host HOST ...` command.')

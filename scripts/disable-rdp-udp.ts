@@ -20,6 +20,7 @@ import { EnvError, StepError } from './lib/errors.ts';
 import { record, type UndoSpec } from './lib/journal.ts';
 import { printHuman, printJson, statusWord, withSpinner, type Status } from './lib/output.ts';
 import { psStep } from './lib/ps-loader.ts';
+import type { Report } from './lib/report.ts';
 import { validateLocalPath, validateWindowsPath } from './lib/validate.ts';
 
 const SCRIPT = 'disable-rdp-udp';
@@ -47,7 +48,8 @@ export interface UdpOptions {
   platform?: NodeJS.Platform;
 }
 
-export interface UdpResult {
+/** The step contract (lib/report.ts) and the value before and after. */
+export interface UdpResult extends Report {
   status: Status;
   target: string;
   key: string;
@@ -76,13 +78,13 @@ export async function setRdpUdp(o: UdpOptions = {}): Promise<UdpResult> {
   const base = { target: where, key: POLICY_REG_KEY, backup: null, journal: null };
   if (target.kind === 'local' && platform !== 'win32') {
     const reason = notWindowsReason(platform);
-    if (o.skipIfNotWindows) return { ...base, status: 'skipped', before: null, after: null, reason };
+    if (o.skipIfNotWindows) return withContract({ ...base, status: 'skipped', before: null, after: null, reason }, target, !!o.enable);
     throw new EnvError(reason, 'run it on the Windows client you connect from, use --target winrm://HOST | ssh://USER@HOST for a remote Windows client, or --emit to get the script to paste');
   }
   const value = o.enable ? null : 1;
   const script = udpPolicyScript({ value, dryRun: o.dryRun, backupDir });
   const { result } = await runScript<ScriptResult>(target, script);
-  const out: UdpResult = {
+  const out: UdpCore = {
     ...base,
     status: result.status,
     before: result.before ?? null,
@@ -106,7 +108,7 @@ export async function setRdpUdp(o: UdpOptions = {}): Promise<UdpResult> {
     );
     out.journal = entry.id;
   }
-  return out;
+  return withContract(out, target, !!o.enable);
 }
 
 /**
@@ -166,25 +168,10 @@ export async function main(argv: string[]): Promise<number> {
       setRdpUdp({ enable: a.enable as boolean, dryRun, target, backupDir, journalDir, skipIfNotWindows: a['skip-if-not-windows'] as boolean }), !json);
   } catch (e) {
     if (!(e instanceof StepError)) throw e;
-    r = { status: 'failed', target: describeTarget(target), key: POLICY_REG_KEY, before: null, after: null, backup: null, journal: null, error: e.message };
+    r = withContract({ status: 'failed', target: describeTarget(target), key: POLICY_REG_KEY, before: null, after: null, backup: null, journal: null, error: e.message }, target, a.enable as boolean);
   }
   if (json) printJson(r);
-  else {
-    const show = (v: number | null) => (v === null ? '(absent)' : String(v));
-    const verdict =
-      r.status === 'skipped' ? `${statusWord('skipped')}: ${r.reason}`
-      : r.status === 'ok' ? `${statusWord('ok')}: ${VALUE_NAME} is already ${show(r.after)} on ${r.target}`
-      : r.status === 'would-change' ? `${statusWord('would-change')}: ${VALUE_NAME} ${show(r.before)} -> ${a.enable ? '(absent)' : '1'} on ${r.target} (dry run, nothing changed)`
-      : r.status === 'changed' ? `${statusWord('changed')}: ${VALUE_NAME} ${show(r.before)} -> ${show(r.after)} on ${r.target}`
-      : `${statusWord('failed')}: ${r.error ?? 'the change failed'}`;
-    const evidence = [`key: ${POLICY_REG_KEY}`];
-    if (r.backup) evidence.push(`backup: ${r.backup}`);
-    if (r.journal) evidence.push(`journal: ${r.journal}`);
-    if (r.status === 'changed') evidence.push('note: reopen the Remote Desktop client (mstsc reads the policy at start)');
-    const where = target.kind === 'local' ? [] : ['--target', describeTarget(target)];
-    const next = r.status === 'changed' ? [['npx tsx scripts/disable-rdp-udp.ts', ...(a.enable ? [] : ['--enable']), ...where].join(' ')] : [];
-    printHuman(verdict, evidence, next);
-  }
+  else printHuman(`${statusWord(r.status)}: ${r.summary}`, [...r.evidence, ...r.notes.map((n) => `note: ${n}`)], r.next);
   return r.status === 'failed' ? 1 : 0;
 }
 
@@ -196,6 +183,28 @@ interface ScriptResult {
   after?: number | null;
   backup?: string | null;
   error?: string;
+}
+
+type UdpCore = Omit<UdpResult, keyof Report> & { status: Status };
+
+/** The result with the contract's summary, changes, evidence, next and notes in front. */
+function withContract(r: UdpCore, target: Target, enable: boolean): UdpResult {
+  const show = (v: number | null) => (v === null ? '(absent)' : String(v));
+  const after = r.status === 'would-change' ? (enable ? null : 1) : r.after;
+  const arrow = `${VALUE_NAME} ${show(r.before)} -> ${show(after)} on ${r.target}`;
+  const summary =
+    r.status === 'skipped' ? r.reason ?? 'skipped'
+    : r.status === 'ok' ? `${VALUE_NAME} is already ${show(r.after)} on ${r.target}`
+    : r.status === 'would-change' ? `${arrow} (dry run, nothing changed)`
+    : r.status === 'changed' ? arrow
+    : r.error ?? 'the change failed';
+  const changes = r.status === 'changed' || r.status === 'would-change' ? [{ summary: arrow, before: r.before, after, backup: r.backup }] : [];
+  const evidence = [`key: ${POLICY_REG_KEY}`, ...(r.backup ? [`backup: ${r.backup}`] : []), ...(r.journal ? [`journal: ${r.journal}`] : [])];
+  const where = target.kind === 'local' ? [] : ['--target', describeTarget(target)];
+  const next = r.status === 'changed' ? [['npx tsx scripts/disable-rdp-udp.ts', ...(enable ? [] : ['--enable']), ...where].join(' ')] : [];
+  const notes = r.status === 'changed' ? ['reopen the Remote Desktop client (mstsc reads the policy at start)'] : [];
+  const { status, ...rest } = r;
+  return { status, summary, cause: null, changes, evidence, next, notes, ...rest };
 }
 
 /** The explanation for a non-Windows machine, shared by the error and the 'skipped' status. */

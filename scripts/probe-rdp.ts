@@ -26,9 +26,11 @@ import { UsageError } from './lib/errors.ts';
 import { printJson } from './lib/output.ts';
 import { DEFAULT_TIMEOUTS, probeRdp, type ProbeResult } from './lib/probe.ts';
 import { formatVerdict, verdictOf, type Verdict } from './lib/rdp-verdict.ts';
+import type { Report } from './lib/report.ts';
 import { validateHost, validateInt } from './lib/validate.ts';
 
-export interface ProbeReport extends Verdict {
+/** The step contract (lib/report.ts) with the verdict's fields; `changes` is always [] (read-only). */
+export interface ProbeReport extends Verdict, Omit<Report, keyof Verdict | 'status'> {
   status: 'ok' | 'failed';
   /** HOST:PORT probed. */
   endpoint: string;
@@ -37,7 +39,7 @@ export interface ProbeReport extends Verdict {
 
 export function probeReport(probe: ProbeResult): ProbeReport {
   const v = verdictOf(probe);
-  return { status: v.cause === 'healthy' ? 'ok' : 'failed', endpoint: probe.endpoint, ...v, probe };
+  return { status: v.cause === 'healthy' ? 'ok' : 'failed', endpoint: probe.endpoint, ...v, changes: [], probe };
 }
 
 export async function main(argv: string[]): Promise<number> {
@@ -51,6 +53,7 @@ export async function main(argv: string[]): Promise<number> {
     .option('x224-timeout', { type: 'number', default: DEFAULT_TIMEOUTS.x224Ms, describe: 'wait for the X.224 Connection Confirm, ms' })
     .option('tls-timeout', { type: 'number', default: DEFAULT_TIMEOUTS.tlsMs, describe: 'wait for the TLS handshake, ms' })
     .option('mss-retry', { type: 'boolean', default: true, describe: 'when the TLS flight never arrives, retry with a 536-byte segment size (needs perl or python3; --no-mss-retry to skip)' })
+    .option('dry-run', { type: 'boolean', default: false, describe: 'accepted like every script\'s --dry-run; the probe changes nothing either way' })
     .example('$0 10.0.0.4', 'probe the default port 3389')
     .example('$0 vm1.contoso.com:3390 --json', 'machine-readable result')
     .example('$0 10.0.0.4 --tls-versions', 'also list the TLS versions the server accepts')

@@ -11,7 +11,8 @@ import { readHostsFile } from './lib/hosts.ts';
 import { chalk, confirm, printJson } from './lib/output.ts';
 import { emitRecipe } from './lib/recipe-emit.ts';
 import { listRecipes, loadRecipe } from './lib/recipe.ts';
-import { changesState, findResumable, finishRun, fleetHosts, humanHooks, planLines, recap, runFleet, runRecipe, runWithPlan } from './lib/runner.ts';
+import { report } from './lib/report.ts';
+import { changesState, findResumable, finishRun, fleetHosts, humanHooks, planLines, recap, runFleet, runRecipe, runReport, runWithPlan } from './lib/runner.ts';
 import { formatHostPort, validateHost, validateInt, validateLocalPath } from './lib/validate.ts';
 
 export async function main(argv: string[]): Promise<number> {
@@ -46,7 +47,7 @@ export async function main(argv: string[]): Promise<number> {
   if (args.journal !== undefined) validateLocalPath(args.journal, '--journal');
   if (args.list) {
     const docs = recipes.map((r) => loadRecipe(r)).map((r) => ({ name: r.name, summary: r.summary, fixes: r.fixes, steps: r.steps.length }));
-    if (json) printJson({ status: 'ok', recipes: docs });
+    if (json) printJson({ ...report({ status: 'ok', summary: `${docs.length} recipes: ${docs.map((d) => d.name).join(', ')}` }), recipes: docs });
     else for (const d of docs) process.stdout.write(`${chalk.bold(d.name.padEnd(18))} ${d.summary}\n${' '.repeat(19)}${chalk.dim(`fixes: ${d.fixes.join(', ')}`)}\n`);
     return 0;
   }
@@ -110,7 +111,7 @@ export async function main(argv: string[]): Promise<number> {
     if (!args['dry-run'] && !args.yes && recipe.steps.some(changesState) && !(await confirm(`Run on ${hosts.length} hosts?`, 'this recipe changes state and needs confirmation: pass --yes (or --dry-run to inspect only)'))) return 1;
     const t0 = performance.now();
     const runs = await runFleet(recipe, hosts, parallel, { dryRun: args['dry-run'], params, journal: args.journal });
-    if (json) for (const r of runs) printJson({ status: r.result === 'failed' ? 'failed' : 'ok', ...r });
+    if (json) for (const r of runs) printJson(runReport(r));
     else {
       process.stdout.write(`${'host'.padEnd(28)} ${'result'.padEnd(10)} recap\n`);
       for (const r of runs) {

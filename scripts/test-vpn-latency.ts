@@ -24,6 +24,7 @@ import { isResolved, resolveHost } from './lib/dns.ts';
 import { EnvError, UsageError } from './lib/errors.ts';
 import { chalk, printJson, type Status } from './lib/output.ts';
 import { pingPlatform, runPing } from './lib/ping.ts';
+import type { Report } from './lib/report.ts';
 import { describeRoute, type RouteInfo } from './lib/route.ts';
 import { DEFAULT_THRESHOLDS, judge, round3, sparkline, summarize, thresholdError, type Summary, type Thresholds, type Verdict } from './lib/stats.ts';
 import { tcpConnect } from './lib/tcp.ts';
@@ -77,7 +78,12 @@ export interface MethodReport extends Summary {
  */
 export type LatencyVerdict = Verdict | 'server-problem' | 'name-not-resolved' | 'unknown';
 
-export interface LatencyReport {
+/**
+ * The step contract (lib/report.ts) and the numbers. `cause`: the problem's cause, or
+ * unstable-network for a poor path, else null; `evidence`: the reasons, why sampling stopped, the
+ * methods' notes and errors; `changes`: always [] (it only measures).
+ */
+export interface LatencyReport extends Report {
   status: Status;
   /** HOST:PORT as measured. */
   endpoint: string;
@@ -122,7 +128,7 @@ export async function measureLatency(o: LatencyOptions): Promise<LatencyReport> 
       problem: { cause: 'name-not-resolved' as const, summary: `${lookup.error}: there is no address to measure` }, reasons: [], rounds: 0,
       elapsedMs: Math.round(performance.now() - t0),
     };
-    return { ...partial, ...nextOf(partial), thresholds };
+    return withContract({ ...partial, ...nextOf(partial), thresholds });
   }
   const { address, family } = lookup;
   const route: RouteInfo = await describeRoute(address, family);
@@ -280,7 +286,7 @@ export async function measureLatency(o: LatencyOptions): Promise<LatencyReport> 
   }
   const status: Status = verdict === 'unknown' ? 'skipped' : verdict === 'good' || verdict === 'fair' ? 'ok' : 'failed';
   const routeOut = { interface: route.interface, mtu: route.mtu, vpn: route.vpn };
-  return {
+  return withContract({
     status,
     endpoint,
     address,
@@ -295,7 +301,7 @@ export async function measureLatency(o: LatencyOptions): Promise<LatencyReport> 
     rounds,
     interrupted: stop.signal.aborted,
     elapsedMs: Math.round(performance.now() - t0),
-  };
+  });
 }
 
 export async function main(argv: string[]): Promise<number> {
@@ -320,6 +326,7 @@ export async function main(argv: string[]): Promise<number> {
     .option('poor-jitter', { type: 'string', default: String(DEFAULT_THRESHOLDS.poorJitterMs), describe: 'jitter (ms) at or above which the path is poor' })
     .option('progress', { type: 'boolean', describe: 'progress line on stderr (default: when stderr is a terminal and not --json)' })
     .option('json', { type: 'boolean', default: false, describe: 'print one JSON object with every number' })
+    .option('dry-run', { type: 'boolean', default: false, describe: 'accepted like every script\'s --dry-run; it only measures either way' })
     .example('$0 10.8.0.5', '20 rounds to 10.8.0.5:3389')
     .example('$0 vm1:3390 --count 100 --interval 100', 'a longer, denser run on port 3390')
     .example('$0 10.8.0.5 --json > latency.json', 'all numbers for a script or a ticket')
@@ -418,6 +425,37 @@ const sleep = (ms: number, signal?: AbortSignal) =>
 
 const fmt = (x: number | null) => (x === null ? '-' : x >= 100 ? x.toFixed(0) : x >= 10 ? x.toFixed(1) : x.toFixed(2));
 
+type Measured = Omit<LatencyReport, keyof Report> & Pick<LatencyReport, 'status' | 'next' | 'notes'>;
+
+/** The measurement with the contract's summary, cause, changes and evidence in front. */
+function withContract(r: Measured): LatencyReport {
+  const { status, next, notes, ...rest } = r;
+  const cause: Cause | null = r.problem?.cause ?? (r.verdict === 'poor' ? 'unstable-network' : null);
+  const head = headline(r);
+  return { status, summary: `${r.verdict} — ${head}${r.interrupted ? ' (interrupted)' : ''}`, cause, changes: [], evidence: evidenceOf(r), next, notes, ...rest };
+}
+
+/** The verdict line after the verdict word: the endpoint, the problem or the numbers, the rounds. */
+function headline(r: Measured): string {
+  const main = r.methods.find((m) => m.counted && m.received > 0) ?? r.methods[0];
+  const numbers = main && main.received
+    ? `median ${fmt(main.medianMs)} ms, loss ${main.lossPct}%, jitter ${fmt(main.jitterMs)} ms (${main.method})`
+    : 'no answers';
+  const what = r.problem && r.verdict !== 'unreachable' ? `${r.problem.summary} (diagnose: ${r.problem.cause})${main && main.received ? `; the path answers: ${numbers}` : ''}` : numbers;
+  const rounds = r.verdict === 'name-not-resolved' ? '' : ` over ${r.rounds} round${r.rounds === 1 ? '' : 's'}`;
+  return `${r.endpoint}: ${what}${rounds}`;
+}
+
+/** What the verdict rests on beyond the numbers: the reasons first, then why sampling stopped, the methods' notes and errors. */
+function evidenceOf(r: Measured): string[] {
+  const out = [...r.reasons, ...(r.stoppedEarly ? [`stopped early: ${r.stoppedEarly}`] : []), ...r.methods.filter((m) => m.note).map((m) => `${m.method}: ${m.note}`)];
+  for (const m of r.methods) {
+    const e = Object.entries(m.errors).map(([k, v]) => `${k} ×${v}`).join(', ');
+    if (e) out.push(`${m.method}: ${e}`);
+  }
+  return out;
+}
+
 /** The commands to run next (exact commands only) and the prose that goes with them. */
 function nextOf(r: Pick<LatencyReport, 'endpoint' | 'verdict' | 'route' | 'problem'>): { next: string[]; notes: string[] } {
   const next: string[] = [];
@@ -436,14 +474,8 @@ function nextOf(r: Pick<LatencyReport, 'endpoint' | 'verdict' | 'route' | 'probl
 
 function renderReport(r: LatencyReport, routeError?: string): string {
   const colour = r.verdict === 'good' ? chalk.green : r.verdict === 'fair' ? chalk.yellow : r.verdict === 'unknown' ? chalk.gray : chalk.red;
-  const main = r.methods.find((m) => m.counted && m.received > 0) ?? r.methods[0];
-  const numbers = main && main.received
-    ? `median ${fmt(main.medianMs)} ms, loss ${main.lossPct}%, jitter ${fmt(main.jitterMs)} ms (${main.method})`
-    : 'no answers';
-  const headline = r.problem && r.verdict !== 'unreachable' ? `${r.problem.summary} (diagnose: ${r.problem.cause})${main && main.received ? `; the path answers: ${numbers}` : ''}` : numbers;
-  const rounds = r.verdict === 'name-not-resolved' ? '' : ` over ${r.rounds} round${r.rounds === 1 ? '' : 's'}`;
   const lines = [
-    `${colour(chalk.bold(r.verdict.toUpperCase()))} — ${r.endpoint}: ${headline}${rounds}${r.interrupted ? chalk.yellow(' (interrupted)') : ''}`,
+    `${colour(chalk.bold(r.verdict.toUpperCase()))} — ${headline(r)}${r.interrupted ? chalk.yellow(' (interrupted)') : ''}`,
     `  ${chalk.dim('route:')} ${r.route.interface ?? 'unknown'}${r.route.mtu ? `, MTU ${r.route.mtu}` : ''}${r.route.vpn ? chalk.cyan(' (VPN tunnel)') : ''}${routeError ? chalk.dim(` (${routeError})`) : ''}`,
   ];
   if (r.methods.length) lines.push('', chalk.dim('  method  sent  recv   loss     min  median     p95     max  jitter  (ms)'));
@@ -454,11 +486,8 @@ function renderReport(r: LatencyReport, routeError?: string): string {
         `${pad(fmt(m.minMs), 8)}${pad(fmt(m.medianMs), 8)}${pad(fmt(m.p95Ms), 8)}${pad(fmt(m.maxMs), 8)}${pad(fmt(m.jitterMs), 8)}  ${sparkline(m.samplesMs, 40)}`,
     );
   }
-  const notes = [...r.reasons.map((x) => chalk.yellow(x)), ...(r.stoppedEarly ? [`stopped early: ${r.stoppedEarly}`] : []), ...r.methods.filter((m) => m.note).map((m) => `${m.method}: ${m.note}`)];
-  for (const [m, errs] of r.methods.map((m) => [m.method, m.errors] as const)) {
-    const e = Object.entries(errs).map(([k, v]) => `${k} ×${v}`).join(', ');
-    if (e) notes.push(`${m}: ${e}`);
-  }
+  // The reasons (the evidence's first lines) in yellow.
+  const notes = r.evidence.map((x, i) => (i < r.reasons.length ? chalk.yellow(x) : x));
   if (notes.length) lines.push('', ...notes.map((n) => `  ${chalk.dim('•')} ${n}`));
   if (r.next.length) lines.push('', chalk.bold('Next:'), ...r.next.map((n) => `  ${n}`), ...r.notes.map((n) => `  ${chalk.dim('•')} ${chalk.dim(n)}`));
   return lines.join('\n') + '\n';

@@ -13,6 +13,7 @@ import type { HostsLine } from './hosts.ts';
 import { journalDir, readRunFiles, type RunFileFields } from './journal.ts';
 import { chalk, confirm, printJson, statusWord, withSpinner } from './output.ts';
 import { scriptsDir, stepArgs, type Recipe, type RecipeStep } from './recipe.ts';
+import { isCause, isStatus, report, type Report } from './report.ts';
 import { formatHostPort } from './validate.ts';
 
 export type StepStatus = 'ok' | 'changed' | 'would-change' | 'skipped' | 'failed';
@@ -240,7 +241,7 @@ export async function runRecipe(recipe: Recipe, o: RunOptions): Promise<RunState
     }
 
     const status: StepStatus = r.exitCode === 2 || r.json === null ? 'failed' : scriptStatus;
-    const done = finish(['ok', 'changed', 'would-change', 'skipped', 'failed'].includes(status) ? status : 'failed', outcome, detail, r.exitCode);
+    const done = finish(isStatus(status) ? status : 'failed', outcome, detail, r.exitCode);
     if (done.status === 'would-change') wouldChangeBefore = true;
     if (done.status === 'failed') break;
     if (step.stopWhen.includes(outcome)) {
@@ -358,19 +359,53 @@ export function humanHooks(json: boolean): Pick<RunOptions, 'onStep' | 'wrap'> {
   };
 }
 
+/** How a run ended, in words (the human verdict and the JSON summary). */
+function verdictOf(state: RunState): string {
+  return state.result === 'fixed' ? `Fixed: ${state.steps.at(-1)?.name} reports ${state.steps.at(-1)?.outcome}.`
+    : state.result === 'completed' ? 'All steps completed.'
+    : state.result === 'dry-run' ? 'Dry run finished: nothing was changed.'
+    : `Failed at: ${state.steps.at(-1)?.name}.`;
+}
+
+/**
+ * A run as the step contract (lib/report.ts) says: status ok or failed; the verdict and the recap;
+ * the cause the last check named; the steps that changed (or would change) state; one evidence
+ * line per step; the undo command when a failed run left changes behind. The run's own fields follow.
+ */
+export function runReport(state: RunState, undone?: number): Report & RunState & { rollback?: 'ok' | 'failed' } {
+  const changed = state.steps.filter((s) => s.status === 'changed');
+  const lastCheck = state.steps.filter((s) => isCause(s.outcome)).at(-1);
+  const undo = `npx tsx scripts/undo.ts --run ${state.runId} --yes`;
+  const leftBehind = state.result === 'failed' && changed.length > 0 && undone === undefined;
+  return {
+    ...report({
+      status: state.result === 'failed' ? 'failed' : 'ok',
+      summary: `${verdictOf(state)}  ${recap(state)}`,
+      cause: lastCheck && isCause(lastCheck.outcome) ? lastCheck.outcome : null,
+      changes: state.steps.filter((s) => s.status === 'changed' || s.status === 'would-change').map((s) => ({ summary: `${s.name}: ${s.detail}`, step: s.id, script: s.script, status: s.status })),
+      evidence: state.steps.map((s) => `${s.id} (${s.script}): ${s.status}${s.detail ? `: ${s.detail}` : ''}`),
+      next: leftBehind ? [undo] : [],
+      notes: [
+        ...(leftBehind ? [`the command above undoes the ${changed.length} change(s) this run made`] : []),
+        ...(undone !== undefined ? [undone === 0 ? 'rolled back every change of this run' : 'the rollback did not complete'] : []),
+        ...(state.result !== 'failed' && changed.length ? [`undo later: ${undo}`] : []),
+      ],
+    }),
+    ...state,
+    ...(undone !== undefined ? { rollback: undone === 0 ? 'ok' : 'failed' } : {}),
+  };
+}
+
 export async function finishRun(recipe: Recipe, state: RunState, rollback: boolean, json: boolean): Promise<number> {
   const changed = state.steps.filter((s) => s.status === 'changed');
   let undone: number | undefined;
   if (state.result === 'failed' && rollback && changed.length) undone = await undoRun(state.runId, json);
   if (json) {
-    printJson({ status: state.result === 'failed' ? 'failed' : 'ok', plan: recipe.steps.map((s) => ({ id: s.id, name: s.name, on: s.on, script: s.script, changesState: changesState(s) })), ...state, ...(undone !== undefined ? { rollback: undone === 0 ? 'ok' : 'failed' } : {}) });
+    const { status, ...rest } = runReport(state, undone);
+    printJson({ status, plan: recipe.steps.map((s) => ({ id: s.id, name: s.name, on: s.on, script: s.script, changesState: changesState(s) })), ...rest });
   } else {
-    const verdict =
-      state.result === 'fixed' ? chalk.green(`Fixed: ${state.steps.at(-1)?.name} reports ${state.steps.at(-1)?.outcome}.`)
-      : state.result === 'completed' ? chalk.green('All steps completed.')
-      : state.result === 'dry-run' ? chalk.cyan('Dry run finished: nothing was changed.')
-      : chalk.red(`Failed at: ${state.steps.at(-1)?.name}.`);
-    process.stdout.write(`\n${verdict}  ${recap(state)}\n`);
+    const verdict = verdictOf(state);
+    process.stdout.write(`\n${state.result === 'fixed' || state.result === 'completed' ? chalk.green(verdict) : state.result === 'dry-run' ? chalk.cyan(verdict) : chalk.red(verdict)}  ${recap(state)}\n`);
     if (state.result === 'failed' && changed.length && undone === undefined) {
       process.stdout.write(`Undo the ${changed.length} change(s) this run made: npx tsx scripts/undo.ts --run ${state.runId} --yes\n`);
     }
