@@ -174,7 +174,7 @@ export async function main(argv: string[]): Promise<number> {
     .option('fix', { type: 'boolean', default: false, describe: 'run the recipe for the cause found, through run-recipe (plan, confirmation, verification)' })
     .option('target', { type: 'string', describe: `with --fix: ${TARGET_HELP} (default: local on Windows for this machine; required otherwise)` })
     .option('yes', { alias: 'y', type: 'boolean', default: false, describe: 'with --fix: do not ask for confirmation' })
-    .option('dry-run', { type: 'boolean', default: false, describe: 'with --fix: run the recipe in inspect-only mode (without --fix diagnose changes nothing either way)' })
+    .option('dry-run', { type: 'boolean', default: false, describe: 'with --fix: run the recipe inspect-only (else a no-op)' })
     .example('$0 --hosts hosts.txt --parallel 64 --json > r.jsonl', 'a fleet, one JSON object per line')
     .example('$0 10.0.0.4 --fix --target azure://SUB/RG/VM', 'diagnose, then run the recipe that fixes it (asks first)')
     .epilog('Exit codes: 0 healthy (with --hosts: every host healthy), 1 a problem was found, 2 bad usage.\nFix: the printed `npx tsx scripts/run-recipe.ts RECIPE --host HOST ...` command.')

@@ -53,7 +53,7 @@ export async function main(argv: string[]): Promise<number> {
     .option('x224-timeout', { type: 'number', default: DEFAULT_TIMEOUTS.x224Ms, describe: 'wait for the X.224 Connection Confirm, ms' })
     .option('tls-timeout', { type: 'number', default: DEFAULT_TIMEOUTS.tlsMs, describe: 'wait for the TLS handshake, ms' })
     .option('mss-retry', { type: 'boolean', default: true, describe: 'when the TLS flight never arrives, retry with a 536-byte segment size (needs perl or python3; --no-mss-retry to skip)' })
-    .option('dry-run', { type: 'boolean', default: false, describe: 'accepted like every script\'s --dry-run; the probe changes nothing either way' })
+    .option('dry-run', { type: 'boolean', default: false, describe: 'a no-op: the probe changes nothing (every script takes it)' })
     .example('$0 10.0.0.4', 'probe the default port 3389')
     .example('$0 vm1.contoso.com:3390 --json', 'machine-readable result')
     .example('$0 10.0.0.4 --tls-versions', 'also list the TLS versions the server accepts')

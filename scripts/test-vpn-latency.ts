@@ -326,7 +326,7 @@ export async function main(argv: string[]): Promise<number> {
     .option('poor-jitter', { type: 'string', default: String(DEFAULT_THRESHOLDS.poorJitterMs), describe: 'jitter (ms) at or above which the path is poor' })
     .option('progress', { type: 'boolean', describe: 'progress line on stderr (default: when stderr is a terminal and not --json)' })
     .option('json', { type: 'boolean', default: false, describe: 'print one JSON object with every number' })
-    .option('dry-run', { type: 'boolean', default: false, describe: 'accepted like every script\'s --dry-run; it only measures either way' })
+    .option('dry-run', { type: 'boolean', default: false, describe: 'a no-op: it only measures (every script takes it)' })
     .example('$0 10.8.0.5', '20 rounds to 10.8.0.5:3389')
     .example('$0 vm1:3390 --count 100 --interval 100', 'a longer, denser run on port 3390')
     .example('$0 10.8.0.5 --json > latency.json', 'all numbers for a script or a ticket')
