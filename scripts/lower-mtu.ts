@@ -13,18 +13,27 @@
 //   --emit                  print the Windows PowerShell that sets it (scripts/ps/lower-mtu.ps1; paste
 //                           it on a Windows client)
 //
-// How to undo it: `npx tsx scripts/lower-mtu.ts --revert` restores every interface it changed to its
-// value before the first change (from the journal); `undo` runs the same recorded undo command.
+// How to undo it: `npx tsx scripts/lower-mtu.ts --revert [--interface IF]` undoes, per interface,
+// every lower-mtu journal entry not undone yet, newest first, through lib/undo.ts exactly as
+// `npx tsx scripts/undo.ts ID... --yes` would (the allow-list, the recorded command or script, the
+// MTU read back, mark, journal), so the interface ends at its value before the first of those
+// changes. When the interface already has that value, the entries are marked undone and nothing
+// runs. Without a journal entry (a pasted --emit script, another machine) there is nothing to fall
+// back on, as before: it says so (a pasted script prints the netsh command that puts the old MTU back).
 // On Linux and macOS the change lasts until the interface is reset (reboot, VPN reconnect);
 // on Windows it is persistent unless --temporary.
 import { describeTarget, runScript, type Target } from './lib/channels.ts';
 import { isMain, makeCli, runCli } from './lib/cli.ts';
 import { EnvError, RdpfixError, StepError, UsageError } from './lib/errors.ts';
-import { journalDir, list, markUndone, record, type JournalEntry, type UndoSpec } from './lib/journal.ts';
+import { stripVTControlCharacters } from 'node:util';
+import { journalDir, list, record, undoPermit, type JournalEntry, type UndoSpec } from './lib/journal.ts';
 import { chalk, printHuman, printJson, statusWord, withSpinner, type Status } from './lib/output.ts';
 import { MAX_IP_PACKET, probePathMtu, type PmtuOptions, type PmtuResult } from './lib/pmtu.ts';
 import { psStep } from './lib/ps-loader.ts';
+import { report, type Report, type ReportChange } from './lib/report.ts';
 import { execArgv, readInterfaceMtu, systemProgram } from './lib/route.ts';
+import type { Runner } from './lib/server-step.ts';
+import { markAlreadyUndone, openEntries, outcomeLines, planUndo, shellWord, undoEntries, type Exec, type UndoOptions, type UndoOutcome } from './lib/undo.ts';
 import { MTU_RANGE, validateHost, validateInt, validateInterface, validateLocalPath, validateMtu, validateWindowsPath } from './lib/validate.ts';
 
 const SCRIPT = 'lower-mtu';
@@ -63,13 +72,30 @@ export interface RevertOptions {
   interface?: string;
   dryRun?: boolean;
   journalDir?: string;
-  backupDir?: string;
   platform?: NodeJS.Platform;
+  /** How a command undo runs (lib/undo.ts execArgv by default). */
+  exec?: Exec;
+  /** How a PowerShell undo runs (Windows; lib/server-step.ts channelRunner by default). */
+  run?: Runner;
 }
 
-export interface RevertResult {
+/** One interface --revert put back: from the MTU it had, to the MTU before the first open change. */
+export interface Reverted {
+  interface: string;
+  from: number | null;
+  to: number;
   status: Status;
-  reverted: Array<{ interface: string; from: number | null; to: number; status: Status; entries: string[]; error?: string }>;
+  /** The journal entries of this interface, newest first. */
+  entries: string[];
+  /** What lib/undo.ts did with each of them. */
+  results: UndoOutcome[];
+  error?: string;
+}
+
+/** The step contract (lib/report.ts), then what --revert did per interface. */
+export interface RevertResult extends Report {
+  dryRun: boolean;
+  reverted: Reverted[];
   message: string;
 }
 
@@ -123,69 +149,101 @@ export async function setInterfaceMtu(o: SetMtuOptions): Promise<MtuChange> {
 }
 
 /**
- * Restore MTUs from the journal: every interface lower-mtu changed (and that is not yet undone) goes
- * back to its value before the FIRST of those changes; the entries are then marked undone.
+ * Restore MTUs from the journal: per interface, every lower-mtu entry not undone yet is undone
+ * newest first through lib/undo.ts (the same allow-list, recorded undo, read-back, marking and
+ * journaling as `undo ID`), so the interface ends at its value before the FIRST of those changes.
  */
 export async function revertMtu(o: RevertOptions = {}): Promise<RevertResult> {
   const platform = o.platform ?? process.platform;
   const only = o.interface !== undefined ? validateInterface(o.interface, platform) : undefined;
-  const open = (await list(o.journalDir)).filter(
-    (e): e is JournalEntry & { before: { interface: string; mtu: number } } =>
-      e.script === SCRIPT && !e.undone && typeof (e.before as { mtu?: unknown })?.mtu === 'number' && typeof (e.before as { interface?: unknown })?.interface === 'string',
-  );
-  const byIf = new Map<string, typeof open>();
-  for (const e of open) {
+  type Recorded = JournalEntry & { before: { interface: string; mtu: number } };
+  const recorded = (e: JournalEntry): e is Recorded =>
+    e.script === SCRIPT && typeof (e.before as { mtu?: unknown })?.mtu === 'number' && typeof (e.before as { interface?: unknown })?.interface === 'string';
+  const byIf = new Map<string, Recorded[]>();
+  for (const e of openEntries(await list(o.journalDir), recorded) as Recorded[]) {
     if (only !== undefined && e.before.interface !== only) continue;
     byIf.set(e.before.interface, [...(byIf.get(e.before.interface) ?? []), e]);
   }
+  const dryRun = !!o.dryRun;
   if (!byIf.size) {
-    return { status: 'ok', reverted: [], message: `nothing to revert: the journal (${journalDir(o.journalDir)}) has no MTU change${only ? ` for ${only}` : ''} that is not undone yet` };
+    const message = `nothing to revert: the journal (${journalDir(o.journalDir)}) has no MTU change${only ? ` for ${only}` : ''} that is not undone yet`;
+    return {
+      ...report({
+        status: 'ok',
+        summary: message,
+        notes: ['lower-mtu keeps no record on the interface itself, so without a journal entry there is nothing to put back: a change made by a pasted --emit script is undone with the netsh command that script printed, one made from another machine with that machine\'s journal'],
+      }),
+      dryRun,
+      reverted: [],
+      message,
+    };
   }
-  const reverted: RevertResult['reverted'] = [];
-  for (const [recorded, entries] of byIf) {
-    const to = entries[0]!.before.mtu; // oldest first: the value before rdpfix touched it
-    const ids = entries.map((e) => e.id);
-    let status: Status;
-    let from: number | null = null;
-    let error: string | undefined;
-    let iface = recorded;
+  // recordUndo false: the undos are not journaled (the one difference from `undo ID`), so the
+  // journal holds only lower-mtu entries afterwards, as --revert always left it.
+  const undoOptions: UndoOptions = { platform, by: 'lower-mtu --revert', recordUndo: false, ...(o.journalDir ? { journal: o.journalDir } : {}), ...(o.exec ? { exec: o.exec } : {}), ...(o.run ? { run: o.run } : {}) };
+  const reverted: Reverted[] = [];
+  for (const [name, entries] of byIf) {
+    const to = entries.at(-1)!.before.mtu; // the oldest: the value before rdpfix touched it
+    const r: Reverted = { interface: name, from: null, to, status: 'failed', entries: entries.map((e) => e.id), results: [] };
     try {
-      // The journal is data: its interface and MTU are validated like typed ones before use.
-      iface = validateInterface(recorded, platform);
+      // The journal is data: its interface and MTU are validated like typed ones before use, and
+      // every entry's undo must put back this interface.
+      r.interface = validateInterface(name, platform);
       validateMtu(to, 4, 'found');
+      for (const e of entries) {
+        const p = undoPermit(e);
+        if (p.ok && p.kind === 'command' && p.iface !== r.interface) throw new StepError(`journal entry ${e.id} records ${r.interface}, but its undo changes ${p.iface}: nothing run`);
+      }
       if (platform === 'win32') {
-        const script = mtuScript({ interface: iface, mtu: to, origin: 'found', dryRun: o.dryRun, backupDir: o.backupDir });
-        const { result } = await runScript<WindowsMtuResult>({ kind: 'local' }, script);
-        status = result.status;
-        from = result.before ?? null;
-        error = result.error;
+        const newest = (entries[0]!.after as { mtu?: unknown } | null)?.mtu;
+        r.from = typeof newest === 'number' ? newest : null;
       } else {
-        const state = await readInterfaceMtu(iface, platform);
-        if (!state.exists) throw new StepError(`interface ${iface} no longer exists (a VPN tunnel that was torn down takes its MTU with it)`);
-        from = state.mtu;
-        if (from === to) status = 'ok';
-        else if (o.dryRun) status = 'would-change';
-        else {
-          const r = await execArgv(unixMtuArgv(platform, iface, to, true));
-          const after = (await readInterfaceMtu(iface, platform)).mtu;
-          status = r.code === 0 && after === to ? 'changed' : 'failed';
-          if (status === 'failed') error = (r.stderr || r.stdout).trim() || `the MTU reads ${after} after setting ${to}`;
-        }
+        const state = await readInterfaceMtu(r.interface, platform);
+        if (!state.exists) throw new StepError(`interface ${r.interface} no longer exists (a VPN tunnel that was torn down takes its MTU with it)`);
+        r.from = state.mtu;
+      }
+      if (r.from === to && platform !== 'win32') {
+        // Already back (a reconnect or a person reset it): nothing runs; the entries are done.
+        r.status = 'ok';
+        if (!dryRun) for (const e of entries) r.results.push(await markAlreadyUndone(e, `${r.interface} already has MTU ${to}`, undoOptions));
+      } else if (dryRun) {
+        r.results = planUndo(entries);
+        const stuck = r.results.find((x) => x.status !== 'would-change');
+        r.status = stuck ? 'failed' : 'would-change';
+        if (stuck) r.error = `${stuck.id}: ${stuck.status === 'skipped' ? `no automatic undo: ${stuck.detail}` : stuck.detail}`;
+      } else {
+        const done = await undoEntries(entries, undoOptions);
+        r.results = done.results;
+        const stuck = done.results.find((x) => x.status === 'failed') ?? done.results.find((x) => x.status === 'skipped');
+        r.status = stuck ? 'failed' : done.status === 'changed' ? 'changed' : 'ok';
+        if (stuck) r.error = `${stuck.id}: ${stuck.status === 'skipped' ? `not undone: ${stuck.detail}` : stuck.detail}`;
       }
     } catch (e) {
-      status = 'failed';
-      error = (e as Error).message;
+      r.status = 'failed';
+      r.error = (e as Error).message;
     }
-    if (!o.dryRun && (status === 'changed' || status === 'ok')) {
-      for (const id of ids) await markUndone(id, { time: new Date().toISOString(), status, detail: `restored MTU ${to} by lower-mtu --revert` }, o.journalDir);
-    }
-    reverted.push({ interface: iface, from, to, status, entries: ids, ...(error ? { error } : {}) });
+    reverted.push(r);
   }
   const worst: Status = reverted.some((r) => r.status === 'failed') ? 'failed'
     : reverted.some((r) => r.status === 'changed') ? 'changed'
     : reverted.some((r) => r.status === 'would-change') ? 'would-change' : 'ok';
   const message = reverted.map((r) => `${r.interface}: ${r.from ?? '?'} -> ${r.to} (${r.status}${r.error ? `: ${r.error}` : ''})`).join('; ');
-  return { status: worst, reverted, message };
+  const journalFlag = o.journalDir ? ` --journal ${shellWord(o.journalDir)}` : '';
+  return {
+    ...report({
+      status: worst,
+      summary: message.replace(/[\r\n]+/g, ' '),
+      changes: reverted
+        .filter((r) => r.status === 'changed' || r.status === 'would-change')
+        .map((r): ReportChange => ({ summary: `MTU of ${r.interface}: ${r.from ?? '?'} -> ${r.to}`, interface: r.interface, before: r.from, after: r.to, entries: r.entries })),
+      evidence: reverted.flatMap((r) => outcomeLines(r.results).map((l) => `${r.interface}: ${l}`)),
+      next: reverted.filter((r) => r.status === 'failed' && r.results.length && !r.results.some((x) => x.detail.startsWith('refused') || x.detail.startsWith('would refuse'))).map((r) => `npx tsx scripts/lower-mtu.ts --revert --interface ${shellWord(r.interface)}${journalFlag}`),
+      notes: [`each interface's open lower-mtu journal entries are undone newest first, as npx tsx scripts/undo.ts ID... --yes undoes them (the same allow-list, read-back and journal)`],
+    }),
+    dryRun,
+    reverted,
+    message,
+  };
 }
 
 /**
@@ -258,14 +316,15 @@ export async function main(argv: string[]): Promise<number> {
   const fail = (e: unknown): number => {
     if (e instanceof RdpfixError && e.exitCode === 2) throw e;
     const message = e instanceof Error ? e.message : String(e);
-    if (json) printJson({ status: 'failed', error: message, hint: e instanceof RdpfixError ? e.hint ?? null : null });
+    const hint = e instanceof RdpfixError ? e.hint ?? null : null;
+    if (json) printJson({ ...report({ status: 'failed', summary: message.replace(/[\r\n]+/g, ' '), notes: hint ? [hint] : [] }), error: message, hint });
     else printHuman(`${statusWord('failed')}: ${message}`, e instanceof RdpfixError && e.hint ? [e.hint] : []);
     return 1;
   };
 
   try {
     if (a.revert) {
-      const r = await revertMtu({ interface: a.interface as string | undefined, dryRun, journalDir: jdir, backupDir });
+      const r = await revertMtu({ interface: a.interface as string | undefined, dryRun, journalDir: jdir });
       if (json) printJson(r);
       else printHuman(`${statusWord(r.status)}: ${r.message}`);
       return r.status === 'failed' ? 1 : 0;
@@ -285,7 +344,7 @@ export async function main(argv: string[]): Promise<number> {
       const probeStatus: Status = p.pathMtu === null || p.blackhole ? 'failed' : 'ok';
       if (!a.auto) {
         const s = probeSummary(p);
-        if (json) printJson({ status: probeStatus, ...p });
+        if (json) printJson({ ...report({ status: probeStatus, summary: plain(s.verdict), evidence: s.evidence, next: s.next }), ...p });
         else printHuman(s.verdict, s.evidence, s.next);
         return probeStatus === 'ok' ? 0 : 1;
       }
@@ -308,9 +367,16 @@ export async function main(argv: string[]): Promise<number> {
         status = change.status;
         message = changeLines(change).verdict;
       }
-      if (json) printJson({ status, ...p, change, message });
-      else {
-        const s = probeSummary(p);
+      const s = probeSummary(p);
+      if (json) {
+        const c = change ? changeLines(change) : null;
+        printJson({
+          ...report({ status, summary: c ? c.summary : plain(message), changes: change ? mtuChanges(change) : [], evidence: [plain(s.verdict), ...s.evidence, ...(c?.evidence ?? [])], next: c?.next ?? [], notes: change?.notes ?? [] }),
+          ...p,
+          change,
+          message,
+        });
+      } else {
         printHuman(message, [s.verdict, ...s.evidence, ...(change ? changeLines(change).evidence : [])]);
       }
       return status === 'failed' ? 1 : 0;
@@ -324,8 +390,10 @@ export async function main(argv: string[]): Promise<number> {
       journalDir: jdir,
       backupDir,
     });
-    if (json) printJson(c);
-    else {
+    if (json) {
+      const l = changeLines(c);
+      printJson({ ...report({ status: c.status, summary: l.summary, changes: mtuChanges(c), evidence: l.evidence, next: l.next, notes: c.notes }), ...c });
+    } else {
       const l = changeLines(c);
       printHuman(l.verdict, l.evidence);
     }
@@ -431,17 +499,28 @@ function probeSummary(p: PmtuResult): { verdict: string; evidence: string[]; nex
   return { verdict: chalk.green(`Path MTU to ${v} is ${p.pathMtu}: the full interface MTU gets through`), evidence, next };
 }
 
-function changeLines(c: MtuChange): { verdict: string; evidence: string[] } {
+function changeLines(c: MtuChange): { verdict: string; summary: string; evidence: string[]; next: string[] } {
   const what = `MTU of ${c.interface}`;
-  const verdict =
-    c.status === 'ok' ? `${statusWord('ok')}: ${what} is already ${c.mtu}`
-    : c.status === 'would-change' ? `${statusWord('would-change')}: would set ${what} from ${c.before} to ${c.mtu} (dry run, nothing changed)`
-    : c.status === 'changed' ? `${statusWord('changed')}: ${what} ${c.before} -> ${c.after}`
-    : `${statusWord('failed')}: ${what}: ${c.error ?? 'failed'}`;
+  const summary =
+    c.status === 'ok' ? `${what} is already ${c.mtu}`
+    : c.status === 'would-change' ? `would set ${what} from ${c.before} to ${c.mtu} (dry run, nothing changed)`
+    : c.status === 'changed' ? `${what} ${c.before} -> ${c.after}`
+    : `${what}: ${(c.error ?? 'failed').replace(/[\r\n]+/g, ' ')}`;
   const evidence = [...c.notes];
   if (c.journal) evidence.push(`journal: ${c.journal} (undo: npx tsx scripts/lower-mtu.ts --revert)`);
   if (c.backup) evidence.push(`backup: ${c.backup}`);
-  return { verdict, evidence };
+  const next = c.journal ? [`npx tsx scripts/lower-mtu.ts --revert --interface ${shellWord(c.interface)}`] : [];
+  return { verdict: `${statusWord(c.status)}: ${summary}`, summary, evidence, next };
 }
+
+/** The step contract's changes for one MTU change (or, in a dry run, the one it would make). */
+function mtuChanges(c: MtuChange): ReportChange[] {
+  if (c.status === 'would-change') return [{ summary: `MTU of ${c.interface}: ${c.before} -> ${c.mtu}`, interface: c.interface, before: c.before, after: c.mtu }];
+  if (c.after === c.before || c.after === null) return [];
+  return [{ summary: `MTU of ${c.interface}: ${c.before} -> ${c.after}`, interface: c.interface, before: c.before, after: c.after, journal: c.journal }];
+}
+
+/** A human line without its colour, for the JSON document. */
+const plain = (s: string) => stripVTControlCharacters(s);
 
 if (isMain(import.meta.url)) await runCli(main);

@@ -10,7 +10,9 @@ import { fileURLToPath } from 'node:url';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { mtuScript, revertMtu } from '../scripts/lower-mtu.ts';
+import { list, record } from '../scripts/lib/journal.ts';
 import { searchPathMtu, type ProbeAnswer, type SearchResult } from '../scripts/lib/pmtu.ts';
+import { readInterfaceMtu } from '../scripts/lib/route.ts';
 import { MTU_RANGE } from '../scripts/lib/validate.ts';
 import { findProgram } from '../scripts/lib/which.ts';
 import { parseProblems } from './helpers/powershell.ts';
@@ -216,3 +218,133 @@ usage('--emit --dry-run gates the change with -WhatIf', () => {
 });
 
 usage.run();
+
+// ------------------------------------------------------------ --revert through lib/undo.ts
+
+// --revert undoes each interface's open entries newest first through lib/undo.ts (allow-list,
+// the recorded command, the MTU read back, marking); a fake exec stands in for `ip`, the real
+// loopback's MTU is what "already back" compares with. This file's seal key, not ~/.rdpfix's.
+const keyDir = mkdtempSync(join(tmpdir(), 'rdpfix-mtu-key-'));
+process.env.RDPFIX_JOURNAL_KEY = join(keyDir, 'journal.key');
+process.on('exit', () => rmSync(keyDir, { recursive: true, force: true }));
+
+const revert = suite('lower-mtu --revert: the journal entries, undone as undo ID would');
+let jd = '';
+revert.before.each(() => {
+  jd = mkdtempSync(join(tmpdir(), 'rdpfix-revert-'));
+});
+revert.after.each(() => rmSync(jd, { recursive: true, force: true }));
+
+const mtuEntry = (iface: string, before: number, after: number, argv = ['ip', 'link', 'set', 'dev', iface, 'mtu', String(before)]) =>
+  record({ script: 'lower-mtu', target: 'client', summary: `MTU of ${iface}: ${before} -> ${after}`, before: { interface: iface, mtu: before }, after: { interface: iface, mtu: after }, backup: null, undo: { kind: 'command', argv } }, jd);
+
+/** A fake `ip`: `ip link set` exits 0 and sets the MTU it reports; `ip link show` reports it. */
+function fakeIp(start: number, stuck = false) {
+  const calls: string[][] = [];
+  let mtu = start;
+  const exec = async (argv: string[]) => {
+    calls.push(argv);
+    if (argv[2] === 'show') return { code: 0, stdout: `1: ${argv[4]}: <LOOPBACK,UP> mtu ${mtu} qdisc noqueue state UNKNOWN\n`, stderr: '' };
+    if (!stuck) mtu = Number(argv[6]);
+    return { code: 0, stdout: '', stderr: '' };
+  };
+  return { exec, calls };
+}
+
+function contract(r: Record<string, unknown>, what: string) {
+  assert.ok(['ok', 'changed', 'would-change', 'failed', 'skipped'].includes(r.status as string), `${what}: status`);
+  assert.ok(typeof r.summary === 'string' && r.summary && !/[\r\n]/.test(r.summary), `${what}: summary`);
+  assert.is(r.cause, null, `${what}: cause`);
+  for (const k of ['evidence', 'next', 'notes']) assert.ok(Array.isArray(r[k]) && (r[k] as unknown[]).every((x) => typeof x === 'string'), `${what}: ${k}`);
+  assert.ok(Array.isArray(r.changes) && (r.changes as Array<{ summary?: unknown }>).every((c) => typeof c.summary === 'string'), `${what}: changes`);
+}
+
+revert('two changes of one interface: both recorded undos, newest first, each read back; both marked; the journal holds only them', async () => {
+  const older = await mtuEntry('lo', 1500, 1400);
+  const newer = await mtuEntry('lo', 1400, 1300);
+  const ip = fakeIp(1300);
+  const r = await revertMtu({ journalDir: jd, platform: 'linux', exec: ip.exec });
+  assert.is(r.status, 'changed', r.message);
+  assert.equal(ip.calls, [
+    ['ip', 'link', 'set', 'dev', 'lo', 'mtu', '1400'], ['ip', 'link', 'show', 'dev', 'lo'],
+    ['ip', 'link', 'set', 'dev', 'lo', 'mtu', '1500'], ['ip', 'link', 'show', 'dev', 'lo'],
+  ]);
+  assert.equal(r.reverted.map((x) => [x.interface, x.to, x.entries]), [['lo', 1500, [newer.id, older.id]]]);
+  assert.equal(r.reverted[0]!.results.map((x) => x.status), ['changed', 'changed']);
+  const all = await list(jd);
+  assert.equal(all.map((e) => [e.script, e.undone?.status]), [['lower-mtu', 'changed'], ['lower-mtu', 'changed']]);
+  assert.match(all[0]!.undone!.detail!, /reads MTU 1500; undone by lower-mtu --revert$/);
+  assert.equal(r.changes.map((c) => c.summary), [`MTU of lo: ${r.reverted[0]!.from} -> 1500`]);
+  contract(r as unknown as Record<string, unknown>, 'changed');
+});
+
+revert('the interface already has the value before the first change: nothing runs, the entries are marked ok', async () => {
+  const now = (await readInterfaceMtu('lo', 'linux')).mtu!;
+  await mtuEntry('lo', now, 1400);
+  const ip = fakeIp(now);
+  const r = await revertMtu({ journalDir: jd, platform: 'linux', exec: ip.exec });
+  assert.is(r.status, 'ok', r.message);
+  assert.equal(ip.calls, []);
+  const [e] = await list(jd);
+  assert.equal([e!.undone?.status, e!.undone?.detail], ['ok', `lo already has MTU ${now}; undone by lower-mtu --revert`]);
+});
+
+revert('--dry-run checks the allow-list only: would-change, nothing run, nothing marked', async () => {
+  await mtuEntry('lo', 1500, 1400);
+  const ip = fakeIp(1400);
+  const r = await revertMtu({ journalDir: jd, platform: 'linux', exec: ip.exec, dryRun: true });
+  assert.is(r.status, 'would-change', r.message);
+  assert.is(r.dryRun, true);
+  assert.equal(ip.calls, []);
+  assert.equal((await list(jd)).map((e) => e.undone), [undefined]);
+  assert.is(r.changes.length, 1, 'the change it would make');
+  contract(r as unknown as Record<string, unknown>, 'dry run');
+});
+
+revert('an undo outside the allow-list, or one that changes another interface than recorded, is refused: nothing runs, nothing marked', async () => {
+  await mtuEntry('lo', 1500, 1400, ['ip', 'link', 'set', 'dev', 'lo', 'mtu', '1500', 'up']);
+  let ip = fakeIp(1400);
+  let r = await revertMtu({ journalDir: jd, platform: 'linux', exec: ip.exec });
+  assert.is(r.status, 'failed');
+  assert.match(r.reverted[0]!.error!, /refused, nothing run: .* is not one of the MTU commands rdpfix records/);
+  assert.equal(ip.calls, []);
+  assert.equal(r.next, [], 'a refusal is not retried');
+  rmSync(jd, { recursive: true, force: true });
+  await mtuEntry('lo', 1500, 1400, ['ip', 'link', 'set', 'dev', 'eth0', 'mtu', '1500']);
+  ip = fakeIp(1400);
+  r = await revertMtu({ journalDir: jd, platform: 'linux', exec: ip.exec });
+  assert.is(r.status, 'failed');
+  assert.match(r.reverted[0]!.error!, /records lo, but its undo changes eth0: nothing run/);
+  assert.equal(ip.calls, []);
+  assert.equal((await list(jd)).map((e) => e.undone), [undefined]);
+});
+
+revert('a read-back that disagrees fails, stops before the older entry, leaves both open and names the retry', async () => {
+  await mtuEntry('lo', 1500, 1400);
+  await mtuEntry('lo', 1400, 1300);
+  const ip = fakeIp(1300, true);
+  const r = await revertMtu({ journalDir: jd, platform: 'linux', exec: ip.exec });
+  assert.is(r.status, 'failed');
+  assert.equal(r.reverted[0]!.results.map((x) => x.status), ['failed', 'skipped']);
+  assert.is(ip.calls.length, 2, 'the older undo was not attempted');
+  assert.equal((await list(jd)).map((e) => e.undone), [undefined, undefined]);
+  assert.equal(r.next, [`npx tsx scripts/lower-mtu.ts --revert --interface lo --journal ${jd}`]);
+});
+
+revert('CLI: nothing to revert is ok with the reason and why there is no fallback; a dry-run set is one contract document', () => {
+  let r = cli(['--revert', '--json', '--journal', jd]);
+  assert.is(r.status, 0, r.stderr);
+  let doc = JSON.parse(r.stdout) as Record<string, unknown>;
+  contract(doc, 'nothing to revert');
+  assert.match(String(doc.message), /^nothing to revert/);
+  assert.ok((doc.notes as string[]).some((n) => /without a journal entry there is nothing to put back/.test(n)));
+  r = cli(['--interface', 'lo', '--mtu', '1400', '--dry-run', '--json', '--journal', jd]);
+  assert.is(r.status, 0, r.stderr);
+  doc = JSON.parse(r.stdout) as Record<string, unknown>;
+  contract(doc, 'set --dry-run');
+  assert.is(doc.status, 'would-change');
+  assert.match(String(doc.summary), /^would set MTU of lo from \d+ to 1400/);
+  assert.equal((doc.changes as Array<{ summary: string }>).map((c) => c.summary), [`MTU of lo: ${doc.before} -> 1400`]);
+});
+
+revert.run();

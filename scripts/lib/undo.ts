@@ -46,6 +46,11 @@ export interface UndoOptions {
   platform?: NodeJS.Platform;
   /** Who undoes it, when not `undo` itself (e.g. 'toggle-nla --restore'): named in the mark and the undo's entry. */
   by?: string;
+  /**
+   * false: mark the entry, but do not journal the undo itself. Only lower-mtu --revert passes it,
+   * so that its journal folder holds only lower-mtu entries afterwards, as it always has.
+   */
+  recordUndo?: boolean;
 }
 
 export interface UndoOutcome {
@@ -203,7 +208,7 @@ export async function runUndo(e: JournalEntry, o: UndoOptions = {}): Promise<{ o
   }
   const outcome: UndoOutcome = { ...base, status, detail };
   if (status === 'changed' || status === 'ok') await markEntry(e, status, detail, o);
-  if (status !== 'ok') {
+  if (status !== 'ok' && o.recordUndo !== false) {
     // The undo is itself a change (or a failed attempt at one): journal it, never to be undone
     // by `undo --last`.
     const rec = await record(
