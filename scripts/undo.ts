@@ -24,7 +24,7 @@ import { describeTarget, parseTarget } from './lib/channels.ts';
 import { UsageError } from './lib/errors.ts';
 import { journalDir, readJournal, undoPermit, type DamagedFile, type JournalEntry } from './lib/journal.ts';
 import { chalk, confirm, printHuman, printJson, statusWord, withSpinner } from './lib/output.ts';
-import { byIds, lastRunFor, openEntries, outcomeLines, planUndo, shellWord, undoEntries, type UndoOptions, type UndoOutcome, type UndoReport } from './lib/undo.ts';
+import { byIds, lastRunFor, openEntries, outcomeLines, planUndo, shellWord, undoChanges, undoEntries, type UndoOptions, type UndoOutcome, type UndoReport } from './lib/undo.ts';
 import { validateInt, validateLocalPath } from './lib/validate.ts';
 
 // ---------------------------------------------------------------- CLI
@@ -181,7 +181,7 @@ export async function main(argv: string[], o: Omit<UndoOptions, 'journal' | 'onE
       cause: null,
       dryRun: true,
       results,
-      changes: [],
+      changes: undoChanges(results),
       evidence: outcomeLines(results),
       next: [],
       notes: damagedNotes,

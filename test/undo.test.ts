@@ -10,7 +10,7 @@ import { lastRun, list, markUndone, record, type JournalEntry } from '../scripts
 import { RESULT_BEGIN, RESULT_END } from '../scripts/lib/ps.ts';
 import type { Runner } from '../scripts/lib/server-step.ts';
 import { toggleNla } from '../scripts/toggle-nla.ts';
-import { undoEntries, undoEntry } from '../scripts/lib/undo.ts';
+import { markAlreadyUndone, openEntries, planUndo, runUndo, undoEntries, undoEntry } from '../scripts/lib/undo.ts';
 import { fakeBin } from './helpers/fakebin.ts';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -314,3 +314,78 @@ cli('bad input is exit 2', () => {
 rt.run();
 cli.run();
 process.on('exit', () => rmSync(keyDir, { recursive: true, force: true }));
+
+// --- lib/undo.ts as the other scripts use it, and the step contract of every --json document.
+
+const core = suite('lib/undo.ts for toggle-nla --restore and lower-mtu --revert');
+core.before.each(() => {
+  dir = mkdtempSync(join(tmpdir(), 'rdpfix-undo-core-'));
+});
+core.after.each(() => rmSync(dir, { recursive: true, force: true }));
+
+core('`by` names who undid it in the mark and in the undo\'s own entry; runUndo hands back the raw result', async () => {
+  const made = await change('c1', 'NLA off', ps('# undo'));
+  const answer = { step: 'toggle-nla', mode: 'restore', status: 'changed', restored: [] };
+  const { outcome, raw } = await runUndo(made, { journal: dir, run: scripted(answer), by: 'toggle-nla --restore' });
+  assert.is(outcome.status, 'changed');
+  assert.equal(raw, answer);
+  const [e, u] = await list(dir);
+  assert.equal([e!.undone?.status, e!.undone?.detail], ['changed', 'undone by toggle-nla --restore']);
+  assert.match(u!.summary, new RegExp(`^undo of ${made.id} \\(toggle-nla\\) by toggle-nla --restore: changed`));
+  assert.is(outcome.undoEntry, u!.id);
+});
+
+core('recordUndo false marks the entry and journals nothing else; a refused undo hands back no raw result', async () => {
+  const made = await mtuChange('c2', { kind: 'command', argv: ['ip', 'link', 'set', 'dev', 'wg0', 'mtu', '1500'] });
+  const r = await undoEntry(made, { journal: dir, exec: fakeIp(1500).exec, platform: 'linux', recordUndo: false });
+  assert.is(r.status, 'changed');
+  assert.equal((await list(dir)).map((e) => [e.script, e.undone?.status]), [['lower-mtu', 'changed']]);
+  const hostile = await mtuChange('c3', { kind: 'command', argv: ['sh', '-c', 'id'] });
+  const refused = await runUndo(hostile, { journal: dir, exec: fakeIp(1500).exec, platform: 'linux' });
+  assert.equal([refused.outcome.status, refused.raw], ['failed', null]);
+});
+
+core('planUndo decides from the allow-list alone; markAlreadyUndone marks ok without running anything', async () => {
+  const a = await change('c4', 'a', ps('# a'));
+  const b = await change('c4', 'b', { kind: 'none', reason: 'nothing to put back' });
+  const c = await mtuChange('c4', { kind: 'command', argv: ['sh', '-c', 'id'] });
+  assert.equal(planUndo([a, b, c]).map((x) => x.status), ['would-change', 'skipped', 'failed']);
+  const r = await markAlreadyUndone(a, 'already as before', { journal: dir, by: 'lower-mtu --revert' });
+  assert.is(r.status, 'ok');
+  const marked = (await list(dir)).find((e) => e.id === a.id)!;
+  assert.equal([marked.undone?.status, marked.undone?.detail], ['ok', 'already as before; undone by lower-mtu --revert']);
+  assert.equal(openEntries(await list(dir)).map((e) => e.summary), ['MTU of wg0: 1500 -> 1400', 'b'], 'open entries, newest first, the marked one gone');
+});
+
+const contractProblems = (d: Record<string, unknown>): string[] => {
+  const out: string[] = [];
+  if (!['ok', 'changed', 'would-change', 'failed', 'skipped', 'nothing-to-undo'].includes(d.status as string)) out.push(`status ${String(d.status)}`);
+  if (typeof d.summary !== 'string' || !d.summary || /[\r\n]/.test(d.summary)) out.push('summary');
+  if (d.cause !== null) out.push('cause');
+  for (const k of ['evidence', 'next', 'notes']) if (!Array.isArray(d[k]) || !(d[k] as unknown[]).every((x) => typeof x === 'string')) out.push(k);
+  if (!Array.isArray(d.changes) || !(d.changes as Array<{ summary?: unknown }>).every((c) => typeof c.summary === 'string')) out.push('changes');
+  return out;
+};
+
+core('every --json document of the CLI has the step contract (list, emit, dry run, nothing to undo, an undo)', async () => {
+  const e = await change('c5', 'NLA off', { kind: 'powershell', target: 'ssh://admin@vm1', script: '# the undo script\n' }, 'ssh://admin@vm1');
+  const docs: Array<[string, Record<string, unknown>]> = [];
+  for (const args of [['--list'], ['--last', '--emit'], ['--last', '--dry-run'], ['--run', 'no-such-run', '--yes']]) docs.push([args.join(' '), JSON.parse(run([...args, '--json']).stdout) as Record<string, unknown>]);
+  const fb = fakeBin(['ssh']);
+  try {
+    fb.answer('ssh', `${RESULT_BEGIN}\n${JSON.stringify({ step: 'toggle-nla-undo', status: 'changed' })}\n${RESULT_END}\n`);
+    const r = run(['--last', '--yes', '--json'], fb.dir);
+    assert.is(r.status, 0, r.stderr);
+    docs.push(['--last --yes', JSON.parse(r.stdout) as Record<string, unknown>]);
+  } finally {
+    fb.remove();
+  }
+  for (const [what, doc] of docs) assert.equal(contractProblems(doc), [], what);
+  const undone = docs.at(-1)![1];
+  assert.equal((undone.changes as Array<{ id: string }>).map((c) => c.id), [e.id]);
+  assert.match((undone.evidence as string[])[0]!, new RegExp(`^${e.id}: changed`));
+  assert.equal((docs[2]![1].changes as Array<{ summary: string }>).map((c) => c.summary), [`would undo ${e.id} (toggle-nla on ssh://admin@vm1): NLA off`], 'a dry run lists what it would undo');
+  assert.equal(docs[0]![1].changes, [], '--list changes nothing');
+});
+
+core.run();

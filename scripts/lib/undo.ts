@@ -281,9 +281,11 @@ export async function undoEntries(entries: JournalEntry[], o: UndoOptions = {}):
   return { status, summary, cause: null, dryRun: false, results, changes: undoChanges(results), evidence: outcomeLines(results), next, notes, damaged: [] };
 }
 
-/** The contract's `changes`: each entry an undo put back. */
+/** The contract's `changes`: each entry an undo put back (or, planned, would put back). */
 export function undoChanges(results: UndoOutcome[]): UndoChange[] {
-  return results.filter((r) => r.status === 'changed').map((r) => ({ summary: `undid ${r.id} (${r.script} on ${r.target}): ${r.summary.replace(/[\r\n]+/g, ' ')}`, id: r.id, script: r.script, target: r.target }));
+  return results
+    .filter((r) => r.status === 'changed' || r.status === 'would-change')
+    .map((r) => ({ summary: `${r.status === 'changed' ? 'undid' : 'would undo'} ${r.id} (${r.script} on ${r.target}): ${r.summary.replace(/[\r\n]+/g, ' ')}`, id: r.id, script: r.script, target: r.target }));
 }
 
 /** The contract's `evidence`: one line per entry. */
