@@ -1,7 +1,11 @@
+import { readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { pwshGate, runPwsh } from '../helpers/pwsh.ts';
 import { buildScript, extractResult, psQuote, psUnquote, psValue, RESULT_BEGIN, RESULT_END } from '../../scripts/lib/ps.ts';
+import type { PsExample, PsValue } from '../../scripts/lib/ps.ts';
 import { parseProblems, psParser, walk } from '../helpers/powershell.ts';
 
 // Deterministic PRNG so a failure is reproducible from the printed index.
@@ -145,6 +149,112 @@ build('rejects parameter names that are not plain identifiers', () => {
 
 // ---
 
+const ascii = suite('pure ASCII');
+
+/** Values Windows PowerShell 5.1 would mangle in a .ps1 saved without a byte-order mark. */
+const HOSTILE = {
+  Adapter: 'Conexi\u00f3n de \u00e1rea local',
+  Path: 'C:\\Users\\\u00c4rger\\it\u2019s $(calc) `x \'q\'',
+  Umlaut: '\u00c4',
+  Emoji: 'fix \u{1f525} now',
+  Quote: '\u2019',
+  Mark: '\u200e',
+  Mixed: "x'\u2019; Invoke-Evil; \u2019y\r\n\u0085\u2028\ufeff",
+  Plain: "a'b $(c)",
+  List: ['\u00e9', 'plain', '\u{1f600}\u{1f600}', ''],
+  Table: { name: 'Ethernet \u00d8', nested: { v: '\u4e2d\u6587' }, n: 3, off: false, none: null },
+} satisfies Record<string, PsValue>;
+
+/** The first byte of the UTF-8 text that is not ASCII, or -1. */
+function firstNonAscii(text: string): number {
+  const bytes = Buffer.from(text, 'utf8');
+  for (let i = 0; i < bytes.length; i++) if (bytes[i]! > 0x7f) return i;
+  return -1;
+}
+
+async function allExamples(): Promise<Array<{ name: string; ex: PsExample }>> {
+  const dir = fileURLToPath(new URL('../examples', import.meta.url));
+  const out: Array<{ name: string; ex: PsExample }> = [];
+  for (const f of readdirSync(dir).filter((f) => f.endsWith('.ts')).sort()) {
+    const mod = (await import(join(dir, f))) as { examples: () => PsExample[] | Promise<PsExample[]> };
+    for (const ex of await mod.examples()) out.push({ name: `${f.replace(/\.ts$/, '')}/${ex.label}`, ex });
+  }
+  return out;
+}
+
+ascii('every example script in test/examples is pure ASCII, byte by byte', async () => {
+  const all = await allExamples();
+  assert.ok(all.length >= 20, `only ${all.length} examples found`);
+  for (const { name, ex } of all) assert.is(firstNonAscii(ex.script), -1, `${name}: non-ASCII byte`);
+});
+
+ascii('a built script with non-ASCII values is pure ASCII and parses cleanly', async () => {
+  const script = buildScript({ name: 'demo', summary: 'demo', params: { ...HOSTILE, DryRun: false }, body: "$Result.status = 'ok'" });
+  assert.is(firstNonAscii(script), -1);
+  assert.equal(await parseProblems(script), []);
+  // Each non-ASCII value is a decoding expression, each ASCII one the same literal as before.
+  assert.ok(script.includes("    Umlaut = ([System.Text.Encoding]::UTF8.GetString([System.Convert]::FromBase64String('w4Q=')))"));
+  assert.ok(script.includes(`    Plain = ${psQuote("a'b $(c)")}`));
+});
+
+ascii('psValue: an ASCII string is exactly its psQuote literal; a non-ASCII one decodes base64 of UTF-8', () => {
+  for (const v of ["a'b", '', '$(x) `y', 'C:\\ProgramData\\rdpfix']) assert.is(psValue(v), psQuote(v));
+  const expr = psValue('Conexi\u00f3n');
+  assert.is(firstNonAscii(expr), -1);
+  const b64 = /FromBase64String\('([A-Za-z0-9+/=]+)'\)/.exec(expr)?.[1];
+  assert.ok(b64, expr);
+  assert.is(Buffer.from(b64!, 'base64').toString('utf8'), 'Conexi\u00f3n');
+  assert.is(psValue(['\u00c4', 'a']), `@(${psValue('\u00c4')}, 'a')`);
+  assert.is(psValue({ k: '\u00c4' }), `[ordered]@{ 'k' = ${psValue('\u00c4')} }`);
+});
+
+ascii('psValue refuses a non-ASCII key, a lone surrogate and NUL (in both kinds of string)', () => {
+  assert.throws(() => psValue({ '\u00c4': 1 }), /key must be ASCII/);
+  assert.throws(() => psValue('a\ud800b'), /lone surrogate/);
+  assert.throws(() => psValue('\udc00'), /lone surrogate/);
+  assert.throws(() => psValue('\u00e9\0'), /NUL/);
+  assert.throws(() => psValue('e\0'), /NUL/);
+});
+
+ascii('buildScript refuses non-ASCII text of its own (body, summary), naming the character', () => {
+  assert.throws(() => buildScript({ name: 'demo', summary: 'a \u2014 b', params: {}, body: '' }), /not pure ASCII: U\+2014 on line 1/);
+  assert.throws(() => buildScript({ name: 'demo', summary: 's', params: {}, body: "# caf\u00e9\n$Result.status = 'ok'" }), /U\+00E9/);
+});
+
+ascii('under pwsh, a built script returns its non-ASCII $P values exactly', () => {
+  if (!pwshGate('non-ASCII $P values under pwsh')) return;
+  const script = buildScript({
+    name: 'demo',
+    summary: 'demo',
+    params: HOSTILE,
+    body: "$Result.status = 'ok'\n$Result.values = $P",
+  });
+  assert.is(firstNonAscii(script), -1);
+  const r = runPwsh(script);
+  assert.is(r.code, 0, r.stderr);
+  assert.equal(extractResult(r.stdout), { step: 'demo', status: 'ok', values: HOSTILE });
+});
+
+ascii('under pwsh, 10,000 fuzzed strings through psValue decode back exactly', () => {
+  if (!pwshGate('psValue fuzz under pwsh')) return;
+  const r0 = rng(0x7);
+  const inputs: string[] = [];
+  for (let i = 0; inputs.length < 10_000; i++) {
+    const s = fuzzString(r0, i);
+    if (!s.includes('\0')) inputs.push(s);
+  }
+  const script = buildScript({ name: 'demo', summary: 'demo', params: { Values: inputs }, body: "$Result.status = 'ok'\n$Result.values = $P.Values" });
+  assert.is(firstNonAscii(script), -1);
+  assert.ok(inputs.filter((s) => /[^\x00-\x7f]/.test(s)).length > 1000, 'many cases take the base64 path');
+  const r = runPwsh(script, 120_000);
+  assert.is(r.code, 0, r.stderr);
+  const got = extractResult<{ values: string[] }>(r.stdout).values;
+  assert.is(got.length, inputs.length);
+  for (let i = 0; i < inputs.length; i++) if (got[i] !== inputs[i]) assert.unreachable(`case ${i}: ${JSON.stringify(inputs[i]).slice(0, 200)} came back as ${JSON.stringify(got[i]).slice(0, 200)}`);
+});
+
+// ---
+
 const extract = suite('extractResult');
 
 extract('finds the JSON between the markers in noisy output', () => {
@@ -164,4 +274,5 @@ extract('says the output was cut off when no end marker is present', () => {
 quote.run();
 value.run();
 build.run();
+ascii.run();
 extract.run();
