@@ -169,12 +169,19 @@ if ($Result.Contains('restore') -and $Result['restore']) {
     foreach ($RestoreLine in @($Result['restore'])) { Write-Output ('rdpfix: to restore it, run: {0}' -f $RestoreLine) }
 }
 `;
-  // Values are ASCII by construction (psValue); the rest is our own text. A stray non-ASCII
-  // character there (a typographic dash in a comment) would be mangled by 5.1: refuse it here.
+  // Values are ASCII by construction (psValue); the rest is our own text.
+  return assertAscii(text, `generated script ${spec.name}`);
+}
+
+/**
+ * Refuse a script that is not pure ASCII: Windows PowerShell 5.1 reads a saved .ps1 without a
+ * byte-order mark as ANSI, so a stray character (a typographic dash in a comment) would be mangled.
+ */
+export function assertAscii(text: string, what: string): string {
   const bad = NON_ASCII.exec(text);
   if (bad) {
     const line = text.slice(0, bad.index).split('\n').length;
-    throw new TypeError(`generated script ${spec.name} is not pure ASCII: U+${bad[0].codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0')} on line ${line}`);
+    throw new TypeError(`${what} is not pure ASCII: U+${bad[0].codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0')} on line ${line}`);
   }
   return text;
 }

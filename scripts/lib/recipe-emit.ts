@@ -5,7 +5,7 @@
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { UsageError } from './errors.ts';
-import { psValue, RESULT_END } from './ps.ts';
+import { assertAscii, psValue, RESULT_END } from './ps.ts';
 import { readPsFile } from './ps-loader.ts';
 import { scriptsDir, type Recipe, type RecipeStep } from './recipe.ts';
 import { recipeParams, stepArgv } from './runner.ts';
@@ -164,6 +164,6 @@ export async function emitRecipe(recipe: Recipe, o: EmitOptions): Promise<string
     `Write-RdpSummary -Steps $rdpfixSteps -Head $rdpfixHead -MaxBytes ${SUMMARY_LIMIT}`,
     '',
   );
-  return parts.join('\n');
+  return assertAscii(parts.join('\n'), `recipe ${recipe.name} stage ${n}`);
 }
 
