@@ -66,8 +66,11 @@ gen('parses with the real grammar; approved verbs, full cmdlet names, nothing Po
     assert.equal([...commands].filter((c) => !allowed.has(c)), []);
     assert.not.match(s, /Invoke-Expression|Write-Host|\?\?|catch \{\s*\}/);
   }
-  // The backup folder is user input: quoted, every quote kind doubled.
-  assert.ok(udpPolicyScript({ value: 1, backupDir: "D:\\Backups\\O'Brien ‘x’" }).includes("BackupDir = 'D:\\Backups\\O''Brien ‘‘x’’'"));
+  // The backup folder is user input: quoted with every quote doubled; a non-ASCII one travels as
+  // base64 of its UTF-8 (Windows PowerShell 5.1 reads a saved script as ANSI).
+  assert.ok(udpPolicyScript({ value: 1, backupDir: "D:\\Backups\\O'Brien" }).includes("BackupDir = 'D:\\Backups\\O''Brien'"));
+  const b64 = Buffer.from("D:\\Backups\\O'Brien ‘x’", 'utf8').toString('base64');
+  assert.ok(udpPolicyScript({ value: 1, backupDir: "D:\\Backups\\O'Brien ‘x’" }).includes(`BackupDir = ([System.Text.Encoding]::UTF8.GetString([System.Convert]::FromBase64String('${b64}')))`));
 });
 
 gen('the value name and key the .ps1 writes as literals are the TypeScript constants', () => {
