@@ -4,6 +4,7 @@
 // PowerShell does. Gated by test/helpers/pwsh.ts: one skip line without pwsh, a failure in CI.
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
+import { fuzzString, rng } from './helpers/fuzz.ts';
 import { psQuote } from '../scripts/lib/ps.ts';
 import { pwshGate } from './helpers/pwsh.ts';
 import { exampleScripts, psFiles, recipeScripts, runPwshOver } from './helpers/ps-corpus.ts';
@@ -60,36 +61,6 @@ generated('the parse check can fail: a broken script is reported with its error'
 generated.run();
 
 // --- The quoting fuzz under the real parser ---
-
-// Deterministic PRNG so a failure is reproducible from the printed index.
-function rng(seed: number) {
-  return () => {
-    seed = (seed * 1664525 + 1013904223) >>> 0;
-    return seed / 2 ** 32;
-  };
-}
-
-// Every quote kind (the five single quotes PowerShell knows and the double ones), backticks,
-// subexpressions, statement and pipeline separators, here-string markers, newlines of every kind.
-const NASTY = ["'", '\u2018', '\u2019', '\u201a', '\u201b', "''", '\u2019\u2019', '"', '\u201c', '\u201d', '\u201e', '`', '`\'', "'`", '$', '$(', ')', '$(Remove-Item C:\\)', '${', '}', ';', '|', '||', '&', '&&', '\n', '\r', '\r\n', '#', '<#', '#>', '@', "@'", "'@", '@"', '"@', '\t', ' ', '-', '--%', 'Invoke-Evil', '\u0085', '\u2028', '\u2029', '\ufeff', '\\', '\u00a0', '\u200b'];
-
-function fuzzString(r: () => number, i: number): string {
-  if (i % 2500 === 7) return ("x'\u2019$(evil)`;|\n").repeat(Math.ceil(65536 / 14)).slice(0, 65536); // 64 KiB
-  const n = Math.floor(r() * 40);
-  let s = '';
-  for (let k = 0; k < n; k++) {
-    const pick = r();
-    if (pick < 0.5) s += NASTY[Math.floor(r() * NASTY.length)];
-    else if (pick < 0.8) s += String.fromCharCode(32 + Math.floor(r() * 95));
-    else {
-      // A random Unicode scalar value: no lone surrogates (not valid UTF-8), no NUL (psQuote refuses it).
-      let cp = 1 + Math.floor(r() * 0x10fffe);
-      if (cp >= 0xd800 && cp <= 0xdfff) cp = 0x4e2d;
-      s += String.fromCodePoint(cp);
-    }
-  }
-  return s;
-}
 
 const fuzz = suite('PowerShell parser: psQuote fuzz');
 

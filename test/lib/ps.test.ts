@@ -3,40 +3,11 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
+import { fuzzString as hostile, rng } from '../helpers/fuzz.ts';
 import { pwshGate, runPwsh } from '../helpers/pwsh.ts';
 import { buildScript, extractResult, psQuote, psUnquote, psValue, RESULT_BEGIN, RESULT_END } from '../../scripts/lib/ps.ts';
 import type { PsExample, PsValue } from '../../scripts/lib/ps.ts';
 import { parseProblems, psParser, walk } from '../helpers/powershell.ts';
-
-// Deterministic PRNG so a failure is reproducible from the printed index.
-function rng(seed: number) {
-  return () => {
-    seed = (seed * 1664525 + 1013904223) >>> 0;
-    return seed / 2 ** 32;
-  };
-}
-
-const NASTY = ["'", '\u2018', '\u2019', '\u201a', '\u201b', '"', '\u201c', '\u201d', '`', '$', '$(', ')', '${', '}', ';', '|', '&', '\n', '\r\n', '#', '<#', '#>', '@', "@'", "'@", '\t', ' ', '-', '--%', 'Invoke-Evil', '\u0085', '\u2028', '\ufeff', '\\'];
-
-function fuzzString(r: () => number, i: number): string {
-  if (i % 2500 === 7) return ("x'\u2019$(evil)`;|\n").repeat(Math.ceil(65536 / 14)).slice(0, 65536); // 64 KiB
-  const n = Math.floor(r() * 40);
-  let s = '';
-  for (let k = 0; k < n; k++) {
-    const pick = r();
-    if (pick < 0.5) s += NASTY[Math.floor(r() * NASTY.length)];
-    else if (pick < 0.8) s += String.fromCharCode(32 + Math.floor(r() * 95));
-    else {
-      // Random Unicode scalar (skip lone surrogates: they are not valid in a UTF-8 script file).
-      let cp = Math.floor(r() * 0x10ffff);
-      if (cp >= 0xd800 && cp <= 0xdfff) cp = 0x4e2d;
-      s += String.fromCodePoint(cp);
-    }
-  }
-  // One case in fifty carries a NUL, which must be rejected rather than emitted.
-  if (i % 50 === 3) s = s.slice(0, n >> 1) + '\0' + s.slice(n >> 1);
-  return s;
-}
 
 const quote = suite('psQuote');
 
@@ -45,7 +16,7 @@ quote('fuzz: 10,000 hostile strings each parse as exactly one string literal wit
   const r = rng(0x904);
   let rejected = 0;
   for (let i = 0; i < 10_000; i++) {
-    const input = fuzzString(r, i);
+    const input = hostile(r, i, { nul: true });
     if (input.includes('\0')) {
       // Rejected, never emitted: NUL would end the script text early.
       assert.throws(() => psQuote(input), /NUL/);
@@ -239,10 +210,7 @@ ascii('under pwsh, 10,000 fuzzed strings through psValue decode back exactly', (
   if (!pwshGate('psValue fuzz under pwsh')) return;
   const r0 = rng(0x7);
   const inputs: string[] = [];
-  for (let i = 0; inputs.length < 10_000; i++) {
-    const s = fuzzString(r0, i);
-    if (!s.includes('\0')) inputs.push(s);
-  }
+  for (let i = 0; i < 10_000; i++) inputs.push(hostile(r0, i));
   const script = buildScript({ name: 'demo', summary: 'demo', params: { Values: inputs }, body: "$Result.status = 'ok'\n$Result.values = $P.Values" });
   assert.is(firstNonAscii(script), -1);
   assert.ok(inputs.filter((s) => /[^\x00-\x7f]/.test(s)).length > 1000, 'many cases take the base64 path');
