@@ -1,0 +1,207 @@
+// The Node side of the bridge the Pester tests use (test/windows/Emit.ps1 Invoke-RdpfixEmit): the
+// PowerShell under test is the REAL text the TypeScript builders generate, and the undo a test
+// replays is the one the step's real TypeScript would journal. One process per batch:
+//   stdin   one JSON array of requests
+//   stdout  one JSON array of answers, in the same order
+// Requests:
+//   { "build": NAME, "args": [...] }              -> { "script": TEXT }
+//   { "undo": STEP, "raw": {...}, "options": {} } -> { "changes": [{ summary, before, after, backup, undo }], "via": HOW }
+// A request that fails gets { "error": "..." } (the others still run); the exit code is 0 unless
+// stdin is not a JSON array (2, with the reason on stderr).
+//
+// `changes` per step, for target local and not a dry run (the context serverFlags + contextFrom
+// build for --target local), from the raw result exactly as the target would return it:
+//   restart-termserv   regenChange(isoDates(raw), ctx, options.timeoutSeconds), what restartTermserv journals
+//   clear-machinekeys  clearChanges(isoDates(raw), ctx, options), what clearMachineKeys journals
+//   toggle-nla         no pure function computes its journal change (toggleNla builds it inline
+//                      with a private validChanges), so the real toggleNla runs with a runner that
+//                      answers `raw` and a throwaway journal and key (deleted after); the entries it
+//                      recorded are the answer
+//   disable-rdp-udp    setRdpUdp and lower-mtu's setWindowsMtu call the channel directly (nothing
+//   lower-mtu          to inject), so their few lines that build the journal change are repeated
+//                      here, calling the real builders (udpPolicyScript, mtuScript); `via` says so
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { buildClearScript, buildRestoreAclScript, buildRestoreFolderScript, clearChanges, type ClearOptions, type ClearRaw } from '../../scripts/clear-machinekeys.ts';
+import { udpPolicyScript, DEFAULT_BACKUP_DIR as UDP_BACKUP_DIR, VALUE_NAME } from '../../scripts/disable-rdp-udp.ts';
+import { buildInspectScript } from '../../scripts/inspect-server.ts';
+import { buildRestoreCertScript, regenChange, type RestartRaw } from '../../scripts/lib/certificate.ts';
+import { describeTarget } from '../../scripts/lib/channels.ts';
+import { isMain } from '../../scripts/lib/cli.ts';
+import { list } from '../../scripts/lib/journal.ts';
+import { emitRecipe, type EmitOptions } from '../../scripts/lib/recipe-emit.ts';
+import { loadRecipe } from '../../scripts/lib/recipe.ts';
+import { windowsRouteScript } from '../../scripts/lib/route.ts';
+import { contextFrom, isoDates, serverFlags, type Change, type StepContext } from '../../scripts/lib/server-step.ts';
+import type { UndoSpec } from '../../scripts/lib/journal.ts';
+import { validateMtu, MTU_RANGE } from '../../scripts/lib/validate.ts';
+import { DEFAULT_BACKUP_DIR as MTU_BACKUP_DIR, mtuScript, type MtuScriptOptions } from '../../scripts/lower-mtu.ts';
+import { buildRestartScript } from '../../scripts/restart-termserv.ts';
+import { buildNlaScript, buildNlaUndoScript, expiryTaskScript, toggleNla, type NlaOptions, type NlaRaw } from '../../scripts/toggle-nla.ts';
+
+type Builder = (...args: never[]) => string | Promise<string>;
+
+/** Every builder of generated PowerShell, by the name a test asks for. */
+export const BUILDERS: ReadonlyMap<string, Builder> = new Map<string, Builder>([
+  ['buildNlaScript', buildNlaScript],
+  ['buildNlaUndoScript', buildNlaUndoScript],
+  ['expiryTaskScript', expiryTaskScript],
+  ['buildRestartScript', buildRestartScript],
+  ['buildRestoreCertScript', buildRestoreCertScript],
+  ['buildClearScript', buildClearScript],
+  ['buildRestoreAclScript', buildRestoreAclScript],
+  ['buildRestoreFolderScript', buildRestoreFolderScript],
+  ['buildInspectScript', buildInspectScript],
+  ['udpPolicyScript', udpPolicyScript],
+  // lower-mtu: the set script, and (with origin 'found') the undo --revert replays on Windows.
+  ['mtuScript', mtuScript],
+  // test-vpn-latency's route lookup on Windows.
+  ['windowsRouteScript', windowsRouteScript],
+  // run-recipe --emit: a recipe by name (recipes/NAME.yaml), then EmitOptions ({ host, stage, dryRun, params }).
+  ['emitRecipe', (name: string, o: EmitOptions = {}) => emitRecipe(loadRecipe(name), o)],
+]);
+
+export interface AnswerChange { summary: string; before: unknown; after: unknown; backup: string | null; undo: UndoSpec }
+export type Answer = { script: string } | { changes: AnswerChange[]; via: string } | { error: string };
+
+/** The context a server step gets for --target local, not a dry run (as main() builds it). */
+function localContext(run?: StepContext['run'], journal?: string): StepContext {
+  const ctx = contextFrom(serverFlags({ target: 'local' }), run);
+  return journal ? { ...ctx, journal } : ctx;
+}
+
+const asChange = (c: Change): AnswerChange => ({ summary: c.summary, before: c.before, after: c.after, backup: c.backup, undo: c.undo });
+
+function record(v: unknown, what: string): Record<string, unknown> {
+  if (!v || typeof v !== 'object' || Array.isArray(v)) throw new Error(`${what} must be a JSON object`);
+  return v as Record<string, unknown>;
+}
+
+type UndoFn = (raw: Record<string, unknown>, options: Record<string, unknown>) => Promise<{ changes: AnswerChange[]; via: string }>;
+
+export const UNDO_STEPS: ReadonlyMap<string, UndoFn> = new Map<string, UndoFn>([
+  ['restart-termserv', async (raw, o) => {
+    const c = regenChange(isoDates(raw as RestartRaw), localContext(), typeof o.timeoutSeconds === 'number' ? o.timeoutSeconds : undefined);
+    return { changes: c ? [asChange(c)] : [], via: 'regenChange (scripts/lib/certificate.ts)' };
+  }],
+  ['clear-machinekeys', async (raw, o) => ({
+    changes: clearChanges(isoDates(raw as ClearRaw), localContext(), o as ClearOptions).map(asChange),
+    via: 'clearChanges (scripts/clear-machinekeys.ts)',
+  })],
+  ['toggle-nla', async (raw, o) => {
+    if (typeof o.mode !== 'string') throw new Error('toggle-nla needs options.mode (status, enable, disable, set or restore), as NlaOptions');
+    // A throwaway journal AND key: record() would otherwise create ~/.rdpfix/journal.key.
+    const dir = mkdtempSync(join(tmpdir(), 'rdpfix-emit-journal-'));
+    const keyBefore = process.env.RDPFIX_JOURNAL_KEY;
+    process.env.RDPFIX_JOURNAL_KEY = join(dir, 'journal.key');
+    try {
+      const journal = join(dir, 'journal');
+      await toggleNla(o as unknown as NlaOptions, localContext(async () => raw as NlaRaw, journal));
+      const entries = (await list(journal)).sort((a, b) => a.id.localeCompare(b.id));
+      return {
+        changes: entries.map((e) => ({ summary: e.summary, before: e.before, after: e.after, backup: e.backup, undo: e.undo })),
+        via: 'toggleNla (scripts/toggle-nla.ts) with a runner answering raw and a throwaway journal',
+      };
+    } finally {
+      if (keyBefore === undefined) delete process.env.RDPFIX_JOURNAL_KEY;
+      else process.env.RDPFIX_JOURNAL_KEY = keyBefore;
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }],
+  // Repeats setRdpUdp's journal change (scripts/disable-rdp-udp.ts): only a 'changed' result is
+  // journaled, and its undo is the same script putting the value it had before back.
+  ['disable-rdp-udp', async (raw, o) => {
+    if (raw.status !== 'changed') return { changes: [], via: 'setRdpUdp lines repeated (scripts/disable-rdp-udp.ts)' };
+    const before = (raw.before ?? null) as number | null;
+    const after = (raw.after ?? null) as number | null;
+    const where = describeTarget(localContext().target);
+    const backupDir = typeof o.backupDir === 'string' ? o.backupDir : UDP_BACKUP_DIR;
+    return {
+      changes: [{
+        summary: `${VALUE_NAME}: ${before ?? '(absent)'} -> ${after ?? '(absent)'} on ${where}`,
+        before: { [VALUE_NAME]: before },
+        after: { [VALUE_NAME]: after },
+        backup: (raw.backup ?? null) as string | null,
+        undo: { kind: 'powershell', target: where, script: udpPolicyScript({ value: before, backupDir }) },
+      }],
+      via: 'setRdpUdp lines repeated (scripts/disable-rdp-udp.ts)',
+    };
+  }],
+  // Repeats setWindowsMtu's journal change (scripts/lower-mtu.ts): options are the set's
+  // MtuScriptOptions ({ interface, mtu, temporary?, backupDir?, origin? }).
+  ['lower-mtu', async (raw, o) => {
+    const via = 'setWindowsMtu lines repeated (scripts/lower-mtu.ts)';
+    if (raw.status !== 'changed') return { changes: [], via };
+    const opts = o as unknown as MtuScriptOptions;
+    if (typeof opts.interface !== 'string' || typeof opts.mtu !== 'number') throw new Error('lower-mtu needs options.interface and options.mtu (what the set was run with)');
+    const before = typeof raw.before === 'number' ? raw.before : undefined;
+    const found = (m: number) => { try { validateMtu(m, 4, 'found'); return true; } catch { return false; } };
+    const where = describeTarget(localContext().target);
+    const undo: UndoSpec = !before
+      ? { kind: 'none', reason: 'the old MTU could not be read' }
+      : !found(before)
+        ? { kind: 'none', reason: `the old MTU ${before} is outside ${MTU_RANGE.found[4].join('..')}` }
+        : { kind: 'powershell', target: where, script: mtuScript({ interface: opts.interface, mtu: before, origin: 'found', temporary: opts.temporary, backupDir: opts.backupDir ?? MTU_BACKUP_DIR }) };
+    return {
+      changes: [{
+        summary: `MTU of ${opts.interface}: ${raw.before} -> ${opts.mtu}`,
+        before: { interface: opts.interface, mtu: before ?? null },
+        after: { interface: opts.interface, mtu: opts.mtu, store: raw.store },
+        backup: (raw.backup ?? null) as string | null,
+        undo,
+      }],
+      via,
+    };
+  }],
+]);
+
+/** Answer one request; an error is an answer, not a crash. */
+export async function answer(request: unknown): Promise<Answer> {
+  try {
+    const r = record(request, 'a request');
+    if (typeof r.build === 'string') {
+      const fn = BUILDERS.get(r.build);
+      if (!fn) throw new Error(`unknown builder "${r.build}" (known: ${[...BUILDERS.keys()].join(', ')})`);
+      const args = r.args ?? [];
+      if (!Array.isArray(args)) throw new Error(`builder "${r.build}": args must be a JSON array`);
+      const script = await (fn as (...a: unknown[]) => string | Promise<string>)(...args);
+      if (typeof script !== 'string') throw new Error(`builder "${r.build}" returned no script text`);
+      return { script };
+    }
+    if (typeof r.undo === 'string') {
+      const fn = UNDO_STEPS.get(r.undo);
+      if (!fn) throw new Error(`unknown undo step "${r.undo}" (known: ${[...UNDO_STEPS.keys()].join(', ')})`);
+      return await fn(record(r.raw, `undo "${r.undo}": raw`), r.options === undefined ? {} : record(r.options, `undo "${r.undo}": options`));
+    }
+    throw new Error('a request names a "build" or an "undo"');
+  } catch (e) {
+    return { error: e instanceof Error ? e.message : String(e) };
+  }
+}
+
+async function main(): Promise<number> {
+  // stdout carries exactly one JSON document: anything a builder logs goes to stderr.
+  console.log = console.error;
+  console.info = console.error;
+  let text = '';
+  process.stdin.setEncoding('utf8');
+  for await (const chunk of process.stdin) text += chunk;
+  let requests: unknown;
+  try {
+    requests = JSON.parse(text);
+  } catch (e) {
+    process.stderr.write(`emit.ts: stdin is not JSON: ${(e as Error).message}\n`);
+    return 2;
+  }
+  if (!Array.isArray(requests)) {
+    process.stderr.write('emit.ts: stdin must be a JSON array of requests\n');
+    return 2;
+  }
+  const answers: Answer[] = [];
+  for (const r of requests) answers.push(await answer(r));
+  await new Promise<void>((resolve, reject) => process.stdout.write(JSON.stringify(answers), (e) => (e ? reject(e) : resolve())));
+  return 0;
+}
+
+if (isMain(import.meta.url)) process.exitCode = await main();
