@@ -92,6 +92,7 @@ export async function main(argv: string[]): Promise<number> {
 export function buildInspectScript(opts: InspectOptions = {}): string {
   return psStep({
     name: 'inspect-server',
+    elevated: false,
     summary: 'collect the server-side facts behind RDP error 0x904/0x7 (read-only)',
     file: 'inspect-server',
     entry: 'Get-RdpServerInspection',

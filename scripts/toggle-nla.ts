@@ -367,7 +367,8 @@ export function minifyPs(text: string): string {
  */
 export function expiryTaskScript(): string {
   const { functions } = psStepParts({ ...STEP, summary: '', entry: 'Restore-RdpExpiredSetting', params: {} });
-  return minifyPs([...functions.map((f) => f.text), EXPIRY_CALL].join('\n\n'));
+  // The task runs as SYSTEM on the server it was registered on: no host check (Assert-RdpHost) needed.
+  return minifyPs([...functions.filter((f) => f.name !== 'Assert-RdpHost').map((f) => f.text), EXPIRY_CALL].join('\n\n'));
 }
 
 // ---------------------------------------------------------------- interpretation

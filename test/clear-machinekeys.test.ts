@@ -169,7 +169,7 @@ script('the per-build ACE sets arrive as data, by SID; never a recursive grant o
 script('the container prefix and the store are the lib/server-ps.ts constants, as literals; no function reads $P', () => {
   const ps = readFileSync(join(root, 'scripts/ps/clear-machinekeys.ps1'), 'utf8');
   assert.ok(ps.includes(`-Filter (${psQuote(RDP_CONTAINER_PREFIX)} + '*')`) && ps.includes(`.StartsWith(${psQuote(RDP_CONTAINER_PREFIX)})`), RDP_CONTAINER_PREFIX);
-  assert.ok(ps.includes(`-LiteralPath ${psQuote(RD_STORE)}`), RD_STORE);
+  assert.ok(RD_STORE.endsWith('\\Remote Desktop') && ps.includes(`-Store 'Remote Desktop'`), RD_STORE);
   assert.not.ok(/\$P\b/.test(ps), 'functions take parameters; only the generated call reads $P');
   assert.ok(buildClearScript({}, false).includes('\n$Result = Repair-RdpMachineKey '), 'the step is Repair-RdpMachineKey itself');
   const step = readPsFile('clear-machinekeys').functions.find((f) => f.name === 'Repair-RdpMachineKey')!.text;

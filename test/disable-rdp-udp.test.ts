@@ -31,15 +31,16 @@ gen('writes fClientDisableUDP under ...\\Terminal Services\\Client (the subkey o
   assert.ok(s.includes("Key = 'HKLM:\\SOFTWARE\\Policies\\Microsoft\\Windows NT\\Terminal Services\\Client'"), s);
   assert.ok(s.includes("RegKey = 'HKLM\\SOFTWARE\\Policies\\Microsoft\\Windows NT\\Terminal Services\\Client'"));
   assert.match(s, /Value = 1\n/);
-  assert.match(s, /New-ItemProperty -LiteralPath \$Key -Name 'fClientDisableUDP' -PropertyType DWord -Value \$Value -Force/);
+  assert.match(s, /Set-RdpRegistryValue -Path \$Key -Name 'fClientDisableUDP' -Type DWord -Value \$Value/);
 });
 
 gen('backs the key up with reg export before changing anything, behind a ShouldProcess gate', () => {
   const s = udpPolicyScript({ value: 1 });
-  const gate = s.indexOf('$PSCmdlet.ShouldProcess(');
+  const gate = s.indexOf('$PSCmdlet.ShouldProcess(', s.indexOf('function Set-RdpUdpPolicy'));
   const backup = s.indexOf("Invoke-RdpNative -FilePath 'reg.exe' -ArgumentList @('export', $RegKey, $backupFile, '/y')");
-  const change = s.indexOf('New-ItemProperty');
-  const remove = s.indexOf('Remove-ItemProperty');
+  const fn = s.indexOf('function Set-RdpUdpPolicy');
+  const change = s.indexOf('Set-RdpRegistryValue -Path $Key', fn);
+  const remove = s.indexOf('Remove-RdpRegistryValue -Path $Key', fn);
   assert.ok(gate > 0 && backup > gate && change > backup && remove > backup, `gate ${gate} backup ${backup} change ${change}`);
   // A failing reg export stops the step (Invoke-RdpNative throws on a non-zero exit code).
   assert.match(s, /if \(\$LASTEXITCODE -gt \$MaxExitCode -or \$LASTEXITCODE -lt 0\) \{\n\s+throw \(/);
@@ -61,8 +62,9 @@ gen('parses with the real grammar; approved verbs, full cmdlet names, nothing Po
     const commands = new Set(await nodesOfType(s, 'command_name'));
     const allowed = new Set(['Set-StrictMode', 'Test-Path', 'Get-ItemProperty', 'Get-RdpUdpPolicy', 'Set-RdpUdpPolicy', 'Join-Path', 'Get-Date',
       'Remove-ItemProperty', 'New-Item', 'New-ItemProperty', 'Out-String', 'ConvertTo-Json', 'Write-Output', 'reg.exe',
-      // the shared functions it includes (registry.ps1, native.ps1, literal.ps1) and what they call
-      'Get-RdpRegistryValue', 'Get-Item', 'Invoke-RdpNative', 'ForEach-Object', 'Select-Object', 'ConvertTo-RdpLiteral']);
+      // the shared functions it includes (windows.ps1's boundary, literal.ps1) and what they call
+      'Get-RdpRegistryValue', 'Get-Item', 'Invoke-RdpNative', 'ForEach-Object', 'Select-Object', 'ConvertTo-RdpLiteral',
+      'Assert-RdpHost', 'New-Object', 'Test-RdpRegistryKey', 'New-RdpRegistryKey', 'Set-RdpRegistryValue', 'Remove-RdpRegistryValue']);
     assert.equal([...commands].filter((c) => !allowed.has(c)), []);
     assert.not.match(s, /Invoke-Expression|Write-Host|\?\?|catch \{\s*\}/);
   }

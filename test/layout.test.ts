@@ -87,7 +87,10 @@ ps('every generated script includes its functions byte for byte from scripts/ps,
     }
     const functions = ex.script.slice(params.index + params[0].length, tryAt);
     for (const fn of parsePsFile(key, functions, { lenient: true }).functions) if (defs.get(fn.name) !== fn.text) bad.push(`${key}: ${fn.name} is not the scripts/ps text`);
-    for (const line of ex.script.slice(tryAt + 7, catchAt).split('\n')) {
+    const body = ex.script.slice(tryAt + 7, catchAt).split('\n');
+    // First the host check (scripts/ps/windows.ps1 Assert-RdpHost), a constant line.
+    if (!/^Assert-RdpHost( -Elevated)?$/.test(body[0] ?? '')) bad.push(`${key}: does not start with the host check`);
+    for (const line of body.slice(1)) {
       // The call line psCall generates: one entry function, every argument a $P value or a constant switch, no literal.
       if (!/^\$Result = [A-Z][a-z]+-Rdp[A-Za-z]+( -([A-Za-z]+)(:| )\$P\.\2| -[A-Z][A-Za-z]+| -WhatIf:\$P\.DryRun)*$/.test(line)) bad.push(`${key}: runs ${JSON.stringify(line.slice(0, 80))}`);
     }

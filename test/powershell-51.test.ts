@@ -70,7 +70,8 @@ function Get-Finding51 {
                     if ($E -isnot [System.Management.Automation.Language.CommandParameterAst]) { continue }
                     $P = $E.ParameterName
                     foreach ($B in $BadParams) {
-                        if (($B[0] -eq '*' -or $B[0] -eq $Name) -and $P.Length -ge $B[2] -and $B[1].StartsWith($P, [System.StringComparison]::OrdinalIgnoreCase)) {
+                        # '*' is about cmdlets: rdpfix's own Verb-RdpNoun functions have their own parameters.
+                        if ((($B[0] -eq '*' -and $Name -notlike '*-Rdp*') -or $B[0] -eq $Name) -and $P.Length -ge $B[2] -and $B[1].StartsWith($P, [System.StringComparison]::OrdinalIgnoreCase)) {
                             & $Add ('parameter ' + $Name + ' -' + $B[1]) $E
                         }
                     }

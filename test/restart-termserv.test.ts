@@ -145,10 +145,12 @@ script('values reach the script only through $P, quoted; the dry run calls the s
 
 script('the store, its registry key and RDP-Tcp are the lib/server-ps.ts constants, as literals; no function reads $P', () => {
   const ps = ['restart-termserv', 'certificate'].map((f) => readFileSync(join(root, `scripts/ps/${f}.ps1`), 'utf8')).join('\n');
-  assert.ok(ps.includes(`-Path ${psQuote(RD_STORE)}`) && ps.includes(`-LiteralPath ${psQuote(RD_STORE)}`), RD_STORE);
+  // The store is named to the Windows boundary (windows.ps1 Get-RdpStoreCertificate) by its name under Cert:\LocalMachine.
+  assert.is(RD_STORE, "Cert:\\LocalMachine\\Remote Desktop");
+  assert.ok(ps.includes(`-Store 'Remote Desktop'`) && ps.includes(`(${psQuote(RD_STORE + '\\')} + $thumbprint)`), RD_STORE);
   assert.ok(ps.includes(`(${psQuote(RD_STORE_REG)} + '\\' + $thumbprint)`), RD_STORE_REG);
-  assert.ok(ps.includes(`-LiteralPath ${psQuote(RDP_TCP_KEY)} -Name 'SSLCertificateSHA1Hash'`) && ps.includes(`'export', ${psQuote(RDP_TCP_KEY.replace(':', ''))}`), RDP_TCP_KEY);
-  const other = ps.replace(new RegExp([RD_STORE, RD_STORE_REG, RDP_TCP_KEY, RDP_TCP_KEY.replace(':', '')].map((v) => psQuote(v).replace(/[\\$()*+.?[\]^{|}]/g, '\\$&')).join('|'), 'g'), '');
+  assert.ok(ps.includes(`-Path ${psQuote(RDP_TCP_KEY)} -Name 'SSLCertificateSHA1Hash'`) && ps.includes(`'export', ${psQuote(RDP_TCP_KEY.replace(':', ''))}`), RDP_TCP_KEY);
+  const other = ps.replace(new RegExp([RD_STORE, RD_STORE + '\\', RD_STORE_REG, RDP_TCP_KEY, RDP_TCP_KEY.replace(':', '')].sort((x, y) => y.length - x.length).map((v) => psQuote(v).replace(/[\\$()*+.?[\]^{|}]/g, '\\$&')).join('|'), 'g'), '');
   assert.not.match(other, /'(HKLM|Cert:)[^']*'/, 'no other store or registry path');
   assert.not.ok(/\$P\b/.test(ps), 'functions take parameters; only the generated call reads $P');
   assert.ok(buildRestartScript({}, false).includes('\n$Result = Restart-RdpService '), 'the step is Restart-RdpService itself');
@@ -272,7 +274,7 @@ sessions('the script refuses on the target unless --force binds DisconnectSessio
   assert.match(buildRestartScript({ disconnectSessions: true }, false), /^ {4}DisconnectSessions = \$true$/m);
   const body = plain.slice(plain.indexOf('function Restart-RdpService'));
   const check = body.indexOf('Test-RdpSessionBlock -Sessions');
-  assert.ok(check > 0 && check < body.indexOf('New-RdpBackupFolder') && check < body.indexOf("Restart-Service -Name 'TermService'"), 'sessions are judged before the backup, the removal and the restart');
+  assert.ok(check > 0 && check < body.indexOf('New-RdpBackupFolder') && check < body.indexOf("Restart-RdpWinService -Name 'TermService'"), 'sessions are judged before the backup, the removal and the restart');
 });
 
 sessions('JSON reports carry ISO 8601 dates, never the /Date(ms)/ form of Windows PowerShell 5.1', async () => {

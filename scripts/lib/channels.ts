@@ -301,13 +301,17 @@ export async function runScript<T = Record<string, unknown>>(target: Target, scr
     const [cmd, ...args] = run.argv as [string, ...string[]];
     const { $ } = await import('zx'); // loaded only when a channel really runs something
     if (run.interactive) process.stderr.write(`pwsh asks for the password of ${(target as { user: string }).user} (typed in this terminal, not shown)\n`);
+    const started = Date.now();
     // Always end stdin (an empty Buffer still closes it), so a program that reads it never waits on
     // us; an interactive run gets the terminal instead.
     const p = run.interactive
       ? await $({ stdio: ['inherit', 'pipe', 'pipe'], nothrow: true, quiet: true, timeout })`${cmd} ${args}`
       : await $({ input: Buffer.from(run.stdin, 'utf8'), nothrow: true, quiet: true, timeout })`${cmd} ${args}`;
+    // zx stops the program at the timeout (SIGTERM: ssh then exits 255, others with no code): say
+    // so, rather than "no result (exit 255)", which reads like a lost connection.
+    const timedOut = Date.now() - started >= timeout;
     let output = p.stdout;
-    if (target.kind === 'azure') {
+    if (target.kind === 'azure' && !timedOut) {
       if (p.exitCode !== 0) throw new StepError(`az vm run-command failed (exit ${p.exitCode})`, p.stderr.trim().split('\n').slice(-3).join(' '));
       const m = azureMessage(p.stdout);
       output = m.stdout + '\n' + m.stderr;
@@ -316,15 +320,44 @@ export async function runScript<T = Record<string, unknown>>(target: Target, scr
       return { result: extractResult<T>(output), output, channel: describeTarget(target) };
     } catch (e) {
       const tail = (p.stderr || output).trim().split('\n').slice(-3).join(' | ');
-      throw new StepError(`${describeTarget(target)}: ${(e as Error).message} (exit ${p.exitCode})`, [tail, target.kind === 'winrm' ? `this channel needs: ${channelNeeds(target)}` : ''].filter(Boolean).join('\n  '));
+      const why = timedOut
+        ? `timed out after ${seconds(timeout)} without a result (the channel's timeout; ${cmd} was stopped)`
+        : `${(e as Error).message} (exit ${p.exitCode})`;
+      throw new StepError(`${describeTarget(target)}: ${why}`, [tail, target.kind === 'winrm' ? `this channel needs: ${channelNeeds(target)}` : ''].filter(Boolean).join('\n  '));
     }
   } finally {
     if (dir) await rm(dir, { recursive: true, force: true });
   }
 }
 
+const seconds = (ms: number) => `${Math.round(ms / 100) / 10} s`;
+
+/**
+ * TEST SEAM, off in production: RDPFIX_TEST_LOCAL_PWSH lets a test drive the local channel with the
+ * real pwsh on Linux or macOS (test/lib/channels-local.test.ts). `1` skips the "this is not
+ * Windows" refusal and the elevation check and runs pwsh instead of powershell.exe;
+ * `check-elevation` does the same but keeps the elevation check (Windows-only, so off Windows it
+ * must end in a clear EnvError). Any other value, or none, is production behaviour. It is ignored
+ * on Windows, so it can never switch off the elevation check where the local channel really runs.
+ */
+export const LOCAL_PWSH_SEAM = 'RDPFIX_TEST_LOCAL_PWSH';
+
+function localSeam(): 'off' | 'skip-elevation' | 'check-elevation' {
+  if (process.platform === 'win32') return 'off';
+  const v = process.env[LOCAL_PWSH_SEAM];
+  return v === '1' ? 'skip-elevation' : v === 'check-elevation' ? 'check-elevation' : 'off';
+}
+
+const ELEVATED =
+  '([Security.Principal.WindowsPrincipal][Security.Principal.WindowsIdentity]::GetCurrent()).IsInRole([Security.Principal.WindowsBuiltInRole]::Administrator)';
+
+/** PowerShell's colours (pwsh writes errors with ANSI escapes even to a pipe) out of our messages. */
+const plain = (text: string) => text.replace(/\x1b\[[0-9;?]*[A-Za-z]/g, '').trim();
+const lastLines = (text: string, n = 3) => plain(text).split(/\r?\n/).filter(Boolean).slice(-n).join(' | ');
+
 async function runLocal<T>(script: string, timeout: number): Promise<RunOutput<T>> {
-  if (process.platform !== 'win32') {
+  const seam = localSeam();
+  if (process.platform !== 'win32' && seam === 'off') {
     throw new EnvError(
       `--target local runs PowerShell on this Windows machine, but this is ${process.platform}`,
       'use --target winrm://HOST, winrms://HOST, ssh://USER@HOST or azure://SUB/RG/VM, or --emit to print the script',
@@ -332,20 +365,60 @@ async function runLocal<T>(script: string, timeout: number): Promise<RunOutput<T
   }
   const { PowerShell } = await import('node-powershell');
   const ps = new PowerShell({
+    ...(seam === 'off' ? {} : { executable: requireProgram('pwsh') }),
     executableOptions: { '-NoProfile': true, '-NonInteractive': true, '-ExecutionPolicy': 'Bypass' },
     invocationTimeout: timeout,
+    // node-powershell calls an invocation that wrote anything to stderr a failure and drops its
+    // stdout; a step's native commands may write to stderr while the result is on stdout.
+    throwOnInvocationError: false,
   });
+  /** One invocation: its stdout and stderr; a timeout or a dead shell is a StepError. */
+  const invoke = async (command: string, what: string): Promise<{ stdout: string; stderr: string }> => {
+    let r;
+    try {
+      r = await ps.invoke(command);
+    } catch (e) {
+      throw new StepError(`local: PowerShell ended during ${what}`, lastLines((e as Error).message));
+    }
+    // A timed-out invocation has errors and no output at all (node-powershell stops waiting for it).
+    if (r.hadErrors && r.stdout === undefined) throw new StepError(`local: ${what} timed out after ${seconds(timeout)} without a result (the channel's timeout)`);
+    return { stdout: r.stdout?.toString('utf8') ?? '', stderr: r.stderr?.toString('utf8') ?? '' };
+  };
   try {
-    const admin = await ps.invoke(
-      '([Security.Principal.WindowsPrincipal][Security.Principal.WindowsIdentity]::GetCurrent()).IsInRole([Security.Principal.WindowsBuiltInRole]::Administrator)',
-    );
-    if (!/True/i.test(admin.raw)) throw new EnvError('this step needs an elevated PowerShell', 'run your terminal as Administrator');
+    if (seam !== 'skip-elevation') {
+      const admin = await invoke(ELEVATED, 'the elevation check');
+      if (!/True/i.test(admin.stdout)) {
+        if (admin.stderr.trim()) {
+          throw new EnvError(`could not tell whether this PowerShell is elevated: ${lastLines(admin.stderr, 1)}`, 'run the local channel in an elevated Windows PowerShell (Run as Administrator)');
+        }
+        throw new EnvError('this step needs an elevated PowerShell', 'run your terminal as Administrator');
+      }
+    }
     // node-powershell carries finished text only: the script goes in as base64 so that no value is
     // ever re-quoted by its template interpolation (which would expand $(...)).
     const b64 = Buffer.from(script, 'utf8').toString('base64');
-    const r = await ps.invoke(`& ([scriptblock]::Create([Text.Encoding]::UTF8.GetString([Convert]::FromBase64String('${b64}'))))`);
-    return { result: extractResult<T>(r.raw), output: r.raw, channel: 'local' };
+    const r = await invoke(`& ([scriptblock]::Create([Text.Encoding]::UTF8.GetString([Convert]::FromBase64String('${b64}'))))`, 'the script');
+    try {
+      return { result: extractResult<T>(r.stdout), output: r.stdout, channel: 'local' };
+    } catch (e) {
+      throw new StepError(`local: ${(e as Error).message}`, lastLines(r.stderr || r.stdout));
+    }
   } finally {
-    await ps.dispose();
+    await disposeShell(ps);
   }
+}
+
+/**
+ * End the shell, bounded: a pwsh still busy after a timeout that ignores SIGTERM gets SIGKILL. Then
+ * close our ends of its pipes: a process it started (a hung native tool, or the real pwsh behind a
+ * launcher such as the .NET tool shim) inherited them and would keep rdpfix waiting until it ends.
+ */
+async function disposeShell(ps: { dispose(signal?: NodeJS.Signals): Promise<void>; streams: { stdin: { destroy(): void }; stdout: { destroy(): void }; stderr: { destroy(): void } } }): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const gone = ps.dispose().then(() => true, () => true);
+  const late = new Promise<false>((resolve) => { timer = setTimeout(() => resolve(false), 5000); });
+  const done = await Promise.race([gone, late]);
+  clearTimeout(timer);
+  if (!done) await ps.dispose('SIGKILL').catch(() => undefined);
+  for (const s of [ps.streams.stdin, ps.streams.stdout, ps.streams.stderr]) s.destroy();
 }

@@ -135,6 +135,12 @@ export interface PsStepSpec {
   /** Switches the call always passes (a constant of the step, e.g. an undo's -RemoveTask), before -WhatIf. */
   switches?: string[];
   runsOn?: 'server' | 'client';
+  /**
+   * Whether the step needs Administrator rights (default true; the read-only inspect-server and route
+   * lookup do not). Every step starts with Assert-RdpHost (scripts/ps/windows.ps1): on anything but
+   * Windows, or unelevated when this is true, the script's one JSON result is `failed` with the reason.
+   */
+  elevated?: boolean;
   dir?: string;
 }
 
@@ -150,8 +156,13 @@ export function psCall(entry: string, params: Record<string, PsValue>, switches:
 
 /** What a step script includes: the files, the functions (in order) and the call. */
 export function psStepParts(spec: PsStepSpec): { files: string[]; functions: PsFunction[]; call: string } {
-  const files = resolvePsFiles([spec.file], spec.dir);
-  return { files: files.map((f) => f.name), functions: reachableFunctions(files, [spec.entry]), call: psCall(spec.entry, spec.params, spec.switches) };
+  const files = resolvePsFiles(['windows', spec.file], spec.dir);
+  const guard = `Assert-RdpHost${spec.elevated === false ? '' : ' -Elevated'}`;
+  return {
+    files: files.map((f) => f.name),
+    functions: reachableFunctions(files, ['Assert-RdpHost', spec.entry]),
+    call: `${guard}\n${psCall(spec.entry, spec.params, spec.switches)}`,
+  };
 }
 
 /** The complete, self-contained script of one step (exactly what runs and what --emit prints). */

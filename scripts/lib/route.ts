@@ -229,6 +229,7 @@ export function parseNetshSubinterfaces(text: string): NetshSubinterface[] {
 export function windowsRouteScript(address: string): string {
   return psStep({
     name: 'route-lookup',
+    elevated: false,
     runsOn: 'client',
     summary: 'name the interface and MTU that carry traffic to one address (read-only)',
     file: 'route-lookup',

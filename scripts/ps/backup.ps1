@@ -1,5 +1,5 @@
 # backup.ps1: The timestamped backup folder on the target and the copies made into it.
-# requires: native
+# requires: windows
 
 function New-RdpBackupFolder {
     # C:\ProgramData\rdpfix\backup\<yyyyMMdd-HHmmss-fff>-<step>, created before anything changes.

@@ -1,6 +1,6 @@
 # certificate.ps1: The Remote Desktop certificate's backup (public cert, store entry, key file), the restore
 # commands a pasted script prints, and the undo that puts backed-up certificates back.
-# requires: native, literal, backup, sddl, facts, result
+# requires: windows, literal, backup, sddl, facts, result
 
 function Backup-RdpCertificate {
     # Export the public certificate, reg-export its store entry (the certificate with its properties,
@@ -16,7 +16,7 @@ function Backup-RdpCertificate {
     $record = [ordered]@{ thumbprint = $thumbprint; cer = ($thumbprint + '.cer'); reg = ($thumbprint + '.reg'); keyFile = $null; keyDir = $null; keySddl = $null; keyRemoved = $false }
     if ($PSCmdlet.ShouldProcess($thumbprint, 'Back up the certificate and its key')) {
         $files = @((Join-Path -Path $Folder -ChildPath $record.cer), (Join-Path -Path $Folder -ChildPath $record.reg))
-        $null = Export-Certificate -Cert $Certificate -FilePath $files[0] -Type CERT
+        Export-RdpCertificate -Certificate $Certificate -FilePath $files[0]
         $null = Invoke-RdpNative -FilePath 'reg.exe' -ArgumentList @('export', ('HKLM\SOFTWARE\Microsoft\SystemCertificates\Remote Desktop\Certificates' + '\' + $thumbprint), $files[1], '/y')
         if ($null -ne $Key -and $Key.file) {
             $record.keyFile = Split-Path -Path $Key.file -Leaf
@@ -44,7 +44,7 @@ function Get-RdpCertRestoreLine {
     $lines = @()
     $old = @($Record | ForEach-Object -Process { $_.thumbprint })
     foreach ($thumbprint in @($NewThumbprint | Where-Object -FilterScript { $_ -and $old -notcontains $_ })) {
-        $lines += ('Remove-Item -LiteralPath {0}' -f (ConvertTo-RdpLiteral -Value (Join-Path -Path 'Cert:\LocalMachine\Remote Desktop' -ChildPath $thumbprint)))
+        $lines += ('Remove-Item -LiteralPath {0}' -f (ConvertTo-RdpLiteral -Value ('Cert:\LocalMachine\Remote Desktop\' + $thumbprint)))
     }
     foreach ($item in $Record) {
         if ($item.keyRemoved -and $item.keyFile -and $item.keyDir) {
@@ -78,7 +78,7 @@ function Restore-RdpCertificate {
         }
         Assert-RdpBackupFile -Path $files
         $wanted = @($Certificates | ForEach-Object -Process { $_.thumbprint })
-        $missing = @($wanted | Where-Object -FilterScript { -not (Test-Path -LiteralPath (Join-Path -Path 'Cert:\LocalMachine\Remote Desktop' -ChildPath $_)) })
+        $missing = @($wanted | Where-Object -FilterScript { @(Get-RdpStoreCertificate -Store 'Remote Desktop' -Thumbprint $_).Count -eq 0 })
         if ($missing.Count -eq 0 -and (-not $Unpinned -or $result.before.pinned -eq $Unpinned)) {
             $result.status = 'ok'
             $result.after = $result.before
@@ -87,11 +87,9 @@ function Restore-RdpCertificate {
         if ($PSCmdlet.ShouldProcess('Cert:\LocalMachine\Remote Desktop', ('Restore the certificate(s) from {0}' -f $BackupPath))) {
             $folder = New-RdpBackupFolder -Step 'undo-restart-termserv'
             $result.backup = $folder
-            if (Test-Path -LiteralPath 'Cert:\LocalMachine\Remote Desktop') {
-                foreach ($item in @(Get-ChildItem -LiteralPath 'Cert:\LocalMachine\Remote Desktop' | Where-Object -FilterScript { $wanted -notcontains $_.Thumbprint })) {
-                    $null = Backup-RdpCertificate -Certificate $item -Folder $folder -Key (Get-RdpKeyFile -Certificate $item)
-                    Remove-Item -LiteralPath (Join-Path -Path 'Cert:\LocalMachine\Remote Desktop' -ChildPath $item.Thumbprint) -Confirm:$false
-                }
+            foreach ($item in @(Get-RdpStoreCertificate -Store 'Remote Desktop' | Where-Object -FilterScript { $wanted -notcontains $_.Thumbprint })) {
+                $null = Backup-RdpCertificate -Certificate $item -Folder $folder -Key (Get-RdpKeyFile -Certificate $item)
+                Remove-RdpStoreCertificate -Store 'Remote Desktop' -Thumbprint $item.Thumbprint
             }
             foreach ($item in $Certificates) {
                 if ($item.keyRemoved -and $item.keyDir) {
@@ -99,8 +97,8 @@ function Restore-RdpCertificate {
                     Copy-RdpFile -Source (Join-Path -Path $BackupPath -ChildPath $item.keyFile) -Destination $item.keyDir
                     if ($item.keySddl) {
                         Set-RdpPathSddl -Path $keyPath -Sddl $item.keySddl
-                        $owner = (New-Object -TypeName System.Security.AccessControl.RawSecurityDescriptor -ArgumentList $item.keySddl).Owner
-                        if ($null -ne $owner) { $null = Invoke-RdpNative -FilePath 'icacls.exe' -ArgumentList @($keyPath, '/setowner', ('*' + $owner.Value)) }
+                        $owner = (ConvertFrom-RdpSddl -Sddl $item.keySddl).owner
+                        if ($owner) { $null = Invoke-RdpNative -FilePath 'icacls.exe' -ArgumentList @($keyPath, '/setowner', ('*' + $owner)) }
                     }
                 }
                 $null = Invoke-RdpNative -FilePath 'reg.exe' -ArgumentList @('import', (Join-Path -Path $BackupPath -ChildPath $item.reg))
@@ -108,18 +106,18 @@ function Restore-RdpCertificate {
             }
             if ($Unpinned) {
                 $bytes = [byte[]]@(for ($i = 0; $i -lt $Unpinned.Length; $i += 2) { [Convert]::ToByte($Unpinned.Substring($i, 2), 16) })
-                $null = New-ItemProperty -LiteralPath 'HKLM:\SYSTEM\CurrentControlSet\Control\Terminal Server\WinStations\RDP-Tcp' -Name 'SSLCertificateSHA1Hash' -PropertyType Binary -Value $bytes -Force
+                Set-RdpRegistryValue -Path 'HKLM:\SYSTEM\CurrentControlSet\Control\Terminal Server\WinStations\RDP-Tcp' -Name 'SSLCertificateSHA1Hash' -Type Binary -Value $bytes
             }
-            Restart-Service -Name 'TermService' -Force -Confirm:$false
+            Restart-RdpWinService -Name 'TermService'
             try {
-                (Get-Service -Name 'TermService').WaitForStatus('Running', [TimeSpan]::FromSeconds($TimeoutSeconds))
+                Wait-RdpWinService -Name 'TermService' -Status 'Running' -TimeoutSeconds $TimeoutSeconds
             } catch {
                 $result.problems += ('TermService did not reach Running within {0} s' -f $TimeoutSeconds)
             }
             if (@(Wait-RdpListener -Port $port -TimeoutSeconds $TimeoutSeconds).Count -eq 0) { $result.problems += ('nothing listens on port {0}' -f $port) }
             $result.after = Get-RdpCertificateState
             foreach ($thumbprint in $wanted) {
-                if (-not (Test-Path -LiteralPath (Join-Path -Path 'Cert:\LocalMachine\Remote Desktop' -ChildPath $thumbprint))) { $result.problems += ('{0} is not back in the store' -f $thumbprint) }
+                if (@(Get-RdpStoreCertificate -Store 'Remote Desktop' -Thumbprint $thumbprint).Count -eq 0) { $result.problems += ('{0} is not back in the store' -f $thumbprint) }
             }
             if ($Unpinned -and $result.after.pinned -ne $Unpinned) { $result.problems += 'the SSLCertificateSHA1Hash pin was not restored' }
             Set-RdpStepOutcome -Result $result

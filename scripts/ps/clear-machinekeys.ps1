@@ -1,7 +1,7 @@
 # clear-machinekeys.ps1: On evidence, back up and repair the RDP key container and MachineKeys folder ACLs, and
 # regenerate the certificate (restart-termserv's Restart-RdpService) when the key is still unusable; the drastic
 # folder rename; and the two undo steps (Restore-RdpMachineKeyAcl, Restore-RdpMachineKeysFolder).
-# requires: restart-termserv, certificate, sessions, facts, sddl, registry, backup, literal, native, result
+# requires: restart-termserv, certificate, sessions, facts, sddl, windows, backup, literal, result
 
 function Repair-RdpMachineKey {
     # Evidence, backup, narrow repair, verify; regenerate only if the key is still unusable.
@@ -51,16 +51,14 @@ function Repair-RdpMachineKey {
                 $result.backup = $folder
                 Backup-RdpMachineKeyAcl -MachineKeys $machineKeys -Folder $folder -FolderSddl ([string]$before.folder.sddl)
                 $records = @()
-                if (Test-Path -LiteralPath 'Cert:\LocalMachine\Remote Desktop') {
-                    foreach ($item in @(Get-ChildItem -LiteralPath 'Cert:\LocalMachine\Remote Desktop')) { $records += Backup-RdpCertificate -Certificate $item -Folder $folder -Key $null }
-                }
+                foreach ($item in @(Get-RdpStoreCertificate -Store 'Remote Desktop')) { $records += Backup-RdpCertificate -Certificate $item -Folder $folder -Key $null }
                 $newName = 'MachineKeys_old_{0}' -f (Get-Date).ToString('yyyyMMdd-HHmmss')
                 Rename-Item -LiteralPath $machineKeys -NewName $newName
                 $result.renamed = [ordered]@{ path = $machineKeys; to = (Join-Path -Path (Split-Path -Path $machineKeys -Parent) -ChildPath $newName) }
                 $null = New-Item -ItemType Directory -Path $machineKeys
                 Set-RdpFolderAcl -Path $machineKeys -Sddl $DefaultFolderSddl
                 foreach ($record in $records) {
-                    Remove-Item -LiteralPath (Join-Path -Path 'Cert:\LocalMachine\Remote Desktop' -ChildPath $record.thumbprint) -Confirm:$false
+                    Remove-RdpStoreCertificate -Store 'Remote Desktop' -Thumbprint $record.thumbprint
                     $result.removed += $record
                 }
                 $putBack = @(
@@ -214,8 +212,7 @@ function Test-RdpContainerAcl {
         if (-not (Test-RdpSddlAccess -Sddl $Sddl -Sid @($entry.sid) -Mask $entry.mask)) { return $false }
     }
     if ($OwnerSystem) {
-        $owner = (New-Object -TypeName System.Security.AccessControl.RawSecurityDescriptor -ArgumentList $Sddl).Owner
-        if ($null -eq $owner -or $owner.Value -ne 'S-1-5-18') { return $false }
+        if ((ConvertFrom-RdpSddl -Sddl $Sddl).owner -ne 'S-1-5-18') { return $false }
     }
     return $true
 }
@@ -345,7 +342,7 @@ function Assert-RdpSessionFree {
     # signed-in sessions would be disconnected, unless -DisconnectSessions. A dry run only reports.
     [CmdletBinding()]
     param([Parameter(Mandatory = $true)]$Result, [switch]$DisconnectSessions)
-    $termService = @(Get-Service -Name 'TermService' -ErrorAction SilentlyContinue)
+    $termService = @(Get-RdpWinService -Name 'TermService')
     $running = ($termService.Count -gt 0 -and [string]$termService[0].Status -eq 'Running')
     $Result.sessions = Get-RdpSession
     $block = Test-RdpSessionBlock -Sessions $Result.sessions -Running $running
@@ -374,8 +371,8 @@ function Restore-RdpMachineKeyAcl {
         if ($PSCmdlet.ShouldProcess(('{0} item(s)' -f $pending.Count), 'Restore the recorded access control lists')) {
             foreach ($entry in $pending) {
                 Set-RdpPathSddl -Path $entry.path -Sddl $entry.sddl -Directory:([bool]$entry.directory)
-                $owner = (New-Object -TypeName System.Security.AccessControl.RawSecurityDescriptor -ArgumentList $entry.sddl).Owner
-                if ($null -ne $owner) { $null = Invoke-RdpNative -FilePath 'icacls.exe' -ArgumentList @($entry.path, '/setowner', ('*' + $owner.Value)) }
+                $owner = (ConvertFrom-RdpSddl -Sddl $entry.sddl).owner
+                if ($owner) { $null = Invoke-RdpNative -FilePath 'icacls.exe' -ArgumentList @($entry.path, '/setowner', ('*' + $owner)) }
                 $now = Get-RdpPathSddl -Path $entry.path -Directory:([bool]$entry.directory)
                 if ($now -and (Test-RdpSameSecurity -Sddl $now -Reference $entry.sddl)) { $result.restored += $entry.path }
                 else { $result.problems += ('{0} did not read back as recorded' -f $entry.path) }

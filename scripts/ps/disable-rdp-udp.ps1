@@ -1,12 +1,12 @@
 # disable-rdp-udp.ps1: The Remote Desktop client's UDP transport policy, fClientDisableUDP under HKLM:\SOFTWARE\Policies\Microsoft\Windows NT\Terminal Services\Client (the \Client subkey; without it the value is ignored), on the Windows client.
-# requires: registry, native, literal
+# requires: windows, literal
 
 function Get-RdpUdpPolicy {
     # Whether the policy key exists and the value of fClientDisableUDP ($null when it is not set).
     [CmdletBinding()]
     param([Parameter(Mandatory = $true)][string]$Key)
     $state = [ordered]@{ keyExists = $false; value = $null }
-    if (Test-Path -LiteralPath $Key) {
+    if (Test-RdpRegistryKey -Path $Key) {
         $state.keyExists = $true
         $values = Get-RdpRegistryValue -Path $Key -Name @('fClientDisableUDP')
         if ($values.Contains('fClientDisableUDP')) {
@@ -52,13 +52,13 @@ function Set-RdpUdpPolicy {
             $result.backup = $backupFile
         }
         if ($null -eq $Value) {
-            Remove-ItemProperty -LiteralPath $Key -Name 'fClientDisableUDP'
+            Remove-RdpRegistryValue -Path $Key -Name 'fClientDisableUDP'
         } else {
             if (-not $before.keyExists) {
                 # -Force creates the missing parent keys too (Policies\...\Terminal Services).
-                $null = New-Item -Path $Key -Force
+                New-RdpRegistryKey -Path $Key
             }
-            $null = New-ItemProperty -LiteralPath $Key -Name 'fClientDisableUDP' -PropertyType DWord -Value $Value -Force
+            Set-RdpRegistryValue -Path $Key -Name 'fClientDisableUDP' -Type DWord -Value $Value
         }
         # What an administrator pastes on this machine to put the previous state back.
         if ($null -eq $before.value) {

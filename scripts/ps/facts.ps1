@@ -1,12 +1,11 @@
 # facts.ps1: Services, listener, port, certificate, key and event facts in the shapes Windows returns them, and the 4 KB trim of a result.
-# requires: registry, sddl
+# requires: windows, sddl
 
 function Get-RdpServiceSnapshot {
-    # Get-Service | Select-Object Name,Status,StartType (Windows PowerShell 5.1 writes the enums
-    # as numbers in JSON: Running = 4, Stopped = 1; Automatic = 2, Manual = 3, Disabled = 4).
+    # The RDP services' Name, Status and StartType (see Get-RdpWinService).
     [CmdletBinding()]
     param([string[]]$Name = @('TermService', 'UmRdpService', 'SessionEnv'))
-    return @(Get-Service -Name $Name -ErrorAction SilentlyContinue | Select-Object -Property @('Name', 'Status', 'StartType'))
+    return @(Get-RdpWinService -Name $Name)
 }
 
 function Get-RdpPort {
@@ -15,18 +14,6 @@ function Get-RdpPort {
     $rdp = Get-RdpRegistryValue -Path 'HKLM:\SYSTEM\CurrentControlSet\Control\Terminal Server\WinStations\RDP-Tcp' -Name @('PortNumber')
     if ($rdp.Contains('PortNumber')) { return [int]$rdp['PortNumber'] }
     return 3389
-}
-
-function Get-RdpListener {
-    # Who listens on the port: LocalAddress, LocalPort, OwningProcess (Get-NetTCPConnection), or
-    # the .NET listener table where the NetTCPIP module is missing (no owning process then).
-    [CmdletBinding()]
-    param([Parameter(Mandatory = $true)][int]$Port)
-    if (Get-Command -Name 'Get-NetTCPConnection' -ErrorAction SilentlyContinue) {
-        return @(Get-NetTCPConnection -State Listen -LocalPort $Port -ErrorAction SilentlyContinue | Select-Object -Property @('LocalAddress', 'LocalPort', 'OwningProcess') -First 4)
-    }
-    $table = [System.Net.NetworkInformation.IPGlobalProperties]::GetIPGlobalProperties().GetActiveTcpListeners()
-    return @($table | Where-Object -FilterScript { $_.Port -eq $Port } | ForEach-Object -Process { [pscustomobject]@{ LocalAddress = $_.Address.ToString(); LocalPort = $_.Port; OwningProcess = $null } } | Select-Object -First 4)
 }
 
 function Wait-RdpListener {
@@ -63,31 +50,11 @@ function Get-RdpKeyFile {
     [CmdletBinding()]
     param([Parameter(Mandatory = $true)]$Certificate)
     $crypto = Join-Path -Path $env:ProgramData -ChildPath 'Microsoft\Crypto'
-    $info = [ordered]@{ opened = $false; provider = $null; file = $null; sddl = $null; error = $null }
-    $name = $null
+    $opened = Get-RdpCertificateKey -Certificate $Certificate
+    $info = [ordered]@{ opened = [bool]$opened.opened; provider = $opened.provider; file = $null; sddl = $null; error = $opened.error }
+    $name = $opened.name
     $folder = Join-Path -Path $crypto -ChildPath 'RSA\MachineKeys'
-    try {
-        $key = $Certificate.PrivateKey
-        if ($null -ne $key) {
-            $info.opened = $true
-            $info.provider = 'csp'
-            $name = $key.CspKeyContainerInfo.UniqueKeyContainerName
-        }
-    } catch {
-        $info.error = $_.Exception.Message
-        try {
-            $rsa = [System.Security.Cryptography.X509Certificates.RSACertificateExtensions]::GetRSAPrivateKey($Certificate)
-            if ($rsa -is [System.Security.Cryptography.RSACng]) {
-                $info.opened = $true
-                $info.provider = 'cng'
-                $info.error = $null
-                $name = $rsa.Key.UniqueName
-                $folder = Join-Path -Path $crypto -ChildPath 'Keys'
-            }
-        } catch {
-            $info.error = $_.Exception.Message
-        }
-    }
+    if ($opened.provider -eq 'cng') { $folder = Join-Path -Path $crypto -ChildPath 'Keys' }
     if (-not $name) {
         $guid = (Get-RdpRegistryValue -Path 'HKLM:\SOFTWARE\Microsoft\Cryptography' -Name @('MachineGuid'))['MachineGuid']
         if ($guid) { $name = 'f686aace6942fb7f7ceb231212eef4a4_' + $guid }
@@ -113,17 +80,14 @@ function Get-RdpCertificateState {
     if ($pin.Contains('SSLCertificateSHA1Hash')) {
         $pinned = (@($pin['SSLCertificateSHA1Hash']) | ForEach-Object -Process { '{0:X2}' -f [int]$_ }) -join ''
     }
-    $store = @()
-    if (Test-Path -LiteralPath 'Cert:\LocalMachine\Remote Desktop') {
-        $store = @(Get-ChildItem -LiteralPath 'Cert:\LocalMachine\Remote Desktop' | Sort-Object -Property NotAfter -Descending)
-    }
+    $store = @(Get-RdpStoreCertificate -Store 'Remote Desktop' | Sort-Object -Property NotAfter -Descending)
     $inUse = $null
     $source = 'none'
     if ($pinned) {
         $source = 'pinned-missing'
-        foreach ($storePath in @('Cert:\LocalMachine\My', 'Cert:\LocalMachine\Remote Desktop')) {
-            $candidate = Join-Path -Path $storePath -ChildPath $pinned
-            if (Test-Path -LiteralPath $candidate) { $inUse = Get-Item -LiteralPath $candidate; $source = 'pinned'; break }
+        foreach ($storeName in @('My', 'Remote Desktop')) {
+            $candidate = @(Get-RdpStoreCertificate -Store $storeName -Thumbprint $pinned)
+            if ($candidate.Count -gt 0) { $inUse = $candidate[0]; $source = 'pinned'; break }
         }
     } elseif ($store.Count -gt 0) {
         $inUse = $store[0]
@@ -166,9 +130,9 @@ function Get-RdpEventSummary {
     $errors = @()
     foreach ($name in $Provider) {
         try {
-            $found += @(Get-WinEvent -FilterHashtable @{ LogName = 'System'; ProviderName = $name; Id = $ids[$name]; StartTime = $Since } -MaxEvents 50 -ErrorAction Stop)
+            $found += @(Get-RdpWinEvent -ProviderName $name -Id $ids[$name] -StartTime $Since)
         } catch {
-            if ($_.FullyQualifiedErrorId -notlike 'NoMatchingEventsFound*') { $errors += ('{0}: {1}' -f $name, $_.Exception.Message) }
+            $errors += ('{0}: {1}' -f $name, $_.Exception.Message)
         }
     }
     $counts = [ordered]@{}

@@ -21,16 +21,15 @@ function Get-RdpServerFacts {
     param([int]$EventHours = 72, [int]$MaxEvents = 6)
     $port = Get-RdpPort
     $os = Get-RdpRegistryValue -Path 'HKLM:\SOFTWARE\Microsoft\Windows NT\CurrentVersion' -Name @('CurrentBuild', 'ProductName')
-    $termService = Get-CimInstance -ClassName Win32_Service -Filter "Name='TermService'" -ErrorAction SilentlyContinue
     $facts = [ordered]@{
         computer = $env:COMPUTERNAME
         now = (Get-Date).ToUniversalTime().ToString('o')
         build = [int]$os['CurrentBuild']
         product = $os['ProductName']
-        runAs = [System.Security.Principal.WindowsIdentity]::GetCurrent().User.Value
+        runAs = Get-RdpRunAs
         port = $port
         services = @(Get-RdpServiceSnapshot)
-        termServicePid = $null
+        termServicePid = Get-RdpServiceProcessId -Name 'TermService'
         terminalServer = Get-RdpRegistryValue -Path 'HKLM:\SYSTEM\CurrentControlSet\Control\Terminal Server' -Name @('fDenyTSConnections', 'TSEnabled', 'TSServerDrainMode')
         rdpTcp = Get-RdpRegistryValue -Path 'HKLM:\SYSTEM\CurrentControlSet\Control\Terminal Server\WinStations\RDP-Tcp' -Name @('PortNumber', 'UserAuthentication', 'SecurityLayer', 'MinEncryptionLevel', 'fEnableWinStation', 'fLogonDisabled', 'SSLCertificateSHA1Hash')
         policy = Get-RdpRegistryValue -Path 'HKLM:\SOFTWARE\Policies\Microsoft\Windows NT\Terminal Services' -Name @('fDenyTSConnections', 'UserAuthentication', 'SecurityLayer', 'MinEncryptionLevel', 'fAllowSecProtocolNegotiation')
@@ -43,10 +42,7 @@ function Get-RdpServerFacts {
         events = Get-RdpEventSummary -Since ((Get-Date).AddHours(-$EventHours)) -Max $MaxEvents
         evidenceFile = $null
     }
-    if ($null -ne $termService) { $facts.termServicePid = [int]$termService.ProcessId }
-    if (Get-Command -Name 'Get-NetFirewallRule' -ErrorAction SilentlyContinue) {
-        $facts.firewall = @(Get-NetFirewallRule -Group '@FirewallAPI.dll,-28752' -PolicyStore ActiveStore -ErrorAction SilentlyContinue | Select-Object -Property @('Name', 'Enabled', 'Direction', 'Action') -First 8)
-    }
+    $facts.firewall = @(Get-RdpFirewallRule -Group '@FirewallAPI.dll,-28752')
     foreach ($version in @('TLS 1.0', 'TLS 1.1', 'TLS 1.2', 'TLS 1.3')) {
         $facts.schannel[$version] = Get-RdpRegistryValue -Path (Join-Path -Path 'HKLM:\SYSTEM\CurrentControlSet\Control\SecurityProviders\SCHANNEL\Protocols' -ChildPath ($version + '\Server')) -Name @('Enabled', 'DisabledByDefault')
     }
@@ -59,12 +55,7 @@ function Get-RdpServerFacts {
     } catch {
         $facts.machineKeys.error = $_.Exception.Message
     }
-    try {
-        $account = New-Object -TypeName System.Security.Principal.NTAccount -ArgumentList 'NT SERVICE', 'SessionEnv'
-        $facts.sessionEnvSid = $account.Translate([System.Security.Principal.SecurityIdentifier]).Value
-    } catch {
-        Write-Verbose -Message ('NT SERVICE\SessionEnv did not resolve: {0}' -f $_.Exception.Message)
-    }
+    $facts.sessionEnvSid = ConvertTo-RdpAccountSid -Domain 'NT SERVICE' -Name 'SessionEnv'
     return $facts
 }
 

@@ -1,12 +1,12 @@
 # lower-mtu.ps1: The IPv4 MTU of one interface on the Windows client (where mstsc runs): read it, back it up to a JSON file, set it with netsh, read it back.
-# requires: native, literal
+# requires: windows, literal
 
 function Get-RdpIPInterface {
     # The IPv4 interface with exactly this alias. -InterfaceAlias takes wildcards; comparing with
     # -eq keeps '*' or '[' in a name literal.
     [CmdletBinding()]
     param([Parameter(Mandatory = $true)][string]$Alias)
-    Get-NetIPInterface -AddressFamily IPv4 | Where-Object -FilterScript { $_.InterfaceAlias -eq $Alias } | Select-Object -First 1
+    Get-RdpNetIPInterface -AddressFamily IPv4 | Where-Object -FilterScript { $_.InterfaceAlias -eq $Alias } | Select-Object -First 1
 }
 
 function Set-RdpInterfaceMtu {
@@ -22,7 +22,7 @@ function Set-RdpInterfaceMtu {
     )
     $found = Get-RdpIPInterface -Alias $Interface
     if ($null -eq $found) {
-        $names = @(Get-NetIPInterface -AddressFamily IPv4 | Select-Object -ExpandProperty InterfaceAlias -Unique)
+        $names = @(Get-RdpNetIPInterface -AddressFamily IPv4 | Select-Object -ExpandProperty InterfaceAlias -Unique)
         return [ordered]@{
             step = 'lower-mtu'
             status = 'failed'

@@ -1,6 +1,6 @@
 # restart-termserv.ps1: Restart TermService, wait for Running and the listener, and (-RegenerateCert) replace the
 # Remote Desktop certificate after backing it up. Restart-RdpService is also clear-machinekeys' step 4.
-# requires: certificate, sessions, facts, sddl, backup, native, result
+# requires: certificate, sessions, facts, sddl, backup, windows, result
 
 function Get-RdpServiceState {
     # Services, listener and certificate in use, for before/after.
@@ -45,7 +45,7 @@ function Restart-RdpService {
         $toRemove = @()
         if ($RegenerateCert) {
             $inStore = $false
-            if ($OnlyThumbprint) { $inStore = Test-Path -LiteralPath (Join-Path -Path 'Cert:\LocalMachine\Remote Desktop' -ChildPath $OnlyThumbprint) }
+            if ($OnlyThumbprint) { $inStore = (@(Get-RdpStoreCertificate -Store 'Remote Desktop' -Thumbprint $OnlyThumbprint).Count -gt 0) }
             if ($OnlyThumbprint -and -not $inStore -and $certificate.thumbprint -ne $OnlyThumbprint -and $certificate.pinned -ne $OnlyThumbprint) {
                 $result.status = 'ok'
                 $result.note = ('the certificate {0} is no longer in use nor in the Remote Desktop store: nothing to regenerate' -f $OnlyThumbprint)
@@ -63,9 +63,7 @@ function Restart-RdpService {
             } elseif ($certificate.source -eq 'pinned-missing') {
                 $result.plan.unpin = $true
             }
-            if (Test-Path -LiteralPath 'Cert:\LocalMachine\Remote Desktop') {
-                $toRemove = @(Get-ChildItem -LiteralPath 'Cert:\LocalMachine\Remote Desktop' | Where-Object -FilterScript { -not $OnlyThumbprint -or $_.Thumbprint -eq $OnlyThumbprint -or $certificate.pinned -eq $OnlyThumbprint })
-            }
+            $toRemove = @(Get-RdpStoreCertificate -Store 'Remote Desktop' | Where-Object -FilterScript { -not $OnlyThumbprint -or $_.Thumbprint -eq $OnlyThumbprint -or $certificate.pinned -eq $OnlyThumbprint })
             $result.plan.remove = @($toRemove | ForEach-Object -Process { $_.Thumbprint })
         }
         # Who a restart disconnects, decided before anything changes (a dry run reports it too).
@@ -91,7 +89,7 @@ function Restart-RdpService {
                 }
                 # Every backup is written and checked; only now does anything change.
                 foreach ($record in $records) {
-                    Remove-Item -LiteralPath (Join-Path -Path 'Cert:\LocalMachine\Remote Desktop' -ChildPath $record.thumbprint) -Confirm:$false
+                    Remove-RdpStoreCertificate -Store 'Remote Desktop' -Thumbprint $record.thumbprint
                     if ($RemoveKey -and $record.keyFile) {
                         Remove-Item -LiteralPath (Join-Path -Path $record.keyDir -ChildPath $record.keyFile) -Force -Confirm:$false
                         $record.keyRemoved = $true
@@ -99,23 +97,23 @@ function Restart-RdpService {
                     $result.removed += $record
                 }
                 if ($result.plan.unpin) {
-                    Remove-ItemProperty -LiteralPath 'HKLM:\SYSTEM\CurrentControlSet\Control\Terminal Server\WinStations\RDP-Tcp' -Name 'SSLCertificateSHA1Hash' -Confirm:$false
+                    Remove-RdpRegistryValue -Path 'HKLM:\SYSTEM\CurrentControlSet\Control\Terminal Server\WinStations\RDP-Tcp' -Name 'SSLCertificateSHA1Hash'
                     $result.unpinned = $certificate.pinned
                 }
                 $result.restore = @(Get-RdpCertRestoreLine -Folder $folder -Record $result.removed -PinFile $pinFile)
             }
         }
         if ($PSCmdlet.ShouldProcess('TermService', 'Restart (with -Force: UmRdpService is stopped and started again)')) {
-            $umRdp = Get-Service -Name 'UmRdpService' -ErrorAction SilentlyContinue
-            $umWasRunning = ($null -ne $umRdp -and $umRdp.Status -eq 'Running')
-            Restart-Service -Name 'TermService' -Force -Confirm:$false
+            $umRdp = @(Get-RdpWinService -Name 'UmRdpService')
+            $umWasRunning = ($umRdp.Count -gt 0 -and [string]$umRdp[0].Status -eq 'Running')
+            Restart-RdpWinService -Name 'TermService'
             $result.restarted = $true
             try {
-                (Get-Service -Name 'TermService').WaitForStatus('Running', [TimeSpan]::FromSeconds($TimeoutSeconds))
+                Wait-RdpWinService -Name 'TermService' -Status 'Running' -TimeoutSeconds $TimeoutSeconds
             } catch {
                 $result.problems += ('TermService did not reach Running within {0} s' -f $TimeoutSeconds)
             }
-            if ($umWasRunning) { Start-Service -Name 'UmRdpService' -Confirm:$false }
+            if ($umWasRunning) { Start-RdpWinService -Name 'UmRdpService' }
             $null = Wait-RdpListener -Port $Port -TimeoutSeconds $TimeoutSeconds
             $removedThumbprints = @($result.removed | ForEach-Object -Process { $_.thumbprint })
             $after = Get-RdpServiceState -Port $Port

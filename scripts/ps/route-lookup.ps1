@@ -1,16 +1,17 @@
 # route-lookup.ps1: Which interface and MTU carry traffic to one address, on the Windows client (read-only).
+# requires: windows
 
 function Get-RdpNetRoute {
     # Find-NetRoute's answer (the source address and the route chosen), the IPv4 or IPv6 MTU of that
     # interface and its adapter's description (which names most VPN clients).
     [CmdletBinding()]
     param([Parameter(Mandatory = $true)][string]$Address)
-    $found = @(Find-NetRoute -RemoteIPAddress $Address -ErrorAction Stop)
+    $found = @(Find-RdpNetRoute -Address $Address)
     $index = ($found | Select-Object -First 1).InterfaceIndex
     $family = 'IPv4'
     if ($Address -like '*:*') { $family = 'IPv6' }
-    $ipInterface = Get-NetIPInterface -InterfaceIndex $index -AddressFamily $family -ErrorAction SilentlyContinue
-    $adapter = Get-NetAdapter -InterfaceIndex $index -ErrorAction SilentlyContinue
+    $ipInterface = @(Get-RdpNetIPInterface -InterfaceIndex $index -AddressFamily $family) | Select-Object -First 1
+    $adapter = Get-RdpNetAdapter -InterfaceIndex $index
     $description = $null
     if ($null -ne $adapter) { $description = $adapter.InterfaceDescription }
     $mtu = $null

@@ -1,5 +1,5 @@
 # security.ps1: The RDP security values (UserAuthentication, SecurityLayer, MinEncryptionLevel): read locally and from Group Policy, written, and the commands that put them back.
-# requires: registry, literal
+# requires: windows, literal
 # The keys are the same on every server, so they are literals here: RDP-Tcp is
 # HKLM:\SYSTEM\CurrentControlSet\Control\Terminal Server\WinStations\RDP-Tcp, the Group Policy copy
 # (which wins when set) HKLM:\SOFTWARE\Policies\Microsoft\Windows NT\Terminal Services, and the
@@ -17,17 +17,9 @@ function Get-RdpSecurityState {
         task = $null
         domainJoined = $null
     }
-    if (Get-Command -Name 'Get-ScheduledTask' -ErrorAction SilentlyContinue) {
-        $task = Get-ScheduledTask -TaskName $TaskName -TaskPath '\rdpfix\' -ErrorAction SilentlyContinue
-        if ($null -ne $task) {
-            $next = $null
-            $info = Get-ScheduledTaskInfo -InputObject $task -ErrorAction SilentlyContinue
-            if ($null -ne $info -and $null -ne $info.NextRunTime) { $next = $info.NextRunTime.ToUniversalTime().ToString('o') }
-            $state.task = [ordered]@{ name = $TaskName; state = [string]$task.State; nextRun = $next }
-        }
-    }
-    $computer = Get-CimInstance -ClassName Win32_ComputerSystem -ErrorAction SilentlyContinue
-    if ($null -ne $computer) { $state.domainJoined = [bool]$computer.PartOfDomain }
+    $task = Get-RdpScheduledTask -TaskName $TaskName -TaskPath '\rdpfix\'
+    if ($null -ne $task) { $state.task = [ordered]@{ name = $TaskName; state = $task.State; nextRun = $task.NextRunTime } }
+    $state.domainJoined = Get-RdpDomainJoined
     return $state
 }
 
@@ -53,19 +45,18 @@ function Set-RdpListenerValue {
     $via = $null
     if ($PSCmdlet.ShouldProcess(('RDP-Tcp\{0}' -f $Name), ('Set to {0}' -f $Value))) {
         if ($null -eq $Value) {
-            Remove-ItemProperty -LiteralPath 'HKLM:\SYSTEM\CurrentControlSet\Control\Terminal Server\WinStations\RDP-Tcp' -Name $Name -Confirm:$false
+            Remove-RdpRegistryValue -Path 'HKLM:\SYSTEM\CurrentControlSet\Control\Terminal Server\WinStations\RDP-Tcp' -Name $Name
             return 'registry'
         }
         try {
-            $setting = Get-CimInstance -Namespace 'root\cimv2\TerminalServices' -ClassName 'Win32_TSGeneralSetting' -Filter "TerminalName='RDP-Tcp'" -ErrorAction Stop
-            $call = Invoke-CimMethod -InputObject $setting -MethodName $methods[$Name][0] -Arguments @{ $methods[$Name][1] = [uint32]$Value } -Confirm:$false
-            if ($call.ReturnValue -eq 0) { $via = 'wmi' }
-            else { Write-Verbose -Message ('{0} returned {1}; writing the registry' -f $methods[$Name][0], $call.ReturnValue) }
+            $returned = Invoke-RdpTsSetting -MethodName $methods[$Name][0] -ArgumentName $methods[$Name][1] -Value ([uint32]$Value)
+            if ($returned -eq 0) { $via = 'wmi' }
+            else { Write-Verbose -Message ('{0} returned {1}; writing the registry' -f $methods[$Name][0], $returned) }
         } catch {
             Write-Verbose -Message ('WMI failed ({0}); writing the registry' -f $_.Exception.Message)
         }
         if (-not $via) {
-            $null = New-ItemProperty -LiteralPath 'HKLM:\SYSTEM\CurrentControlSet\Control\Terminal Server\WinStations\RDP-Tcp' -Name $Name -PropertyType DWord -Value ([int]$Value) -Force
+            Set-RdpRegistryValue -Path 'HKLM:\SYSTEM\CurrentControlSet\Control\Terminal Server\WinStations\RDP-Tcp' -Name $Name -Type DWord -Value ([int]$Value)
             $via = 'registry'
         }
     }
@@ -77,8 +68,8 @@ function Set-RdpPolicyValue {
     [CmdletBinding(SupportsShouldProcess = $true)]
     param([Parameter(Mandatory = $true)][string]$Name, [AllowNull()]$Value)
     if ($PSCmdlet.ShouldProcess(('Terminal Services policy\{0}' -f $Name), ('Set to {0}' -f $Value))) {
-        if ($null -eq $Value) { Remove-ItemProperty -LiteralPath 'HKLM:\SOFTWARE\Policies\Microsoft\Windows NT\Terminal Services' -Name $Name -Confirm:$false }
-        else { $null = New-ItemProperty -LiteralPath 'HKLM:\SOFTWARE\Policies\Microsoft\Windows NT\Terminal Services' -Name $Name -PropertyType DWord -Value ([int]$Value) -Force }
+        if ($null -eq $Value) { Remove-RdpRegistryValue -Path 'HKLM:\SOFTWARE\Policies\Microsoft\Windows NT\Terminal Services' -Name $Name }
+        else { Set-RdpRegistryValue -Path 'HKLM:\SOFTWARE\Policies\Microsoft\Windows NT\Terminal Services' -Name $Name -Type DWord -Value ([int]$Value) }
         return 'policy'
     }
     return $null

@@ -72,7 +72,7 @@ function Set-RdpSecuritySetting {
             $result.backup = $folder
             $files = @((Join-Path -Path $folder -ChildPath 'rdp-tcp.reg'), (Join-Path -Path $folder -ChildPath 'values.json'))
             $null = Invoke-RdpNative -FilePath 'reg.exe' -ArgumentList @('export', 'HKLM\SYSTEM\CurrentControlSet\Control\Terminal Server\WinStations\RDP-Tcp', $files[0], '/y')
-            if (Test-Path -LiteralPath 'HKLM:\SOFTWARE\Policies\Microsoft\Windows NT\Terminal Services') {
+            if (Test-RdpRegistryKey -Path 'HKLM:\SOFTWARE\Policies\Microsoft\Windows NT\Terminal Services') {
                 $files += Join-Path -Path $folder -ChildPath 'policy.reg'
                 $null = Invoke-RdpNative -FilePath 'reg.exe' -ArgumentList @('export', 'HKLM\SOFTWARE\Policies\Microsoft\Windows NT\Terminal Services', $files[2], '/y')
             }
@@ -142,23 +142,35 @@ function Register-RdpExpiryTask {
     )
     $due = (Get-Date).AddSeconds($Seconds)
     $script = '$rdpfixValuesJson = ' + (ConvertTo-RdpLiteral -Value $ValuesJson) + [Environment]::NewLine + '$rdpfixBackupPath = ' + (ConvertTo-RdpLiteral -Value $BackupPath) + [Environment]::NewLine + $TaskScript
-    $encoded = [Convert]::ToBase64String([System.Text.Encoding]::Unicode.GetBytes($script))
+    $encoded = ConvertTo-RdpTaskCommand -Script $script
     if ($PSCmdlet.ShouldProcess($TaskName, ('Register a one-time SYSTEM task at {0} that puts the settings back' -f $due))) {
-        $action = New-ScheduledTaskAction -Execute 'powershell.exe' -Argument ('-NoProfile -NonInteractive -ExecutionPolicy Bypass -EncodedCommand ' + $encoded)
-        $trigger = New-ScheduledTaskTrigger -Once -At $due
-        $principal = New-ScheduledTaskPrincipal -UserId 'S-1-5-18' -LogonType ServiceAccount -RunLevel Highest
-        $settings = New-ScheduledTaskSettingsSet -StartWhenAvailable -AllowStartIfOnBatteries -DontStopIfGoingOnBatteries -ExecutionTimeLimit (New-TimeSpan -Minutes 10)
-        $null = Register-ScheduledTask -TaskName $TaskName -TaskPath '\rdpfix\' -Action $action -Trigger $trigger -Principal $principal -Settings $settings -Description 'rdpfix: puts the RDP security settings back when a temporary weakening expires (toggle-nla --for)' -Force
-        if ($null -eq (Get-ScheduledTask -TaskName $TaskName -TaskPath '\rdpfix\' -ErrorAction SilentlyContinue)) { throw 'the expiry task was not registered; nothing was changed' }
+        Register-RdpScheduledTask -TaskName $TaskName -TaskPath '\rdpfix\' -EncodedCommand $encoded -At $due -Description 'rdpfix: puts the RDP security settings back when a temporary weakening expires (toggle-nla --for)'
+        if ($null -eq (Get-RdpScheduledTask -TaskName $TaskName -TaskPath '\rdpfix\')) { throw 'the expiry task was not registered; nothing was changed' }
     }
     return [ordered]@{ name = $TaskName; due = $due.ToUniversalTime().ToString('o') }
+}
+
+function ConvertTo-RdpTaskCommand {
+    # The -EncodedCommand of a task that runs Script: the script gzip-compressed and base64-encoded
+    # inside a one-line loader that decompresses and dot-sources it, so the whole command line stays
+    # far under Windows' 32,767 characters (the plain script, UTF-16 and base64, would not).
+    [CmdletBinding()]
+    param([Parameter(Mandatory = $true)][string]$Script)
+    $memory = New-Object -TypeName System.IO.MemoryStream
+    $gzip = New-Object -TypeName System.IO.Compression.GZipStream -ArgumentList $memory, ([System.IO.Compression.CompressionMode]::Compress)
+    $bytes = [System.Text.Encoding]::UTF8.GetBytes($Script)
+    $gzip.Write($bytes, 0, $bytes.Length)
+    $gzip.Close()
+    $packed = [Convert]::ToBase64String($memory.ToArray())
+    $loader = '$rdpfixReader = New-Object -TypeName System.IO.StreamReader -ArgumentList (New-Object -TypeName System.IO.Compression.GZipStream -ArgumentList (New-Object -TypeName System.IO.MemoryStream -ArgumentList (,[Convert]::FromBase64String(''' + $packed + '''))), ([System.IO.Compression.CompressionMode]::Decompress)), ([System.Text.Encoding]::UTF8)' + [Environment]::NewLine + '. ([scriptblock]::Create($rdpfixReader.ReadToEnd()))'
+    return [Convert]::ToBase64String([System.Text.Encoding]::Unicode.GetBytes($loader))
 }
 
 function Remove-RdpExpiryTask {
     [CmdletBinding(SupportsShouldProcess = $true)]
     param([Parameter(Mandatory = $true)][string]$TaskName)
     if ($PSCmdlet.ShouldProcess($TaskName, 'Remove the scheduled re-enable task')) {
-        Unregister-ScheduledTask -TaskName $TaskName -TaskPath '\rdpfix\' -Confirm:$false
+        Unregister-RdpScheduledTask -TaskName $TaskName -TaskPath '\rdpfix\'
         return $true
     }
     return $false

@@ -49,9 +49,11 @@ resolve('a step script carries each included function byte for byte as it stands
   const spec = { name: 'demo', summary: 'demo', file: 'facts', entry: 'Get-RdpPort', params: {} };
   const script = psStep(spec);
   const parts = psStepParts(spec);
-  assert.equal(parts.functions.map((f) => f.name), ['Get-RdpRegistryValue', 'Get-RdpPort']);
+  assert.equal(parts.functions.map((f) => f.name), ['Assert-RdpHost', 'Get-RdpRegistryValue', 'Get-RdpPort']);
   for (const fn of parts.functions) assert.ok(script.includes(`\n${fn.text}\n`), fn.name);
-  assert.ok(script.includes('\n$Result = Get-RdpPort\n'));
+  // The host check comes first: on anything but an elevated Windows PowerShell the one result says why.
+  assert.ok(script.includes('\n    Assert-RdpHost -Elevated\n$Result = Get-RdpPort\n') || script.includes('\nAssert-RdpHost -Elevated\n$Result = Get-RdpPort\n'));
+  assert.ok(psStep({ ...spec, elevated: false }).includes('\nAssert-RdpHost\n$Result = Get-RdpPort\n'), 'a read-only step checks only for Windows');
 });
 
 const files = suite('scripts/ps/*.ps1');

@@ -64,7 +64,7 @@ const MUTATING = new Set([
   'Set-Acl', 'Unregister-ScheduledTask', 'Out-File', 'Invoke-RdpNative', 'Set-RdpPathSddl', 'Set-NetIPInterface',
 ]);
 
-const APPROVED_VERBS = new Set(['Add', 'Assert', 'Backup', 'Compress', 'ConvertFrom', 'ConvertTo', 'Copy', 'Get', 'Invoke', 'New', 'Register', 'Remove', 'Rename', 'Repair', 'Restart', 'Restore', 'Save', 'Select', 'Set', 'Sort', 'Split', 'Start', 'Test', 'Unregister', 'Wait', 'Where', 'Write', 'Export', 'Group', 'Join', 'Out', 'Stop', 'ForEach']);
+const APPROVED_VERBS = new Set(['Add', 'Assert', 'Backup', 'Compress', 'ConvertFrom', 'ConvertTo', 'Copy', 'Get', 'Invoke', 'New', 'Register', 'Remove', 'Rename', 'Repair', 'Restart', 'Restore', 'Save', 'Select', 'Set', 'Sort', 'Split', 'Start', 'Test', 'Unregister', 'Wait', 'Where', 'Write', 'Export', 'Group', 'Join', 'Out', 'Stop', 'ForEach', 'Find']);
 
 async function tree(script: string): Promise<Node> {
   const t = (await psParser()).parse(script);
