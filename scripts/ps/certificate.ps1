@@ -108,12 +108,16 @@ function Restore-RdpCertificate {
                 $bytes = [byte[]]@(for ($i = 0; $i -lt $Unpinned.Length; $i += 2) { [Convert]::ToByte($Unpinned.Substring($i, 2), 16) })
                 Set-RdpRegistryValue -Path 'HKLM:\SYSTEM\CurrentControlSet\Control\Terminal Server\WinStations\RDP-Tcp' -Name 'SSLCertificateSHA1Hash' -Type Binary -Value $bytes
             }
+            # Restart-Service -Force stops UmRdpService too and does not start it again.
+            $umRdp = @(Get-RdpWinService -Name 'UmRdpService')
+            $umWasRunning = ($umRdp.Count -gt 0 -and [string]$umRdp[0].Status -eq 'Running')
             Restart-RdpWinService -Name 'TermService'
             try {
                 Wait-RdpWinService -Name 'TermService' -Status 'Running' -TimeoutSeconds $TimeoutSeconds
             } catch {
                 $result.problems += ('TermService did not reach Running within {0} s' -f $TimeoutSeconds)
             }
+            if ($umWasRunning) { Start-RdpWinService -Name 'UmRdpService' }
             if (@(Wait-RdpListener -Port $port -TimeoutSeconds $TimeoutSeconds).Count -eq 0) { $result.problems += ('nothing listens on port {0}' -f $port) }
             $result.after = Get-RdpCertificateState
             foreach ($thumbprint in $wanted) {
