@@ -93,22 +93,28 @@ export async function setRdpUdp(o: UdpOptions = {}): Promise<UdpResult> {
     ...(result.error ? { error: result.error } : {}),
   };
   if (result.status === 'changed') {
-    const undo: UndoSpec = { kind: 'powershell', target: where, script: udpPolicyScript({ value: out.before, backupDir }) };
     const entry = await record(
-      {
-        script: SCRIPT,
-        target: target.kind === 'local' ? 'client' : where,
-        summary: `${VALUE_NAME}: ${out.before ?? '(absent)'} -> ${out.after ?? '(absent)'} on ${where}`,
-        before: { [VALUE_NAME]: out.before },
-        after: { [VALUE_NAME]: out.after },
-        backup: out.backup,
-        undo,
-      },
+      { script: SCRIPT, target: target.kind === 'local' ? 'client' : where, ...udpChange(out.before, out.after, out.backup, where, backupDir) },
       o.journalDir,
     );
     out.journal = entry.id;
   }
   return withContract(out, target, !!o.enable);
+}
+
+/**
+ * The journal change of a run that reported 'changed': its undo is the same script putting the
+ * value it had before back (or removing it when it was absent). Pure: setRdpUdp journals it, and
+ * test/windows/emit.ts replays it on the Windows twin.
+ */
+export function udpChange(before: number | null, after: number | null, backup: string | null, where: string, backupDir: string = DEFAULT_BACKUP_DIR): { summary: string; before: Record<string, number | null>; after: Record<string, number | null>; backup: string | null; undo: UndoSpec } {
+  return {
+    summary: `${VALUE_NAME}: ${before ?? '(absent)'} -> ${after ?? '(absent)'} on ${where}`,
+    before: { [VALUE_NAME]: before },
+    after: { [VALUE_NAME]: after },
+    backup,
+    undo: { kind: 'powershell', target: where, script: udpPolicyScript({ value: before, backupDir }) },
+  };
 }
 
 /**

@@ -452,6 +452,31 @@ interface WindowsMtuResult {
   store?: string;
 }
 
+/**
+ * The journal change of a Windows MTU set that reported 'changed': the summary, before/after, the
+ * backup, and the undo (the same script putting the old MTU back, when it is one a system can have).
+ * Pure: setWindowsMtu journals it, and test/windows/emit.ts replays it on the Windows twin.
+ */
+export function windowsMtuChange(
+  o: Pick<MtuScriptOptions, 'interface' | 'mtu' | 'temporary' | 'backupDir'>,
+  result: { before?: number | null; store?: string; backup?: string | null },
+  where: string,
+): { summary: string; before: { interface: string; mtu: number | null }; after: { interface: string; mtu: number; store: string | undefined }; backup: string | null; undo: UndoSpec } {
+  const before = typeof result.before === 'number' ? result.before : null;
+  const undo: UndoSpec = !before
+    ? { kind: 'none', reason: 'the old MTU could not be read' }
+    : !isFoundMtu(before)
+      ? { kind: 'none', reason: `the old MTU ${before} is outside ${MTU_RANGE.found[4].join('..')}` }
+      : { kind: 'powershell', target: where, script: mtuScript({ interface: o.interface, mtu: before, origin: 'found', temporary: o.temporary, backupDir: o.backupDir }) };
+  return {
+    summary: `MTU of ${o.interface}: ${result.before} -> ${o.mtu}`,
+    before: { interface: o.interface, mtu: before },
+    after: { interface: o.interface, mtu: o.mtu, store: result.store },
+    backup: result.backup ?? null,
+    undo,
+  };
+}
+
 async function setWindowsMtu(o: SetMtuOptions, notes: string[]): Promise<MtuChange> {
   const target: Target = { kind: 'local' };
   const script = mtuScript({ interface: o.interface, mtu: o.mtu, origin: o.origin, temporary: o.temporary, dryRun: o.dryRun, backupDir: o.backupDir });
@@ -461,16 +486,9 @@ async function setWindowsMtu(o: SetMtuOptions, notes: string[]): Promise<MtuChan
   if (result.status !== 'changed') {
     return { ...base, status: result.status, journal: null, undo: null, ...(result.error ? { error: result.error } : {}) };
   }
-  const undo: UndoSpec = !result.before
-    ? { kind: 'none', reason: 'the old MTU could not be read' }
-    : !isFoundMtu(result.before)
-      ? { kind: 'none', reason: `the old MTU ${result.before} is outside ${MTU_RANGE.found[4].join('..')}` }
-      : { kind: 'powershell', target: describeTarget(target), script: mtuScript({ interface: o.interface, mtu: result.before, origin: 'found', temporary: o.temporary, backupDir: o.backupDir }) };
-  const entry = await record(
-    { script: SCRIPT, target: 'client', summary: `MTU of ${o.interface}: ${result.before} -> ${o.mtu}`, before: { interface: o.interface, mtu: result.before ?? null }, after: { interface: o.interface, mtu: o.mtu, store: result.store }, backup: result.backup ?? null, undo },
-    o.journalDir,
-  );
-  return { ...base, status: 'changed', journal: entry.id, undo };
+  const change = windowsMtuChange(o, result, describeTarget(target));
+  const entry = await record({ script: SCRIPT, target: 'client', ...change }, o.journalDir);
+  return { ...base, status: 'changed', journal: entry.id, undo: change.undo };
 }
 
 function probeSummary(p: PmtuResult): { verdict: string; evidence: string[]; next: string[] } {

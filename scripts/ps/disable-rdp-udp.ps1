@@ -46,7 +46,7 @@ function Set-RdpUdpPolicy {
     }
     if ($PSCmdlet.ShouldProcess($RegKey, $action)) {
         if ($before.keyExists) {
-            [void][System.IO.Directory]::CreateDirectory($BackupDir)
+            $null = New-Item -ItemType Directory -Path $BackupDir -Force
             $backupFile = Join-Path -Path $BackupDir -ChildPath ('disable-rdp-udp-{0}.reg' -f (Get-Date -Format 'yyyyMMdd-HHmmss'))
             $null = Invoke-RdpNative -FilePath 'reg.exe' -ArgumentList @('export', $RegKey, $backupFile, '/y')
             $result.backup = $backupFile

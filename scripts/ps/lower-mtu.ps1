@@ -47,7 +47,7 @@ function Set-RdpInterfaceMtu {
         return $result
     }
     if ($PSCmdlet.ShouldProcess($Interface, ('Set IPv4 MTU from {0} to {1}' -f $old, $Mtu))) {
-        [void][System.IO.Directory]::CreateDirectory($BackupDir)
+        $null = New-Item -ItemType Directory -Path $BackupDir -Force
         $backupFile = Join-Path -Path $BackupDir -ChildPath ('lower-mtu-{0}.json' -f (Get-Date -Format 'yyyyMMdd-HHmmss'))
         $saved = [ordered]@{ interface = $Interface; interfaceIndex = $result.interfaceIndex; mtu = $old; time = (Get-Date).ToString('o') }
         $saved | ConvertTo-Json -Compress | Set-Content -LiteralPath $backupFile -Encoding UTF8

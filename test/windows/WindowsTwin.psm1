@@ -591,7 +591,8 @@ function Invoke-TwinInvokeRdpNative {
                     $data = [ordered]@{ kind = 'key'; path = $key; values = $script:Twin.registry[$k] }
                 }
                 $text = "Windows Registry Editor Version 5.00`r`n`r`n; rdpfix twin: " + ($data | ConvertTo-Json -Depth 6 -Compress) + "`r`n"
-                [System.IO.File]::WriteAllText($ArgumentList[2], $text, [System.Text.Encoding]::Unicode)
+                # The path as Windows would take it (C:\... through the test's C: drive, if it made one).
+                [System.IO.File]::WriteAllText($ExecutionContext.SessionState.Path.GetUnresolvedProviderPathFromPSPath($ArgumentList[2]), $text, [System.Text.Encoding]::Unicode)
                 return @('The operation completed successfully.')
             }
             if ($verb -eq 'import') {

@@ -6,6 +6,8 @@
 // Requests:
 //   { "build": NAME, "args": [...] }              -> { "script": TEXT }
 //   { "undo": STEP, "raw": {...}, "options": {} } -> { "changes": [{ summary, before, after, backup, undo }], "via": HOW }
+//   { "interpret": STEP, "raw": {...} }           -> { "report": the step's report for --target local }
+//   { "corpus": "examples" }                      -> { "scripts": [{ label, script }] } (test/examples/*.ts)
 // A request that fails gets { "error": "..." } (the others still run); the exit code is 0 unless
 // stdin is not a JSON array (2, with the reason on stderr).
 //
@@ -17,26 +19,25 @@
 //                      with a private validChanges), so the real toggleNla runs with a runner that
 //                      answers `raw` and a throwaway journal and key (deleted after); the entries it
 //                      recorded are the answer
-//   disable-rdp-udp    setRdpUdp and lower-mtu's setWindowsMtu call the channel directly (nothing
-//   lower-mtu          to inject), so their few lines that build the journal change are repeated
-//                      here, calling the real builders (udpPolicyScript, mtuScript); `via` says so
+//   disable-rdp-udp    udpChange(raw.before, raw.after, raw.backup, where, options.backupDir), what setRdpUdp journals
+//   lower-mtu          windowsMtuChange(options, raw, where), what lower-mtu's setWindowsMtu journals
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildClearScript, buildRestoreAclScript, buildRestoreFolderScript, clearChanges, type ClearOptions, type ClearRaw } from '../../scripts/clear-machinekeys.ts';
-import { udpPolicyScript, DEFAULT_BACKUP_DIR as UDP_BACKUP_DIR, VALUE_NAME } from '../../scripts/disable-rdp-udp.ts';
-import { buildInspectScript } from '../../scripts/inspect-server.ts';
+import { udpChange, udpPolicyScript, DEFAULT_BACKUP_DIR as UDP_BACKUP_DIR } from '../../scripts/disable-rdp-udp.ts';
+import { buildInspectScript, interpretInspect } from '../../scripts/inspect-server.ts';
 import { buildRestoreCertScript, regenChange, type RestartRaw } from '../../scripts/lib/certificate.ts';
 import { describeTarget } from '../../scripts/lib/channels.ts';
 import { isMain } from '../../scripts/lib/cli.ts';
+import { exampleScripts } from '../helpers/ps-corpus.ts';
 import { list } from '../../scripts/lib/journal.ts';
 import { emitRecipe, type EmitOptions } from '../../scripts/lib/recipe-emit.ts';
 import { loadRecipe } from '../../scripts/lib/recipe.ts';
 import { windowsRouteScript } from '../../scripts/lib/route.ts';
 import { contextFrom, isoDates, serverFlags, type Change, type StepContext } from '../../scripts/lib/server-step.ts';
 import type { UndoSpec } from '../../scripts/lib/journal.ts';
-import { validateMtu, MTU_RANGE } from '../../scripts/lib/validate.ts';
-import { DEFAULT_BACKUP_DIR as MTU_BACKUP_DIR, mtuScript, type MtuScriptOptions } from '../../scripts/lower-mtu.ts';
+import { mtuScript, windowsMtuChange, type MtuScriptOptions } from '../../scripts/lower-mtu.ts';
 import { buildRestartScript } from '../../scripts/restart-termserv.ts';
 import { buildNlaScript, buildNlaUndoScript, expiryTaskScript, toggleNla, type NlaOptions, type NlaRaw } from '../../scripts/toggle-nla.ts';
 
@@ -63,7 +64,7 @@ export const BUILDERS: ReadonlyMap<string, Builder> = new Map<string, Builder>([
 ]);
 
 export interface AnswerChange { summary: string; before: unknown; after: unknown; backup: string | null; undo: UndoSpec }
-export type Answer = { script: string } | { changes: AnswerChange[]; via: string } | { error: string };
+export type Answer = { script: string } | { changes: AnswerChange[]; via: string } | { report: unknown } | { scripts: Array<{ label: string; script: string }> } | { error: string };
 
 /** The context a server step gets for --target local, not a dry run (as main() builds it). */
 function localContext(run?: StepContext['run'], journal?: string): StepContext {
@@ -109,51 +110,29 @@ export const UNDO_STEPS: ReadonlyMap<string, UndoFn> = new Map<string, UndoFn>([
       rmSync(dir, { recursive: true, force: true });
     }
   }],
-  // Repeats setRdpUdp's journal change (scripts/disable-rdp-udp.ts): only a 'changed' result is
-  // journaled, and its undo is the same script putting the value it had before back.
+  // setRdpUdp journals udpChange (scripts/disable-rdp-udp.ts) for a 'changed' result only.
   ['disable-rdp-udp', async (raw, o) => {
-    if (raw.status !== 'changed') return { changes: [], via: 'setRdpUdp lines repeated (scripts/disable-rdp-udp.ts)' };
-    const before = (raw.before ?? null) as number | null;
-    const after = (raw.after ?? null) as number | null;
-    const where = describeTarget(localContext().target);
+    const via = 'udpChange (scripts/disable-rdp-udp.ts)';
+    if (raw.status !== 'changed') return { changes: [], via };
     const backupDir = typeof o.backupDir === 'string' ? o.backupDir : UDP_BACKUP_DIR;
-    return {
-      changes: [{
-        summary: `${VALUE_NAME}: ${before ?? '(absent)'} -> ${after ?? '(absent)'} on ${where}`,
-        before: { [VALUE_NAME]: before },
-        after: { [VALUE_NAME]: after },
-        backup: (raw.backup ?? null) as string | null,
-        undo: { kind: 'powershell', target: where, script: udpPolicyScript({ value: before, backupDir }) },
-      }],
-      via: 'setRdpUdp lines repeated (scripts/disable-rdp-udp.ts)',
-    };
+    const c = udpChange((raw.before ?? null) as number | null, (raw.after ?? null) as number | null, (raw.backup ?? null) as string | null, describeTarget(localContext().target), backupDir);
+    return { changes: [c], via };
   }],
-  // Repeats setWindowsMtu's journal change (scripts/lower-mtu.ts): options are the set's
-  // MtuScriptOptions ({ interface, mtu, temporary?, backupDir?, origin? }).
+  // setWindowsMtu journals windowsMtuChange (scripts/lower-mtu.ts) for a 'changed' result; options
+  // are the set's MtuScriptOptions ({ interface, mtu, temporary?, backupDir? }).
   ['lower-mtu', async (raw, o) => {
-    const via = 'setWindowsMtu lines repeated (scripts/lower-mtu.ts)';
+    const via = 'windowsMtuChange (scripts/lower-mtu.ts)';
     if (raw.status !== 'changed') return { changes: [], via };
     const opts = o as unknown as MtuScriptOptions;
     if (typeof opts.interface !== 'string' || typeof opts.mtu !== 'number') throw new Error('lower-mtu needs options.interface and options.mtu (what the set was run with)');
-    const before = typeof raw.before === 'number' ? raw.before : undefined;
-    const found = (m: number) => { try { validateMtu(m, 4, 'found'); return true; } catch { return false; } };
-    const where = describeTarget(localContext().target);
-    const undo: UndoSpec = !before
-      ? { kind: 'none', reason: 'the old MTU could not be read' }
-      : !found(before)
-        ? { kind: 'none', reason: `the old MTU ${before} is outside ${MTU_RANGE.found[4].join('..')}` }
-        : { kind: 'powershell', target: where, script: mtuScript({ interface: opts.interface, mtu: before, origin: 'found', temporary: opts.temporary, backupDir: opts.backupDir ?? MTU_BACKUP_DIR }) };
-    return {
-      changes: [{
-        summary: `MTU of ${opts.interface}: ${raw.before} -> ${opts.mtu}`,
-        before: { interface: opts.interface, mtu: before ?? null },
-        after: { interface: opts.interface, mtu: opts.mtu, store: raw.store },
-        backup: (raw.backup ?? null) as string | null,
-        undo,
-      }],
-      via,
-    };
+    const c = windowsMtuChange(opts, { before: typeof raw.before === 'number' ? raw.before : null, store: raw.store as string | undefined, backup: (raw.backup ?? null) as string | null }, describeTarget(localContext().target));
+    return { changes: [c], via };
   }],
+]);
+
+/** A step's own interpretation of a raw result, as its TypeScript reports it for --target local. */
+export const INTERPRETERS: ReadonlyMap<string, (raw: Record<string, unknown>) => unknown> = new Map<string, (raw: Record<string, unknown>) => unknown>([
+  ['inspect-server', (raw) => interpretInspect(raw as Parameters<typeof interpretInspect>[0], localContext())],
 ]);
 
 /** Answer one request; an error is an answer, not a crash. */
@@ -174,7 +153,16 @@ export async function answer(request: unknown): Promise<Answer> {
       if (!fn) throw new Error(`unknown undo step "${r.undo}" (known: ${[...UNDO_STEPS.keys()].join(', ')})`);
       return await fn(record(r.raw, `undo "${r.undo}": raw`), r.options === undefined ? {} : record(r.options, `undo "${r.undo}": options`));
     }
-    throw new Error('a request names a "build" or an "undo"');
+    if (typeof r.interpret === 'string') {
+      const fn = INTERPRETERS.get(r.interpret);
+      if (!fn) throw new Error(`unknown interpreter "${r.interpret}" (known: ${[...INTERPRETERS.keys()].join(', ')})`);
+      return { report: fn(record(r.raw, `interpret "${r.interpret}": raw`)) };
+    }
+    if (r.corpus === 'examples') {
+      // Every example of test/examples/*.ts: each builder in each of its modes, as the goldens hold them.
+      return { scripts: (await exampleScripts()).map((x) => ({ label: x.label, script: x.text })) };
+    }
+    throw new Error('a request names a "build", an "undo", an "interpret" or the "corpus" examples');
   } catch (e) {
     return { error: e instanceof Error ? e.message : String(e) };
   }
