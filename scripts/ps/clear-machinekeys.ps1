@@ -43,6 +43,14 @@ function Repair-RdpMachineKey {
         }
         if ($RenameFolder) {
             $result.mode = 'rename'
+            # Events stay for -EventHours after a fix: alone, with the key usable and the ACLs as the
+            # build wants them, they are history, not a reason to rename the folder again.
+            $current = @($result.evidence | Where-Object -FilterScript { $_ -notlike 'event-*' })
+            if ($current.Count -eq 0 -and (Test-RdpKeyUsable -State $before)) {
+                $result.status = 'ok'
+                $result.note = 'only past events name an unusable key; the key is usable now and the folder ACL is the default: nothing renamed'
+                return (Compress-RdpResult -Result $result -Drop $Drop)
+            }
             $others = @(Get-ChildItem -LiteralPath $machineKeys -Force -File -ErrorAction SilentlyContinue | Where-Object -FilterScript { -not $_.Name.StartsWith('f686aace6942fb7f7ceb231212eef4a4_') }).Count
             $result.plan = [ordered]@{ rename = $true; otherKeys = $others }
             Assert-RdpSessionFree -Result $result -DisconnectSessions:$DisconnectSessions
@@ -99,13 +107,18 @@ function Repair-RdpMachineKey {
                 $result.backup = $folder
                 Backup-RdpMachineKeyAcl -MachineKeys $machineKeys -Folder $folder -FolderSddl ([string]$before.folder.sddl) -Container @($fixes | ForEach-Object -Process { $_.container })
                 # Backups are written and checked; only now does anything change.
+                # Each descriptor is recorded before it is touched: a step that fails half-way (icacls
+                # /remove:d done, /grant:r refused) still journals what its undo must put back.
                 if ($folderFix) {
+                    $result.changed.folder = [ordered]@{ path = $machineKeys; before = $before.folder.sddl; after = $null }
                     Set-RdpFolderAcl -Path $machineKeys -Sddl $DefaultFolderSddl
-                    $result.changed.folder = [ordered]@{ path = $machineKeys; before = $before.folder.sddl; after = (Get-RdpPathSddl -Path $machineKeys -Directory) }
+                    $result.changed.folder.after = Get-RdpPathSddl -Path $machineKeys -Directory
                 }
                 foreach ($fix in $fixes) {
+                    $entry = [ordered]@{ path = $fix.container.path; kind = $fix.container.kind; before = $fix.container.sddl; after = $null }
+                    $result.changed.containers += $entry
                     Set-RdpContainerAcl -Path $fix.container.path -Aces $fix.aces -OwnerSystem:($fix.container.kind -eq 'listener')
-                    $result.changed.containers += [ordered]@{ path = $fix.container.path; kind = $fix.container.kind; before = $fix.container.sddl; after = (Get-RdpPathSddl -Path $fix.container.path) }
+                    $entry.after = Get-RdpPathSddl -Path $fix.container.path
                 }
                 # icacls /save recorded the folder and its files relative to the parent folder.
                 $result.restore = @(('icacls.exe {0} /restore {1} /c' -f (ConvertTo-RdpLiteral -Value (Split-Path -Path $machineKeys -Parent)), (ConvertTo-RdpLiteral -Value (Join-Path -Path $folder -ChildPath 'MachineKeys.acl'))))
@@ -162,7 +175,7 @@ function Get-RdpKeyEvidence {
     param([Parameter(Mandatory = $true)][string]$MachineKeys, [int]$EventHours = 72)
     $certificate = Get-RdpCertificateState -WithKey
     $state = [ordered]@{
-        runAs = [System.Security.Principal.WindowsIdentity]::GetCurrent().User.Value
+        runAs = Get-RdpRunAs
         build = [int](Get-RdpRegistryValue -Path 'HKLM:\SOFTWARE\Microsoft\Windows NT\CurrentVersion' -Name @('CurrentBuild'))['CurrentBuild']
         folder = [ordered]@{ path = $MachineKeys; sddl = Get-RdpPathSddl -Path $MachineKeys -Directory }
         containers = @()
