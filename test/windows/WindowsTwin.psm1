@@ -373,7 +373,8 @@ function Start-TwinTermService {
     } else {
         [System.IO.File]::WriteAllBytes($file, [byte[]](65..128))
     }
-    $script:Twin.acl[(Get-TwinFileKey $file)] = Get-TwinDefaultContainerSddl -Build $script:Twin.build
+    # Stored in the canonical form Set-TwinPathSddl and Windows render (0x120089 is FR).
+    $script:Twin.acl[(Get-TwinFileKey $file)] = ConvertTo-TwinSddl -Descriptor (ConvertFrom-TwinSddl -Sddl (Get-TwinDefaultContainerSddl -Build $script:Twin.build))
     $script:Twin.unreadable = @($script:Twin.unreadable | Where-Object -FilterScript { $_ -ne (Get-TwinFileKey $file) })
     $script:Twin.serial++
     $thumb = ('{0:X8}' -f $script:Twin.serial) + 'C0FFEE00000000000000000000000000'
