@@ -252,10 +252,14 @@ function Get-TwinTask { param([string]$Name) if ($script:Twin.tasks.Contains($Na
 function Get-TwinState {
     # Everything a step may change, as plain data: services, registry, certificate stores, the ACLs of
     # the files that exist, the files under ProgramData\Microsoft\Crypto (names), tasks, interfaces.
-    $files = @(Get-ChildItem -LiteralPath (Join-Path -Path $script:Twin.programData -ChildPath 'Microsoft') -Recurse -Force -ErrorAction SilentlyContinue |
-        ForEach-Object -Process { $_.FullName.Substring($script:Twin.programData.Length) } | Sort-Object)
+    $items = @(Get-ChildItem -LiteralPath (Join-Path -Path $script:Twin.programData -ChildPath 'Microsoft') -Recurse -Force -ErrorAction SilentlyContinue)
+    $files = @($items | ForEach-Object -Process { $_.FullName.Substring($script:Twin.programData.Length) } | Sort-Object)
+    # The ACL map's keys are lower-cased (NTFS is case-insensitive); on a case-sensitive file system
+    # Test-Path on them misses every file under a TestDrive like /tmp/Pester_x, so match the listing.
+    $existing = @{}
+    foreach ($item in $items) { $existing[(Get-TwinFileKey $item.FullName)] = $true }
     $acl = [ordered]@{}
-    foreach ($k in @($script:Twin.acl.Keys | Sort-Object)) { if (Test-Path -LiteralPath $k) { $acl[$k.Substring($script:Twin.programData.Length)] = $script:Twin.acl[$k] } }
+    foreach ($k in @($script:Twin.acl.Keys | Sort-Object)) { if ($existing.ContainsKey($k)) { $acl[$k.Substring($script:Twin.programData.Length)] = $script:Twin.acl[$k] } }
     $certs = [ordered]@{}
     foreach ($s in $script:Twin.stores.Keys) { $certs[$s] = @($script:Twin.stores[$s].Keys | Sort-Object) }
     $registry = [ordered]@{}
@@ -533,7 +537,13 @@ function Invoke-TwinInvokeRdpNative {
     $global:LASTEXITCODE = 0
     switch ($FilePath) {
         'icacls.exe' {
-            if (Test-TwinFault 'IcaclsFails') { & $fail 5 'Access is denied. Successfully processed 0 files; Failed processing 1 files' }
+            # IcaclsFails = $true fails every icacls call, = '/grant:r' (a verb) only that one; a caller that
+            # tolerates the exit code (-MaxExitCode, icacls /save /c) gets the output back, as from the real one.
+            $icaclsFault = $script:Twin.faults['IcaclsFails']
+            if ((Test-TwinFault 'IcaclsFails') -and ($icaclsFault -eq $true -or $icaclsFault -eq $ArgumentList[1])) {
+                if ($MaxExitCode -ge 5) { $global:LASTEXITCODE = 5; return @('Access is denied.', 'Successfully processed 0 files; Failed processing 1 files') }
+                & $fail 5 'Access is denied. Successfully processed 0 files; Failed processing 1 files'
+            }
             $path = $ArgumentList[0]
             $verb = $ArgumentList[1]
             if ($verb -eq '/save') {
@@ -544,7 +554,7 @@ function Invoke-TwinInvokeRdpNative {
                     $rel = $item.FullName.Substring($parent.Length).TrimStart('/')
                     $sddl = Invoke-TwinGetRdpPathSddl -Path $item.FullName
                     if (-not $sddl) { continue }
-                    $lines.Add($rel -replace '/', '\'); $lines.Add(($sddl -replace '^O:[^:]*?(?=G:|D:)', '' -replace '^G:[^:]*?(?=D:)', ''))
+                    $lines.Add(($rel -replace '/', '\')); $lines.Add(($sddl -replace '^O:[^:]*?(?=G:|D:)', '' -replace '^G:[^:]*?(?=D:)', ''))
                 }
                 [System.IO.File]::WriteAllText($ArgumentList[2], (($lines -join "`r`n") + "`r`n"), [System.Text.Encoding]::Unicode)
                 return @('processed')
