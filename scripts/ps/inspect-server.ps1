@@ -44,7 +44,7 @@ function Get-RdpServerFacts {
     }
     $facts.firewall = @(Get-RdpFirewallRule -Group '@FirewallAPI.dll,-28752')
     foreach ($version in @('TLS 1.0', 'TLS 1.1', 'TLS 1.2', 'TLS 1.3')) {
-        $facts.schannel[$version] = Get-RdpRegistryValue -Path (Join-Path -Path 'HKLM:\SYSTEM\CurrentControlSet\Control\SecurityProviders\SCHANNEL\Protocols' -ChildPath ($version + '\Server')) -Name @('Enabled', 'DisabledByDefault')
+        $facts.schannel[$version] = Get-RdpSchannelServer -Path 'HKLM:\SYSTEM\CurrentControlSet\Control\SecurityProviders\SCHANNEL\Protocols' -Version $version
     }
     $machineKeys = Join-Path -Path $env:ProgramData -ChildPath 'Microsoft\Crypto\RSA\MachineKeys'
     $facts.machineKeys.path = $machineKeys
@@ -57,6 +57,14 @@ function Get-RdpServerFacts {
     }
     $facts.sessionEnvSid = ConvertTo-RdpAccountSid -Domain 'NT SERVICE' -Name 'SessionEnv'
     return $facts
+}
+
+function Get-RdpSchannelServer {
+    # Enabled and DisabledByDefault of one protocol's Server subkey. The key is joined as text:
+    # Join-Path would resolve the HKLM: drive itself, a registry touchpoint outside windows.ps1.
+    [CmdletBinding()]
+    param([Parameter(Mandatory = $true)][string]$Path, [Parameter(Mandatory = $true)][string]$Version)
+    return Get-RdpRegistryValue -Path ($Path + '\' + $Version + '\Server') -Name @('Enabled', 'DisabledByDefault')
 }
 
 function Save-RdpEvidence {
