@@ -302,24 +302,31 @@ export async function runScript<T = Record<string, unknown>>(target: Target, scr
     const { $ } = await import('zx'); // loaded only when a channel really runs something
     if (run.interactive) process.stderr.write(`pwsh asks for the password of ${(target as { user: string }).user} (typed in this terminal, not shown)\n`);
     const started = Date.now();
+    // zx's p.stdout decodes every chunk it read on its own, so a UTF-8 character split across two
+    // reads turns into two U+FFFD (seen over ssh in a long result): keep the raw chunks (zx's
+    // `store` option) and decode each stream once, whole.
+    const store = { stdout: [] as (string | Buffer)[], stderr: [] as (string | Buffer)[], stdall: [] as (string | Buffer)[] };
+    const decoded = (chunks: (string | Buffer)[]) => Buffer.concat(chunks.map((c) => (typeof c === 'string' ? Buffer.from(c, 'utf8') : c))).toString('utf8');
     // Always end stdin (an empty Buffer still closes it), so a program that reads it never waits on
     // us; an interactive run gets the terminal instead.
     const p = run.interactive
-      ? await $({ stdio: ['inherit', 'pipe', 'pipe'], nothrow: true, quiet: true, timeout })`${cmd} ${args}`
-      : await $({ input: Buffer.from(run.stdin, 'utf8'), nothrow: true, quiet: true, timeout })`${cmd} ${args}`;
+      ? await $({ stdio: ['inherit', 'pipe', 'pipe'], nothrow: true, quiet: true, timeout, store })`${cmd} ${args}`
+      : await $({ input: Buffer.from(run.stdin, 'utf8'), nothrow: true, quiet: true, timeout, store })`${cmd} ${args}`;
     // zx stops the program at the timeout (SIGTERM: ssh then exits 255, others with no code): say
     // so, rather than "no result (exit 255)", which reads like a lost connection.
     const timedOut = Date.now() - started >= timeout;
-    let output = p.stdout;
+    const stdout = decoded(store.stdout);
+    const stderr = decoded(store.stderr);
+    let output = stdout;
     if (target.kind === 'azure' && !timedOut) {
-      if (p.exitCode !== 0) throw new StepError(`az vm run-command failed (exit ${p.exitCode})`, p.stderr.trim().split('\n').slice(-3).join(' '));
-      const m = azureMessage(p.stdout);
+      if (p.exitCode !== 0) throw new StepError(`az vm run-command failed (exit ${p.exitCode})`, stderr.trim().split('\n').slice(-3).join(' '));
+      const m = azureMessage(stdout);
       output = m.stdout + '\n' + m.stderr;
     }
     try {
       return { result: extractResult<T>(output), output, channel: describeTarget(target) };
     } catch (e) {
-      const tail = (p.stderr || output).trim().split('\n').slice(-3).join(' | ');
+      const tail = (stderr || output).trim().split('\n').slice(-3).join(' | ');
       const why = timedOut
         ? `timed out after ${seconds(timeout)} without a result (the channel's timeout; ${cmd} was stopped)`
         : `${(e as Error).message} (exit ${p.exitCode})`;

@@ -30,11 +30,11 @@ if (labMissing(['root', 'netns']).length === 0) {
 let runs = 0;
 const measured: string[] = [];
 
-async function withSsh<T>(fn: (topo: Topology, ssh: SshHost) => Promise<T>): Promise<T> {
+async function withSsh<T>(fn: (topo: Topology, ssh: SshHost) => Promise<T>, opts: { stdoutBlock?: number } = {}): Promise<T> {
   const topo = await createTopology({ kind: 'direct' });
   let ssh: SshHost | undefined;
   try {
-    ssh = await startSshd(topo, { pwsh: pwshPath()! });
+    ssh = await startSshd(topo, { pwsh: pwshPath()!, ...opts });
     return await fn(topo, ssh);
   } finally {
     await ssh?.stop();
@@ -56,7 +56,13 @@ function differences(sent: string[], got: unknown): string[] {
   const out: string[] = [];
   if (got.length !== sent.length) out.push(`${got.length} values came back, ${sent.length} were sent`);
   sent.forEach((v, i) => {
-    if (got[i] !== v) out.push(`#${i}: sent ${JSON.stringify(v).slice(0, 120)} got ${JSON.stringify(got[i]).slice(0, 120)}`);
+    const g = got[i];
+    if (g === v) return;
+    if (typeof g !== 'string') return out.push(`#${i}: sent ${JSON.stringify(v).slice(0, 80)} got ${JSON.stringify(g).slice(0, 80)}`);
+    let at = 0;
+    while (at < v.length && v[at] === g[at]) at++;
+    const around = (x: string) => JSON.stringify(x.slice(Math.max(0, at - 20), at + 40));
+    out.push(`#${i}: ${v.length} chars sent, ${g.length} back, first difference at ${at}: sent ${around(v)} got ${around(g)}`);
   });
   return out;
 }
@@ -160,6 +166,26 @@ $digest = -join ($sha.ComputeHash([System.Text.Encoding]::UTF8.GetBytes($pad)) |
     assert.is(o.result.one, ONE);
     measured.push(`big: script ${script.length} B (${(script.length / 1024).toFixed(0)} KiB), result ${JSON.stringify(o.result).length} B, ${o.ms} ms`);
   });
+});
+
+t('a long non-ASCII result (180 KB of 3- and 4-byte UTF-8) comes back whole: the output is decoded once, not chunk by chunk', async () => {
+  await withSsh(async (topo, ssh) => {
+    // Made on the host, so the script stays small: only the way back is under test. The host
+    // sends its stdout in 4,093-byte blocks (a prime: most cuts fall inside a character), and the
+    // channel reads it in many pieces; a character split between two must not become two U+FFFD.
+    const script = buildScript({
+      name: 'ssh-utf8',
+      summary: 'a long non-ASCII result',
+      params: {},
+      body: `$cjk = ([string][char]0x65E5 + [char]0x672C + [char]0x8A9E) * 20000
+$emoji = [char]::ConvertFromUtf32(0x1F600) * 5000
+$Result = [ordered]@{ step = 'ssh-utf8'; status = 'ok'; cjk = $cjk; emoji = $emoji }`,
+    });
+    const o = ok(await channel(topo, ssh, script));
+    assert.not.ok(o.output.includes('\ufffd'), 'no replacement character anywhere in the output');
+    assert.equal(differences(['\u65e5\u672c\u8a9e'.repeat(20000), '\u{1f600}'.repeat(5000)], [o.result.cjk, o.result.emoji]), []);
+    measured.push(`utf8: result ${Buffer.byteLength(JSON.stringify(o.result))} B of UTF-8, ${o.ms} ms`);
+  }, { stdoutBlock: 4093 });
 });
 
 t('a script that throws comes back as one failed JSON result with its message', async () => {

@@ -132,6 +132,12 @@ export interface SshdOptions {
   port?: number;
   /** Absolute path of the real pwsh the remote `powershell` runs. */
   pwsh: string;
+  /**
+   * Deliver pwsh's stdout in blocks of exactly this many bytes (dd ibs/obs reblocking), as a
+   * network may cut a stream anywhere: with an odd size, the cuts fall inside multi-byte UTF-8
+   * characters. The bytes are unchanged; pwsh's exit code is then dd's.
+   */
+  stdoutBlock?: number;
 }
 
 /** Start sshd on the topology's server and configure ssh in its client namespace. */
@@ -157,7 +163,7 @@ export async function startSshd(topo: Topology, opts: SshdOptions): Promise<SshH
 # The lab host's "powershell": a real host's noise around the real pwsh (args and stdin unchanged).
 echo 'Welcome to the rdpfix lab host. Authorized use only. (a banner on stdout)'
 echo 'WARNING: lab host: a warning on stderr before PowerShell starts' >&2
-${env}exec '${opts.pwsh}' "$@"
+${env}${opts.stdoutBlock ? `'${opts.pwsh}' "$@" | dd ibs=65536 obs=${Math.trunc(opts.stdoutBlock)} status=none` : `exec '${opts.pwsh}' "$@"`}
 `,
   );
   chmodSync(wrapper, 0o755);

@@ -159,6 +159,22 @@ $digest = -join ($sha.ComputeHash([System.Text.Encoding]::UTF8.GetBytes($pad)) |
   console.log(`  big: script ${script.length} B, ${Date.now() - t0} ms`);
 });
 
+run('seam 1: a long non-ASCII result (180 KB of 3- and 4-byte UTF-8) comes back whole, with no U+FFFD', async () => {
+  // Made by PowerShell, so only the way back is under test: node-powershell reads it in many chunks.
+  const script = buildScript({
+    name: 'local-utf8',
+    summary: 'a long non-ASCII result',
+    params: {},
+    body: `$cjk = ([string][char]0x65E5 + [char]0x672C + [char]0x8A9E) * 20000
+$emoji = [char]::ConvertFromUtf32(0x1F600) * 5000
+$Result = [ordered]@{ step = 'local-utf8'; status = 'ok'; cjk = $cjk; emoji = $emoji }`,
+  });
+  const out = await withSeam('1', () => runScript(local, script, { timeoutMs: 60_000 }));
+  assert.not.ok(out.output.includes('\ufffd'), 'no replacement character in the output');
+  assert.ok(out.result.cjk === '\u65e5\u672c\u8a9e'.repeat(20000), 'the CJK text is whole');
+  assert.ok(out.result.emoji === '\u{1f600}'.repeat(5000), 'the emoji text is whole');
+});
+
 run('seam 1: a script that throws comes back as one failed JSON result with its message', async () => {
   const script = buildScript({ name: 'local-throw', summary: 'throws', params: { Why: "it's \u2019bad\u2019 $(x) `n" }, body: 'throw ("refused: " + $P.Why)' });
   const out = await withSeam('1', () => runScript(local, script, { timeoutMs: 60_000 }));
