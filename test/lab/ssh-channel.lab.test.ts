@@ -231,7 +231,8 @@ t('the sshd session killed mid-run: a clear StepError at once, not a hang', asyn
     assert.match(o.error.message, /\(exit 255\)/, 'ssh reports the lost connection as 255');
     // ssh's own words are in the hint (after the host's stderr banner).
     assert.match(o.error.hint ?? '', /Connection to \S+ closed by remote host/);
-    assert.ok(afterKill < timeoutMs, `returned ${afterKill} ms after the kill, before the channel's ${timeoutMs} ms timeout`);
+    // Ended by the kill, not by the channel's timeout: that one says "timed out" (next test). The
+    // time is measured for the closing note, not asserted (speed belongs in bench/).
     measured.push(`kill: error ${afterKill} ms after the session was killed: ${o.error.message} | ${o.error.hint ?? ''}`);
   });
 });
@@ -251,8 +252,8 @@ t('the path goes silent mid-run (iptables DROP): the channel\'s timeout ends it 
     if (o.ok) return;
     assert.is(o.error.name, 'StepError');
     assert.match(o.error.message, new RegExp(`^${ssh.target.replace(/[.]/g, '\\.')}: timed out after 15 s without a result \\(the channel's timeout; ssh was stopped\\)$`), o.error.message);
-    // Generous: the channel's own timeout plus the time zx takes to stop ssh; the point is that it returns.
-    assert.ok(afterDrop < timeoutMs + 30_000, `returned ${afterDrop} ms after the drop`);
+    // The message proves the channel's own timeout ended it (a hang would stop the suite); the
+    // time is measured, not asserted.
     measured.push(`drop: error ${afterDrop} ms after the drop (channel timeout ${timeoutMs} ms): ${o.error.message}`);
   });
 });

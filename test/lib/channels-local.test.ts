@@ -206,8 +206,7 @@ run('seam 1: a script that outlives the timeout is a StepError that says so, and
   const ms = Date.now() - t0;
   assert.instance(e, StepError, `${e.constructor.name}: ${e.message}`);
   assert.match(e.message, /^local: the script timed out after 4 s without a result/);
-  // Generous bound (pwsh start, the timeout, a bounded dispose); the point is that it returns.
-  assert.ok(ms < timeoutMs + 30_000, `${ms} ms`);
+  // The message proves the channel's timeout ended it; the time is printed, not asserted.
   await assertNoShellLeft();
   console.log(`  timeout: StepError after ${ms} ms (timeout ${timeoutMs} ms)`);
 });

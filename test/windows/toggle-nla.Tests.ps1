@@ -125,10 +125,14 @@ Describe 'toggle-nla on the twin' {
         $again.result.note | Should -Match 'no toggle-nla backup left'
     }
 
-    It 'a Group Policy value wins: without --policy the step fails to read back; with it both change and the undo restores both' {
+    It 'a Group Policy value wins: without --policy the change is refused and nothing changes; with it both change and the undo restores both' {
         Set-TwinRegistryKey -Path $Policy -Values @{ UserAuthentication = 1 }
+        $untouched = Get-TwinStateJson
         $plain = Invoke-RdpfixScript -Script $Scripts.disable -Folder $TestDrive
-        $plain.result.status | Should -BeIn @('failed', 'ok', 'changed')
+        $plain.result.status | Should -Be 'failed'
+        $plain.result.refused | Should -Be 'policy-override'
+        $plain.result.error | Should -Match 'Pass --policy'
+        Get-TwinStateJson | Should -Be $untouched
         Reset-WindowsTwin -Root $TestDrive -Fixture 'healthy-2019'
         Set-TwinRegistryKey -Path $Policy -Values @{ UserAuthentication = 1 }
         $before = (Get-TwinState).registry | ConvertTo-Json -Depth 6
@@ -154,7 +158,7 @@ Describe 'toggle-nla on the twin' {
             $run = Invoke-RdpfixScript -Script $Scripts.disable -Folder $TestDrive
             $run.result.status | Should -Be 'failed' -Because $fault
             $run.result.error | Should -Not -BeNullOrEmpty
-            if ($fault -ne 'WmiThrows+RegistryWriteThrows') { (Get-TwinState).registry | ConvertTo-Json -Depth 6 | Should -Be $before -Because $fault }
+            (Get-TwinState).registry | ConvertTo-Json -Depth 6 | Should -Be $before -Because $fault
         }
     }
 
