@@ -22,7 +22,9 @@
 import { isMain, makeCli, runCli } from './lib/cli.ts';
 import { describeTarget, parseTarget } from './lib/channels.ts';
 import { UsageError } from './lib/errors.ts';
-import { journalDir, readJournal, undoPermit, type DamagedFile, type JournalEntry } from './lib/journal.ts';
+import { isIntent, journalDir, openIntents, readJournal, undoPermit, type DamagedFile, type JournalEntry } from './lib/journal.ts';
+import { importTargetRecords, reconcileIntents, type ReconcileOutcome } from './lib/reconcile.ts';
+import type { ListedRecord } from './lib/target-record.ts';
 import { chalk, confirm, printHuman, printJson, statusWord, withSpinner } from './lib/output.ts';
 import { byIds, lastRunFor, openEntries, outcomeLines, planUndo, shellWord, undoChanges, undoEntries, type UndoOptions, type UndoOutcome, type UndoReport } from './lib/undo.ts';
 import { validateInt, validateLocalPath } from './lib/validate.ts';
@@ -30,10 +32,27 @@ import { validateInt, validateLocalPath } from './lib/validate.ts';
 // ---------------------------------------------------------------- CLI
 
 function entryLine(e: JournalEntry): string {
+  const when = `${e.id}  ${chalk.dim(e.time.slice(0, 19).replace('T', ' '))}  ${e.script.padEnd(17)} ${e.target.padEnd(22)}`;
+  if (isIntent(e)) {
+    return e.resolved
+      ? chalk.dim(`${when} started: ${e.resolved.outcome}${e.resolved.entries.length ? ` (${e.resolved.entries.length} change(s))` : ''}`)
+      : `${when} ${chalk.yellow('outcome unknown')}: the step did not return; run undo --reconcile${e.target === 'client' ? '' : ` --target ${e.target}`}`;
+  }
   const permit = e.undone ? null : undoPermit(e);
   const state = e.undone ? chalk.dim(` [undone ${e.undone.status}]`) : permit && !permit.ok ? chalk.red(` [undo refused: ${permit.why.split(':')[0]}]`) : '';
-  return `${e.id}  ${chalk.dim(e.time.slice(0, 19).replace('T', ' '))}  ${e.script.padEnd(17)} ${e.target.padEnd(22)} ${e.summary.replace(/[\r\n]+/g, ' ')}${state}`;
+  const backup = e.backup ? chalk.dim(` (backup on the target: ${e.backup})`) : '';
+  return `${when} ${e.summary.replace(/[\r\n]+/g, ' ')}${backup}${state}`;
 }
+
+function recordLine(r: ListedRecord, known: Set<string>): string {
+  const rec = r.record;
+  const kb = `${Math.max(1, Math.round(r.size / 1024))} KB`;
+  const state = rec.undone ? chalk.dim(`undone ${rec.undone.time.slice(0, 19).replace('T', ' ')}`) : r.running ? chalk.cyan('running') : rec.phase === 'complete' ? String(rec.result.status ?? 'complete') : chalk.yellow('stopped half-way');
+  const from = rec.tag ? (known.has(rec.tag) ? 'this journal' : 'another client') : 'pasted / Run Command';
+  return `${rec.id}  ${rec.step.padEnd(17)} ${state}  by ${rec.user || '?'} from ${from}  backup ${r.folder} (${kb})`;
+}
+
+const reconcileLine = (r: ReconcileOutcome) => `${r.id}  ${r.script} on ${r.target}: ${r.state}${r.detail ? chalk.dim(` (${r.detail})`) : ''}`;
 
 const damagedLine = (d: DamagedFile) => `${chalk.red('damaged')} ${d.file}: ${d.why} (skipped)`;
 
@@ -43,10 +62,12 @@ const comment = (s: string) => `# ${s.replace(/[\r\n]+/g, ' ')}`;
 export async function main(argv: string[], o: Omit<UndoOptions, 'journal' | 'onEntry'> = {}): Promise<number> {
   const args = await makeCli(argv, 'undo')
     .command('$0 [ids..]', 'undo journal entries', (y) => y.positional('ids', { type: 'string', array: true, describe: 'journal entry ids to undo (newest first)' }))
-    .usage('$0 --list [--target T]\n$0 ID... [--yes]\n$0 --last [N] [--yes]\n$0 --run RUN_ID [--yes]\n\nUndo what rdpfix changed, newest first, through the same channel each change was made on.')
+    .usage('$0 --list [--target T]\n$0 ID... [--yes]\n$0 --last [N] [--yes]\n$0 --run RUN_ID [--yes]\n$0 --reconcile [--target T]\n$0 --target T --from-target [--list | RECORD_ID... | --yes]\n\nUndo what rdpfix changed, newest first, through the same channel each change was made on.')
     .option('list', { type: 'boolean', default: false, describe: 'list journal entries (newest first) and damaged journal files' })
     .option('last', { type: 'string', describe: 'undo everything the most recent script or recipe run changed; with N, the newest N changes' })
     .option('run', { type: 'string', describe: 'undo every change of one run (the id a recipe run prints)' })
+    .option('reconcile', { type: 'boolean', default: false, describe: 'find out what steps that did not return (killed, channel dropped) did, from the target\'s records, and journal it' })
+    .option('from-target', { type: 'boolean', default: false, describe: 'with --target: list (--list) or undo what the TARGET\'s records hold, whoever made the change and from wherever (ids are record ids)' })
     .option('target', { type: 'string', describe: 'only entries for this target (local, winrm://HOST, ssh://USER@HOST, azure://SUB/RG/VM, client)' })
     .option('all', { type: 'boolean', default: false, describe: 'with --list: every entry, not just the newest 50' })
     .option('yes', { type: 'boolean', default: false, describe: 'do not ask for confirmation' })
@@ -58,6 +79,8 @@ export async function main(argv: string[], o: Omit<UndoOptions, 'journal' | 'onE
     .example('$0 --last --yes', 'undo everything the last script or recipe run changed')
     .example('$0 20250101-120000123-toggle-nla-a1b2c3 --yes', 'undo one change')
     .example('$0 --last --emit > undo.ps1', 'the undo scripts, to paste into the Run command blade')
+    .example('$0 --reconcile', 'after a killed run or a dropped channel: what changed, from the targets\' records')
+    .example('$0 --target winrm://vm1 --from-target --list', 'what rdpfix changed on vm1, from any machine')
     .epilog(
       'Each undo is verified by the undo itself and journaled; entries that cannot be undone say why.\n' +
         'Undo runs only what the journal allows for the entry: the MTU commands lower-mtu records, and PowerShell ' +
@@ -68,8 +91,13 @@ export async function main(argv: string[], o: Omit<UndoOptions, 'journal' | 'onE
   const dir = args.journal !== undefined ? validateLocalPath(args.journal, '--journal') : undefined;
   const target = args.target === undefined ? undefined : args.target === 'client' ? 'client' : describeTarget(parseTarget(args.target));
   const ids = (args.ids ?? []) as string[];
+  if (args['from-target']) return fromTarget(args, ids, dir, o);
+  if (args.reconcile) {
+    if (args.list || args.last !== undefined || args.run !== undefined || ids.length || args.emit || args['dry-run']) throw new UsageError('--reconcile takes only --target, --journal and --json');
+    return reconcileCli(target, dir, !!args.json, o);
+  }
   const modes = [args.list, args.last !== undefined, args.run !== undefined, ids.length > 0].filter(Boolean).length;
-  if (modes !== 1) throw new UsageError('choose one of: --list, --last [N], --run RUN_ID, or entry ids');
+  if (modes !== 1) throw new UsageError('choose one of: --list, --last [N], --run RUN_ID, entry ids, --reconcile, or --target T --from-target');
   if (args.run !== undefined && !/^[A-Za-z0-9-]{1,80}$/.test(args.run)) throw new UsageError(`invalid run id ${JSON.stringify(args.run)}`);
   const count = args.last !== undefined && args.last !== '' ? validateInt(args.last, '--last', 1, 1000) : undefined;
   const forTarget = (e: JournalEntry) => !target || e.target === target;
@@ -209,6 +237,96 @@ export async function main(argv: string[], o: Omit<UndoOptions, 'journal' | 'onE
     );
   }
   return report.status === 'failed' ? 1 : 0;
+}
+
+// ---------------------------------------------------------------- reconcile and the target's records
+
+async function reconcileCli(target: string | undefined, dir: string | undefined, json: boolean, o: Omit<UndoOptions, 'journal' | 'onEntry'>): Promise<number> {
+  const intents = await openIntents(dir, (e) => !target || e.target === target);
+  if (!intents.length) {
+    const summary = `nothing to reconcile: every step in ${journalDir(dir)}${target ? ` on ${target}` : ''} returned or was reconciled`;
+    if (json) printJson({ status: 'ok', summary, cause: null, changes: [], evidence: [], next: [], notes: [], results: [] });
+    else printHuman(`${statusWord('ok')}  ${summary}`, []);
+    return 0;
+  }
+  const results = await withSpinner(`reading the records of ${new Set(intents.map((e) => e.target)).size} target(s)`, () => reconcileIntents(intents, { ...(dir ? { journal: dir } : {}), ...(o.run ? { run: o.run } : {}) }), !json);
+  const open = results.filter((r) => r.state === 'unknown' || r.state === 'running');
+  const journaled = results.reduce((n, r) => n + r.entries.length, 0);
+  const summary = `${results.length - open.length} of ${results.length} step(s) reconciled, ${journaled} change(s) journaled${open.length ? `; ${open.length} still unknown` : ''}`;
+  const journalFlag = dir ? ` --journal ${shellWord(dir)}` : '';
+  const runs = [...new Set(results.filter((r) => r.entries.length).map((r) => r.runId))];
+  const next = [...runs.map((r) => `npx tsx scripts/undo.ts --run ${r} --yes${journalFlag}`), ...(open.length ? [`npx tsx scripts/undo.ts --reconcile${target ? ` --target ${target}` : ''}${journalFlag}`] : [])];
+  const status = open.length ? 'failed' : 'ok';
+  if (json) printJson({ status, summary, cause: null, changes: [], evidence: results.map(reconcileLine), next, notes: [], results });
+  else printHuman(`${statusWord(status)}  ${summary}`, results.map(reconcileLine), next);
+  return open.length ? 1 : 0;
+}
+
+interface FromTargetArgs {
+  target?: string;
+  list?: boolean;
+  yes?: boolean;
+  'dry-run'?: boolean;
+  emit?: boolean;
+  json?: boolean;
+  last?: string;
+  run?: string;
+  reconcile?: boolean;
+}
+
+async function fromTarget(args: FromTargetArgs, ids: string[], dir: string | undefined, o: Omit<UndoOptions, 'journal' | 'onEntry'>): Promise<number> {
+  if (args.target === undefined || args.target === 'client') throw new UsageError('--from-target needs --target CHANNEL (the server whose records to read)');
+  if (args.last !== undefined || args.run !== undefined || args.reconcile) throw new UsageError('--from-target takes record ids, --list, --dry-run, --emit or --yes; not --last, --run or --reconcile');
+  for (const id of ids) if (!/^[A-Za-z0-9-]{1,120}$/.test(id)) throw new UsageError(`invalid record id ${JSON.stringify(id)}`);
+  const where = describeTarget(parseTarget(args.target));
+  const ro = { ...(dir ? { journal: dir } : {}), ...(o.run ? { run: o.run } : {}) };
+  const json = !!args.json;
+  if (args.list) {
+    const { listing } = await withSpinner(`reading the records of ${where}`, () => importTargetRecords(where, { ...ro, persist: false }), !json);
+    const known = new Set((await readJournal(dir)).entries.map((e) => e.id));
+    const summary = `${listing.records.length} record(s) on ${where} in ${listing.root || 'the backup root'}${listing.damaged.length ? `, ${listing.damaged.length} damaged` : ''}`;
+    if (json) printJson({ status: 'ok', summary, cause: null, changes: [], evidence: [], next: [], notes: [], root: listing.root, records: listing.records, damaged: listing.damaged });
+    else printHuman(summary, [...listing.records.map((r) => recordLine(r, known)), ...listing.damaged.map(damagedLine)]);
+    return 0;
+  }
+  const persist = !args['dry-run'] && !args.emit;
+  if (persist && !args.yes) {
+    if (json) throw new UsageError('with --json there is no prompt: pass --yes (or --dry-run)');
+    const preview = await importTargetRecords(where, { ...ro, persist: false, ids });
+    if (!preview.entries.length) return nothingFromTarget(where, preview.skipped, json);
+    process.stderr.write(`${preview.entries.map(entryLine).join('\n')}\n`);
+    if (!(await confirm(`Undo ${preview.entries.length} change(s) above (from the records on ${where}), newest first?`, 'undo changes state and needs confirmation: pass --yes (or --dry-run to see what it would do)'))) return 1;
+  }
+  const got = await withSpinner(`reading the records of ${where}`, () => importTargetRecords(where, { ...ro, persist, ids }), !json);
+  const skippedLines = got.skipped.map((s) => `${s.record}: not undone: ${s.why}`);
+  if (!got.entries.length) return nothingFromTarget(where, got.skipped, json);
+  if (args.emit) {
+    const parts = got.entries.map((e) => (e.undo.kind === 'powershell' ? `${comment(`undo of ${e.targetRecord} (${e.script} on ${e.target}): ${e.summary}`)}\n${e.undo.script}` : `${comment(`${e.targetRecord}: ${e.undo.kind === 'none' ? e.undo.reason : 'not a PowerShell undo'}`)}\n`));
+    if (json) printJson({ status: 'ok', summary: `${got.entries.length} undo script(s) from the records on ${where}`, cause: null, changes: [], evidence: skippedLines, next: [], notes: [], scripts: got.entries.map((e) => ({ record: e.targetRecord, script: e.undo.kind === 'powershell' ? e.undo.script : null })) });
+    else process.stdout.write(`${comment(`rdpfix undo from the records on ${where}, newest first.`)}\n\n${parts.join('\n')}`);
+    return 0;
+  }
+  if (args['dry-run']) {
+    const results = got.entries.map((e) => ({ id: e.id, script: e.script, target: e.target, summary: e.summary, status: e.undo.kind === 'none' ? ('skipped' as const) : ('would-change' as const), detail: e.undo.kind === 'none' ? e.undo.reason : `record ${e.targetRecord}` }));
+    const report: UndoReport = { status: 'would-change', summary: `would undo ${results.filter((r) => r.status === 'would-change').length} change(s) from the records on ${where}, newest first`, cause: null, dryRun: true, results, changes: undoChanges(results), evidence: [...outcomeLines(results), ...skippedLines], next: [], notes: [], damaged: got.listing.damaged };
+    if (json) printJson(report);
+    else printHuman(`${statusWord(report.status)}  ${report.summary}`, report.evidence);
+    return 0;
+  }
+  const report = await withSpinner(`undoing ${got.entries.length} change(s)`, () => undoEntries(got.entries, { ...o, ...(dir ? { journal: dir } : {}), by: `undo --from-target` }), !json);
+  report.evidence.push(...skippedLines);
+  report.damaged = got.listing.damaged;
+  if (json) printJson(report);
+  else printHuman(`${statusWord(report.status)}  ${report.summary}`, report.results.map((r) => `${statusWord(r.status)} ${r.id}  ${r.summary}${r.detail ? chalk.dim(`  (${r.detail})`) : ''}`).concat(skippedLines), report.next);
+  return report.status === 'failed' ? 1 : 0;
+}
+
+function nothingFromTarget(where: string, skipped: Array<{ record: string; why: string }>, json: boolean): number {
+  const summary = `nothing to undo on ${where}: no record there holds a change that is not undone yet`;
+  const evidence = skipped.map((s) => `${s.record}: ${s.why}`);
+  if (json) printJson({ status: 'nothing-to-undo', summary, cause: null, changes: [], evidence, next: [], notes: [], results: [], damaged: [] });
+  else process.stderr.write(`${summary}\n${evidence.map((l) => `  ${l}\n`).join('')}`);
+  return 1;
 }
 
 if (isMain(import.meta.url)) await runCli(main);

@@ -45,9 +45,36 @@ export interface JournalEntry {
   backup: string | null;
   undo: UndoSpec;
   undone?: { time: string; status: string; detail?: string };
-  /** HMAC-SHA256 (hex) of the entry without `undone` and `seal`, with this user's journal key. */
+  /**
+   * An intent entry (written before a changing step runs; its id is the tag the step's target
+   * record carries): it changes nothing itself, and until `resolved` the step's outcome is unknown.
+   */
+  intent?: true;
+  /** How an intent ended: the step returned, or a reconcile read the target's record. */
+  resolved?: IntentResolution;
+  /** The id of the target record (scripts/ps/record.ps1) this change is also written in. */
+  targetRecord?: string;
+  /** HMAC-SHA256 (hex) of the entry without `undone`, `resolved` and `seal`, with this user's journal key. */
   seal?: string;
 }
+
+/**
+ * completed: the step returned (or its target record is complete) and its changes are journaled;
+ * interrupted: the target record stopped half-way (the run died there): what it may have changed is
+ * journaled, and its undo puts back whatever did change; not-started: the target has no record, so
+ * nothing that needs an undo was changed.
+ */
+export interface IntentResolution {
+  time: string;
+  outcome: 'completed' | 'interrupted' | 'not-started';
+  record: string | null;
+  entries: string[];
+  /** The status the step's result had, when one is known (the step returned, or its record is complete). */
+  status?: string;
+  detail?: string;
+}
+
+export const isIntent = (e: JournalEntry): boolean => e.intent === true;
 
 /** A file in the journal folder that is not a valid entry: named, with why; never interpreted. */
 export interface DamagedFile {
@@ -117,7 +144,7 @@ function canonical(v: unknown): string {
 }
 
 function sealWith(key: Buffer, e: JournalEntry): string {
-  const { undone: _undone, seal: _seal, ...sealed } = e;
+  const { undone: _undone, resolved: _resolved, seal: _seal, ...sealed } = e;
   return createHmac('sha256', key).update(canonical(sealed)).digest('hex');
 }
 
@@ -202,6 +229,14 @@ export function parseEntry(doc: unknown, file: string): JournalEntry {
   if (d.undone !== undefined && (!isObj(d.undone) || !isIsoTime(d.undone.time) || !line(d.undone.status, 40) || (d.undone.detail !== undefined && typeof d.undone.detail !== 'string'))) {
     fail('"undone" is not {time, status, detail?}');
   }
+  if (d.intent !== undefined && d.intent !== true) fail('"intent" is not true');
+  if (d.targetRecord !== undefined && (typeof d.targetRecord !== 'string' || !ID.test(d.targetRecord))) fail('"targetRecord" is not a record id');
+  if (d.resolved !== undefined) {
+    const r = d.resolved as Record<string, unknown>;
+    if (!isObj(r) || !isIsoTime(r.time) || !['completed', 'interrupted', 'not-started'].includes(r.outcome as string) || !(r.record === null || (typeof r.record === 'string' && ID.test(r.record))) || !Array.isArray(r.entries) || !r.entries.every((x) => typeof x === 'string' && ID.test(x)) || (r.detail !== undefined && typeof r.detail !== 'string') || (r.status !== undefined && typeof r.status !== 'string')) {
+      fail('"resolved" is not {time, outcome, record, entries, status?, detail?}');
+    }
+  }
   if (d.seal !== undefined && (typeof d.seal !== 'string' || !/^[0-9a-f]{64}$/.test(d.seal))) fail('"seal" is not 64 hex digits');
   return d as unknown as JournalEntry;
 }
@@ -267,11 +302,47 @@ export async function markUndone(id: string, undone: NonNullable<JournalEntry['u
 }
 
 /**
+ * Before a changing step runs: an intent entry for it on its target. Its id is the tag the step
+ * writes into its target record, so the record can be found from here whatever happens next.
+ */
+export async function recordIntent(o: { script: string; target: string; runId?: string }, dir?: string): Promise<JournalEntry> {
+  return record(
+    {
+      script: o.script,
+      target: o.target,
+      ...(o.runId ? { runId: o.runId } : {}),
+      summary: `${o.script} started on ${o.target}: outcome unknown until it returns (undo --reconcile reads the target's record)`,
+      before: null,
+      after: null,
+      backup: null,
+      undo: { kind: 'none', reason: 'an intent entry changes nothing; the changes of its step are their own entries' },
+      intent: true,
+    },
+    dir,
+  );
+}
+
+/** Close an intent entry: how the step ended and the entries that journal its changes. */
+export async function resolveIntent(id: string, resolved: Omit<IntentResolution, 'time'>, dir?: string): Promise<IntentResolution> {
+  if (!ID.test(id)) throw new Error(`invalid journal id ${JSON.stringify(id)}`);
+  const path = join(journalDir(dir), `${id}.json`);
+  const e = parseEntry(JSON.parse(await readFile(path, 'utf8')), `${id}.json`);
+  const done: IntentResolution = { time: new Date().toISOString(), ...resolved };
+  await writeAtomic(path, { ...e, resolved: done });
+  return done;
+}
+
+/** Intent entries whose step's outcome is still unknown, oldest first. */
+export async function openIntents(dir?: string, keep: (e: JournalEntry) => boolean = () => true): Promise<JournalEntry[]> {
+  return (await list(dir)).filter((e) => isIntent(e) && !e.resolved && keep(e));
+}
+
+/**
  * Entries of the newest script or recipe run that are not yet undone, newest first. Undo entries
  * (script 'undo') neither count as a run nor are returned, so `undo --last` never undoes an undo.
  */
 export async function lastRun(dir?: string): Promise<JournalEntry[]> {
-  const all = (await list(dir)).filter((e) => !isUndoEntry(e));
+  const all = (await list(dir)).filter((e) => !isUndoEntry(e) && !isIntent(e));
   const last = all.at(-1);
   if (!last) return [];
   return all.filter((e) => e.runId === last.runId && !e.undone).reverse();
@@ -279,13 +350,13 @@ export async function lastRun(dir?: string): Promise<JournalEntry[]> {
 
 /** Entries of one run (by runId) that are not yet undone, newest first; undo entries excluded. */
 export async function runEntries(runId: string, dir?: string): Promise<JournalEntry[]> {
-  return (await list(dir)).filter((e) => e.runId === runId && !e.undone && !isUndoEntry(e)).reverse();
+  return (await list(dir)).filter((e) => e.runId === runId && !e.undone && !isUndoEntry(e) && !isIntent(e)).reverse();
 }
 
 /** The newest `n` entries not yet undone (any run), newest first; undo entries excluded. */
 export async function newest(n: number, dir?: string, filter: (e: JournalEntry) => boolean = () => true): Promise<JournalEntry[]> {
   return (await list(dir))
-    .filter((e) => !e.undone && !isUndoEntry(e) && filter(e))
+    .filter((e) => !e.undone && !isUndoEntry(e) && !isIntent(e) && filter(e))
     .reverse()
     .slice(0, n);
 }

@@ -154,24 +154,41 @@ export function psCall(entry: string, params: Record<string, PsValue>, switches:
   return ['$Result =', entry, ...named, ...switches.map((sw) => `-${sw}`), ...('DryRun' in params ? ['-WhatIf:$P.DryRun'] : [])].join(' ');
 }
 
-/** What a step script includes: the files, the functions (in order) and the call. */
-export function psStepParts(spec: PsStepSpec): { files: string[]; functions: PsFunction[]; call: string } {
+/** The parameter through which a changing step learns the client's journal entry (lib/target-record.ts). */
+export const RECORD_TAG_PARAM = 'RecordTag';
+
+/** Does this entry function write a target record (it declares a -RecordTag parameter)? */
+export function entryWritesRecord(fn: PsFunction): boolean {
+  return /\[string\]\$RecordTag\b/.test(fn.text.slice(0, fn.text.indexOf('\n    )') + 1 || undefined));
+}
+
+/**
+ * What a step script includes: the files, the functions (in order), the call and the parameters.
+ * An entry that writes a target record (scripts/ps/record.ps1) gets RecordTag = '' in its $P block
+ * (the runner puts the client's journal entry id there; a pasted script leaves it empty) and a
+ * last line that completes the record with the result.
+ */
+export function psStepParts(spec: PsStepSpec): { files: string[]; functions: PsFunction[]; call: string; params: Record<string, PsValue> } {
   const files = resolvePsFiles(['windows', spec.file], spec.dir);
   const guard = `Assert-RdpHost${spec.elevated === false ? '' : ' -Elevated'}`;
+  const entry = reachableFunctions(files, [spec.entry]).find((f) => f.name.toLowerCase() === spec.entry.toLowerCase())!;
+  const records = entryWritesRecord(entry);
+  const params: Record<string, PsValue> = records && !(RECORD_TAG_PARAM in spec.params) ? { ...spec.params, [RECORD_TAG_PARAM]: '' } : spec.params;
   return {
     files: files.map((f) => f.name),
-    functions: reachableFunctions(files, ['Assert-RdpHost', spec.entry]),
-    call: `${guard}\n${psCall(spec.entry, spec.params, spec.switches)}`,
+    functions: reachableFunctions(files, ['Assert-RdpHost', spec.entry, ...(records ? ['Complete-RdpTargetRecord'] : [])]),
+    call: `${guard}\n${psCall(spec.entry, params, spec.switches)}${records ? '\nComplete-RdpTargetRecord -Result $Result' : ''}`,
+    params,
   };
 }
 
 /** The complete, self-contained script of one step (exactly what runs and what --emit prints). */
 export function psStep(spec: PsStepSpec): string {
-  const { functions, call } = psStepParts(spec);
+  const { functions, call, params } = psStepParts(spec);
   return buildScript({
     name: spec.name,
     summary: spec.summary,
-    params: spec.params,
+    params,
     functions: functions.map((f) => f.text).join('\n\n'),
     body: call,
     ...(spec.runsOn ? { runsOn: spec.runsOn } : {}),

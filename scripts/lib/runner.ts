@@ -10,7 +10,9 @@ import { parseTarget } from './channels.ts';
 import { isResolved, resolveHost } from './dns.ts';
 import { UsageError } from './errors.ts';
 import type { HostsLine } from './hosts.ts';
-import { journalDir, readRunFiles, type RunFileFields } from './journal.ts';
+import { isIntent, journalDir, list, openIntents, readRunFiles, type JournalEntry, type RunFileFields } from './journal.ts';
+import { reconcileIntents, type ReconcileOutcome } from './reconcile.ts';
+import type { Runner } from './server-step.ts';
 import { chalk, confirm, printJson, statusWord, withSpinner } from './output.ts';
 import { scriptsDir, stepArgs, type Recipe, type RecipeStep } from './recipe.ts';
 import { isCause, isStatus, report, type Report } from './report.ts';
@@ -148,6 +150,22 @@ export interface RunOptions {
   exec?: StepExecutor;
   /** Wrap a step's execution (spinner). */
   wrap?: <T>(title: string, work: () => Promise<T>) => Promise<T>;
+  /** How a resume reads the targets' records (lib/reconcile.ts; tests pass a fake). */
+  records?: Runner;
+  /** What a resume's reconcile found (before any step runs). */
+  onReconcile?: (r: ReconcileOutcome[]) => void;
+}
+
+/**
+ * A resumed run's mutating step that already ran on the target: the intent entry of its earlier
+ * attempt (the k-th attempt of this script in the run is the k-th intent), resolved as completed.
+ */
+function completedEarlier(intents: JournalEntry[], state: RunState, step: RecipeStep): JournalEntry | undefined {
+  const mine = intents.filter((e) => e.script === step.script && e.target === state.target);
+  // Steps that never ran their script (skipped, bad usage) wrote no intent.
+  const done = state.steps.filter((s) => s.script === step.script && s.status !== 'skipped' && s.exitCode !== 2).length;
+  const e = mine[done];
+  return e?.resolved?.outcome === 'completed' && e.resolved.record ? e : undefined;
 }
 
 /** What stop_when / expect / when compare: the report's cause where it names one, else its status. */
@@ -183,6 +201,14 @@ export async function runRecipe(recipe: Recipe, o: RunOptions): Promise<RunState
   saveRun(state, o.journal);
   const env: Record<string, string> = { RDPFIX_RUN_ID: state.runId, RDPFIX_JOURNAL: journalDir(o.journal) };
   const byId = new Map(state.steps.map((s) => [s.id, s]));
+  // A resume first finds out what the interrupted step did (its target record), so that a change
+  // the target says completed is not made again.
+  let intents: JournalEntry[] = [];
+  if (o.resume && !state.dryRun) {
+    const open = await openIntents(o.journal, (e) => e.runId === state.runId);
+    if (open.length) o.onReconcile?.(await reconcileIntents(open, { ...(o.journal ? { journal: o.journal } : {}), ...(o.records ? { run: o.records } : {}) }));
+    intents = (await list(o.journal)).filter((e) => isIntent(e) && e.runId === state.runId);
+  }
   let wouldChangeBefore = state.steps.some((s) => s.status === 'would-change');
 
   for (const [i, step] of recipe.steps.entries()) {
@@ -210,6 +236,13 @@ export async function runRecipe(recipe: Recipe, o: RunOptions): Promise<RunState
       continue;
     }
 
+    const earlier = step.kind === 'check' ? undefined : completedEarlier(intents, state, step);
+    if (earlier) {
+      const st = (isStatus(earlier.resolved!.status ?? '') ? earlier.resolved!.status : 'changed') as StepStatus;
+      const done = finish(st, st, `completed on the target before the interruption (record ${earlier.resolved!.record}); not run again`);
+      if (done.status === 'failed') break;
+      continue;
+    }
     const argv = stepArgv(step, { host: state.host, target: state.target, dryRun: state.dryRun, params: state.params });
     const r = await wrap(`${i + 1}. ${step.name}`, () => exec(step, argv, env));
     const outcome = outcomeOf(r.json);

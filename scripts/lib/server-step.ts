@@ -7,7 +7,8 @@
 import type { Argv } from 'yargs';
 import { describeTarget, parseTarget, runScript, TARGET_HELP, type Target } from './channels.ts';
 import { RdpfixError, StepError } from './errors.ts';
-import { currentRunId, record, type JournalEntry, type UndoSpec } from './journal.ts';
+import { currentRunId, record, recordIntent, resolveIntent, type JournalEntry, type UndoSpec } from './journal.ts';
+import { tagScript, writesRecord } from './target-record.ts';
 import { chalk, printHuman, printJson, statusWord, withSpinner } from './output.ts';
 import type { Report, ReportChange } from './report.ts';
 import { validateLocalPath, validateWindowsPath } from './validate.ts';
@@ -49,6 +50,12 @@ export interface StepContext {
   dryRun: boolean;
   journal?: string;
   run?: Runner;
+  /**
+   * Set by runStep for a step that writes a target record: the client's intent entry, written
+   * before the script ran, and the id of the record the target reported. journalChanges (or, when a
+   * step journals nothing, serverMain) resolves it; left open, the outcome is unknown.
+   */
+  intent?: { entry: JournalEntry; record: string | null; status?: string; settled: boolean };
 }
 
 export function contextFrom(flags: ServerFlags, run?: Runner): StepContext {
@@ -106,13 +113,41 @@ export interface RawResult {
   [k: string]: unknown;
 }
 
-/** Run a generated script through the context's channel and check the result has a status. */
+/**
+ * Run a generated script through the context's channel and check the result has a status. A
+ * changing step's script (one that writes a target record) is preceded by an intent entry in the
+ * client journal, and carries that entry's id as its RecordTag: if this process dies or the channel
+ * drops now, `undo --reconcile` finds what the step did in the target's record.
+ */
 export async function runStep<T extends RawResult>(ctx: StepContext, script: string): Promise<T> {
-  const raw = await (ctx.run ?? channelRunner)(ctx.target, script);
+  let text = script;
+  if (!ctx.dryRun && writesRecord(script)) {
+    const step = /^# rdpfix ([a-z0-9-]+):/.exec(script)?.[1] ?? 'step';
+    const entry = await recordIntent({ script: step, target: describeTarget(ctx.target) }, ctx.journal);
+    ctx.intent = { entry, record: null, settled: false };
+    text = tagScript(script, entry.id);
+  }
+  const raw = await (ctx.run ?? channelRunner)(ctx.target, text);
   if (!raw || typeof raw !== 'object' || Array.isArray(raw) || typeof (raw as RawResult).status !== 'string') {
     throw new StepError(`${describeTarget(ctx.target)}: the script returned no result object with a status`, JSON.stringify(raw)?.slice(0, 200));
   }
+  if (ctx.intent && !ctx.intent.settled) {
+    const rec = (raw as RawResult).record;
+    ctx.intent.status = (raw as RawResult).status;
+    ctx.intent.record = typeof rec === 'string' && /^[A-Za-z0-9._-]{1,120}$/.test(rec) ? rec : null;
+    // No record: the step changed nothing that needs an undo (it stops before its first change, or
+    // its change has none, like a plain restart).
+    if (!ctx.intent.record) await settleIntent(ctx, []);
+  }
   return isoDates(raw) as T;
+}
+
+/** Resolve the context's open intent entry: the step returned, these entries journal its changes. */
+export async function settleIntent(ctx: StepContext, entries: string[]): Promise<void> {
+  const i = ctx.intent;
+  if (!i || i.settled) return;
+  await resolveIntent(i.entry.id, { outcome: 'completed', record: i.record, entries, ...(i.status ? { status: i.status } : {}), detail: i.record ? `the step returned; target record ${i.record}` : 'the step returned; it left no target record (nothing that needs an undo was changed)' }, ctx.journal);
+  i.settled = true;
 }
 
 export interface Change {
@@ -132,7 +167,9 @@ export function reportChange(c: Change): ReportChange {
 export async function journalChanges(ctx: StepContext, script: string, changes: Change[]): Promise<JournalEntry[]> {
   if (ctx.dryRun) return [];
   const out: JournalEntry[] = [];
-  for (const c of changes) out.push(await record({ script, target: describeTarget(ctx.target), ...c }, ctx.journal));
+  const rec = ctx.intent?.record;
+  for (const c of changes) out.push(await record({ script, target: describeTarget(ctx.target), ...c, ...(rec ? { targetRecord: rec } : {}) }, ctx.journal));
+  await settleIntent(ctx, out.map((e) => e.id));
   return out;
 }
 
@@ -190,6 +227,8 @@ export async function serverMain(flags: ServerFlags, spec: ServerMainSpec, run?:
   let report: StepReport;
   try {
     report = await withSpinner(`${spec.title} (${flags.targetText})`, () => spec.execute(ctx), !flags.json);
+    // A step that journaled nothing (nothing changed, or nothing with an undo) still ended.
+    await settleIntent(ctx, []);
   } catch (e) {
     // A channel that cannot run the script is still a step result: status 'failed', with the
     // reason, so a recipe runner always gets one JSON object. Bad usage stays exit 2.
@@ -198,6 +237,9 @@ export async function serverMain(flags: ServerFlags, spec: ServerMainSpec, run?:
     report.summary = e.message;
     report.error = e.message;
     if (e.hint) report.evidence.push(e.hint);
+    if (ctx.intent && !ctx.intent.settled) {
+      report.notes.push(`the outcome on ${flags.targetText} is unknown (journal entry ${ctx.intent.entry.id}); find out what changed with: npx tsx scripts/undo.ts --reconcile --target ${flags.targetText}`);
+    }
   }
   report = isoDates(report);
   if (flags.json) printJson(report);

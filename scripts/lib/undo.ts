@@ -12,11 +12,12 @@
 // be undone would leave a mix nobody tested.
 import { parseTarget } from './channels.ts';
 import { RdpfixError, UsageError } from './errors.ts';
-import { currentRunId, isUndoEntry, journalDir, markUndone, readJournal, record, UNDO_SCRIPT, undoPermit, type DamagedFile, type JournalEntry } from './journal.ts';
+import { currentRunId, isIntent, isUndoEntry, journalDir, list, markUndone, readJournal, record, UNDO_SCRIPT, undoPermit, type DamagedFile, type JournalEntry } from './journal.ts';
 import type { Status } from './output.ts';
 import type { Report, ReportChange } from './report.ts';
 import { execArgv as execProgram, parseIfconfigMtu, parseIpLinkMtu, systemProgram } from './route.ts';
 import { channelRunner, type Runner } from './server-step.ts';
+import { markRecordScript } from './target-record.ts';
 
 // ---------------------------------------------------------------- types
 
@@ -109,14 +110,14 @@ export async function byIds(ids: string[], dir?: string): Promise<JournalEntry[]
 
 /** The newest run (optionally on one target), not yet undone, newest first. */
 export function lastRunFor(all: JournalEntry[], target: string | undefined): JournalEntry[] {
-  const mine = all.filter((e) => !isUndoEntry(e) && (!target || e.target === target));
+  const mine = all.filter((e) => !isUndoEntry(e) && !isIntent(e) && (!target || e.target === target));
   const last = mine.at(-1);
   return last ? mine.filter((e) => e.runId === last.runId && !e.undone).reverse() : [];
 }
 
 /** Changes not yet undone that `keep` selects (undo entries never), newest first. */
 export function openEntries(all: JournalEntry[], keep: (e: JournalEntry) => boolean = () => true): JournalEntry[] {
-  return all.filter((e) => !e.undone && !isUndoEntry(e) && keep(e)).reverse();
+  return all.filter((e) => !e.undone && !isUndoEntry(e) && !isIntent(e) && keep(e)).reverse();
 }
 
 /** What undoing these entries would do, from the allow-list alone: nothing runs, no target is asked. */
@@ -207,7 +208,13 @@ export async function runUndo(e: JournalEntry, o: UndoOptions = {}): Promise<{ o
     detail = err instanceof RdpfixError && err.hint ? `${err.message} (${err.hint})` : (err as Error).message;
   }
   const outcome: UndoOutcome = { ...base, status, detail };
-  if (status === 'changed' || status === 'ok') await markEntry(e, status, detail, o);
+  if (status === 'changed' || status === 'ok') {
+    await markEntry(e, status, detail, o);
+    if (e.targetRecord && u.kind === 'powershell') {
+      const said = await markTargetRecord(e, status, o);
+      if (said) outcome.detail = [outcome.detail, said].filter(Boolean).join('; ');
+    }
+  }
   if (status !== 'ok' && o.recordUndo !== false) {
     // The undo is itself a change (or a failed attempt at one): journal it, never to be undone
     // by `undo --last`.
@@ -226,6 +233,23 @@ export async function runUndo(e: JournalEntry, o: UndoOptions = {}): Promise<{ o
     outcome.undoEntry = rec.id;
   }
   return { outcome, raw };
+}
+
+/**
+ * The target's record of a change is marked undone once every entry journaling it is, so that
+ * `undo --from-target` from any machine sees it. A mark that fails is said, not fatal: the undo
+ * itself is done and verified.
+ */
+async function markTargetRecord(e: JournalEntry, status: 'changed' | 'ok', o: UndoOptions): Promise<string> {
+  const open = (await list(o.journal)).filter((x) => x.targetRecord === e.targetRecord && x.id !== e.id && !x.undone && !isIntent(x));
+  if (open.length) return '';
+  try {
+    const raw = (await (o.run ?? channelRunner)(parseTarget(e.target), markRecordScript(e.targetRecord!, status, o.by ?? 'rdpfix undo'))) as { status?: string; error?: string } | null;
+    if (raw?.status === 'changed' || raw?.status === 'ok') return '';
+    return `the target record ${e.targetRecord} was not marked undone: ${raw?.error ?? JSON.stringify(raw).slice(0, 120)}`;
+  } catch (err) {
+    return `the target record ${e.targetRecord} was not marked undone: ${(err as Error).message}`;
+  }
 }
 
 /** Undo one entry (does not check `undone`; the caller selects). */

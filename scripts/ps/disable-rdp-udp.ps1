@@ -1,5 +1,5 @@
 # disable-rdp-udp.ps1: The Remote Desktop client's UDP transport policy, fClientDisableUDP under HKLM:\SOFTWARE\Policies\Microsoft\Windows NT\Terminal Services\Client (the \Client subkey; without it the value is ignored), on the Windows client.
-# requires: windows, literal
+# requires: windows, literal, record
 
 function Get-RdpUdpPolicy {
     # Whether the policy key exists and the value of fClientDisableUDP ($null when it is not set).
@@ -25,7 +25,8 @@ function Set-RdpUdpPolicy {
         [Parameter(Mandatory = $true)][string]$Key,
         [Parameter(Mandatory = $true)][string]$RegKey,
         [AllowNull()][Nullable[long]]$Value,
-        [Parameter(Mandatory = $true)][string]$BackupDir
+        [Parameter(Mandatory = $true)][string]$BackupDir,
+        [AllowEmptyString()][string]$RecordTag = ''
     )
     $before = Get-RdpUdpPolicy -Key $Key
     $result = [ordered]@{
@@ -45,12 +46,13 @@ function Set-RdpUdpPolicy {
         $action = 'Set fClientDisableUDP = {0}' -f $Value
     }
     if ($PSCmdlet.ShouldProcess($RegKey, $action)) {
+        $folder = New-RdpTargetRecord -Root $BackupDir -Step 'disable-rdp-udp' -Tag $RecordTag -Result $result -Options ([ordered]@{ backupDir = $BackupDir; value = $Value })
         if ($before.keyExists) {
-            $null = New-Item -ItemType Directory -Path $BackupDir -Force
-            $backupFile = Join-Path -Path $BackupDir -ChildPath ('disable-rdp-udp-{0}.reg' -f (Get-Date -Format 'yyyyMMdd-HHmmss'))
+            $backupFile = Join-Path -Path $folder -ChildPath 'disable-rdp-udp.reg'
             $null = Invoke-RdpNative -FilePath 'reg.exe' -ArgumentList @('export', $RegKey, $backupFile, '/y')
             $result.backup = $backupFile
         }
+        Save-RdpTargetRecord -Result $result -Pending @{ after = $Value }
         if ($null -eq $Value) {
             Remove-RdpRegistryValue -Path $Key -Name 'fClientDisableUDP'
         } else {

@@ -1,5 +1,5 @@
 # lower-mtu.ps1: The IPv4 MTU of one interface on the Windows client (where mstsc runs): read it, back it up to a JSON file, set it with netsh, read it back.
-# requires: windows, literal
+# requires: windows, literal, record
 
 function Get-RdpIPInterface {
     # The IPv4 interface with exactly this alias. -InterfaceAlias takes wildcards; comparing with
@@ -18,7 +18,8 @@ function Set-RdpInterfaceMtu {
         [Parameter(Mandatory = $true)][string]$Interface,
         [Parameter(Mandatory = $true)][ValidateRange(68, 65536)][int]$Mtu,
         [Parameter(Mandatory = $true)][ValidateSet('persistent', 'active')][string]$Store,
-        [Parameter(Mandatory = $true)][string]$BackupDir
+        [Parameter(Mandatory = $true)][string]$BackupDir,
+        [AllowEmptyString()][string]$RecordTag = ''
     )
     $found = Get-RdpIPInterface -Alias $Interface
     if ($null -eq $found) {
@@ -47,11 +48,12 @@ function Set-RdpInterfaceMtu {
         return $result
     }
     if ($PSCmdlet.ShouldProcess($Interface, ('Set IPv4 MTU from {0} to {1}' -f $old, $Mtu))) {
-        $null = New-Item -ItemType Directory -Path $BackupDir -Force
-        $backupFile = Join-Path -Path $BackupDir -ChildPath ('lower-mtu-{0}.json' -f (Get-Date -Format 'yyyyMMdd-HHmmss'))
+        $folder = New-RdpTargetRecord -Root $BackupDir -Step 'lower-mtu' -Tag $RecordTag -Result $result -Options ([ordered]@{ backupDir = $BackupDir; mtu = $Mtu; store = $Store; interface = $Interface })
+        $backupFile = Join-Path -Path $folder -ChildPath 'lower-mtu.json'
         $saved = [ordered]@{ interface = $Interface; interfaceIndex = $result.interfaceIndex; mtu = $old; time = (Get-Date).ToString('o') }
         $saved | ConvertTo-Json -Compress | Set-Content -LiteralPath $backupFile -Encoding UTF8
         $result.backup = $backupFile
+        Save-RdpTargetRecord -Result $result -Pending @{ after = $Mtu }
         # netsh is given the interface index, which is unambiguous whatever characters the name holds.
         $null = Invoke-RdpNative -FilePath 'netsh.exe' -ArgumentList @('interface', 'ipv4', 'set', 'subinterface', [string]$result.interfaceIndex, ('mtu={0}' -f $Mtu), ('store={0}' -f $Store))
         $after = [long](Get-RdpIPInterface -Alias $Interface).NlMtu

@@ -1,6 +1,6 @@
 # restart-termserv.ps1: Restart TermService, wait for Running and the listener, and (-RegenerateCert) replace the
 # Remote Desktop certificate after backing it up. Restart-RdpService is also clear-machinekeys' step 4.
-# requires: certificate, sessions, facts, sddl, backup, windows, result
+# requires: certificate, sessions, facts, sddl, backup, windows, result, record
 
 function Get-RdpServiceState {
     # Services, listener and certificate in use, for before/after.
@@ -30,7 +30,8 @@ function Restart-RdpService {
         [switch]$DisconnectSessions,
         [AllowEmptyString()][string]$BackupRoot = '',
         [int]$Port = 0,
-        [string[]]$Drop = @()
+        [string[]]$Drop = @(),
+        [AllowEmptyString()][string]$RecordTag = ''
     )
     $started = Get-Date
     if ($Port -le 0) { $Port = Get-RdpPort }
@@ -78,7 +79,7 @@ function Restart-RdpService {
         $pinFile = ''
         if ($toRemove.Count -gt 0 -or $result.plan.unpin) {
             if ($PSCmdlet.ShouldProcess('Cert:\LocalMachine\Remote Desktop', 'Back up, then remove the certificate(s) so TermService creates a new one')) {
-                $folder = New-RdpBackupFolder -Root $BackupRoot -Step 'restart-termserv'
+                $folder = New-RdpTargetRecord -Root $BackupRoot -Step 'restart-termserv' -Tag $RecordTag -Result $result -Options ([ordered]@{ timeoutSeconds = $TimeoutSeconds; regenerateCert = [bool]$RegenerateCert; removeKey = [bool]$RemoveKey; replacePinned = [bool]$ReplacePinned })
                 $result.backup = $folder
                 $records = @()
                 foreach ($item in $toRemove) { $records += Backup-RdpCertificate -Certificate $item -Folder $folder -Key (Get-RdpKeyFile -Certificate $item) }
@@ -87,16 +88,19 @@ function Restart-RdpService {
                     $null = Invoke-RdpNative -FilePath 'reg.exe' -ArgumentList @('export', 'HKLM\SYSTEM\CurrentControlSet\Control\Terminal Server\WinStations\RDP-Tcp', $pinFile, '/y')
                     Assert-RdpBackupFile -Path @($pinFile)
                 }
-                # Every backup is written and checked; only now does anything change.
+                # Every backup is written and checked; only now does anything change. The record
+                # names each removal before it happens (with the key, when it goes too).
                 foreach ($record in $records) {
+                    if ($RemoveKey -and $record.keyFile) { $record.keyRemoved = $true }
+                    Save-RdpTargetRecord -Result $result -Pending @{ removed = $record }
                     Remove-RdpStoreCertificate -Store 'Remote Desktop' -Thumbprint $record.thumbprint
                     if ($RemoveKey -and $record.keyFile) {
                         Remove-Item -LiteralPath (Join-Path -Path $record.keyDir -ChildPath $record.keyFile) -Force -Confirm:$false
-                        $record.keyRemoved = $true
                     }
                     $result.removed += $record
                 }
                 if ($result.plan.unpin) {
+                    Save-RdpTargetRecord -Result $result -Pending @{ unpinned = $certificate.pinned }
                     Remove-RdpRegistryValue -Path 'HKLM:\SYSTEM\CurrentControlSet\Control\Terminal Server\WinStations\RDP-Tcp' -Name 'SSLCertificateSHA1Hash'
                     $result.unpinned = $certificate.pinned
                 }
@@ -104,6 +108,7 @@ function Restart-RdpService {
             }
         }
         if ($PSCmdlet.ShouldProcess('TermService', 'Restart (with -Force: UmRdpService is stopped and started again)')) {
+            Save-RdpTargetRecord -Result $result
             $umRdp = @(Get-RdpWinService -Name 'UmRdpService')
             $umWasRunning = ($umRdp.Count -gt 0 -and [string]$umRdp[0].Status -eq 'Running')
             Restart-RdpWinService -Name 'TermService'

@@ -1,5 +1,5 @@
 # toggle-nla.ps1: The toggle-nla step: show, change (with a backup and an optional expiry task) and put back the RDP security values.
-# requires: security, backup, literal, result
+# requires: security, backup, literal, result, record
 # Entry functions (one per script rdpfix builds): Get-RdpNlaStatus (status), Set-RdpSecuritySetting
 # (enable, disable, --security-layer, --min-encryption-level), Restore-RdpLatestSetting (--restore),
 # Restore-RdpSecuritySetting (the journal's undo) and Restore-RdpExpiredSetting (the expiry task).
@@ -25,7 +25,8 @@ function Set-RdpSecuritySetting {
         [switch]$RemoveTask,
         [Parameter(Mandatory = $true)][string]$TaskName,
         [Parameter(Mandatory = $true)][string]$TaskScript,
-        [AllowEmptyString()][string]$BackupRoot = ''
+        [AllowEmptyString()][string]$BackupRoot = '',
+        [AllowEmptyString()][string]$RecordTag = ''
     )
     $before = Get-RdpSecurityState -TaskName $TaskName
     $result = [ordered]@{ step = 'toggle-nla'; mode = 'set'; status = 'failed'; error = $null; refused = $null; warnings = @(); before = $before; after = $null; plan = @(); changed = @(); backup = $null; task = $null; taskRemoved = $false; problems = @() }
@@ -68,7 +69,7 @@ function Set-RdpSecuritySetting {
             return $result
         }
         if ($PSCmdlet.ShouldProcess('RDP security settings', ('Back up, then set {0}' -f (@($plan | ForEach-Object -Process { '{0} {1}={2}' -f $_.scope, $_.name, $_.after }) -join ', ')))) {
-            $folder = New-RdpBackupFolder -Root $BackupRoot -Step 'toggle-nla'
+            $folder = New-RdpTargetRecord -Root $BackupRoot -Step 'toggle-nla' -Tag $RecordTag -Result $result -Options ([ordered]@{ policy = [bool]$Policy; expirySeconds = $ExpirySeconds; removeTask = [bool]$RemoveTask })
             $result.backup = $folder
             $files = @((Join-Path -Path $folder -ChildPath 'rdp-tcp.reg'), (Join-Path -Path $folder -ChildPath 'values.json'))
             $null = Invoke-RdpNative -FilePath 'reg.exe' -ArgumentList @('export', 'HKLM\SYSTEM\CurrentControlSet\Control\Terminal Server\WinStations\RDP-Tcp', $files[0], '/y')
@@ -81,15 +82,18 @@ function Set-RdpSecuritySetting {
             $valuesJson = $values | ConvertTo-Json -Compress -Depth 4
             Set-Content -LiteralPath $files[1] -Value $valuesJson -Encoding ASCII
             Assert-RdpBackupFile -Path $files
+            Save-RdpTargetRecord -Result $result
             if ($ExpirySeconds -gt 0 -and $plan.Count -gt 0) {
                 $result.task = Register-RdpExpiryTask -TaskName $TaskName -TaskScript $TaskScript -ValuesJson $valuesJson -BackupPath $folder -Seconds $ExpirySeconds
             }
             if ($dropTask) { $result.taskRemoved = Remove-RdpExpiryTask -TaskName $TaskName }
             foreach ($item in @($plan | Where-Object -FilterScript { $_.scope -eq 'policy' })) {
+                Save-RdpTargetRecord -Result $result -Pending @{ changed = [ordered]@{ scope = 'policy'; name = $item.name; before = $item.before; after = $item.after; via = 'policy' } }
                 $null = Set-RdpPolicyValue -Name $item.name -Value $item.after
                 $result.changed += [ordered]@{ scope = 'policy'; name = $item.name; before = $item.before; after = $item.after; via = 'policy' }
             }
             foreach ($item in @($plan | Where-Object -FilterScript { $_.scope -eq 'local' })) {
+                Save-RdpTargetRecord -Result $result -Pending @{ changed = [ordered]@{ scope = 'local'; name = $item.name; before = $item.before; after = $item.after; via = $null } }
                 $via = Set-RdpListenerValue -Name $item.name -Value $item.after
                 $result.changed += [ordered]@{ scope = 'local'; name = $item.name; before = $item.before; after = $item.after; via = $via }
             }
@@ -181,7 +185,8 @@ function Restore-RdpLatestSetting {
     [CmdletBinding(SupportsShouldProcess = $true)]
     param([AllowEmptyString()][string]$BackupRoot = '', [Parameter(Mandatory = $true)][string]$TaskName)
     if (-not $BackupRoot) { $BackupRoot = Join-Path -Path $env:ProgramData -ChildPath 'rdpfix\backup' }
-    $candidates = @(Get-ChildItem -LiteralPath $BackupRoot -Directory -Filter '*-toggle-nla' -ErrorAction SilentlyContinue | Sort-Object -Property Name -Descending |
+    # Folders are <time>-toggle-nla-<6 hex> (older rdpfix: <time>-toggle-nla).
+    $candidates = @(Get-ChildItem -LiteralPath $BackupRoot -Directory -ErrorAction SilentlyContinue | Where-Object -FilterScript { $_.Name -match '-toggle-nla(-[0-9a-f]{6})?$' } | Sort-Object -Property Name -Descending |
         Where-Object -FilterScript { (Test-Path -LiteralPath (Join-Path -Path $_.FullName -ChildPath 'values.json')) -and -not (Test-Path -LiteralPath (Join-Path -Path $_.FullName -ChildPath 'restored.json')) })
     if ($candidates.Count -eq 0) {
         $state = Get-RdpSecurityState -TaskName $TaskName
