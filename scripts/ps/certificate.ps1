@@ -22,7 +22,7 @@ function Backup-RdpCertificate {
             $record.keyFile = Split-Path -Path $Key.file -Leaf
             $record.keyDir = Split-Path -Path $Key.file -Parent
             $record.keySddl = $Key.sddl
-            Copy-RdpFile -Source $Key.file -Destination $Folder
+            Copy-RdpBackupFile -Source $Key.file -Folder $Folder
             $files += Join-Path -Path $Folder -ChildPath $record.keyFile
         }
         Assert-RdpBackupFile -Path $files
@@ -76,7 +76,8 @@ function Restore-RdpCertificate {
             $files += Join-Path -Path $BackupPath -ChildPath $item.reg
             if ($item.keyRemoved) { $files += Join-Path -Path $BackupPath -ChildPath $item.keyFile }
         }
-        Assert-RdpBackupFile -Path $files
+        # The backup being restored from may predate protected backups: its ACL is no reason to refuse the undo.
+        Assert-RdpBackupFile -Path $files -SkipAclCheck
         $wanted = @($Certificates | ForEach-Object -Process { $_.thumbprint })
         $missing = @($wanted | Where-Object -FilterScript { @(Get-RdpStoreCertificate -Store 'Remote Desktop' -Thumbprint $_).Count -eq 0 })
         if ($missing.Count -eq 0 -and (-not $Unpinned -or $result.before.pinned -eq $Unpinned)) {

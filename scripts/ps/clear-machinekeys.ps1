@@ -286,7 +286,7 @@ function Backup-RdpMachineKeyAcl {
             if ($item.kind -eq 'listener' -and $saved.IndexOf($item.name, [System.StringComparison]::OrdinalIgnoreCase) -lt 0) {
                 throw ('backup failed: icacls /save did not record {0}; nothing was changed' -f $item.name)
             }
-            Copy-RdpFile -Source $item.path -Destination $Folder
+            Copy-RdpBackupFile -Source $item.path -Folder $Folder
             $sddlFile = Join-Path -Path $Folder -ChildPath ($item.name + '.sddl.txt')
             Set-Content -LiteralPath $sddlFile -Value ([string]$item.sddl) -Encoding ASCII
             $files += @((Join-Path -Path $Folder -ChildPath $item.name), $sddlFile)

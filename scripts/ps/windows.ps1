@@ -308,6 +308,25 @@ function Set-RdpPathSddl {
     }
 }
 
+function New-RdpProtectedDirectory {
+    # Create a directory WITH its security descriptor in one call, so it never has, even for a moment, the ACL its
+    # parent would pass down (ProgramData grants BUILTIN\Users read): owner Administrators, DACL protected
+    # (inheritance off), SYSTEM and Administrators full control, inherited by what is created in it, nothing else.
+    # CreateDirectory applies a descriptor only to a directory it creates, so an existing path is refused (and the
+    # caller reads the result back). .NET Framework (5.1) has [IO.Directory]::CreateDirectory(path, security); .NET
+    # (7.x) has only FileSystemAclExtensions.Create, so the type decides, as in Get-RdpPathSddl.
+    [CmdletBinding(SupportsShouldProcess = $true)]
+    param([Parameter(Mandatory = $true)][string]$Path)
+    if (Test-Path -LiteralPath $Path) { throw ('{0} already exists: a protected folder is only created new' -f $Path) }
+    if ($PSCmdlet.ShouldProcess($Path, 'Create the folder readable only by SYSTEM and Administrators')) {
+        $security = New-Object -TypeName System.Security.AccessControl.DirectorySecurity
+        $security.SetSecurityDescriptorSddlForm('O:BAD:PAI(A;OICI;FA;;;SY)(A;OICI;FA;;;BA)', [System.Security.AccessControl.AccessControlSections]'Owner, Access')
+        $extensions = 'System.IO.FileSystemAclExtensions' -as [type]
+        if ($null -ne $extensions) { $null = $extensions::Create((New-Object -TypeName System.IO.DirectoryInfo -ArgumentList $Path), $security) }
+        else { $null = [System.IO.Directory]::CreateDirectory($Path, $security) }
+    }
+}
+
 function ConvertFrom-RdpSddl {
     # An SDDL string parsed by Windows: the owner SID, whether a DACL is present, and its entries
     # (type AccessAllowed/AccessDenied/..., SID, mask; object and callback entries are left out).

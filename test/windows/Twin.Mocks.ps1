@@ -3,8 +3,9 @@
 # real (so Pester's Mock copies its real parameters) and then mocked to the twin's Invoke-Twin<Name>
 # (WindowsTwin.psm1). A Mock is an alias, and an alias wins over the function a generated script
 # defines itself (checked in harness.Tests.ps1), so the script's own boundary never runs; the rest of
-# the script does. Rename-Item, Remove-Item and Copy-Item run for real and then move, drop or reset
-# the twin's ACL entries as NTFS would. Start-Sleep returns at once (the twin needs no waiting).
+# the script does. Rename-Item, Remove-Item, Copy-Item and Move-Item run for real and then move, drop or reset
+# the twin's ACL entries as NTFS would; Copy-Item, Move-Item, Set-Content, Add-Content and Rename-Item log each
+# file they write (Add-TwinWrite). Start-Sleep returns at once (the twin needs no waiting).
 $script:RdpfixRoot = (Resolve-Path -LiteralPath (Join-Path -Path $PSScriptRoot -ChildPath '../..')).ProviderPath
 Import-Module (Join-Path -Path $PSScriptRoot -ChildPath 'WindowsTwin.psm1') -Force -DisableNameChecking
 . (Join-Path -Path $PSScriptRoot -ChildPath 'Emit.ps1')
@@ -20,6 +21,8 @@ function Use-WindowsTwin {
     }
     Mock -CommandName Start-Sleep -MockWith { }
     Mock -CommandName Rename-Item -MockWith {
+        # A rename puts a name into its folder: logged like a write (a record written to a temp file, then renamed).
+        Add-TwinWrite -Path (Join-Path -Path (Split-Path -Path $LiteralPath -Parent) -ChildPath $NewName)
         & (Get-Command -Name Rename-Item -CommandType Cmdlet) @PesterBoundParameters
         Move-TwinAcl -From $LiteralPath -To (Join-Path -Path (Split-Path -Path $LiteralPath -Parent) -ChildPath $NewName)
     }
@@ -29,10 +32,29 @@ function Use-WindowsTwin {
         foreach ($p in $paths) { Clear-TwinAcl -Path $p }
     }
     Mock -CommandName Copy-Item -MockWith {
-        & (Get-Command -Name Copy-Item -CommandType Cmdlet) @PesterBoundParameters
         $target = $Destination
         if (Test-Path -LiteralPath $Destination -PathType Container) { $target = Join-Path -Path $Destination -ChildPath (Split-Path -Path $LiteralPath -Leaf) }
+        Add-TwinWrite -Path $target
+        & (Get-Command -Name Copy-Item -CommandType Cmdlet) @PesterBoundParameters
         Clear-TwinAcl -Path $target
+    }
+    Mock -CommandName Move-Item -MockWith {
+        $target = $Destination
+        if (Test-Path -LiteralPath $Destination -PathType Container) { $target = Join-Path -Path $Destination -ChildPath (Split-Path -Path $LiteralPath -Leaf) }
+        Add-TwinWrite -Path $target
+        & (Get-Command -Name Move-Item -CommandType Cmdlet) @PesterBoundParameters
+        Clear-TwinAcl -Path $target
+        Move-TwinAcl -From $LiteralPath -To $target
+    }
+    # The files a script writes itself are logged with the DACL of their folder at that moment
+    # (Add-TwinWrite), like the twin's reg export, icacls /save and certificate export: the order check.
+    Mock -CommandName Set-Content -MockWith {
+        foreach ($p in @(@($LiteralPath) + @($Path) | Where-Object -FilterScript { $_ })) { Add-TwinWrite -Path $p }
+        & (Get-Command -Name Set-Content -CommandType Cmdlet) @PesterBoundParameters
+    }
+    Mock -CommandName Add-Content -MockWith {
+        foreach ($p in @(@($LiteralPath) + @($Path) | Where-Object -FilterScript { $_ })) { Add-TwinWrite -Path $p }
+        & (Get-Command -Name Add-Content -CommandType Cmdlet) @PesterBoundParameters
     }
 }
 

@@ -21,6 +21,7 @@ $script:RightAlias = [ordered]@{ FA = 0x1f01ff; FR = 0x120089; FW = 0x120116; FX
 $script:AceType = @{ A = 'AccessAllowed'; D = 'AccessDenied'; AU = 'SystemAudit'; OA = 'AccessAllowedObject'; OD = 'AccessDeniedObject' }
 $script:ContainerPrefix = 'f686aace6942fb7f7ceb231212eef4a4_'
 $script:SessionEnvSid = 'S-1-5-80-4022436659-1090538466-1613889075-870485073-3428993833'
+$script:ProgramDataSddl = 'O:SYG:SYD:PAI(A;OICIIO;GA;;;CO)(A;OICI;FA;;;SY)(A;OICI;FA;;;BA)(A;OICI;0x1200a9;;;BU)(A;CI;0x116;;;BU)'
 
 # ------------------------------------------------------------------ SDDL (what Windows parses for us)
 
@@ -118,6 +119,11 @@ function Reset-WindowsTwin {
         domainJoined = $false; interfaces = @(); routes = @(); adapters = @(); faults = [ordered]@{}; calls = New-Object System.Collections.Generic.List[string]
         wmi = 'ok'; serial = 0; firewall = @($facts.firewall)
     }
+    # C:\ProgramData's own ACL as Windows ships it (protected): SYSTEM and Administrators full control,
+    # CREATOR OWNER full control inherit-only, BUILTIN\Users read & execute on everything below and
+    # create-folder/append (0x116) on folders. What rdpfix creates under it inherits from it
+    # (Get-TwinEffectiveDescriptor) unless created protected.
+    Set-TwinPathSddl -Path $programData -Sddl $script:ProgramDataSddl
     foreach ($s in @($facts.services)) {
         $script:Twin.services[$s.Name] = [ordered]@{ Status = [string][System.ServiceProcess.ServiceControllerStatus][int]$s.Status; StartType = [string][System.ServiceProcess.ServiceStartMode][int]$s.StartType }
     }
@@ -210,6 +216,8 @@ function Add-TwinCertificate {
 function Get-TwinFileKey {
     # The ACL map's key of a path: the full path, / separators, case-insensitive like NTFS.
     param([Parameter(Mandatory = $true)][string]$Path)
+    # C:\... through the test's C: drive, if it made one (as Windows would take it).
+    try { $Path = $ExecutionContext.SessionState.Path.GetUnresolvedProviderPathFromPSPath($Path) } catch { $null = $_ }
     return ([System.IO.Path]::GetFullPath(($Path -replace '\\', '/'))).TrimEnd('/').ToLowerInvariant()
 }
 
@@ -465,6 +473,7 @@ function Invoke-TwinRemoveRdpStoreCertificate {
 function Invoke-TwinExportRdpCertificate {
     param($Certificate, [string]$FilePath)
     Add-TwinCall ('Export-RdpCertificate {0}' -f $Certificate.Thumbprint)
+    Add-TwinWrite -Path $FilePath
     [System.IO.File]::WriteAllText($FilePath, ('-----TWIN CERT {0}-----' -f $Certificate.Thumbprint))
 }
 
@@ -493,14 +502,79 @@ function Invoke-TwinGetRdpCertificateKey {
     return $info
 }
 
+function Get-TwinEffectiveDescriptor {
+    # The descriptor a path has: its own entry in the ACL map, or else what NTFS gave it when it was
+    # created in its folder: the folder's OI entries for a file, its CI entries for a folder (an OI-only
+    # one inherit-only, to pass on to files), each marked ID, NP ending the propagation; CREATOR OWNER
+    # becomes the owner (Administrators) on the object and stays inherit-only on a folder. A folder's
+    # protected DACL is its own entry, so nothing above it reaches below it. Outside the twin's
+    # ProgramData (the test's own files) a path gets SYSTEM and Administrators.
+    param([Parameter(Mandatory = $true)][string]$Path)
+    $k = Get-TwinFileKey $Path
+    if ($script:Twin.acl.Contains($k)) { return (ConvertFrom-TwinSddl -Sddl $script:Twin.acl[$k]) }
+    $top = Get-TwinFileKey $script:Twin.programData
+    $parentPath = Split-Path -Path $Path -Parent
+    if (-not $k.StartsWith($top + '/') -or -not $parentPath) { return (ConvertFrom-TwinSddl -Sddl 'O:BAG:SYD:AI(A;ID;FA;;;SY)(A;ID;FA;;;BA)') }
+    $parent = Get-TwinEffectiveDescriptor -Path $parentPath
+    $folder = Test-Path -LiteralPath $Path -PathType Container
+    $owner = 'S-1-5-32-544'
+    $aces = @()
+    foreach ($a in @($parent.aces)) {
+        $oi = $a.flags.Contains('OI'); $ci = $a.flags.Contains('CI'); $np = $a.flags.Contains('NP')
+        $creator = ($a.sid -eq 'S-1-3-0')
+        $mask = $a.mask
+        if ($creator -and $mask -eq 0x10000000) { $mask = 0x1f01ff }
+        $sid = $a.sid; if ($creator) { $sid = $owner }
+        if ($folder) {
+            if ($ci) {
+                $flags = 'ID'
+                if (-not $np -and -not $creator) { $flags = 'CIID'; if ($oi) { $flags = 'OICIID' } }
+                $aces += [pscustomobject]@{ type = $a.type; flags = $flags; mask = $mask; sid = $sid }
+                if (-not $np -and $creator) { $aces += [pscustomobject]@{ type = $a.type; flags = ($a.flags -replace 'ID', '') + 'ID'; mask = $a.mask; sid = $a.sid } }
+            } elseif ($oi -and -not $np) {
+                $aces += [pscustomobject]@{ type = $a.type; flags = 'OIIOID'; mask = $a.mask; sid = $a.sid }
+            }
+        } elseif ($oi) {
+            $aces += [pscustomobject]@{ type = $a.type; flags = 'ID'; mask = $mask; sid = $sid }
+        }
+    }
+    return [pscustomobject]@{ owner = $owner; group = 'S-1-5-18'; daclPresent = $true; daclFlags = 'AI'; aces = $aces }
+}
+
 function Invoke-TwinGetRdpPathSddl {
     param([string]$Path, [switch]$Directory)
     if (-not (Test-Path -LiteralPath $Path)) { return $null }
     $k = Get-TwinFileKey $Path
     if ($script:Twin.unreadable -contains $k) { return $null }
     if ($script:Twin.acl.Contains($k)) { return $script:Twin.acl[$k] }
-    # A file rdpfix did not set an ACL on inherits its folder's (the twin keeps it simple: SYSTEM and Administrators).
-    return 'O:BAG:SYD:AI(A;ID;FA;;;SY)(A;ID;FA;;;BA)'
+    # A path rdpfix did not set an ACL on has what it inherited when it was created.
+    return (ConvertTo-TwinSddl -Descriptor (Get-TwinEffectiveDescriptor -Path $Path))
+}
+
+function Invoke-TwinNewRdpProtectedDirectory {
+    # CreateDirectory with a descriptor: the folder exists with its protected DACL from its first moment
+    # (owner Administrators, SYSTEM and Administrators full control, inherited by what is made in it).
+    param([string]$Path)
+    if (Test-Path -LiteralPath $Path) { throw ('{0} already exists: a protected folder is only created new' -f $Path) }
+    # The path as Windows would take it (C:\... through the test's C: drive, if it made one).
+    $Path = $ExecutionContext.SessionState.Path.GetUnresolvedProviderPathFromPSPath($Path)
+    $parent = Split-Path -Path $Path -Parent
+    if (-not (Test-Path -LiteralPath $parent -PathType Container)) { throw ('Could not find a part of the path ''{0}''.' -f $Path) }
+    if (Test-TwinFault 'ProtectedDirectoryFails') { throw ('Access to the path ''{0}'' is denied.' -f $Path) }
+    Add-TwinCall ('New-RdpProtectedDirectory {0}' -f $Path)
+    $null = [System.IO.Directory]::CreateDirectory($Path)
+    Set-TwinPathSddl -Path $Path -Sddl 'O:BAG:SYD:PAI(A;OICI;FA;;;SY)(A;OICI;FA;;;BA)'
+}
+
+function Add-TwinWrite {
+    # A file is written (reg export, icacls /save, a certificate export, a copy, Set-Content): the call log
+    # gets "write <path> into <folder SDDL at that moment>", so a test proves no backup file was written
+    # before its folder was protected.
+    param([Parameter(Mandatory = $true)][string]$Path)
+    $folder = Split-Path -Path $Path -Parent
+    $sddl = '(no folder)'
+    if ($folder -and (Test-Path -LiteralPath $folder -PathType Container)) { $sddl = Invoke-TwinGetRdpPathSddl -Path $folder -Directory }
+    Add-TwinCall ('write {0} into {1}' -f $Path, $sddl)
 }
 
 function Invoke-TwinSetRdpPathSddl {
@@ -556,6 +630,7 @@ function Invoke-TwinInvokeRdpNative {
                     if (-not $sddl) { continue }
                     $lines.Add(($rel -replace '/', '\')); $lines.Add(($sddl -replace '^O:[^:]*?(?=G:|D:)', '' -replace '^G:[^:]*?(?=D:)', ''))
                 }
+                Add-TwinWrite -Path $ArgumentList[2]
                 [System.IO.File]::WriteAllText($ArgumentList[2], (($lines -join "`r`n") + "`r`n"), [System.Text.Encoding]::Unicode)
                 return @('processed')
             }
@@ -603,6 +678,7 @@ function Invoke-TwinInvokeRdpNative {
                 }
                 $text = "Windows Registry Editor Version 5.00`r`n`r`n; rdpfix twin: " + ($data | ConvertTo-Json -Depth 6 -Compress) + "`r`n"
                 # The path as Windows would take it (C:\... through the test's C: drive, if it made one).
+                Add-TwinWrite -Path $ExecutionContext.SessionState.Path.GetUnresolvedProviderPathFromPSPath($ArgumentList[2])
                 [System.IO.File]::WriteAllText($ExecutionContext.SessionState.Path.GetUnresolvedProviderPathFromPSPath($ArgumentList[2]), $text, [System.Text.Encoding]::Unicode)
                 return @('The operation completed successfully.')
             }
@@ -627,7 +703,11 @@ function Invoke-TwinInvokeRdpNative {
             & $fail 1 ('ERROR: Invalid syntax. {0}' -f $verb)
         }
         'robocopy.exe' {
+            # /COPY:DAT copies no security: the copy has what its new folder passes down.
+            $copy = Join-Path -Path $ArgumentList[1] -ChildPath $ArgumentList[2]
+            Add-TwinWrite -Path $copy
             Copy-Item -LiteralPath (Join-Path -Path $ArgumentList[0] -ChildPath $ArgumentList[2]) -Destination $ArgumentList[1] -Force
+            Clear-TwinAcl -Path $copy
             $global:LASTEXITCODE = 1
             return @('1 file copied')
         }

@@ -39,6 +39,7 @@ import { contextFrom, isoDates, serverFlags, type Change, type StepContext } fro
 import type { UndoSpec } from '../../scripts/lib/journal.ts';
 import { mtuScript, windowsMtuChange, type MtuScriptOptions } from '../../scripts/lower-mtu.ts';
 import { buildRestartScript } from '../../scripts/restart-termserv.ts';
+import { buildPruneScript } from '../../scripts/prune-backups.ts';
 import { buildNlaScript, buildNlaUndoScript, expiryTaskScript, toggleNla, type NlaOptions, type NlaRaw } from '../../scripts/toggle-nla.ts';
 
 type Builder = (...args: never[]) => string | Promise<string>;
@@ -54,6 +55,8 @@ export const BUILDERS: ReadonlyMap<string, Builder> = new Map<string, Builder>([
   ['buildRestoreAclScript', buildRestoreAclScript],
   ['buildRestoreFolderScript', buildRestoreFolderScript],
   ['buildInspectScript', buildInspectScript],
+  // prune-backups: PruneOptions ({ olderThanDays, backupRoot? }), then dryRun.
+  ['buildPruneScript', buildPruneScript],
   ['udpPolicyScript', udpPolicyScript],
   // lower-mtu: the set script, and (with origin 'found') the undo --revert replays on Windows.
   ['mtuScript', mtuScript],

@@ -29,9 +29,9 @@ BeforeAll {
 }
 
 Describe 'every step script on a host that is not Windows (no twin)' {
-    It 'the corpus is every builder''s modes: 31 step scripts from 7 example modules' {
-        $All.Count | Should -Be 31
-        @($All | ForEach-Object -Process { ($_.label -split ' ')[0] } | Sort-Object -Unique).Count | Should -Be 7
+    It 'the corpus is every builder''s modes: 34 step scripts from 8 example modules' {
+        $All.Count | Should -Be 34
+        @($All | ForEach-Object -Process { ($_.label -split ' ')[0] } | Sort-Object -Unique).Count | Should -Be 8
         foreach ($s in $All) { $s.script | Should -Match '(?m)^Assert-RdpHost( -Elevated)?$' -Because $s.label }
     }
 
