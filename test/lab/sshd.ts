@@ -138,6 +138,11 @@ export interface SshdOptions {
    * characters. The bytes are unchanged; pwsh's exit code is then dd's.
    */
   stdoutBlock?: number;
+  /**
+   * The wrapper's last line instead of `exec pwsh "$@"`: shell text that must pass "$@" (the
+   * channel's arguments) and stdin on (test/lab/twin-ssh.ts runs the twin host this way).
+   */
+  command?: string;
 }
 
 /** Start sshd on the topology's server and configure ssh in its client namespace. */
@@ -163,7 +168,7 @@ export async function startSshd(topo: Topology, opts: SshdOptions): Promise<SshH
 # The lab host's "powershell": a real host's noise around the real pwsh (args and stdin unchanged).
 echo 'Welcome to the rdpfix lab host. Authorized use only. (a banner on stdout)'
 echo 'WARNING: lab host: a warning on stderr before PowerShell starts' >&2
-${env}${opts.stdoutBlock ? `'${opts.pwsh}' "$@" | dd ibs=65536 obs=${Math.trunc(opts.stdoutBlock)} status=none` : `exec '${opts.pwsh}' "$@"`}
+${env}${opts.command ? opts.command : opts.stdoutBlock ? `'${opts.pwsh}' "$@" | dd ibs=65536 obs=${Math.trunc(opts.stdoutBlock)} status=none` : `exec '${opts.pwsh}' "$@"`}
 `,
   );
   chmodSync(wrapper, 0o755);
