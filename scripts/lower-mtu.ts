@@ -22,22 +22,25 @@
 // back on, as before: it says so (a pasted script prints the netsh command that puts the old MTU back).
 // On Linux and macOS the change lasts until the interface is reset (reboot, VPN reconnect);
 // on Windows it is persistent unless --temporary.
-import { describeTarget, runScript, type Target } from './lib/channels.ts';
+import { describeTarget, type Target } from './lib/channels.ts';
 import { isMain, makeCli, runCli } from './lib/cli.ts';
 import { EnvError, RdpfixError, StepError, UsageError } from './lib/errors.ts';
 import { stripVTControlCharacters } from 'node:util';
 import { journalDir, list, record, undoPermit, type JournalEntry, type UndoSpec } from './lib/journal.ts';
 import { chalk, printHuman, printJson, statusWord, withSpinner, type Status } from './lib/output.ts';
+import { DEFAULT_BACKUP_DIR, isFoundMtu, mtuScript, windowsMtuChange, type MtuScriptOptions } from './lib/mtu-step.ts';
 import { MAX_IP_PACKET, probePathMtu, type PmtuOptions, type PmtuResult } from './lib/pmtu.ts';
-import { psStep } from './lib/ps-loader.ts';
 import { report, type Report, type ReportChange } from './lib/report.ts';
 import { execArgv, readInterfaceMtu, systemProgram } from './lib/route.ts';
-import type { Runner } from './lib/server-step.ts';
+import { channelRunner, type Runner } from './lib/server-step.ts';
 import { markAlreadyUndone, openEntries, outcomeLines, planUndo, shellWord, undoEntries, type Exec, type UndoOptions, type UndoOutcome } from './lib/undo.ts';
 import { MTU_RANGE, validateHost, validateInt, validateInterface, validateLocalPath, validateMtu, validateWindowsPath } from './lib/validate.ts';
 
 const SCRIPT = 'lower-mtu';
-export const DEFAULT_BACKUP_DIR = 'C:\\ProgramData\\rdpfix\\backup';
+// The Windows script (mtuScript) and its journal change (windowsMtuChange) live in lib/mtu-step.ts,
+// shared with lib/step-changes.ts; re-exported for this script's callers.
+export { DEFAULT_BACKUP_DIR, mtuScript, windowsMtuChange };
+export type { MtuScriptOptions };
 
 export interface SetMtuOptions {
   interface: string;
@@ -50,6 +53,8 @@ export interface SetMtuOptions {
   journalDir?: string;
   backupDir?: string;
   platform?: NodeJS.Platform;
+  /** How the PowerShell runs on Windows (lib/server-step.ts channelRunner, the local channel, by default). */
+  run?: Runner;
 }
 
 export interface MtuChange {
@@ -97,17 +102,6 @@ export interface RevertResult extends Report {
   dryRun: boolean;
   reverted: Reverted[];
   message: string;
-}
-
-export interface MtuScriptOptions {
-  interface: string;
-  mtu: number;
-  /** 'found': a measured path MTU or the value an undo puts back (wider range than a typed --mtu). */
-  origin?: 'set' | 'found';
-  /** netsh store=active (until reboot) instead of persistent. */
-  temporary?: boolean;
-  dryRun?: boolean;
-  backupDir?: string;
 }
 
 /** Set one interface's MTU on this machine: read, (back up,) change, verify, journal. */
@@ -244,25 +238,6 @@ export async function revertMtu(o: RevertOptions = {}): Promise<RevertResult> {
     reverted,
     message,
   };
-}
-
-/**
- * The PowerShell that sets an interface's IPv4 MTU on a Windows client (scripts/ps/lower-mtu.ps1):
- * read the current value, back it up to a JSON file, set it with netsh, read it back. The same
- * text for --emit and local runs; every value reaches it through $P.
- */
-export function mtuScript(o: MtuScriptOptions): string {
-  const alias = validateInterface(o.interface, 'windows');
-  const mtu = validateMtu(o.mtu, 4, o.origin);
-  const backupDir = validateWindowsPath(o.backupDir ?? DEFAULT_BACKUP_DIR, 'backup folder');
-  return psStep({
-    name: SCRIPT,
-    runsOn: 'client',
-    summary: 'set the IPv4 MTU of one interface (undo: run again with the old value printed as "before")',
-    file: 'lower-mtu',
-    entry: 'Set-RdpInterfaceMtu',
-    params: { Interface: alias, Mtu: mtu, Store: o.temporary ? 'active' : 'persistent', BackupDir: backupDir, DryRun: !!o.dryRun },
-  });
 }
 
 export async function main(argv: string[]): Promise<number> {
@@ -411,15 +386,6 @@ function unixMtuArgv(platform: NodeJS.Platform, iface: string, mtu: number, abso
   return [absolute ? systemProgram('ip') : 'ip', 'link', 'set', 'dev', iface, 'mtu', String(mtu)];
 }
 
-/** A value the system reported that an undo can put back (any MTU an interface can have). */
-function isFoundMtu(mtu: number): boolean {
-  try {
-    validateMtu(mtu, 4, 'found');
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 function notFound(iface: string, available: string[]): UsageError {
   return new UsageError(
@@ -452,35 +418,10 @@ interface WindowsMtuResult {
   store?: string;
 }
 
-/**
- * The journal change of a Windows MTU set that reported 'changed': the summary, before/after, the
- * backup, and the undo (the same script putting the old MTU back, when it is one a system can have).
- * Pure: setWindowsMtu journals it, and test/windows/emit.ts replays it on the Windows twin.
- */
-export function windowsMtuChange(
-  o: Pick<MtuScriptOptions, 'interface' | 'mtu' | 'temporary' | 'backupDir'>,
-  result: { before?: number | null; store?: string; backup?: string | null },
-  where: string,
-): { summary: string; before: { interface: string; mtu: number | null }; after: { interface: string; mtu: number; store: string | undefined }; backup: string | null; undo: UndoSpec } {
-  const before = typeof result.before === 'number' ? result.before : null;
-  const undo: UndoSpec = !before
-    ? { kind: 'none', reason: 'the old MTU could not be read' }
-    : !isFoundMtu(before)
-      ? { kind: 'none', reason: `the old MTU ${before} is outside ${MTU_RANGE.found[4].join('..')}` }
-      : { kind: 'powershell', target: where, script: mtuScript({ interface: o.interface, mtu: before, origin: 'found', temporary: o.temporary, backupDir: o.backupDir }) };
-  return {
-    summary: `MTU of ${o.interface}: ${result.before} -> ${o.mtu}`,
-    before: { interface: o.interface, mtu: before },
-    after: { interface: o.interface, mtu: o.mtu, store: result.store },
-    backup: result.backup ?? null,
-    undo,
-  };
-}
-
 async function setWindowsMtu(o: SetMtuOptions, notes: string[]): Promise<MtuChange> {
   const target: Target = { kind: 'local' };
   const script = mtuScript({ interface: o.interface, mtu: o.mtu, origin: o.origin, temporary: o.temporary, dryRun: o.dryRun, backupDir: o.backupDir });
-  const { result } = await runScript<WindowsMtuResult>(target, script);
+  const result = (await (o.run ?? channelRunner)(target, script)) as WindowsMtuResult;
   if (result.reason === 'no-such-interface') throw notFound(o.interface, result.available ?? []);
   const base = { interface: o.interface, before: result.before ?? null, after: result.after ?? null, mtu: o.mtu, platform: 'win32' as const, backup: result.backup ?? null, notes };
   if (result.status !== 'changed') {

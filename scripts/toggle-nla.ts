@@ -31,9 +31,10 @@ import { UsageError } from './lib/errors.ts';
 import { journalDir, list, markUndone, type JournalEntry } from './lib/journal.ts';
 import { psStep, psStepParts } from './lib/ps-loader.ts';
 import { combinationProblem, effectiveSecurity, type EffectiveSecurity } from './lib/server-facts.ts';
+import { buildNlaUndoScript, nlaChanges, validChanges, type NlaRaw, type SecurityState, type SettingName, type ValueChange } from './lib/nla-step.ts';
 import { REENABLE_TASK } from './lib/server-ps.ts';
 import type { ReportChange } from './lib/report.ts';
-import { asArray, attachJournal, baseReport, isoDates, journalChanges, nextCommand, psUndo, runStep, serverFlags, serverMain, targetPath, withServerOptions, type RawResult, type StepContext, type StepReport } from './lib/server-step.ts';
+import { asArray, attachJournal, baseReport, isoDates, journalChanges, nextCommand, runStep, serverFlags, serverMain, withServerOptions, type RawResult, type StepContext, type StepReport } from './lib/server-step.ts';
 import { openEntries, planUndo, runUndo } from './lib/undo.ts';
 import { validateDuration, validateInt } from './lib/validate.ts';
 
@@ -53,42 +54,10 @@ export interface NlaOptions {
 export type NlaMode = 'status' | 'enable' | 'disable' | 'set' | 'restore';
 export type Layer = 'rdp' | 'negotiate' | 'tls';
 export const LAYERS: Record<Layer, number> = { rdp: 0, negotiate: 1, tls: 2 };
-const NAMES = ['UserAuthentication', 'SecurityLayer', 'MinEncryptionLevel'] as const;
-export type SettingName = (typeof NAMES)[number];
-
-/** One value change as the target records it. */
-export interface ValueChange {
-  scope: 'local' | 'policy';
-  name: SettingName;
-  before: number | null;
-  after: number | null;
-  via?: string | null;
-}
-
-export interface SecurityState {
-  local?: Record<string, unknown>;
-  policy?: Record<string, unknown>;
-  task?: { name?: string; state?: string; nextRun?: string | null } | null;
-  domainJoined?: boolean | null;
-}
-
-export interface NlaRaw extends RawResult {
-  mode?: string;
-  refused?: string | null;
-  note?: string | null;
-  warnings?: string[] | string;
-  before?: SecurityState;
-  after?: SecurityState | null;
-  plan?: ValueChange[] | ValueChange;
-  changed?: ValueChange[] | ValueChange;
-  restored?: ValueChange[] | ValueChange;
-  skipped?: string[] | string;
-  backup?: string | null;
-  task?: { name: string; due: string } | null;
-  taskRemoved?: boolean;
-  restoredFrom?: string | null;
-  problems?: string[] | string;
-}
+// The value changes, the raw result, the undo script and the journal change (nlaChanges) live in
+// lib/nla-step.ts, shared with lib/step-changes.ts; re-exported for this script's callers.
+export { buildNlaUndoScript };
+export type { NlaRaw, SecurityState, SettingName, ValueChange };
 
 export interface NlaReport extends StepReport {
   mode: NlaMode;
@@ -109,21 +78,9 @@ export async function toggleNla(o: NlaOptions, ctx: StepContext): Promise<NlaRep
   const raw = await runStep<NlaRaw>(ctx, buildNlaScript(o, ctx.dryRun));
   const report = interpretNla(raw, ctx, o);
   if (ctx.dryRun || report.status === 'would-change') return report;
-  const changes = validChanges(raw.changed);
-  const any = asArray(raw.changed).length > 0 || raw.task || raw.taskRemoved;
-  if (!any) return report;
-  const backup = targetPath(raw.backup);
-  const entries = await journalChanges(ctx, 'toggle-nla', [
-    {
-      summary: `${(changes ?? []).map((c) => `${c.scope} ${c.name} ${c.before ?? 'unset'}→${c.after ?? 'unset'}`).join(', ') || 'expiry task'}${raw.task ? ` (expires ${raw.task.due})` : ''}${raw.taskRemoved ? ' (expiry task removed)' : ''}`,
-      before: { values: (changes ?? []).map((c) => ({ scope: c.scope, name: c.name, value: c.before })), task: raw.before?.task ?? null },
-      after: { values: (changes ?? []).map((c) => ({ scope: c.scope, name: c.name, value: c.after })), task: raw.task ?? null },
-      backup,
-      undo: changes
-        ? psUndo(ctx, buildNlaUndoScript(changes, backup))
-        : { kind: 'none', reason: `the target reported values rdpfix will not embed in a script; run toggle-nla --restore on ${describeTarget(ctx.target)}` },
-    },
-  ]);
+  const changes = nlaChanges(raw, ctx);
+  if (!changes.length) return report;
+  const entries = await journalChanges(ctx, 'toggle-nla', changes);
   attachJournal(report, entries, ctx);
   return report;
 }
@@ -330,23 +287,6 @@ export function buildNlaScript(o: NlaOptions, dryRun: boolean): string {
   });
 }
 
-/**
- * Recorded values -> the undo script (explicit values; no dependence on files on the target). An
- * undo always removes the expiry task: -RemoveTask is a constant switch of the call.
- */
-export function buildNlaUndoScript(changes: ValueChange[], backup: string | null): string {
-  const values: Record<'local' | 'policy', Record<string, { before: number | null; after: number | null }>> = { local: {}, policy: {} };
-  for (const c of changes) values[c.scope][c.name] = { before: c.before, after: c.after };
-  return psStep({
-    ...STEP,
-    name: 'toggle-nla-undo',
-    summary: 'put back the RDP security values recorded before a toggle-nla change',
-    entry: 'Restore-RdpSecuritySetting',
-    params: { Values: values, BackupPath: backup ?? '', TaskName: REENABLE_TASK, DryRun: false },
-    switches: ['RemoveTask'],
-  });
-}
-
 /** The expiry task's last line: the two values its first two lines set (see Register-RdpExpiryTask). */
 const EXPIRY_CALL = 'Restore-RdpExpiredSetting -rdpfixValuesJson:$rdpfixValuesJson -rdpfixBackupPath:$rdpfixBackupPath';
 
@@ -372,16 +312,6 @@ export function expiryTaskScript(): string {
 }
 
 // ---------------------------------------------------------------- interpretation
-
-function validChanges(v: unknown): ValueChange[] | null {
-  const out: ValueChange[] = [];
-  for (const c of asArray<Partial<ValueChange>>(v)) {
-    const ok = (x: unknown) => x === null || (typeof x === 'number' && Number.isInteger(x) && x >= 0 && x <= 4);
-    if (!c || (c.scope !== 'local' && c.scope !== 'policy') || !NAMES.includes(c.name as SettingName) || !ok(c.before ?? null) || !ok(c.after ?? null)) return null;
-    out.push({ scope: c.scope, name: c.name as SettingName, before: c.before ?? null, after: c.after ?? null, ...(c.via ? { via: c.via } : {}) });
-  }
-  return out;
-}
 
 const label = (n: string, v: number | null) =>
   v === null ? `${n} not set` : n === 'UserAuthentication' ? `NLA ${v === 1 ? 'required' : 'off'}` : n === 'SecurityLayer' ? `SecurityLayer ${['RDP', 'Negotiate', 'TLS'][v] ?? v} (${v})` : `${n} ${v}`;

@@ -12,35 +12,26 @@
 // stdin is not a JSON array (2, with the reason on stderr).
 //
 // `changes` per step, for target local and not a dry run (the context serverFlags + contextFrom
-// build for --target local), from the raw result exactly as the target would return it:
-//   restart-termserv   regenChange(isoDates(raw), ctx, options.timeoutSeconds), what restartTermserv journals
-//   clear-machinekeys  clearChanges(isoDates(raw), ctx, options), what clearMachineKeys journals
-//   toggle-nla         no pure function computes its journal change (toggleNla builds it inline
-//                      with a private validChanges), so the real toggleNla runs with a runner that
-//                      answers `raw` and a throwaway journal and key (deleted after); the entries it
-//                      recorded are the answer
-//   disable-rdp-udp    udpChange(raw.before, raw.after, raw.backup, where, options.backupDir), what setRdpUdp journals
-//   lower-mtu          windowsMtuChange(options, raw, where), what lower-mtu's setWindowsMtu journals
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { buildClearScript, buildRestoreAclScript, buildRestoreFolderScript, clearChanges, type ClearOptions, type ClearRaw } from '../../scripts/clear-machinekeys.ts';
-import { udpChange, udpPolicyScript, DEFAULT_BACKUP_DIR as UDP_BACKUP_DIR } from '../../scripts/disable-rdp-udp.ts';
+// build for --target local), from the raw result exactly as the target would return it: what
+// stepChanges (scripts/lib/step-changes.ts) gives, the one entry point every step script's journal
+// change goes through (regenChange, clearChanges, nlaChanges, udpChange, windowsMtuChange); its
+// comment says which options each step reads and what an absent one means.
+import { buildClearScript, buildRestoreAclScript, buildRestoreFolderScript } from '../../scripts/clear-machinekeys.ts';
+import { udpPolicyScript } from '../../scripts/disable-rdp-udp.ts';
 import { buildInspectScript, interpretInspect } from '../../scripts/inspect-server.ts';
-import { buildRestoreCertScript, regenChange, type RestartRaw } from '../../scripts/lib/certificate.ts';
-import { describeTarget } from '../../scripts/lib/channels.ts';
+import { buildRestoreCertScript } from '../../scripts/lib/certificate.ts';
 import { isMain } from '../../scripts/lib/cli.ts';
 import { exampleScripts } from '../helpers/ps-corpus.ts';
-import { list } from '../../scripts/lib/journal.ts';
 import { emitRecipe, type EmitOptions } from '../../scripts/lib/recipe-emit.ts';
 import { loadRecipe } from '../../scripts/lib/recipe.ts';
 import { windowsRouteScript } from '../../scripts/lib/route.ts';
-import { contextFrom, isoDates, serverFlags, type Change, type StepContext } from '../../scripts/lib/server-step.ts';
+import { contextFrom, serverFlags, type Change, type StepContext } from '../../scripts/lib/server-step.ts';
+import { isMutatingStep, MUTATING_STEPS, stepChanges } from '../../scripts/lib/step-changes.ts';
 import type { UndoSpec } from '../../scripts/lib/journal.ts';
-import { mtuScript, windowsMtuChange, type MtuScriptOptions } from '../../scripts/lower-mtu.ts';
+import { mtuScript } from '../../scripts/lower-mtu.ts';
 import { buildRestartScript } from '../../scripts/restart-termserv.ts';
 import { buildPruneScript } from '../../scripts/prune-backups.ts';
-import { buildNlaScript, buildNlaUndoScript, expiryTaskScript, toggleNla, type NlaOptions, type NlaRaw } from '../../scripts/toggle-nla.ts';
+import { buildNlaScript, buildNlaUndoScript, expiryTaskScript } from '../../scripts/toggle-nla.ts';
 
 type Builder = (...args: never[]) => string | Promise<string>;
 
@@ -70,9 +61,8 @@ export interface AnswerChange { summary: string; before: unknown; after: unknown
 export type Answer = { script: string } | { changes: AnswerChange[]; via: string } | { report: unknown } | { scripts: Array<{ label: string; script: string }> } | { error: string };
 
 /** The context a server step gets for --target local, not a dry run (as main() builds it). */
-function localContext(run?: StepContext['run'], journal?: string): StepContext {
-  const ctx = contextFrom(serverFlags({ target: 'local' }), run);
-  return journal ? { ...ctx, journal } : ctx;
+function localContext(): StepContext {
+  return contextFrom(serverFlags({ target: 'local' }));
 }
 
 const asChange = (c: Change): AnswerChange => ({ summary: c.summary, before: c.before, after: c.after, backup: c.backup, undo: c.undo });
@@ -82,56 +72,11 @@ function record(v: unknown, what: string): Record<string, unknown> {
   return v as Record<string, unknown>;
 }
 
-type UndoFn = (raw: Record<string, unknown>, options: Record<string, unknown>) => Promise<{ changes: AnswerChange[]; via: string }>;
-
-export const UNDO_STEPS: ReadonlyMap<string, UndoFn> = new Map<string, UndoFn>([
-  ['restart-termserv', async (raw, o) => {
-    const c = regenChange(isoDates(raw as RestartRaw), localContext(), typeof o.timeoutSeconds === 'number' ? o.timeoutSeconds : undefined);
-    return { changes: c ? [asChange(c)] : [], via: 'regenChange (scripts/lib/certificate.ts)' };
-  }],
-  ['clear-machinekeys', async (raw, o) => ({
-    changes: clearChanges(isoDates(raw as ClearRaw), localContext(), o as ClearOptions).map(asChange),
-    via: 'clearChanges (scripts/clear-machinekeys.ts)',
-  })],
-  ['toggle-nla', async (raw, o) => {
-    if (typeof o.mode !== 'string') throw new Error('toggle-nla needs options.mode (status, enable, disable, set or restore), as NlaOptions');
-    // A throwaway journal AND key: record() would otherwise create ~/.rdpfix/journal.key.
-    const dir = mkdtempSync(join(tmpdir(), 'rdpfix-emit-journal-'));
-    const keyBefore = process.env.RDPFIX_JOURNAL_KEY;
-    process.env.RDPFIX_JOURNAL_KEY = join(dir, 'journal.key');
-    try {
-      const journal = join(dir, 'journal');
-      await toggleNla(o as unknown as NlaOptions, localContext(async () => raw as NlaRaw, journal));
-      const entries = (await list(journal)).sort((a, b) => a.id.localeCompare(b.id));
-      return {
-        changes: entries.map((e) => ({ summary: e.summary, before: e.before, after: e.after, backup: e.backup, undo: e.undo })),
-        via: 'toggleNla (scripts/toggle-nla.ts) with a runner answering raw and a throwaway journal',
-      };
-    } finally {
-      if (keyBefore === undefined) delete process.env.RDPFIX_JOURNAL_KEY;
-      else process.env.RDPFIX_JOURNAL_KEY = keyBefore;
-      rmSync(dir, { recursive: true, force: true });
-    }
-  }],
-  // setRdpUdp journals udpChange (scripts/disable-rdp-udp.ts) for a 'changed' result only.
-  ['disable-rdp-udp', async (raw, o) => {
-    const via = 'udpChange (scripts/disable-rdp-udp.ts)';
-    if (raw.status !== 'changed') return { changes: [], via };
-    const backupDir = typeof o.backupDir === 'string' ? o.backupDir : UDP_BACKUP_DIR;
-    const c = udpChange((raw.before ?? null) as number | null, (raw.after ?? null) as number | null, (raw.backup ?? null) as string | null, describeTarget(localContext().target), backupDir);
-    return { changes: [c], via };
-  }],
-  // setWindowsMtu journals windowsMtuChange (scripts/lower-mtu.ts) for a 'changed' result; options
-  // are the set's MtuScriptOptions ({ interface, mtu, temporary?, backupDir? }).
-  ['lower-mtu', async (raw, o) => {
-    const via = 'windowsMtuChange (scripts/lower-mtu.ts)';
-    if (raw.status !== 'changed') return { changes: [], via };
-    const opts = o as unknown as MtuScriptOptions;
-    if (typeof opts.interface !== 'string' || typeof opts.mtu !== 'number') throw new Error('lower-mtu needs options.interface and options.mtu (what the set was run with)');
-    const c = windowsMtuChange(opts, { before: typeof raw.before === 'number' ? raw.before : null, store: raw.store as string | undefined, backup: (raw.backup ?? null) as string | null }, describeTarget(localContext().target));
-    return { changes: [c], via };
-  }],
-]);
+/** The journal changes a step records for a raw result (and options as passed), on --target local. */
+function undoAnswer(step: string, raw: Record<string, unknown>, options: Record<string, unknown>): { changes: AnswerChange[]; via: string } {
+  if (!isMutatingStep(step)) throw new Error(`unknown undo step "${step}" (known: ${MUTATING_STEPS.join(', ')})`);
+  return { changes: stepChanges(step, raw, localContext(), options).map(asChange), via: 'stepChanges (scripts/lib/step-changes.ts)' };
+}
 
 /** A step's own interpretation of a raw result, as its TypeScript reports it for --target local. */
 export const INTERPRETERS: ReadonlyMap<string, (raw: Record<string, unknown>) => unknown> = new Map<string, (raw: Record<string, unknown>) => unknown>([
@@ -152,9 +97,7 @@ export async function answer(request: unknown): Promise<Answer> {
       return { script };
     }
     if (typeof r.undo === 'string') {
-      const fn = UNDO_STEPS.get(r.undo);
-      if (!fn) throw new Error(`unknown undo step "${r.undo}" (known: ${[...UNDO_STEPS.keys()].join(', ')})`);
-      return await fn(record(r.raw, `undo "${r.undo}": raw`), r.options === undefined ? {} : record(r.options, `undo "${r.undo}": options`));
+      return undoAnswer(r.undo, record(r.raw, `undo "${r.undo}": raw`), r.options === undefined ? {} : record(r.options, `undo "${r.undo}": options`));
     }
     if (typeof r.interpret === 'string') {
       const fn = INTERPRETERS.get(r.interpret);
