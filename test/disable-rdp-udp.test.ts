@@ -55,6 +55,11 @@ gen('--enable removes the value; undo restores an exact earlier value', () => {
   assert.match(udpPolicyScript({ value: 0 }), /Value = 0\n/);
 });
 
+// What the target record (scripts/ps/record.ps1) and its protected backup folder (backup.ps1) bring in.
+const RECORD_AND_BACKUP_COMMANDS = ['Write-Verbose', 'ConvertFrom-RdpSddl', 'Get-RdpPathSddl', 'Get-RdpRunAs', 'Split-Path', 'Assert-RdpBackupFolderSafe', 'Get-RdpBackupAclProblem', 'Set-RdpPathSddl',
+  'New-RdpProtectedDirectory', 'Initialize-RdpBackupRoot', 'Get-RdpHeldRecord', 'New-RdpBackupFolder', 'Save-RdpTargetRecord', 'Get-Process', 'Get-Variable', 'Write-RdpRecordFile', 'Set-Content',
+  'Move-Item', 'New-RdpTargetRecord', 'Complete-RdpTargetRecord'];
+
 gen('parses with the real grammar; approved verbs, full cmdlet names, nothing PowerShell 5.1 lacks', async () => {
   for (const value of [1, null, 0]) {
     const s = udpPolicyScript({ value, backupDir: "D:\\Backups\\O'Brien ‘x’" });
@@ -64,7 +69,9 @@ gen('parses with the real grammar; approved verbs, full cmdlet names, nothing Po
       'Remove-ItemProperty', 'New-Item', 'New-ItemProperty', 'Out-String', 'ConvertTo-Json', 'Write-Output', 'reg.exe',
       // the shared functions it includes (windows.ps1's boundary, literal.ps1) and what they call
       'Get-RdpRegistryValue', 'Get-Item', 'Invoke-RdpNative', 'ForEach-Object', 'Select-Object', 'ConvertTo-RdpLiteral',
-      'Assert-RdpHost', 'New-Object', 'Test-RdpRegistryKey', 'New-RdpRegistryKey', 'Set-RdpRegistryValue', 'Remove-RdpRegistryValue']);
+      'Assert-RdpHost', 'New-Object', 'Test-RdpRegistryKey', 'New-RdpRegistryKey', 'Set-RdpRegistryValue', 'Remove-RdpRegistryValue',
+      // the target record (record.ps1) and the protected backup folder it lives in (backup.ps1, sddl.ps1)
+      ...RECORD_AND_BACKUP_COMMANDS]);
     assert.equal([...commands].filter((c) => !allowed.has(c)), []);
     assert.not.match(s, /Invoke-Expression|Write-Host|\?\?|catch \{\s*\}/);
   }

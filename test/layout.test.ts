@@ -90,7 +90,9 @@ ps('every generated script includes its functions byte for byte from scripts/ps,
     const body = ex.script.slice(tryAt + 7, catchAt).split('\n');
     // First the host check (scripts/ps/windows.ps1 Assert-RdpHost), a constant line.
     if (!/^Assert-RdpHost( -Elevated)?$/.test(body[0] ?? '')) bad.push(`${key}: does not start with the host check`);
-    for (const line of body.slice(1)) {
+    for (const [i, line] of body.slice(1).entries()) {
+      // A record-writing step's last line completes its target record (scripts/ps/record.ps1), a constant line.
+      if (i > 0 && line === 'Complete-RdpTargetRecord -Result $Result') continue;
       // The call line psCall generates: one entry function, every argument a $P value or a constant switch, no literal.
       if (!/^\$Result = [A-Z][a-z]+-Rdp[A-Za-z]+( -([A-Za-z]+)(:| )\$P\.\2| -[A-Z][A-Za-z]+| -WhatIf:\$P\.DryRun)*$/.test(line)) bad.push(`${key}: runs ${JSON.stringify(line.slice(0, 80))}`);
     }

@@ -274,7 +274,7 @@ sessions('the script refuses on the target unless --force binds DisconnectSessio
   assert.match(buildRestartScript({ disconnectSessions: true }, false), /^ {4}DisconnectSessions = \$true$/m);
   const body = plain.slice(plain.indexOf('function Restart-RdpService'));
   const check = body.indexOf('Test-RdpSessionBlock -Sessions');
-  assert.ok(check > 0 && check < body.indexOf('New-RdpBackupFolder') && check < body.indexOf("Restart-RdpWinService -Name 'TermService'"), 'sessions are judged before the backup, the removal and the restart');
+  assert.ok(check > 0 && check < body.indexOf('New-RdpTargetRecord') && check < body.indexOf("Restart-RdpWinService -Name 'TermService'"), 'sessions are judged before the backup, the removal and the restart');
 });
 
 sessions('JSON reports carry ISO 8601 dates, never the /Date(ms)/ form of Windows PowerShell 5.1', async () => {

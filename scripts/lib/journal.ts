@@ -285,9 +285,12 @@ export async function readJournal(dir?: string): Promise<JournalListing> {
   return { entries, damaged };
 }
 
-/** All valid entries, oldest first (damaged files skipped: readJournal names them). */
+/**
+ * All valid change entries, oldest first (damaged files skipped: readJournal names them). Intent
+ * entries are not changes and are left out: readJournal and openIntents have them.
+ */
 export async function list(dir?: string): Promise<JournalEntry[]> {
-  return (await readJournal(dir)).entries;
+  return (await readJournal(dir)).entries.filter((e) => !isIntent(e));
 }
 
 export async function get(id: string, dir?: string): Promise<JournalEntry | undefined> {
@@ -334,7 +337,7 @@ export async function resolveIntent(id: string, resolved: Omit<IntentResolution,
 
 /** Intent entries whose step's outcome is still unknown, oldest first. */
 export async function openIntents(dir?: string, keep: (e: JournalEntry) => boolean = () => true): Promise<JournalEntry[]> {
-  return (await list(dir)).filter((e) => isIntent(e) && !e.resolved && keep(e));
+  return (await readJournal(dir)).entries.filter((e) => isIntent(e) && !e.resolved && keep(e));
 }
 
 /**

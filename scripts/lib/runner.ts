@@ -10,7 +10,7 @@ import { parseTarget } from './channels.ts';
 import { isResolved, resolveHost } from './dns.ts';
 import { UsageError } from './errors.ts';
 import type { HostsLine } from './hosts.ts';
-import { isIntent, journalDir, list, openIntents, readRunFiles, type JournalEntry, type RunFileFields } from './journal.ts';
+import { isIntent, journalDir, openIntents, readJournal, readRunFiles, type JournalEntry, type RunFileFields } from './journal.ts';
 import { reconcileIntents, type ReconcileOutcome } from './reconcile.ts';
 import type { Runner } from './server-step.ts';
 import { chalk, confirm, printJson, statusWord, withSpinner } from './output.ts';
@@ -207,7 +207,7 @@ export async function runRecipe(recipe: Recipe, o: RunOptions): Promise<RunState
   if (o.resume && !state.dryRun) {
     const open = await openIntents(o.journal, (e) => e.runId === state.runId);
     if (open.length) o.onReconcile?.(await reconcileIntents(open, { ...(o.journal ? { journal: o.journal } : {}), ...(o.records ? { run: o.records } : {}) }));
-    intents = (await list(o.journal)).filter((e) => isIntent(e) && e.runId === state.runId);
+    intents = (await readJournal(o.journal)).entries.filter((e) => isIntent(e) && e.runId === state.runId);
   }
   let wouldChangeBefore = state.steps.some((s) => s.status === 'would-change');
 

@@ -1,7 +1,7 @@
 # clear-machinekeys.ps1: On evidence, back up and repair the RDP key container and MachineKeys folder ACLs, and
 # regenerate the certificate (restart-termserv's Restart-RdpService) when the key is still unusable; the drastic
 # folder rename; and the two undo steps (Restore-RdpMachineKeyAcl, Restore-RdpMachineKeysFolder).
-# requires: restart-termserv, certificate, sessions, facts, sddl, windows, backup, literal, result
+# requires: restart-termserv, certificate, sessions, facts, sddl, windows, backup, literal, result, record
 
 function Repair-RdpMachineKey {
     # Evidence, backup, narrow repair, verify; regenerate only if the key is still unusable.
@@ -17,7 +17,8 @@ function Repair-RdpMachineKey {
         [switch]$RenameFolder,
         [switch]$DisconnectSessions,
         [int]$TimeoutSeconds = 60,
-        [string[]]$Drop = @()
+        [string[]]$Drop = @(),
+        [AllowEmptyString()][string]$RecordTag = ''
     )
     $machineKeys = Join-Path -Path $env:ProgramData -ChildPath 'Microsoft\Crypto\RSA\MachineKeys'
     $result = [ordered]@{
@@ -55,17 +56,22 @@ function Repair-RdpMachineKey {
             $result.plan = [ordered]@{ rename = $true; otherKeys = $others }
             Assert-RdpSessionFree -Result $result -DisconnectSessions:$DisconnectSessions
             if ($PSCmdlet.ShouldProcess($machineKeys, 'Rename to MachineKeys_old_<time>, start a fresh folder, remove the RDP certificate, restart')) {
-                $folder = New-RdpBackupFolder -Root $BackupRoot -Step 'clear-machinekeys-rename'
+                $folder = New-RdpTargetRecord -Root $BackupRoot -Step 'clear-machinekeys' -Label 'clear-machinekeys-rename' -Tag $RecordTag -Result $result -Options ([ordered]@{ renameFolder = $true; timeoutSeconds = $TimeoutSeconds })
                 $result.backup = $folder
                 Backup-RdpMachineKeyAcl -MachineKeys $machineKeys -Folder $folder -FolderSddl ([string]$before.folder.sddl)
                 $records = @()
                 foreach ($item in @(Get-RdpStoreCertificate -Store 'Remote Desktop')) { $records += Backup-RdpCertificate -Certificate $item -Folder $folder -Key $null }
                 $newName = 'MachineKeys_old_{0}' -f (Get-Date).ToString('yyyyMMdd-HHmmss')
+                $renamed = [ordered]@{ path = $machineKeys; to = (Join-Path -Path (Split-Path -Path $machineKeys -Parent) -ChildPath $newName) }
+                # From here on the undo must put the folder back and every certificate (the undo
+                # does only what is still to do).
+                Save-RdpTargetRecord -Result $result -Pending @{ renamed = $renamed; removed = $records }
                 Rename-Item -LiteralPath $machineKeys -NewName $newName
-                $result.renamed = [ordered]@{ path = $machineKeys; to = (Join-Path -Path (Split-Path -Path $machineKeys -Parent) -ChildPath $newName) }
+                $result.renamed = $renamed
                 $null = New-Item -ItemType Directory -Path $machineKeys
                 Set-RdpFolderAcl -Path $machineKeys -Sddl $DefaultFolderSddl
                 foreach ($record in $records) {
+                    Save-RdpTargetRecord -Result $result -Pending @{ removed = @($records | Where-Object -FilterScript { @($result.removed) -notcontains $_ }) }
                     Remove-RdpStoreCertificate -Store 'Remote Desktop' -Thumbprint $record.thumbprint
                     $result.removed += $record
                 }
@@ -103,7 +109,7 @@ function Repair-RdpMachineKey {
         $applied = $false
         if ($folderFix -or $fixes.Count -gt 0) {
             if ($PSCmdlet.ShouldProcess($machineKeys, 'Back up, then repair the MachineKeys folder and RDP key container ACLs')) {
-                $folder = New-RdpBackupFolder -Root $BackupRoot -Step 'clear-machinekeys'
+                $folder = New-RdpTargetRecord -Root $BackupRoot -Step 'clear-machinekeys' -Tag $RecordTag -Result $result -Options ([ordered]@{ renameFolder = $false; timeoutSeconds = $TimeoutSeconds })
                 $result.backup = $folder
                 Backup-RdpMachineKeyAcl -MachineKeys $machineKeys -Folder $folder -FolderSddl ([string]$before.folder.sddl) -Container @($fixes | ForEach-Object -Process { $_.container })
                 # Backups are written and checked; only now does anything change.
@@ -111,12 +117,14 @@ function Repair-RdpMachineKey {
                 # /remove:d done, /grant:r refused) still journals what its undo must put back.
                 if ($folderFix) {
                     $result.changed.folder = [ordered]@{ path = $machineKeys; before = $before.folder.sddl; after = $null }
+                    Save-RdpTargetRecord -Result $result
                     Set-RdpFolderAcl -Path $machineKeys -Sddl $DefaultFolderSddl
                     $result.changed.folder.after = Get-RdpPathSddl -Path $machineKeys -Directory
                 }
                 foreach ($fix in $fixes) {
                     $entry = [ordered]@{ path = $fix.container.path; kind = $fix.container.kind; before = $fix.container.sddl; after = $null }
                     $result.changed.containers += $entry
+                    Save-RdpTargetRecord -Result $result
                     Set-RdpContainerAcl -Path $fix.container.path -Aces $fix.aces -OwnerSystem:($fix.container.kind -eq 'listener')
                     $entry.after = Get-RdpPathSddl -Path $fix.container.path
                 }
@@ -411,11 +419,20 @@ function Restore-RdpMachineKeysFolder {
         [object[]]$Certificates = @(),
         [int]$TimeoutSeconds = 60
     )
-    $result = [ordered]@{ step = 'clear-machinekeys-undo'; status = 'failed'; error = $null; movedAside = $null; certificates = $null }
+    $result = [ordered]@{ step = 'clear-machinekeys-undo'; status = 'failed'; error = $null; note = $null; movedAside = $null; certificates = $null }
     try {
         if (-not (Test-Path -LiteralPath $RenamedTo)) {
-            if (Test-Path -LiteralPath $Path) { $result.error = ('{0} is gone: the folder was already put back or moved' -f $RenamedTo) }
-            else { $result.error = ('neither {0} nor {1} exists' -f $RenamedTo, $Path) }
+            if (-not (Test-Path -LiteralPath $Path)) {
+                $result.error = ('neither {0} nor {1} exists' -f $RenamedTo, $Path)
+                return $result
+            }
+            # The folder is where it belongs (never renamed: the run stopped before it, or put back
+            # already): only the certificates may still be missing; Restore-RdpCertificate says 'ok'
+            # when they are all there.
+            $restored = Restore-RdpCertificate -BackupPath $BackupPath -Certificates $Certificates -TimeoutSeconds $TimeoutSeconds
+            $result.certificates = [ordered]@{ status = $restored.status; error = $restored.error; problems = $restored.problems }
+            $result.status = $restored.status
+            if ($restored.status -eq 'ok') { $result.note = ('{0} does not exist and {1} is in place: nothing to put back' -f $RenamedTo, $Path) }
             return $result
         }
         if ($PSCmdlet.ShouldProcess($Path, ('Move the fresh folder aside and rename {0} back' -f $RenamedTo))) {

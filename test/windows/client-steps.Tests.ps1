@@ -101,8 +101,9 @@ Describe 'disable-rdp-udp on the twin' {
         $run.result.status | Should -Be 'changed' -Because $run.json
         $run.result.before | Should -Be 0
         Get-TwinRegistryValue -Path $UdpKey -Name 'fClientDisableUDP' | Should -Be 1
-        # Join-Path writes / off Windows; on Windows this is C:\ProgramData\rdpfix\backup\disable-rdp-udp-....reg.
-        $run.result.backup | Should -Match '^C:[\\/]ProgramData[\\/]rdpfix[\\/]backup[\\/]disable-rdp-udp-\d{8}-\d{6}\.reg$'
+        # Join-Path writes / off Windows; on Windows this is C:\ProgramData\rdpfix\backup\<time>-disable-rdp-udp-<hex>\disable-rdp-udp.reg,
+        # in the run's own folder next to its record.json.
+        $run.result.backup | Should -Match '^C:[\\/]ProgramData[\\/]rdpfix[\\/]backup[\\/]\d{8}-\d{6}-\d{3}-disable-rdp-udp-[0-9a-f]{6}[\\/]disable-rdp-udp\.reg$'
         Test-Path -LiteralPath $run.result.backup | Should -BeTrue
         Test-Path -LiteralPath (Join-Path $env:ProgramData 'rdpfix/backup' | Join-Path -ChildPath (Split-Path -Leaf $run.result.backup)) | Should -BeTrue
         [System.IO.File]::ReadAllText((Resolve-Path -LiteralPath $run.result.backup).ProviderPath, [System.Text.Encoding]::Unicode) | Should -Match '"fClientDisableUDP":\{"type":"DWord","value":0\}'
