@@ -81,8 +81,14 @@ function Save-RdpTargetRecord {
     }
     if ($null -ne $held.record.nested -and [object]::ReferenceEquals($held.record.nested.result, $Result)) {
         $held.record.nested.assume = $assume
-    } else {
+    } elseif ([object]::ReferenceEquals($held.record.result, $Result)) {
         $held.record.assume = $assume
+    } else {
+        # A nested step that started no part of the record (a plain restart inside another step):
+        # the record holds what the outer step says; only the time moves.
+        $held.record.updated = (Get-Date).ToUniversalTime().ToString('o')
+        Write-RdpRecordFile -Path $held.path -Record $held.record
+        return
     }
     $held.record.updated = (Get-Date).ToUniversalTime().ToString('o')
     Write-RdpRecordFile -Path $held.path -Record $held.record

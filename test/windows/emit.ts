@@ -6,6 +6,7 @@
 // Requests:
 //   { "build": NAME, "args": [...] }              -> { "script": TEXT }
 //   { "undo": STEP, "raw": {...}, "options": {} } -> { "changes": [{ summary, before, after, backup, undo }], "via": HOW }
+//   { "record": {...record.json} }               -> { "changes": [...], "via": HOW } (lib/target-record.ts recordChanges)
 //   { "interpret": STEP, "raw": {...} }           -> { "report": the step's report for --target local }
 //   { "corpus": "examples" }                      -> { "scripts": [{ label, script }] } (test/examples/*.ts)
 // A request that fails gets { "error": "..." } (the others still run); the exit code is 0 unless
@@ -25,6 +26,7 @@ import { exampleScripts } from '../helpers/ps-corpus.ts';
 import { emitRecipe, type EmitOptions } from '../../scripts/lib/recipe-emit.ts';
 import { loadRecipe } from '../../scripts/lib/recipe.ts';
 import { windowsRouteScript } from '../../scripts/lib/route.ts';
+import { parseTargetRecord, recordChanges } from '../../scripts/lib/target-record.ts';
 import { contextFrom, serverFlags, type Change, type StepContext } from '../../scripts/lib/server-step.ts';
 import { isMutatingStep, MUTATING_STEPS, stepChanges } from '../../scripts/lib/step-changes.ts';
 import type { UndoSpec } from '../../scripts/lib/journal.ts';
@@ -98,6 +100,11 @@ export async function answer(request: unknown): Promise<Answer> {
     }
     if (typeof r.undo === 'string') {
       return undoAnswer(r.undo, record(r.raw, `undo "${r.undo}": raw`), r.options === undefined ? {} : record(r.options, `undo "${r.undo}": options`));
+    }
+    if (r.record !== undefined) {
+      // A target record as record.ps1 wrote it (record.json): the changes undo --reconcile / --from-target journal from it.
+      const rec = parseTargetRecord(record(r.record, 'record'));
+      return { changes: recordChanges(rec, localContext()).map(asChange), via: `recordChanges (scripts/lib/target-record.ts), phase ${rec.phase}` };
     }
     if (typeof r.interpret === 'string') {
       const fn = INTERPRETERS.get(r.interpret);
