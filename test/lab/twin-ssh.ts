@@ -351,6 +351,14 @@ export const STEPS: StepCase[] = [
 // Not here: lower-mtu. Its --interface/--mtu change runs on this machine only (no --target), so
 // no ssh:// channel carries it.
 
+/**
+ * The backup root as the step is told it: a Windows path, which TwinHost's C: drive (rooted at the
+ * twin's folder) maps to <root>/ProgramData/rdpfix/backup. The journal embeds a backup path in an
+ * undo only when it is a valid Windows path (validateWindowsPath), so the twin's own Linux path
+ * ($env:ProgramData) would journal "restore by hand" instead of an undo (seen: every server step).
+ */
+export const WIN_BACKUP = 'C:\\ProgramData\\rdpfix\\backup';
+
 export type FaultKind = 'none' | 'client-kill' | 'drop' | 'remote-kill' | 'full-disk';
 
 export interface Fault {
@@ -434,7 +442,7 @@ export async function runCase(lab: Lab, step: StepCase, fault: Fault): Promise<C
   const problems: string[] = [];
   const notes: string[] = [];
   const before = await control.reset(host.root, host.statePath, step.fixture);
-  const stepArgs = [...step.args(before), '--target', target, '--json', '--journal', journal];
+  const stepArgs = [...step.args(before), '--backup-dir', WIN_BACKUP, '--target', target, '--json', '--journal', journal];
   const run1 = `fault${n}a-${Date.now().toString(36)}`;
   let hit = fault.kind === 'none' || fault.kind === 'full-disk';
   let first: CliRun;
@@ -530,7 +538,8 @@ export async function runCase(lab: Lab, step: StepCase, fault: Fault): Promise<C
     for (const r of undoRuns) {
       const u = await runCli(topo, 'undo.ts', ['--run', r, '--yes', '--journal', journal, '--json'], env);
       const st = typeof u.json?.status === 'string' ? u.json.status : `exit ${u.code}`;
-      if (u.code !== 0 && st !== 'nothing-to-undo') notes.push(`undo --run ${r === run1 ? 'first' : 'second'}: ${st}: ${u.stdout.slice(-300)}`);
+      const undone = Array.isArray(u.json?.changes) ? (u.json.changes as unknown[]).length : 0;
+      notes.push(`undo --run of the ${r === run1 ? 'faulted' : 're-'}run: ${st}, ${undone} undone${u.code !== 0 && st !== 'nothing-to-undo' ? `: ${u.stdout.slice(-300)}` : ''}`);
     }
     const final = await control.state(host.statePath);
     const back = stateDiff(before, final);

@@ -40,6 +40,9 @@ Import-TwinState -Path $script:StatePath
 $script:LastSaved = Get-TwinSerialized
 # C:\ is the twin's root, as in the Pester tests: a default C:\ProgramData\... path lands in the twin.
 $null = New-PSDrive -Name C -PSProvider FileSystem -Root (Split-Path -Path $env:ProgramData -Parent) -Scope Global
+# ... and the script sees ProgramData where Windows has it: every path it builds (backups, key files,
+# the records) is a C:\ path in Windows' form, as rdpfix journals them (the twin keeps its own paths).
+$env:ProgramData = 'C:\ProgramData'
 
 function Save-TwinHostState {
     # Write the twin only when the call changed it (most calls only read).
@@ -51,11 +54,23 @@ function Save-TwinHostState {
 }
 
 $script:CommonParameters = @([System.Management.Automation.PSCmdlet]::CommonParameters) + @([System.Management.Automation.PSCmdlet]::OptionalCommonParameters)
+function ConvertTo-TwinHostPath {
+    # A C:\... value as the twin's disk (the C: drive above): the twin's functions hand paths to .NET
+    # ([IO.File]), which knows no PowerShell drive, where Windows would have a real C:.
+    param($Value)
+    if ($Value -is [string] -and $Value -match '^[A-Za-z]:[\\/]') { return $ExecutionContext.SessionState.Path.GetUnresolvedProviderPathFromPSPath($Value) }
+    if ($Value -is [string[]] -or ($Value -is [object[]] -and @($Value | Where-Object -FilterScript { $_ -isnot [string] }).Count -eq 0)) {
+        return [string[]]@($Value | ForEach-Object -Process { ConvertTo-TwinHostPath $_ })
+    }
+    return $Value
+}
+
 function Get-TwinHostArguments {
-    # The caller's bound parameters without the common ones (the twin's functions are simple ones).
+    # The caller's bound parameters without the common ones (the twin's functions are simple ones),
+    # C:\ paths resolved on the twin's disk.
     param([System.Collections.IDictionary]$Bound)
     $out = @{}
-    foreach ($k in $Bound.Keys) { if ($script:CommonParameters -notcontains $k) { $out[$k] = $Bound[$k] } }
+    foreach ($k in $Bound.Keys) { if ($script:CommonParameters -notcontains $k) { $out[$k] = ConvertTo-TwinHostPath $Bound[$k] } }
     return $out
 }
 
@@ -97,7 +112,7 @@ Move-TwinAcl -From $from -To $to
 Set-TwinPending $null; Save-TwinHostState
 '@
 New-TwinHostProxy -Cmdlet 'Remove-Item' -Body @'
-$paths = @(@($LiteralPath) + @($Path) | Where-Object -FilterScript { $_ } | ForEach-Object -Process { [System.IO.Path]::GetFullPath($_) })
+$paths = @(@($LiteralPath) + @($Path) | Where-Object -FilterScript { $_ } | ForEach-Object -Process { $ExecutionContext.SessionState.Path.GetUnresolvedProviderPathFromPSPath($_) })
 Set-TwinPending ([ordered]@{ kind = 'remove'; paths = $paths }); Save-TwinHostState
 try { Microsoft.PowerShell.Management\Remove-Item @PSBoundParameters }
 finally {
@@ -113,6 +128,19 @@ Set-TwinPending ([ordered]@{ kind = 'copy'; to = $target }); Save-TwinHostState
 Microsoft.PowerShell.Management\Copy-Item @PSBoundParameters
 Clear-TwinAcl -Path $target
 Set-TwinPending $null; Save-TwinHostState
+'@
+# Join-Path and Split-Path: on Windows a path on C: is written with backslashes, and rdpfix journals a backup path
+# only in that form (validateWindowsPath); pwsh on Linux joins with '/'. The real cmdlet, then a
+# C:... result in Windows' form (pwsh reads either separator).
+New-TwinHostProxy -Cmdlet 'Join-Path' -Body @'
+foreach ($r in @(Microsoft.PowerShell.Management\Join-Path @PSBoundParameters)) {
+    if ($r -is [string] -and $r -match '^[A-Za-z]:[\\/]') { $r -replace '/', '\' } else { $r }
+}
+'@
+New-TwinHostProxy -Cmdlet 'Split-Path' -Body @'
+foreach ($r in @(Microsoft.PowerShell.Management\Split-Path @PSBoundParameters)) {
+    if ($r -is [string] -and $r -match '^[A-Za-z]:[\\/]') { $r -replace '/', '\' } else { $r }
+}
 '@
 function TwinRoute-Start-Sleep { }
 Set-Alias -Name 'Start-Sleep' -Value 'TwinRoute-Start-Sleep' -Scope Script -Force
