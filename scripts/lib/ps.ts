@@ -168,6 +168,9 @@ if ($Result.Contains('backup') -and $Result['backup']) {
 if ($Result.Contains('restore') -and $Result['restore']) {
     foreach ($RestoreLine in @($Result['restore'])) { Write-Output ('rdpfix: to restore it, run: {0}' -f $RestoreLine) }
 }
+if ($Result.Contains('record') -and $Result['record']) {
+    Write-Output ('rdpfix: this change is recorded on this ${spec.runsOn === 'client' ? 'machine' : 'server'} as {0} (record.json next to the backup); undo it from any workstation with: npx tsx scripts/undo.ts --target <CHANNEL to this ${spec.runsOn === 'client' ? 'machine' : 'server'}> --from-target {0} --yes' -f $Result['record'])
+}
 `;
   // Values are ASCII by construction (psValue); the rest is our own text.
   return assertAscii(text, `generated script ${spec.name}`);
