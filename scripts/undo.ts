@@ -85,7 +85,11 @@ export async function main(argv: string[], o: Omit<UndoOptions, 'journal' | 'onE
       'Each undo is verified by the undo itself and journaled; entries that cannot be undone say why.\n' +
         'Undo runs only what the journal allows for the entry: the MTU commands lower-mtu records, and PowerShell ' +
         'undos sealed by this rdpfix for this user (key ~/.rdpfix/journal.key). Damaged journal files are named and skipped.\n' +
-        'Exit codes: 0 undone (or already as before), 1 nothing to undo, an undo failed or was refused, 2 bad usage.',
+        'A step that did not return (killed, channel dropped) is listed as "outcome unknown": --reconcile reads what it did from ' +
+        'the target\'s record (C:\\ProgramData\\rdpfix\\backup\\<id>\\record.json, written before its first change) and journals it. ' +
+        '--from-target lists or undoes what a target\'s records hold, whoever made the change and from wherever.\n' +
+        'Exit codes: 0 undone (or already as before; --reconcile: every step resolved), 1 nothing to undo, an undo failed or ' +
+        'was refused (--reconcile: an outcome is still unknown), 2 bad usage.',
     )
     .parseAsync();
   const dir = args.journal !== undefined ? validateLocalPath(args.journal, '--journal') : undefined;
