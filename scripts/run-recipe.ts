@@ -29,7 +29,7 @@ export async function main(argv: string[]): Promise<number> {
     .option('yes', { alias: 'y', type: 'boolean', default: false, describe: 'do not ask for confirmation' })
     .option('dry-run', { type: 'boolean', default: false, describe: 'run every step in inspect-only mode against the real targets' })
     .option('rollback', { type: 'boolean', default: false, describe: 'on failure, undo every change this run made (newest first)' })
-    .option('resume', { type: 'string', describe: 'continue an interrupted run after its last finished step (RUN_ID, or empty for the newest)' })
+    .option('resume', { type: 'string', describe: 'continue an interrupted run after its last finished step (RUN_ID, or empty for the newest); a step interrupted in the middle is first reconciled with the target\'s record and not run again if it completed there' })
     .option('emit', { type: 'boolean', default: false, describe: 'print the PowerShell of one stage of the server-side steps, for pasting; runs nothing' })
     .option('stage', { type: 'number', describe: 'with --emit: which stage to print (1 = the least drastic fix; each stage ends at a check that may stop the recipe)' })
     .option('list', { type: 'boolean', default: false, describe: 'list the recipes' })
@@ -73,7 +73,7 @@ export async function main(argv: string[]): Promise<number> {
     const saved = findResumable(args.resume === '' ? true : args.resume, args.journal);
     const recipe = loadRecipe(saved.recipeFile);
     if (!json) process.stdout.write(`Resuming run ${saved.runId} (${saved.steps.length} of ${recipe.steps.length} steps done)\n`);
-    return finishRun(recipe, await runRecipe(recipe, { host: saved.host, target: saved.target, dryRun: saved.dryRun, params: saved.params, resume: saved, journal: args.journal, ...humanHooks(json) }), args.rollback, json);
+    return finishRun(recipe, await runRecipe(recipe, { host: saved.host, target: saved.target, dryRun: saved.dryRun, params: saved.params, resume: saved, journal: args.journal, ...humanHooks(json), onReconcile: (found) => { if (!json) for (const r of found) process.stderr.write(`reconciled ${r.script} on ${r.target}: ${r.state} (${r.detail})\n`); } }), args.rollback, json);
   }
 
   if (args._.length > 1) throw new UsageError(`expected one recipe, got ${args._.map((a) => JSON.stringify(String(a))).join(' ')}`);

@@ -206,7 +206,11 @@ export async function runRecipe(recipe: Recipe, o: RunOptions): Promise<RunState
   let intents: JournalEntry[] = [];
   if (o.resume && !state.dryRun) {
     const open = await openIntents(o.journal, (e) => e.runId === state.runId);
-    if (open.length) o.onReconcile?.(await reconcileIntents(open, { ...(o.journal ? { journal: o.journal } : {}), ...(o.records ? { run: o.records } : {}) }));
+    if (open.length) {
+      // Not inside o.onReconcile?.(...): optional chaining would skip the reconcile without a listener.
+      const found = await reconcileIntents(open, { ...(o.journal ? { journal: o.journal } : {}), ...(o.records ? { run: o.records } : {}) });
+      o.onReconcile?.(found);
+    }
     intents = (await readJournal(o.journal)).entries.filter((e) => isIntent(e) && e.runId === state.runId);
   }
   let wouldChangeBefore = state.steps.some((s) => s.status === 'would-change');
