@@ -78,6 +78,7 @@ const cases: Case[] = [
         { script: 'disable-rdp-udp', args: [], codes: [2], error: true },
         { script: 'disable-rdp-udp', args: ['--skip-if-not-windows'], codes: [0] },
         ...['inspect-server', 'restart-termserv', 'clear-machinekeys', 'toggle-nla'].map((script) => ({ script, args: ['--target', 'local'], codes: [2], error: true })),
+        { script: 'prune-backups', args: ['--older-than', '30', '--target', 'local'], codes: [2], error: true },
       ]
     : []),
 ];
@@ -93,6 +94,7 @@ const dryRuns: Record<string, string[]> = {
   'restart-termserv': ['--emit'],
   'clear-machinekeys': ['--emit'],
   'toggle-nla': ['disable', '--emit'],
+  'prune-backups': ['--older-than', '30', '--emit'],
   undo: ['--list'],
   'run-recipe': ['--list'],
 };

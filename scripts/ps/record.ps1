@@ -117,12 +117,14 @@ function Complete-RdpTargetRecord {
 
 function Write-RdpRecordFile {
     # Whole or not at all: a temporary file in the same folder, then moved over the record.
-    [CmdletBinding()]
+    [CmdletBinding(SupportsShouldProcess = $true)]
     param([Parameter(Mandatory = $true)][string]$Path, [Parameter(Mandatory = $true)]$Record)
-    $json = $Record | ConvertTo-Json -Depth 12 -Compress
-    $tmp = $Path + '.tmp'
-    Set-Content -LiteralPath $tmp -Value $json -Encoding UTF8
-    Move-Item -LiteralPath $tmp -Destination $Path -Force
+    if ($PSCmdlet.ShouldProcess($Path, 'Write the target record')) {
+        $json = $Record | ConvertTo-Json -Depth 12 -Compress
+        $tmp = $Path + '.tmp'
+        Set-Content -LiteralPath $tmp -Value $json -Encoding UTF8
+        Move-Item -LiteralPath $tmp -Destination $Path -Force
+    }
 }
 
 function Get-RdpTargetRecord {

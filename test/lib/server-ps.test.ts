@@ -53,6 +53,8 @@ const CMDLETS = new Set([
   'New-ScheduledTaskPrincipal', 'New-ScheduledTaskSettingsSet', 'New-ScheduledTaskTrigger', 'New-TimeSpan', 'Register-ScheduledTask', 'Remove-Item',
   'Remove-ItemProperty', 'Rename-Item', 'Restart-Service', 'Select-Object', 'Set-Content', 'Set-StrictMode', 'Sort-Object', 'Split-Path', 'Start-Service',
   'Start-Sleep', 'Test-Path', 'Unregister-ScheduledTask', 'Where-Object', 'Write-Output', 'Write-Verbose',
+  // the target record (record.ps1): its writer's process check, the held record, the atomic move
+  'Get-Process', 'Get-Variable', 'Move-Item',
   // the client-side steps (lower-mtu, disable-rdp-udp, the route lookup)
   'Find-NetRoute', 'Get-NetIPInterface', 'Set-NetIPInterface', 'Get-NetAdapter', 'Get-ItemProperty', 'Set-ItemProperty',
 ]);
@@ -61,10 +63,10 @@ const CMDLETS = new Set([
 const MUTATING = new Set([
   'Add-Content', 'Copy-Item', 'Export-Certificate', 'Invoke-CimMethod', 'New-Item', 'New-ItemProperty', 'Register-ScheduledTask', 'Remove-Item',
   'Remove-ItemProperty', 'Rename-Item', 'Restart-Service', 'Set-Content', 'Start-Service', 'Stop-Service', 'Set-Service', 'Set-ItemProperty',
-  'Set-Acl', 'Unregister-ScheduledTask', 'Out-File', 'Invoke-RdpNative', 'Set-RdpPathSddl', 'Set-NetIPInterface',
+  'Set-Acl', 'Unregister-ScheduledTask', 'Out-File', 'Invoke-RdpNative', 'Set-RdpPathSddl', 'Set-NetIPInterface', 'Move-Item',
 ]);
 
-const APPROVED_VERBS = new Set(['Add', 'Assert', 'Backup', 'Compress', 'ConvertFrom', 'ConvertTo', 'Copy', 'Get', 'Invoke', 'New', 'Register', 'Remove', 'Rename', 'Repair', 'Restart', 'Restore', 'Save', 'Select', 'Set', 'Sort', 'Split', 'Start', 'Test', 'Unregister', 'Wait', 'Where', 'Write', 'Export', 'Group', 'Join', 'Out', 'Stop', 'ForEach', 'Find']);
+const APPROVED_VERBS = new Set(['Add', 'Assert', 'Backup', 'Compress', 'ConvertFrom', 'ConvertTo', 'Copy', 'Get', 'Invoke', 'New', 'Register', 'Remove', 'Rename', 'Repair', 'Restart', 'Restore', 'Save', 'Select', 'Set', 'Sort', 'Split', 'Start', 'Test', 'Unregister', 'Wait', 'Where', 'Write', 'Export', 'Group', 'Join', 'Out', 'Stop', 'ForEach', 'Find', 'Initialize', 'Complete', 'Measure']);
 
 async function tree(script: string): Promise<Node> {
   const t = (await psParser()).parse(script);
