@@ -123,6 +123,12 @@ function Write-RdpRecordFile {
         $json = $Record | ConvertTo-Json -Depth 12 -Compress
         $tmp = $Path + '.tmp'
         Set-Content -LiteralPath $tmp -Value $json -Encoding UTF8
+        # A full disk can leave a short file without an error: read it back before it replaces the record.
+        $back = [string](Get-Content -LiteralPath $tmp -Raw -Encoding UTF8)
+        if ($back.TrimEnd() -ne $json) {
+            Remove-Item -LiteralPath $tmp -Force -ErrorAction SilentlyContinue
+            throw ('the target record {0} could not be written whole (is the disk full?)' -f $Path)
+        }
         Move-Item -LiteralPath $tmp -Destination $Path -Force
     }
 }
