@@ -14,7 +14,8 @@
 //
 // How to undo it: `npx tsx scripts/disable-rdp-udp.ts --enable` removes the value again (UDP back on);
 // `undo` restores exactly the previous value from the journal. mstsc reads it at start: reopen it.
-import { describeTarget, parseTarget, runScript, TARGET_HELP, type Target } from './lib/channels.ts';
+import { describeTarget, parseTarget, TARGET_HELP, type Target } from './lib/channels.ts';
+import { runStep, settleIntent, type RawResult, type StepContext } from './lib/server-step.ts';
 import { isMain, makeCli, runCli } from './lib/cli.ts';
 import { EnvError, StepError } from './lib/errors.ts';
 import { record } from './lib/journal.ts';
@@ -74,7 +75,10 @@ export async function setRdpUdp(o: UdpOptions = {}): Promise<UdpResult> {
   }
   const value = o.enable ? null : 1;
   const script = udpPolicyScript({ value, dryRun: o.dryRun, backupDir });
-  const { result } = await runScript<ScriptResult>(target, script);
+  // Through runStep: an intent entry first, the script tagged with it (lib/server-step.ts), so a run
+  // killed or cut off after the change is found by undo --reconcile in the target's record.
+  const ctx: StepContext = { target, dryRun: !!o.dryRun, ...(o.journalDir ? { journal: o.journalDir } : {}) };
+  const result = await runStep<ScriptResult & RawResult>(ctx, script);
   const out: UdpCore = {
     ...base,
     status: result.status,
@@ -85,10 +89,13 @@ export async function setRdpUdp(o: UdpOptions = {}): Promise<UdpResult> {
   };
   if (result.status === 'changed') {
     const entry = await record(
-      { script: SCRIPT, target: target.kind === 'local' ? 'client' : where, ...udpChange(out.before, out.after, out.backup, where, backupDir) },
+      { script: SCRIPT, target: target.kind === 'local' ? 'client' : where, ...udpChange(out.before, out.after, out.backup, where, backupDir), ...(ctx.intent?.record ? { targetRecord: ctx.intent.record } : {}) },
       o.journalDir,
     );
     out.journal = entry.id;
+    await settleIntent(ctx, [entry.id]);
+  } else {
+    await settleIntent(ctx, []);
   }
   return withContract(out, target, !!o.enable);
 }

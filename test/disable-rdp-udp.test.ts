@@ -58,7 +58,7 @@ gen('--enable removes the value; undo restores an exact earlier value', () => {
 // What the target record (scripts/ps/record.ps1) and its protected backup folder (backup.ps1) bring in.
 const RECORD_AND_BACKUP_COMMANDS = ['Write-Verbose', 'ConvertFrom-RdpSddl', 'Get-RdpPathSddl', 'Get-RdpRunAs', 'Split-Path', 'Assert-RdpBackupFolderSafe', 'Get-RdpBackupAclProblem', 'Set-RdpPathSddl',
   'New-RdpProtectedDirectory', 'Initialize-RdpBackupRoot', 'Get-RdpHeldRecord', 'New-RdpBackupFolder', 'Save-RdpTargetRecord', 'Get-Process', 'Get-Variable', 'Write-RdpRecordFile', 'Set-Content',
-  'Move-Item', 'New-RdpTargetRecord', 'Complete-RdpTargetRecord'];
+  'Move-Item', 'New-RdpTargetRecord', 'Complete-RdpTargetRecord', 'Get-Content', 'Remove-Item'];
 
 gen('parses with the real grammar; approved verbs, full cmdlet names, nothing PowerShell 5.1 lacks', async () => {
   for (const value of [1, null, 0]) {
@@ -146,7 +146,8 @@ function withFake<T>(fn: (fb: ReturnType<typeof fakeBin>, jdir: string) => Promi
     rmSync(jdir, { recursive: true, force: true });
   });
 }
-const entries = (d: string) => readdirSync(d).map((f) => JSON.parse(readFileSync(join(d, f), 'utf8')) as JournalEntry);
+// The change entries (the intent entry each run writes first is not a change).
+const entries = (d: string) => readdirSync(d).filter((f) => f.endsWith('.json')).map((f) => JSON.parse(readFileSync(join(d, f), 'utf8')) as JournalEntry).filter((e) => !e.intent);
 
 chan('check, apply, again: would-change (nothing journaled), changed (journaled with undo), ok', () =>
   withFake(async (fb, jdir) => {

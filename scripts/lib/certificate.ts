@@ -71,6 +71,11 @@ export interface RegenUndoData {
   certificates: CertBackupRecord[];
   unpinned: string | null;
   timeoutSeconds?: number;
+  /**
+   * UmRdpService ran before the regeneration: the undo starts it again even when it finds it
+   * stopped (a run killed between Restart-Service -Force, which stops it, and its start).
+   */
+  startUmRdpService?: boolean;
 }
 
 /** The undo of a regeneration: a generated script for the same target. */
@@ -85,9 +90,15 @@ export function buildRestoreCertScript(data: RegenUndoData): string {
       Certificates: data.certificates.map((c) => ({ ...c })),
       Unpinned: data.unpinned ?? '',
       TimeoutSeconds: data.timeoutSeconds ?? 60,
+      ...(data.startUmRdpService ? { StartUmRdpService: true } : {}),
       DryRun: false,
     },
   });
+}
+
+/** Did UmRdpService run before (a RestartRaw's before.services, as PowerShell 5.1 or 7 writes a status)? */
+function umRdpRanBefore(raw: RestartRaw): boolean {
+  return asArray<{ Name?: unknown; Status?: unknown }>(raw.before?.services).some((s) => s?.Name === 'UmRdpService' && (s.Status === 4 || s.Status === 'Running'));
 }
 
 function safeThumbprint(v: string): string | null {
@@ -111,7 +122,7 @@ export function regenChange(raw: RestartRaw, ctx: StepContext, timeoutSeconds?: 
   if (!backup || !records || (raw.unpinned && !unpinned)) {
     undo = { kind: 'none', reason: `the target reported backup details rdpfix will not embed in a script; restore by hand from ${String(raw.backup)} (reg import <thumbprint>.reg, copy the key file back)` };
   } else {
-    undo = psUndo(ctx, buildRestoreCertScript({ backup, certificates: records, unpinned, ...(timeoutSeconds ? { timeoutSeconds } : {}) }));
+    undo = psUndo(ctx, buildRestoreCertScript({ backup, certificates: records, unpinned, ...(timeoutSeconds ? { timeoutSeconds } : {}), ...(umRdpRanBefore(raw) ? { startUmRdpService: true } : {}) }));
   }
   return {
     summary,

@@ -66,7 +66,8 @@ function Restore-RdpCertificate {
         [Parameter(Mandatory = $true)][string]$BackupPath,
         [object[]]$Certificates = @(),
         [AllowEmptyString()][string]$Unpinned = '',
-        [int]$TimeoutSeconds = 60
+        [int]$TimeoutSeconds = 60,
+        [switch]$StartUmRdpService
     )
     $port = Get-RdpPort
     $result = [ordered]@{ step = 'restart-termserv-undo'; status = 'failed'; error = $null; before = Get-RdpCertificateState; after = $null; backup = $null; restored = @(); problems = @() }
@@ -118,7 +119,8 @@ function Restore-RdpCertificate {
             } catch {
                 $result.problems += ('TermService did not reach Running within {0} s' -f $TimeoutSeconds)
             }
-            if ($umWasRunning) { Start-RdpWinService -Name 'UmRdpService' }
+            # -StartUmRdpService: it ran before the change (a run killed mid-restart left it stopped).
+            if ($umWasRunning -or $StartUmRdpService) { Start-RdpWinService -Name 'UmRdpService' }
             if (@(Wait-RdpListener -Port $port -TimeoutSeconds $TimeoutSeconds).Count -eq 0) { $result.problems += ('nothing listens on port {0}' -f $port) }
             $result.after = Get-RdpCertificateState
             foreach ($thumbprint in $wanted) {
