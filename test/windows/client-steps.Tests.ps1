@@ -105,7 +105,8 @@ Describe 'disable-rdp-udp on the twin' {
         # in the run's own folder next to its record.json.
         $run.result.backup | Should -Match '^C:[\\/]ProgramData[\\/]rdpfix[\\/]backup[\\/]\d{8}-\d{6}-\d{3}-disable-rdp-udp-[0-9a-f]{6}[\\/]disable-rdp-udp\.reg$'
         Test-Path -LiteralPath $run.result.backup | Should -BeTrue
-        Test-Path -LiteralPath (Join-Path $env:ProgramData 'rdpfix/backup' | Join-Path -ChildPath (Split-Path -Leaf $run.result.backup)) | Should -BeTrue
+        $runFolder = Split-Path -Leaf (Split-Path -Parent $run.result.backup)
+        Test-Path -LiteralPath (Join-Path $env:ProgramData 'rdpfix/backup' | Join-Path -ChildPath $runFolder | Join-Path -ChildPath 'record.json') | Should -BeTrue
         [System.IO.File]::ReadAllText((Resolve-Path -LiteralPath $run.result.backup).ProviderPath, [System.Text.Encoding]::Unicode) | Should -Match '"fClientDisableUDP":\{"type":"DWord","value":0\}'
         @($run.result.restore)[0] | Should -Match "-Name 'fClientDisableUDP' -Type DWord -Value 0$"
 
