@@ -41,6 +41,8 @@ export interface RegenSummary {
 
 export interface ClearRaw extends RawResult {
   mode?: 'repair' | 'rename';
+  /** UmRdpService's status before the run (a restart with -Force stops it; its undo starts it again). */
+  umRdpService?: string | null;
   note?: string | null;
   evidence?: string[] | string;
   before?: KeyState | null;
@@ -82,6 +84,8 @@ export interface FolderRestoreData {
   backup: string;
   certificates: CertBackupRecord[];
   timeoutSeconds?: number;
+  /** UmRdpService ran before: the undo starts it again (a run killed mid-restart left it stopped). */
+  startUmRdpService?: boolean;
 }
 
 /** Undo of --rename-folder (Restore-RdpMachineKeysFolder, which restores the certificates too). */
@@ -91,7 +95,7 @@ export function buildRestoreFolderScript(d: FolderRestoreData): string {
     summary: `put ${d.renamedTo} back as MachineKeys and restore the old RDP certificate`,
     file: 'clear-machinekeys',
     entry: 'Restore-RdpMachineKeysFolder',
-    params: { Path: d.path, RenamedTo: d.renamedTo, BackupPath: d.backup, Certificates: d.certificates.map((c) => ({ ...c })), TimeoutSeconds: d.timeoutSeconds ?? 60, DryRun: false },
+    params: { Path: d.path, RenamedTo: d.renamedTo, BackupPath: d.backup, Certificates: d.certificates.map((c) => ({ ...c })), TimeoutSeconds: d.timeoutSeconds ?? 60, ...(d.startUmRdpService ? { StartUmRdpService: true } : {}), DryRun: false },
   });
 }
 
@@ -130,7 +134,7 @@ export function clearChanges(raw: ClearRaw, ctx: StepContext, opts: { timeoutSec
     const certs = validRecords(raw.removed);
     const undo: UndoSpec =
       path && to && backup && certs
-        ? psUndo(ctx, buildRestoreFolderScript({ path, renamedTo: to, backup, certificates: certs, ...(opts.timeoutSeconds ? { timeoutSeconds: opts.timeoutSeconds } : {}) }))
+        ? psUndo(ctx, buildRestoreFolderScript({ path, renamedTo: to, backup, certificates: certs, ...(opts.timeoutSeconds ? { timeoutSeconds: opts.timeoutSeconds } : {}), ...(raw.umRdpService === 'Running' ? { startUmRdpService: true } : {}) }))
         : { kind: 'none', reason: `restore by hand: rename ${String(raw.renamed.to)} back to MachineKeys and reg import the certificates in ${String(raw.backup)}` };
     out.push({ summary: `renamed MachineKeys to ${raw.renamed.to} and removed the RDP certificate(s)`, before: { path: raw.renamed.path, removed: asArray<CertBackupRecord>(raw.removed).map((r) => r.thumbprint) }, after: { renamedTo: raw.renamed.to, thumbprint: raw.regenerate?.thumbprintAfter ?? null }, backup, undo });
   } else if (raw.regenerate) {
@@ -139,7 +143,7 @@ export function clearChanges(raw: ClearRaw, ctx: StepContext, opts: { timeoutSec
       backup: raw.regenerate.backup ?? null,
       removed: raw.regenerate.removed ?? [],
       unpinned: raw.regenerate.unpinned ?? null,
-      before: { certificate: { thumbprint: raw.regenerate.thumbprintBefore ?? null } },
+      before: { certificate: { thumbprint: raw.regenerate.thumbprintBefore ?? null }, ...(raw.umRdpService ? { services: [{ Name: 'UmRdpService', Status: raw.umRdpService }] } : {}) },
       after: { certificate: { thumbprint: raw.regenerate.thumbprintAfter ?? null } },
     };
     const c = regenChange(asRestart, ctx, opts.timeoutSeconds);

@@ -26,9 +26,12 @@ function Repair-RdpMachineKey {
         evidence = @(); before = $null; plan = $null; backup = $null
         changed = [ordered]@{ folder = $null; containers = @() }
         after = $null; keyUsable = $null; restart = $null; regenerate = $null; renamed = $null; removed = @(); problems = @()
-        refused = $null; sessions = $null; restore = @()
+        refused = $null; sessions = $null; restore = @(); umRdpService = $null
     }
     try {
+        # A restart with -Force stops UmRdpService; an undo of a run killed mid-restart starts it again only if it ran.
+        $umRdp = @(Get-RdpWinService -Name 'UmRdpService')
+        if ($umRdp.Count -gt 0) { $result.umRdpService = [string]$umRdp[0].Status }
         $before = Get-RdpKeyEvidence -MachineKeys $machineKeys -EventHours $EventHours
         $result.before = ConvertTo-RdpKeyStateSummary -State $before
         $result.before.events = $before.events
@@ -417,7 +420,8 @@ function Restore-RdpMachineKeysFolder {
         [Parameter(Mandatory = $true)][string]$RenamedTo,
         [Parameter(Mandatory = $true)][string]$BackupPath,
         [object[]]$Certificates = @(),
-        [int]$TimeoutSeconds = 60
+        [int]$TimeoutSeconds = 60,
+        [switch]$StartUmRdpService
     )
     $result = [ordered]@{ step = 'clear-machinekeys-undo'; status = 'failed'; error = $null; note = $null; movedAside = $null; certificates = $null }
     try {
@@ -429,7 +433,7 @@ function Restore-RdpMachineKeysFolder {
             # The folder is where it belongs (never renamed: the run stopped before it, or put back
             # already): only the certificates may still be missing; Restore-RdpCertificate says 'ok'
             # when they are all there.
-            $restored = Restore-RdpCertificate -BackupPath $BackupPath -Certificates $Certificates -TimeoutSeconds $TimeoutSeconds
+            $restored = Restore-RdpCertificate -BackupPath $BackupPath -Certificates $Certificates -TimeoutSeconds $TimeoutSeconds -StartUmRdpService:$StartUmRdpService
             $result.certificates = [ordered]@{ status = $restored.status; error = $restored.error; problems = $restored.problems }
             $result.status = $restored.status
             if ($restored.status -eq 'ok') { $result.note = ('{0} does not exist and {1} is in place: nothing to put back' -f $RenamedTo, $Path) }
@@ -442,7 +446,7 @@ function Restore-RdpMachineKeysFolder {
                 $result.movedAside = Join-Path -Path (Split-Path -Path $Path -Parent) -ChildPath $aside
             }
             Rename-Item -LiteralPath $RenamedTo -NewName (Split-Path -Path $Path -Leaf)
-            $restored = Restore-RdpCertificate -BackupPath $BackupPath -Certificates $Certificates -TimeoutSeconds $TimeoutSeconds
+            $restored = Restore-RdpCertificate -BackupPath $BackupPath -Certificates $Certificates -TimeoutSeconds $TimeoutSeconds -StartUmRdpService:$StartUmRdpService
             $result.certificates = [ordered]@{ status = $restored.status; error = $restored.error; problems = $restored.problems }
             if ((Test-Path -LiteralPath $Path) -and $restored.status -ne 'failed') { $result.status = 'changed' } else { $result.status = 'failed' }
         } else {
