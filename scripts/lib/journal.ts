@@ -179,13 +179,15 @@ export async function record(
 
 // ---------------------------------------------------------------- the schema
 
-const ID = /^[A-Za-z0-9-]{1,120}$/;
+/** A journal entry id, and the id of a target record (the backup folder's name): the one pattern for both. */
+export const ENTRY_ID = /^[A-Za-z0-9-]{1,120}$/;
+const ID = ENTRY_ID;
 const RUN_ID = /^[A-Za-z0-9-]{1,80}$/;
 const SCRIPT_NAME = /^[a-z0-9][a-z0-9-]{0,39}$/;
 // eslint-disable-next-line no-control-regex
 const CONTROL = /[\u0000-\u001f\u007f]/;
 
-const isObj = (v: unknown): v is Record<string, unknown> => !!v && typeof v === 'object' && !Array.isArray(v);
+export const isObj = (v: unknown): v is Record<string, unknown> => !!v && typeof v === 'object' && !Array.isArray(v);
 const isIsoTime = (v: unknown): v is string => typeof v === 'string' && /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z$/.test(v) && !Number.isNaN(Date.parse(v));
 const line = (v: unknown, max: number): v is string => typeof v === 'string' && v.length <= max && !CONTROL.test(v);
 

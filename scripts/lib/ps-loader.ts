@@ -159,7 +159,8 @@ export const RECORD_TAG_PARAM = 'RecordTag';
 
 /** Does this entry function write a target record (it declares a -RecordTag parameter)? */
 export function entryWritesRecord(fn: PsFunction): boolean {
-  return /\[string\]\$RecordTag\b/.test(fn.text.slice(0, fn.text.indexOf('\n    )') + 1 || undefined));
+  // Only an entry's parameter block declares it; a body that uses it writes $RecordTag alone.
+  return /\[string\]\$RecordTag\b/.test(fn.text);
 }
 
 /**

@@ -7,7 +7,7 @@
 import type { Argv } from 'yargs';
 import { describeTarget, parseTarget, runScript, TARGET_HELP, type Target } from './channels.ts';
 import { RdpfixError, StepError } from './errors.ts';
-import { currentRunId, record, recordIntent, resolveIntent, type JournalEntry, type UndoSpec } from './journal.ts';
+import { currentRunId, ENTRY_ID, record, recordIntent, resolveIntent, type JournalEntry, type UndoSpec } from './journal.ts';
 import { tagScript, writesRecord } from './target-record.ts';
 import { chalk, printHuman, printJson, statusWord, withSpinner } from './output.ts';
 import type { Report, ReportChange } from './report.ts';
@@ -134,7 +134,7 @@ export async function runStep<T extends RawResult>(ctx: StepContext, script: str
   if (ctx.intent && !ctx.intent.settled) {
     const rec = (raw as RawResult).record;
     ctx.intent.status = (raw as RawResult).status;
-    ctx.intent.record = typeof rec === 'string' && /^[A-Za-z0-9._-]{1,120}$/.test(rec) ? rec : null;
+    ctx.intent.record = typeof rec === 'string' && ENTRY_ID.test(rec) ? rec : null;
     // No record: the step changed nothing that needs an undo (it stops before its first change, or
     // its change has none, like a plain restart).
     if (!ctx.intent.record) await settleIntent(ctx, []);

@@ -6,7 +6,7 @@
 // changes its step would have journaled (lib/step-changes.ts, the same code as a normal run), and
 // marking a record undone.
 import { describeTarget, type Target } from './channels.ts';
-import type { DamagedFile } from './journal.ts';
+import { ENTRY_ID, isObj, type DamagedFile } from './journal.ts';
 import { psQuote } from './ps.ts';
 import { psStep, RECORD_TAG_PARAM } from './ps-loader.ts';
 import { channelRunner, isoDates, type Change, type Runner, type StepContext } from './server-step.ts';
@@ -15,7 +15,7 @@ import { stepChanges, MUTATING_STEPS, isMutatingStep } from './step-changes.ts';
 /** The $P line every record-writing script carries (psStepParts adds it). */
 export const TAG_LINE = `    ${RECORD_TAG_PARAM} = ''`;
 
-const TAG = /^[A-Za-z0-9-]{1,120}$/;
+const TAG = ENTRY_ID;
 
 /** Does this generated script write a target record (exactly one RecordTag line in its $P block)? */
 export function writesRecord(script: string): boolean {
@@ -63,8 +63,7 @@ export interface ListedRecord {
   folder: string;
 }
 
-const isObj = (v: unknown): v is Record<string, unknown> => !!v && typeof v === 'object' && !Array.isArray(v);
-const ID = /^[A-Za-z0-9._-]{1,120}$/;
+const ID = ENTRY_ID;
 
 /** Check one record as the target sent it; returns it or throws an Error saying what is wrong. */
 export function parseTargetRecord(doc: unknown): TargetRecord {
