@@ -203,13 +203,18 @@ function Get-RdpKeyEvidence {
     }
     try {
         foreach ($file in @(Get-ChildItem -LiteralPath $MachineKeys -Filter ('f686aace6942fb7f7ceb231212eef4a4_' + '*') -Force -File -ErrorAction Stop | Select-Object -First 4)) {
-            $state.containers += [ordered]@{ name = $file.Name; path = $file.FullName; kind = 'listener'; sddl = Get-RdpPathSddl -Path $file.FullName }
+            # The path in the form the caller gave the folder (FullName can differ from the key file
+            # the certificate names: another spelling of the same file would be listed twice).
+            $path = Join-Path -Path $MachineKeys -ChildPath $file.Name
+            $state.containers += [ordered]@{ name = $file.Name; path = $path; kind = 'listener'; sddl = Get-RdpPathSddl -Path $path }
         }
     } catch {
         $state.listError = $_.Exception.Message
     }
     $keyFile = $state.certificate.keyFile
-    if ($keyFile -and (@($state.containers | ForEach-Object -Process { $_.path }) -notcontains $keyFile)) {
+    # One container per file: the certificate's key file is usually one of the files listed above.
+    $listed = $keyFile -and ((Split-Path -Path (Split-Path -Path $keyFile -Parent) -Leaf) -eq (Split-Path -Path $MachineKeys -Leaf)) -and (@($state.containers | ForEach-Object -Process { $_.name }) -contains (Split-Path -Path $keyFile -Leaf))
+    if ($keyFile -and -not $listed) {
         $kind = 'other'
         if ((Split-Path -Path $keyFile -Leaf).StartsWith('f686aace6942fb7f7ceb231212eef4a4_')) { $kind = 'listener' }
         $state.containers += [ordered]@{ name = (Split-Path -Path $keyFile -Leaf); path = $keyFile; kind = $kind; sddl = $certificate.key.sddl }
@@ -269,7 +274,8 @@ function Test-RdpKeyUsable {
     param([Parameter(Mandatory = $true)]$State)
     $certificate = $State.certificate
     if (-not $certificate.thumbprint -or $certificate.hasPrivateKey -eq $false -or -not $certificate.keyFile) { return $false }
-    $key = @($State.containers | Where-Object -FilterScript { $_.path -eq $certificate.keyFile })
+    $keyName = Split-Path -Path $certificate.keyFile -Leaf
+    $key = @($State.containers | Where-Object -FilterScript { $_.name -eq $keyName })
     if ($key.Count -eq 0 -or -not $key[0].sddl) { return $false }
     if (-not (Test-RdpSddlAccess -Sddl $key[0].sddl -Sid @('S-1-5-20', 'S-1-1-0', 'S-1-5-11', 'S-1-5-6', 'S-1-5-32-545') -Mask 0x120089)) { return $false }
     if ($State.runAs -eq 'S-1-5-18' -and $certificate.opened -eq $false) { return $false }
@@ -440,10 +446,20 @@ function Restore-RdpMachineKeysFolder {
             return $result
         }
         if ($PSCmdlet.ShouldProcess($Path, ('Move the fresh folder aside and rename {0} back' -f $RenamedTo))) {
-            $aside = '{0}_rdpfix_{1}' -f (Split-Path -Path $Path -Leaf), (Get-Date).ToString('yyyyMMdd-HHmmss')
             if (Test-Path -LiteralPath $Path) {
-                Rename-Item -LiteralPath $Path -NewName $aside
-                $result.movedAside = Join-Path -Path (Split-Path -Path $Path -Parent) -ChildPath $aside
+                # The fresh folder (the keys made since the rename) is kept, never deleted: into the
+                # run's protected backup folder, or beside MachineKeys when that is another volume
+                # (a folder moves only within one volume; the move fails before it moves anything).
+                $stamp = (Get-Date).ToString('yyyyMMdd-HHmmss')
+                $inBackup = Join-Path -Path $BackupPath -ChildPath ('{0}.after-undo-{1}' -f (Split-Path -Path $Path -Leaf), $stamp)
+                try {
+                    Move-Item -LiteralPath $Path -Destination $inBackup -ErrorAction Stop
+                    $result.movedAside = $inBackup
+                } catch {
+                    $aside = '{0}_rdpfix_{1}' -f (Split-Path -Path $Path -Leaf), $stamp
+                    Rename-Item -LiteralPath $Path -NewName $aside -ErrorAction Stop
+                    $result.movedAside = Join-Path -Path (Split-Path -Path $Path -Parent) -ChildPath $aside
+                }
             }
             Rename-Item -LiteralPath $RenamedTo -NewName (Split-Path -Path $Path -Leaf)
             $restored = Restore-RdpCertificate -BackupPath $BackupPath -Certificates $Certificates -TimeoutSeconds $TimeoutSeconds -StartUmRdpService:$StartUmRdpService

@@ -92,11 +92,7 @@ const remoteWindow = () => {
   return { from: plain?.firstRun.remoteFrom ?? 3000, length: Math.max(200, (plain?.firstRun.remoteTo ?? 6000) - (plain?.firstRun.remoteFrom ?? 3000)) };
 };
 
-// clear-machinekeys is left out of the CI sample: over this ssh twin host its undo does not come back
-// exact even without a fault (docs/verification.md, "Faults": an open finding, not yet told apart from
-// a twin-host path artifact); in process, records.Tests.ps1 kills and restores it exactly. The soak
-// (test/soak/faults.ts) still runs it and reports it.
-for (const s of STEPS.filter((x) => !x.name.startsWith('clear-machinekeys'))) {
+for (const s of STEPS) {
   t(`${s.name}: the remote script SIGKILLed half-way, the client SIGKILLed (process group) half-way`, async () => {
     const w = remoteWindow();
     await check(s, { kind: 'remote-kill', delayMs: Math.round(w.length / 2) });

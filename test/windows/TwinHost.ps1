@@ -5,7 +5,7 @@
 #   1. loads the twin from the state file named by $env:RDPFIX_TWIN_STATE (WindowsTwin.psm1
 #      Import-TwinState, which also finishes a file operation a kill interrupted),
 #   2. routes every function of scripts/ps/windows.ps1 (the Windows boundary) to the twin's
-#      Invoke-Twin<Name>, and Rename-Item/Remove-Item/Copy-Item to the real cmdlet plus the twin's ACL
+#      Invoke-Twin<Name>, and Rename-Item/Remove-Item/Copy-Item/Move-Item to the real cmdlet plus the twin's ACL
 #      bookkeeping, Start-Sleep to nothing, WITHOUT Pester: each is an alias in this script's scope
 #      to a routing function here. An alias wins over a function of the same name (PowerShell looks
 #      for aliases before functions, in every scope), so the boundary functions the generated script
@@ -94,7 +94,7 @@ try { $twin @twinArgs } finally { Save-TwinHostState }
     $script:RoutedNames.Add($f.Name)
 }
 
-# ---- Rename-Item, Remove-Item, Copy-Item: the real cmdlet, then NTFS's ACL rule on the twin. The
+# ---- Rename-Item, Remove-Item, Copy-Item, Move-Item: the real cmdlet, then NTFS's ACL rule on the twin. The
 # operation is saved as pending first; Import-TwinState completes it if a kill falls in between.
 function New-TwinHostProxy {
     param([string]$Cmdlet, [string]$Body)
@@ -127,6 +127,16 @@ if (Test-Path -LiteralPath $target -PathType Container) { $target = Join-Path -P
 Set-TwinPending ([ordered]@{ kind = 'copy'; to = $target }); Save-TwinHostState
 Microsoft.PowerShell.Management\Copy-Item @PSBoundParameters
 Clear-TwinAcl -Path $target
+Set-TwinPending $null; Save-TwinHostState
+'@
+New-TwinHostProxy -Cmdlet 'Move-Item' -Body @'
+$from = (Get-Item -LiteralPath $(if ($LiteralPath) { @($LiteralPath)[0] } else { @($Path)[0] }) -Force).FullName
+$to = $ExecutionContext.SessionState.Path.GetUnresolvedProviderPathFromPSPath($Destination)
+if (Test-Path -LiteralPath $to -PathType Container) { $to = Join-Path -Path $to -ChildPath (Split-Path -Path $from -Leaf) }
+Set-TwinPending ([ordered]@{ kind = 'rename'; from = $from; to = $to }); Save-TwinHostState
+Microsoft.PowerShell.Management\Move-Item @PSBoundParameters
+Clear-TwinAcl -Path $to
+Move-TwinAcl -From $from -To $to
 Set-TwinPending $null; Save-TwinHostState
 '@
 # Join-Path and Split-Path: on Windows a path on C: is written with backslashes, and rdpfix journals a backup path

@@ -201,8 +201,11 @@ Describe 'clear-machinekeys on the twin' {
         $undo.Count | Should -Be 1
         $u1 = Invoke-RdpfixScript -Script $undo[0] -Folder $TestDrive -Name 'undo'
         $u1.result.status | Should -Be 'changed' -Because $u1.json
-        # The fresh folder is kept aside, not deleted (it may hold keys created meanwhile).
+        # The fresh folder is kept, not deleted (it may hold keys created meanwhile): in the run's
+        # protected backup folder, so nothing new is left beside MachineKeys.
         Test-Path -LiteralPath $u1.result.movedAside | Should -BeTrue
+        $u1.result.movedAside | Should -BeLike ('{0}*' -f $run.result.backup)
+        @(Get-ChildItem -LiteralPath (Split-Path -Path (Get-MachineKeysPath) -Parent) -Filter 'MachineKeys_rdpfix_*').Count | Should -Be 0
         Get-Part certificates, acl, files -Under | Should -Be $before
         $u2 = Invoke-RdpfixScript -Script $undo[0] -Folder $TestDrive -Name 'undo'
         $u2.result.status | Should -BeIn @('ok', 'failed') -Because $u2.json
