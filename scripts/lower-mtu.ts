@@ -32,7 +32,7 @@ import { DEFAULT_BACKUP_DIR, isFoundMtu, mtuScript, windowsMtuChange, type MtuSc
 import { MAX_IP_PACKET, probePathMtu, type PmtuOptions, type PmtuResult } from './lib/pmtu.ts';
 import { report, type Report, type ReportChange } from './lib/report.ts';
 import { execArgv, readInterfaceMtu, systemProgram } from './lib/route.ts';
-import { channelRunner, type Runner } from './lib/server-step.ts';
+import { runStep, settleIntent, type Runner, type StepContext } from './lib/server-step.ts';
 import { markAlreadyUndone, openEntries, outcomeLines, planUndo, shellWord, undoEntries, type Exec, type UndoOptions, type UndoOutcome } from './lib/undo.ts';
 import { MTU_RANGE, validateHost, validateInt, validateInterface, validateLocalPath, validateMtu, validateWindowsPath } from './lib/validate.ts';
 
@@ -408,6 +408,7 @@ function platformNotes(platform: NodeJS.Platform, mtu: number, temporary: boolea
 }
 
 interface WindowsMtuResult {
+  [k: string]: unknown;
   status: Status;
   reason?: string;
   error?: string;
@@ -421,14 +422,22 @@ interface WindowsMtuResult {
 async function setWindowsMtu(o: SetMtuOptions, notes: string[]): Promise<MtuChange> {
   const target: Target = { kind: 'local' };
   const script = mtuScript({ interface: o.interface, mtu: o.mtu, origin: o.origin, temporary: o.temporary, dryRun: o.dryRun, backupDir: o.backupDir });
-  const result = (await (o.run ?? channelRunner)(target, script)) as WindowsMtuResult;
-  if (result.reason === 'no-such-interface') throw notFound(o.interface, result.available ?? []);
+  // runStep: an intent entry in the journal before the script runs, its id the script's RecordTag,
+  // so a run killed half-way is found by `undo --reconcile --target local` from the record.
+  const ctx: StepContext = { target, dryRun: !!o.dryRun, ...(o.journalDir ? { journal: o.journalDir } : {}), ...(o.run ? { run: o.run } : {}) };
+  const result = await runStep<WindowsMtuResult>(ctx, script);
   const base = { interface: o.interface, before: result.before ?? null, after: result.after ?? null, mtu: o.mtu, platform: 'win32' as const, backup: result.backup ?? null, notes };
   if (result.status !== 'changed') {
+    // The step returned without a change to journal: its intent is settled (a throw below, or a
+    // journal that cannot be written, leaves it open for --reconcile, as the server steps do).
+    await settleIntent(ctx, []);
+    if (result.reason === 'no-such-interface') throw notFound(o.interface, result.available ?? []);
     return { ...base, status: result.status, journal: null, undo: null, ...(result.error ? { error: result.error } : {}) };
   }
   const change = windowsMtuChange(o, result, describeTarget(target));
-  const entry = await record({ script: SCRIPT, target: 'client', ...change }, o.journalDir);
+  const rec = ctx.intent?.record;
+  const entry = await record({ script: SCRIPT, target: 'client', ...change, ...(rec ? { targetRecord: rec } : {}) }, o.journalDir);
+  await settleIntent(ctx, [entry.id]);
   return { ...base, status: 'changed', journal: entry.id, undo: change.undo };
 }
 

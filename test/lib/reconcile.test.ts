@@ -12,6 +12,7 @@ import { list, openIntents, readJournal } from '../../scripts/lib/journal.ts';
 import { reconcileIntents } from '../../scripts/lib/reconcile.ts';
 import type { Runner, StepContext } from '../../scripts/lib/server-step.ts';
 import { parseTargetRecord, tagScript, TAG_LINE, writesRecord } from '../../scripts/lib/target-record.ts';
+import { setInterfaceMtu } from '../../scripts/lower-mtu.ts';
 import { buildNlaScript, toggleNla, type NlaRaw } from '../../scripts/toggle-nla.ts';
 import { main as undoMain } from '../../scripts/undo.ts';
 
@@ -132,6 +133,35 @@ t('undo --reconcile: exit 0 with what it found, the undo command of the run next
     () => assert.unreachable('accepted --from-target without --target'),
     (e: Error) => assert.match(e.message, /--from-target needs --target/),
   );
+});
+
+t('lower-mtu on Windows: an intent entry before its script runs, the script tagged; killed half-way, reconcile journals the change from the record as the step would have', async () => {
+  const rid = '20250601-120000-321-lower-mtu-a1b2c3';
+  const raw = { step: 'lower-mtu', status: 'changed', interface: 'Ethernet', before: 1500, after: 1400, store: 'persistent', backup: `C:\\ProgramData\\rdpfix\\backup\\${rid}\\mtu.json`, record: rid };
+  const ok = target([], raw);
+  const r = await setInterfaceMtu({ interface: 'Ethernet', mtu: 1400, platform: 'win32', journalDir: dir, run: ok });
+  assert.is(r.status, 'changed');
+  const intent = (await readJournal(dir)).entries.find((e) => e.intent)!;
+  assert.is(intent.target, 'local');
+  assert.ok(ok.scripts[0]!.includes(`    RecordTag = '${intent.id}'`), 'the script carries the intent id');
+  const [entry] = await list(dir);
+  assert.equal(intent.resolved?.entries, [entry!.id]);
+  assert.is(entry!.targetRecord, rid);
+
+  rmSync(dir, { recursive: true, force: true });
+  await setInterfaceMtu({ interface: 'Ethernet', mtu: 1400, platform: 'win32', journalDir: dir, run: target([]) }).then(
+    () => assert.unreachable('a dropped channel returned'),
+    () => undefined,
+  );
+  const [open] = await openIntents(dir);
+  assert.ok(open, 'the outcome is unknown');
+  const rec = { schema: 'rdpfix-target-record/1', id: rid, step: 'lower-mtu', tag: open!.id, computer: 'PC1', user: 'S-1-5-21-1-2-3-500', pid: 4242, processStarted: '2025-06-01T12:00:00.0000000Z', started: '2025-06-01T12:00:00.0000000Z', updated: '2025-06-01T12:00:01.0000000Z', finished: null, phase: 'intent', backup: raw.backup, options: { backupDir: 'C:\\ProgramData\\rdpfix\\backup', mtu: 1400, store: 'persistent', interface: 'Ethernet' }, result: { ...raw, status: 'failed', after: null }, assume: raw, nested: null, undone: null };
+  const [o] = await reconcileIntents([open!], { journal: dir, run: target([rec]) });
+  assert.is(o!.state, 'interrupted');
+  const [change] = await list(dir);
+  assert.equal(change!.before, { interface: 'Ethernet', mtu: 1500 });
+  assert.is(change!.undo.kind, 'powershell');
+  assert.match((change!.undo as { script: string }).script, /Mtu = 1500/);
 });
 
 t.run();
