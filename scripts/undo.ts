@@ -19,12 +19,13 @@
 // --dry-run shows what would be undone; --emit prints the undo scripts to paste; nothing is run.
 // The undo core (selection, allow-list, running, verifying, marking, journaling) is lib/undo.ts;
 // toggle-nla --restore and lower-mtu --revert go through it too. This file is its CLI.
+import { readFile } from 'node:fs/promises';
 import { isMain, makeCli, runCli } from './lib/cli.ts';
 import { describeTarget, parseTarget } from './lib/channels.ts';
 import { UsageError } from './lib/errors.ts';
 import { isIntent, journalDir, openIntents, readJournal, undoPermit, type DamagedFile, type JournalEntry } from './lib/journal.ts';
 import { importTargetRecords, reconcileIntents, type ReconcileOutcome } from './lib/reconcile.ts';
-import type { ListedRecord } from './lib/target-record.ts';
+import { parseTargetRecord, recordChanges, type ListedRecord, type TargetRecord } from './lib/target-record.ts';
 import { chalk, confirm, printHuman, printJson, statusWord, withSpinner } from './lib/output.ts';
 import { byIds, lastRunFor, openEntries, outcomeLines, planUndo, shellWord, undoChanges, undoEntries, type UndoOptions, type UndoOutcome, type UndoReport } from './lib/undo.ts';
 import { validateInt, validateLocalPath } from './lib/validate.ts';
@@ -62,12 +63,13 @@ const comment = (s: string) => `# ${s.replace(/[\r\n]+/g, ' ')}`;
 export async function main(argv: string[], o: Omit<UndoOptions, 'journal' | 'onEntry'> = {}): Promise<number> {
   const args = await makeCli(argv, 'undo')
     .command('$0 [ids..]', 'undo journal entries', (y) => y.positional('ids', { type: 'string', array: true, describe: 'journal entry ids to undo (newest first)' }))
-    .usage('$0 --list [--target T]\n$0 ID... [--yes]\n$0 --last [N] [--yes]\n$0 --run RUN_ID [--yes]\n$0 --reconcile [--target T]\n$0 --target T --from-target [--list | RECORD_ID... | --yes]\n\nUndo what rdpfix changed, newest first, through the same channel each change was made on.')
+    .usage('$0 --list [--target T]\n$0 ID... [--yes]\n$0 --last [N] [--yes]\n$0 --run RUN_ID [--yes]\n$0 --reconcile [--target T]\n$0 --target T --from-target [--list | RECORD_ID... | --yes]\n$0 --record-file record.json --emit\n\nUndo what rdpfix changed, newest first, through the same channel each change was made on.')
     .option('list', { type: 'boolean', default: false, describe: 'list journal entries (newest first) and damaged journal files' })
     .option('last', { type: 'string', describe: 'undo everything the most recent script or recipe run changed; with N, the newest N changes' })
     .option('run', { type: 'string', describe: 'undo every change of one run (the id a recipe run prints)' })
     .option('reconcile', { type: 'boolean', default: false, describe: 'find out what steps that did not return (killed, channel dropped) did, from the target\'s records, and journal it' })
     .option('from-target', { type: 'boolean', default: false, describe: 'with --target: list (--list) or undo what the TARGET\'s records hold, whoever made the change and from wherever (ids are record ids)' })
+    .option('record-file', { type: 'string', describe: 'with --emit: the undo script of one target record copied off the server (its record.json), for a server you reach only by pasting' })
     .option('target', { type: 'string', describe: 'only entries for this target (local, winrm://HOST, ssh://USER@HOST, azure://SUB/RG/VM, client)' })
     .option('all', { type: 'boolean', default: false, describe: 'with --list: every entry, not just the newest 50' })
     .option('yes', { type: 'boolean', default: false, describe: 'do not ask for confirmation' })
@@ -81,6 +83,7 @@ export async function main(argv: string[], o: Omit<UndoOptions, 'journal' | 'onE
     .example('$0 --last --emit > undo.ps1', 'the undo scripts, to paste into the Run command blade')
     .example('$0 --reconcile', 'after a killed run or a dropped channel: what changed, from the targets\' records')
     .example('$0 --target winrm://vm1 --from-target --list', 'what rdpfix changed on vm1, from any machine')
+    .example('$0 --record-file record.json --emit > undo.ps1', 'undo a pasted change: its record.json copied off the server, the undo to paste back')
     .epilog(
       'Each undo is verified by the undo itself and journaled; entries that cannot be undone say why.\n' +
         'Undo runs only what the journal allows for the entry: the MTU commands lower-mtu records, and PowerShell ' +
@@ -95,6 +98,7 @@ export async function main(argv: string[], o: Omit<UndoOptions, 'journal' | 'onE
   const dir = args.journal !== undefined ? validateLocalPath(args.journal, '--journal') : undefined;
   const target = args.target === undefined ? undefined : args.target === 'client' ? 'client' : describeTarget(parseTarget(args.target));
   const ids = (args.ids ?? []) as string[];
+  if (args['record-file'] !== undefined) return fromRecordFile(args['record-file'], args, ids);
   if (args['from-target']) return fromTarget(args, ids, dir, o);
   if (args.reconcile) {
     if (args.list || args.last !== undefined || args.run !== undefined || ids.length || args.emit || args['dry-run']) throw new UsageError('--reconcile takes only --target, --journal and --json');
@@ -323,6 +327,46 @@ async function fromTarget(args: FromTargetArgs, ids: string[], dir: string | und
   if (json) printJson(report);
   else printHuman(`${statusWord(report.status)}  ${report.summary}`, report.results.map((r) => `${statusWord(r.status)} ${r.id}  ${r.summary}${r.detail ? chalk.dim(`  (${r.detail})`) : ''}`).concat(skippedLines), report.next);
   return report.status === 'failed' ? 1 : 0;
+}
+
+/**
+ * The undo script of one target record given as a file (its record.json copied off a server reached
+ * only through the Serial Console or Run Command): printed for pasting, never run, never journaled.
+ * The undo script itself reads the server's state first and refuses what changed since.
+ */
+async function fromRecordFile(file: string, args: FromTargetArgs & { 'from-target'?: boolean }, ids: string[]): Promise<number> {
+  const path = validateLocalPath(file, '--record-file');
+  if (!args.emit) throw new UsageError('--record-file goes with --emit: it prints the undo script to paste on the server; nothing is run from here');
+  if (args['from-target'] || args.list || args.last !== undefined || args.run !== undefined || args.reconcile || ids.length || args.yes || args['dry-run']) {
+    throw new UsageError('--record-file takes only --emit and --json');
+  }
+  let rec: TargetRecord;
+  try {
+    rec = parseTargetRecord(JSON.parse((await readFile(path, 'utf8')).replace(/^\uFEFF/, '')));
+  } catch (e) {
+    throw new UsageError(`--record-file ${JSON.stringify(file)}: not an rdpfix target record: ${(e as Error).message}`);
+  }
+  const json = !!args.json;
+  if (rec.undone) {
+    const summary = `record ${rec.id} was undone already (${rec.undone.time}${rec.undone.by ? `, by ${rec.undone.by}` : ''}): nothing to paste`;
+    if (json) printJson({ status: 'nothing-to-undo', summary, cause: null, changes: [], evidence: [], next: [], notes: [], scripts: [] });
+    else process.stderr.write(`${summary}\n`);
+    return 1;
+  }
+  const changes = recordChanges(rec, { target: parseTarget('local'), dryRun: false });
+  const scripts = changes.filter((c) => c.undo.kind === 'powershell').map((c) => ({ summary: c.summary, script: (c.undo as { script: string }).script }));
+  const none = changes.filter((c) => c.undo.kind !== 'powershell').map((c) => `${c.summary}: ${c.undo.kind === 'none' ? c.undo.reason : 'not a PowerShell undo'}`);
+  if (!scripts.length) {
+    const summary = `record ${rec.id} (${rec.step}) holds no change with an undo script${none.length ? `: ${none.join('; ')}` : ''}`;
+    if (json) printJson({ status: 'nothing-to-undo', summary, cause: null, changes: [], evidence: none, next: [], notes: [], scripts: [] });
+    else process.stderr.write(`${summary}\n`);
+    return 1;
+  }
+  // Newest change first, as every undo runs (a nested regeneration is undone before the repair that made it).
+  const ordered = [...scripts].reverse();
+  if (json) printJson({ status: 'ok', summary: `${ordered.length} undo script(s) for record ${rec.id} (${rec.step} on ${rec.computer || 'the server'})`, cause: null, changes: [], evidence: none, next: [], notes: [], record: rec.id, scripts: ordered.map((x) => ({ record: rec.id, summary: x.summary, script: x.script })) });
+  else process.stdout.write(`${comment(`rdpfix undo of record ${rec.id} (${rec.step} on ${rec.computer || 'the server'}, ${rec.phase === 'complete' ? 'completed' : 'stopped half-way'}); paste it on that server.`)}\n\n${ordered.map((x) => `${comment(`undo: ${x.summary}`)}\n${x.script}`).join('\n')}`);
+  return 0;
 }
 
 function nothingFromTarget(where: string, skipped: Array<{ record: string; why: string }>, json: boolean): number {

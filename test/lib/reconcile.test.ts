@@ -1,7 +1,7 @@
 // The client side of the target-side journal: the intent entry a changing step writes before it
 // runs, the tag its script carries, and the reconcile that reads the target's records when the step
 // never returned (lib/target-record.ts, lib/reconcile.ts, undo --reconcile / --from-target).
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -11,7 +11,7 @@ import { parseTarget } from '../../scripts/lib/channels.ts';
 import { list, openIntents, readJournal } from '../../scripts/lib/journal.ts';
 import { reconcileIntents } from '../../scripts/lib/reconcile.ts';
 import type { Runner, StepContext } from '../../scripts/lib/server-step.ts';
-import { parseTargetRecord, tagScript, TAG_LINE, writesRecord } from '../../scripts/lib/target-record.ts';
+import { parseTargetRecord, recordChanges, tagScript, TAG_LINE, writesRecord } from '../../scripts/lib/target-record.ts';
 import { setInterfaceMtu } from '../../scripts/lower-mtu.ts';
 import { buildNlaScript, toggleNla, type NlaRaw } from '../../scripts/toggle-nla.ts';
 import { main as undoMain } from '../../scripts/undo.ts';
@@ -162,6 +162,36 @@ t('lower-mtu on Windows: an intent entry before its script runs, the script tagg
   assert.equal(change!.before, { interface: 'Ethernet', mtu: 1500 });
   assert.is(change!.undo.kind, 'powershell');
   assert.match((change!.undo as { script: string }).script, /Mtu = 1500/);
+});
+
+t('undo --record-file FILE --emit: the undo of a record copied off a server, as the journal would hold it; without --emit, damaged or undone: refused', async () => {
+  const raw = { ...fx('disable-changed.json'), record: '20250601-120000-321-toggle-nla-a1b2c3' };
+  const rec = recordFor('', raw, 'complete');
+  const file = join(dir, 'record.json');
+  writeFileSync(file, `\uFEFF${JSON.stringify(rec)}`);
+  const capture = async (argv: string[]) => {
+    const out: string[] = [];
+    const write = process.stdout.write.bind(process.stdout);
+    process.stdout.write = ((x: string) => (out.push(String(x)), true)) as typeof process.stdout.write;
+    try {
+      return { code: await undoMain(argv), out: out.join('') };
+    } finally {
+      process.stdout.write = write;
+    }
+  };
+  const { code, out } = await capture(['--record-file', file, '--emit']);
+  assert.is(code, 0);
+  const [change] = recordChanges(parseTargetRecord(rec), { target: parseTarget('local'), dryRun: false });
+  assert.is(change!.undo.kind, 'powershell');
+  assert.ok(out.includes((change!.undo as { script: string }).script), 'the undo script the journal would hold');
+  assert.match(out, /^# rdpfix undo of record 20250601-120000-321-toggle-nla-a1b2c3 \(toggle-nla on VM1, completed\)/);
+  const j = await capture(['--record-file', file, '--emit', '--json']);
+  assert.is(JSON.parse(j.out).scripts.length, 1);
+  await undoMain(['--record-file', file]).then(() => assert.unreachable('ran without --emit'), (e: Error) => assert.match(e.message, /goes with --emit/));
+  writeFileSync(file, '{"schema":"rdpfix-target-record/1","id":"x"');
+  await undoMain(['--record-file', file, '--emit']).then(() => assert.unreachable('took a damaged record'), (e: Error) => assert.match(e.message, /record\.json.*not an rdpfix target record/));
+  writeFileSync(file, JSON.stringify({ ...rec, undone: { time: '2025-06-02T00:00:00.000Z', status: 'changed', by: 'undo --from-target', user: 'S-1-5-18' } }));
+  assert.is((await capture(['--record-file', file, '--emit'])).code, 1);
 });
 
 t.run();
