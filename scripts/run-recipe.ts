@@ -10,6 +10,7 @@ import { UsageError } from './lib/errors.ts';
 import { readHostsFile } from './lib/hosts.ts';
 import { chalk, confirm, printJson } from './lib/output.ts';
 import { emitRecipe } from './lib/recipe-emit.ts';
+import { checkSerialConsoleUsage, SERIAL_CONSOLE_OPTION, serialConsoleForm } from './lib/serial-console.ts';
 import { listRecipes, loadRecipe } from './lib/recipe.ts';
 import { report } from './lib/report.ts';
 import { changesState, findResumable, finishRun, fleetHosts, humanHooks, planLines, recap, runFleet, runRecipe, runReport, runWithPlan } from './lib/runner.ts';
@@ -31,6 +32,7 @@ export async function main(argv: string[]): Promise<number> {
     .option('rollback', { type: 'boolean', default: false, describe: 'on failure, undo every change this run made (newest first)' })
     .option('resume', { type: 'string', describe: 'continue an interrupted run after its last finished step (RUN_ID, or empty for the newest); a step interrupted in the middle is first reconciled with the target\'s record and not run again if it completed there' })
     .option('emit', { type: 'boolean', default: false, describe: 'print the PowerShell of one stage of the server-side steps, for pasting; runs nothing' })
+    .option('serial-console', SERIAL_CONSOLE_OPTION)
     .option('stage', { type: 'number', describe: 'with --emit: which stage to print (1 = the least drastic fix; each stage ends at a check that may stop the recipe)' })
     .option('list', { type: 'boolean', default: false, describe: 'list the recipes' })
     .option('json', { type: 'boolean', default: false, describe: 'print the plan and every step result as JSON' })
@@ -60,6 +62,7 @@ export async function main(argv: string[]): Promise<number> {
   }
 
   // --emit prints and never runs anything, in any mode.
+  checkSerialConsoleUsage({ serialConsole: args['serial-console'], emit: args.emit, json });
   if (args.emit) {
     for (const [flag, given] of [['--resume', args.resume !== undefined], ['--rollback', args.rollback], ['--json', json]] as const) {
       if (given) throw new UsageError(`--emit prints a script and runs nothing: it cannot be combined with ${flag}`);
@@ -90,13 +93,15 @@ export async function main(argv: string[]): Promise<number> {
   if (args.emit) {
     const stage = args.stage === undefined ? 1 : validateInt(args.stage, '--stage', 1, 99);
     const common = { params, stage, dryRun: args['dry-run'] };
+    // --serial-console: the same script as Azure Serial Console lines (lib/serial-console.ts).
+    const paste = (script: string) => (args['serial-console'] ? serialConsoleForm(script, `stage ${stage} of the ${recipe.name} recipe${args['dry-run'] ? ' (dry run)' : ''}`).text : script);
     if (args.hosts !== undefined) {
       // Every host's server steps are the same script: one paste serves the fleet.
       const hosts = fleetHosts(readHostsFile(args.hosts), args.hosts, args.target);
-      process.stdout.write(await emitRecipe(recipe, { ...common, hostsFile: args.hosts }));
+      process.stdout.write(paste(await emitRecipe(recipe, { ...common, hostsFile: args.hosts })));
       process.stderr.write(`One script for the ${hosts.length} hosts in ${args.hosts}: it does not depend on the host. Nothing was run.\n`);
     } else {
-      process.stdout.write(await emitRecipe(recipe, { ...common, ...(args.host !== undefined ? { host: formatHostPort(validateHost(args.host, '--host')) } : {}) }));
+      process.stdout.write(paste(await emitRecipe(recipe, { ...common, ...(args.host !== undefined ? { host: formatHostPort(validateHost(args.host, '--host')) } : {}) })));
     }
     return 0;
   }

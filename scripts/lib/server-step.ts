@@ -12,12 +12,15 @@ import { tagScript, writesRecord } from './target-record.ts';
 import { chalk, printHuman, printJson, statusWord, withSpinner } from './output.ts';
 import type { Report, ReportChange } from './report.ts';
 import { validateLocalPath, validateWindowsPath } from './validate.ts';
+import { checkSerialConsoleUsage, SERIAL_CONSOLE_OPTION, serialConsoleForm } from './serial-console.ts';
 
 export interface ServerFlags {
   target: Target;
   /** The target as written in journals and next-step commands (describeTarget). */
   targetText: string;
   emit: boolean;
+  /** With emit: print the script as Azure Serial Console lines (lib/serial-console.ts). */
+  serialConsole?: boolean;
   dryRun: boolean;
   json: boolean;
   journal?: string;
@@ -28,16 +31,19 @@ export function withServerOptions<T>(y: Argv<T>) {
   return y
     .option('target', { type: 'string', default: 'local', describe: TARGET_HELP })
     .option('emit', { type: 'boolean', default: false, describe: 'print the PowerShell that would run (paste it on the server) and exit; nothing is run' })
+    .option('serial-console', SERIAL_CONSOLE_OPTION)
     .option('dry-run', { type: 'boolean', default: false, describe: 'inspect the real target and report what would change; change nothing' })
     .option('json', { type: 'boolean', default: false, describe: 'print one JSON object with a top-level "status"' })
     .option('journal', { type: 'string', describe: 'journal folder for undo records (default ~/.rdpfix/journal, or RDPFIX_JOURNAL)' });
 }
 
 /** Validate the shared flags (hostile values are a UsageError: exit 2, nothing run). */
-export function serverFlags(args: { target?: string; emit?: boolean; 'dry-run'?: boolean; json?: boolean; journal?: string }): ServerFlags {
+export function serverFlags(args: { target?: string; emit?: boolean; 'serial-console'?: boolean; 'dry-run'?: boolean; json?: boolean; journal?: string }): ServerFlags {
   const target = parseTarget(args.target ?? 'local');
   const journal = args.journal !== undefined ? validateLocalPath(args.journal, '--journal') : undefined;
-  return { target, targetText: describeTarget(target), emit: !!args.emit, dryRun: !!args['dry-run'], json: !!args.json, ...(journal ? { journal } : {}) };
+  const serialConsole = !!args['serial-console'];
+  checkSerialConsoleUsage({ serialConsole, emit: !!args.emit, json: !!args.json });
+  return { target, targetText: describeTarget(target), emit: !!args.emit, ...(serialConsole ? { serialConsole } : {}), dryRun: !!args['dry-run'], json: !!args.json, ...(journal ? { journal } : {}) };
 }
 
 /** Runs one generated script on a target and returns its raw JSON result. Tests pass a fake. */
@@ -220,7 +226,8 @@ export interface ServerMainSpec {
 /** The run-or-emit-then-journal flow of every server script's main(). */
 export async function serverMain(flags: ServerFlags, spec: ServerMainSpec, run?: Runner): Promise<number> {
   if (flags.emit) {
-    process.stdout.write(spec.emit(flags.dryRun));
+    const script = spec.emit(flags.dryRun);
+    process.stdout.write(flags.serialConsole ? serialConsoleForm(script, `the ${/^# rdpfix ([a-z0-9-]+):/.exec(script)?.[1] ?? 'step'} script${flags.dryRun ? ' (dry run)' : ''}`).text : script);
     return 0;
   }
   const ctx = contextFrom(flags, run);
