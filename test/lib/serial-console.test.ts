@@ -15,11 +15,13 @@ import { fileURLToPath } from 'node:url';
 import { gunzipSync } from 'node:zlib';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { SERIAL_LINE_MAX, serialConsoleForm, serialSetup } from '../../scripts/lib/serial-console.ts';
+import { serialConsoleForm, serialSetup } from '../../scripts/lib/serial-console.ts';
 import { psUnquote } from '../../scripts/lib/ps.ts';
 import { pwshGate, pwshPath } from '../helpers/pwsh.ts';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
+/** The brief's limit, written here and not imported, so a looser limit in the code fails this test. */
+const SERIAL_LINE_MAX = 2000;
 const cli = (args: string[]) => spawnSync(process.execPath, ['--import', import.meta.resolve('tsx'), ...args], { cwd: root, encoding: 'utf8', timeout: 120_000, env: { ...process.env, COLUMNS: '80' } });
 
 /** Every script that prints a server-side script through serverMain, and recipe stages (run-recipe --emit). */
