@@ -6,7 +6,7 @@
 // -> the change it was making is journaled too, so its undo puts back whatever did change; no record
 // -> nothing that needs an undo changed; still running -> ask again later. A target that cannot be
 // reached leaves the intent open. Changes already journaled for a record are never journaled twice.
-import { describeTarget, parseTarget } from './channels.ts';
+import { describeTarget, parseTarget, type Target } from './channels.ts';
 import { isIntent, list, markUndone, record, resolveIntent, type DamagedFile, type JournalEntry } from './journal.ts';
 import { channelRunner, type Runner } from './server-step.ts';
 import { readTargetRecords, recordChanges, type ListedRecord, type TargetRecord, type TargetRecords } from './target-record.ts';
@@ -29,6 +29,28 @@ export interface ReconcileOutcome {
 export interface ReconcileOptions {
   journal?: string;
   run?: Runner;
+  /** The clock (ms since the epoch) the start grace is measured with; tests set it. */
+  now?: number;
+}
+
+/**
+ * How long after its intent entry a step may still start on the target although the client died:
+ * the channel's own connect time (ssh's ConnectTimeout is 15 s) plus PowerShell's start and the
+ * record's first write, with room to spare; Run Command may queue a script for many minutes.
+ */
+export function startGraceMs(t: Target): number {
+  switch (t.kind) {
+    case 'local':
+      return 30_000;
+    case 'ssh':
+      return 60_000;
+    case 'winrm':
+      return 180_000;
+    case 'azure':
+      return 20 * 60_000;
+    default:
+      return 180_000;
+  }
 }
 
 /** Journal the changes a record stands for (once: entries already journaled for it are returned instead). */
@@ -79,6 +101,15 @@ async function reconcileOne(e: JournalEntry, target: string, listing: TargetReco
     if (listing.damaged.length) {
       // A damaged record may be this one: it is not trusted, and the outcome stays unknown.
       return { ...base, state: 'unknown', record: null, status: null, entries: [], detail: `no record names this run, and ${listing.damaged.length} record file(s) on the target are damaged: ${listing.damaged.map((d) => `${d.file} (${d.why})`).join('; ')}` };
+    }
+    // A client killed while its channel was still connecting leaves that channel (an ssh child, a
+    // queued Run Command) to start the step later: no record yet is not "never started" until the
+    // channel could no longer start it (found by the fault soak: ssh connected after a reconcile).
+    const age = o.now !== undefined ? o.now - Date.parse(e.time) : Date.now() - Date.parse(e.time);
+    const grace = startGraceMs(parseTarget(target));
+    if (Number.isFinite(age) && age < grace) {
+      const at = new Date(Date.parse(e.time) + grace).toISOString();
+      return { ...base, state: 'unknown', record: null, status: null, entries: [], detail: `no record of this run on ${target} yet, and it began ${Math.max(0, Math.round(age / 1000))} s ago: its channel may still start it; reconcile again after ${at}` };
     }
     const detail = `${target} has no record of this run: it changed nothing that needs an undo (it stopped before its first change, never started, or made only a change without one)`;
     await resolveIntent(e.id, { outcome: 'not-started', record: null, entries: [], detail }, o.journal);

@@ -8,7 +8,7 @@ import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseTarget } from './channels.ts';
 import { isResolved, resolveHost } from './dns.ts';
-import { UsageError } from './errors.ts';
+import { StepError, UsageError } from './errors.ts';
 import type { HostsLine } from './hosts.ts';
 import { isIntent, journalDir, openIntents, readJournal, readRunFiles, type JournalEntry, type RunFileFields } from './journal.ts';
 import { reconcileIntents, type ReconcileOutcome } from './reconcile.ts';
@@ -210,6 +210,11 @@ export async function runRecipe(recipe: Recipe, o: RunOptions): Promise<RunState
       // Not inside o.onReconcile?.(...): optional chaining would skip the reconcile without a listener.
       const found = await reconcileIntents(open, { ...(o.journal ? { journal: o.journal } : {}), ...(o.records ? { run: o.records } : {}) });
       o.onReconcile?.(found);
+      // Resuming now could run a step a second time beside the one its channel may still start.
+      const unknown = found.filter((f) => f.state === 'unknown' || f.state === 'running');
+      if (unknown.length) {
+        throw new StepError(`not resumed: the outcome of ${unknown.map((f) => `${f.script} on ${f.target}`).join(', ')} is not known yet (${unknown[0]!.detail}); resume again then, or find out with: npx tsx scripts/undo.ts --reconcile`);
+      }
     }
     intents = (await readJournal(o.journal)).entries.filter((e) => isIntent(e) && e.runId === state.runId);
   }

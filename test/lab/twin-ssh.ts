@@ -512,7 +512,17 @@ export async function runCase(lab: Lab, step: StepCase, fault: Fault): Promise<C
   let restoredExact: boolean | null = null;
   try {
     if (hasReconcile()) {
-      const rc = await runCli(topo, 'undo.ts', ['--reconcile', '--target', target, '--journal', journal, '--json'], env);
+      // Right after a kill with no record yet, reconcile says the outcome is unknown until the
+      // channel could no longer start the step (lib/reconcile.ts startGraceMs): asked again, as an
+      // admin would, until it knows.
+      const waitFrom = Date.now();
+      let rc = await runCli(topo, 'undo.ts', ['--reconcile', '--target', target, '--journal', journal, '--json'], env);
+      const young = (r: CliRun) => r.code === 1 && Array.isArray(r.json?.results) && (r.json!.results as Array<{ state?: string; detail?: string }>).some((x) => x.state === 'unknown' && /may still start it/.test(x.detail ?? ''));
+      while (young(rc) && Date.now() - waitFrom < 100_000) {
+        await new Promise((r) => setTimeout(r, 5000));
+        rc = await runCli(topo, 'undo.ts', ['--reconcile', '--target', target, '--journal', journal, '--json'], env);
+      }
+      if (Date.now() - waitFrom > 5000) notes.push(`reconcile waited ${Math.round((Date.now() - waitFrom) / 1000)} s for the channel's start window`);
       reconciled = rc.code === 0 ? 'ok' : 'failed';
       if (rc.code !== 0) problems.push(`undo --reconcile exit ${rc.code}: ${rc.stdout.slice(-800)}`);
       // A second reconcile finds nothing open and adds nothing (no entry duplicated).

@@ -101,7 +101,8 @@ t('reconcile: a record stopped half-way journals what was in flight (its undo pu
     rmSync(dir, { recursive: true, force: true });
     await toggleNla({ mode: 'disable' }, ctx(target([]))).catch(() => undefined);
     const [open] = await openIntents(dir);
-    const [o] = await reconcileIntents([open!], { journal: dir, run: target(records(open!.id), undefined, running) });
+    // An hour later: past the time in which the channel could still have started the step.
+    const [o] = await reconcileIntents([open!], { journal: dir, run: target(records(open!.id), undefined, running), now: Date.now() + 3_600_000 });
     assert.is(o!.state, state);
     const changes = await list(dir);
     if (state === 'interrupted') {
@@ -192,6 +193,18 @@ t('undo --record-file FILE --emit: the undo of a record copied off a server, as 
   await undoMain(['--record-file', file, '--emit']).then(() => assert.unreachable('took a damaged record'), (e: Error) => assert.match(e.message, /record\.json.*not an rdpfix target record/));
   writeFileSync(file, JSON.stringify({ ...rec, undone: { time: '2025-06-02T00:00:00.000Z', status: 'changed', by: 'undo --from-target', user: 'S-1-5-18' } }));
   assert.is((await capture(['--record-file', file, '--emit'])).code, 1);
+});
+
+t('reconcile right after a kill: no record yet is not "never started" while the channel could still start the step; after that time it is', async () => {
+  await toggleNla({ mode: 'disable' }, ctx(target([]))).catch(() => undefined);
+  const [open] = await openIntents(dir);
+  const [young] = await reconcileIntents([open!], { journal: dir, run: target([]) });
+  assert.is(young!.state, 'unknown');
+  assert.match(young!.detail, /may still start it; reconcile again after \d{4}-/);
+  assert.is((await openIntents(dir)).length, 1, 'still open');
+  const [old] = await reconcileIntents([open!], { journal: dir, run: target([]), now: Date.parse(open!.time) + 181_000 });
+  assert.is(old!.state, 'not-started', 'a winrm channel starts within 3 minutes or not at all');
+  assert.equal(await openIntents(dir), []);
 });
 
 t.run();
