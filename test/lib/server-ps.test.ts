@@ -48,7 +48,7 @@ async function sources(): Promise<Array<{ label: string; text: string; defined: 
 /** Full names of the cmdlets the generated scripts may call (anything else must be defined in the script). */
 const CMDLETS = new Set([
   'Add-Content', 'Add-Type', 'ConvertFrom-Json', 'ConvertTo-Json', 'Copy-Item', 'Export-Certificate', 'ForEach-Object', 'Get-ChildItem', 'Get-CimInstance',
-  'Get-Command', 'Get-Content', 'Get-Date', 'Get-Item', 'Get-NetFirewallRule', 'Get-NetTCPConnection', 'Get-ScheduledTask', 'Get-ScheduledTaskInfo',
+  'Get-Command', 'Get-Content', 'Get-Date', 'Get-FileHash', 'Get-Item', 'Get-NetFirewallRule', 'Get-NetTCPConnection', 'Get-ScheduledTask', 'Get-ScheduledTaskInfo',
   'Get-Service', 'Get-WinEvent', 'Group-Object', 'Invoke-CimMethod', 'Join-Path', 'New-Item', 'New-ItemProperty', 'New-Object', 'New-ScheduledTaskAction',
   'New-ScheduledTaskPrincipal', 'New-ScheduledTaskSettingsSet', 'New-ScheduledTaskTrigger', 'New-TimeSpan', 'Register-ScheduledTask', 'Remove-Item',
   'Remove-ItemProperty', 'Rename-Item', 'Restart-Service', 'Select-Object', 'Set-Content', 'Set-StrictMode', 'Sort-Object', 'Split-Path', 'Start-Service',
