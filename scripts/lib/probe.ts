@@ -42,6 +42,11 @@ export interface ProbeOptions {
   mssHelper?: 'perl' | 'python3';
   /** At most this many connections (1-5, default 5). */
   maxConnections?: number;
+  /**
+   * After the diagnosis, ask with the requests that say which clients connect (the `compatibility`
+   * of lib/rdp-verdict.ts), in what is left of the budget (default true).
+   */
+  compatibility?: boolean;
   /** Progress, e.g. to start a path-MTU check as soon as the TLS flight looks lost. */
   onProgress?: (e: ProbeEvent) => void;
   /** Clock for certificate validity (tests). */
@@ -130,6 +135,11 @@ export interface ProbeResult {
   tls: TlsResult | null;
   mssRetry: MssRetry | null;
   tlsVersions: TlsVersionScan | null;
+  /**
+   * Requests made only to tell which clients connect (CredSSP only, Standard RDP Security only),
+   * after the diagnosis and in what was left of the budget; `why` says what each asks.
+   */
+  clientChecks: NegotiationStep[];
   /** TCP connections opened (at most 5). */
   connections: number;
   ms: number;
@@ -201,6 +211,7 @@ export async function probeRdp(o: ProbeOptions): Promise<ProbeResult> {
     tls: null,
     mssRetry: null,
     tlsVersions: null,
+    clientChecks: [],
     connections: 0,
     ms: 0,
     timeouts,
@@ -280,7 +291,7 @@ export async function probeRdp(o: ProbeOptions): Promise<ProbeResult> {
   } else if (neg.outcome === 'closed' || neg.outcome === 'reset') {
     await followUp(PROTOCOL.RDP, 'the server closed before answering; does it answer a Standard RDP Security request?');
   }
-  if (!tlsStream) return done();
+  if (!tlsStream) return finish();
 
   // 3 + 4: TLS on the same socket; silence starts the small-segment retry.
   const mss = o.mss ?? SMALL_MSS;
@@ -321,7 +332,52 @@ export async function probeRdp(o: ProbeOptions): Promise<ProbeResult> {
     // so that case is scanned only on request.)
     result.tlsVersions = await scanVersions(['TLSv1.2', 'TLSv1.3', 'TLSv1', 'TLSv1.1'], o.tlsVersions ? 'requested' : 'first-handshake-failed');
   }
-  return done();
+  return finish();
+
+  /** The client checks, then the result. */
+  async function finish(): Promise<ProbeResult> {
+    if (o.compatibility !== false) await clientChecks();
+    return done();
+  }
+
+  /**
+   * The fewest requests that say which client profiles get in, one after the other, in what is
+   * left of the budget. The first answer already tells most: a server that chose Standard RDP
+   * Security, or refused SSL, needs no more. One that chose CredSSP is asked with Standard RDP
+   * Security only (HYBRID_REQUIRED_BY_SERVER: NLA is required, so TLS-only clients fail too); one
+   * that chose TLS is asked with CredSSP only (choosing Standard RDP Security or refusing also
+   * answers for Standard RDP Security clients), and only if that leaves it open, with Standard
+   * RDP Security only. A broken TLS handshake fails every TLS and CredSSP client alike.
+   */
+  async function clientChecks(): Promise<void> {
+    const ask = async (requested: number, why: string): Promise<NegotiationStep | null> => {
+      if (budget.left < 1) return null;
+      const f = await open(requested);
+      f.stream?.destroy();
+      const step: NegotiationStep = { ...(f.negotiation ?? { requested, requestedNames: protocolNames(requested), outcome: 'not-connected', ms: 0, bytes: 0 }), why, connect: f.connect };
+      result.clientChecks.push(step);
+      return step;
+    };
+    const n = answered(result);
+    if (!n) return;
+    const tlsOk = result.tls?.outcome === 'ok';
+    if (n.outcome === 'response') {
+      const sel = n.selectedProtocol ?? 0;
+      if (sel & (PROTOCOL.HYBRID | PROTOCOL.HYBRID_EX)) {
+        if (tlsOk) await ask(PROTOCOL.RDP, 'the server chose CredSSP (NLA): does it take a client without CredSSP?');
+      } else if (sel === PROTOCOL.SSL) {
+        if (!tlsOk) {
+          await ask(PROTOCOL.RDP, 'TLS fails: does a Standard RDP Security client get in?');
+          return;
+        }
+        const h = await ask(PROTOCOL.HYBRID, 'the server chose TLS: does a CredSSP-only (NLA) client get in?');
+        const unsettled = !h || (h.outcome === 'response' && h.selectedProtocol !== PROTOCOL.RDP) || (h.outcome === 'failure' && h.failureCode === 2);
+        if (h && unsettled) await ask(PROTOCOL.RDP, 'does a Standard RDP Security client get in?');
+      }
+    } else if (n.outcome === 'failure' && n.failureCode === 3 && !result.followUps.some((f) => f.requested === PROTOCOL.RDP)) {
+      await ask(PROTOCOL.RDP, 'the server has no certificate: does a Standard RDP Security client get in?');
+    }
+  }
 
   async function scanVersions(versions: TlsVersion[], reason: TlsVersionScan['reason'], known?: TlsVersion): Promise<TlsVersionScan> {
     const testable = versions.slice(0, Math.max(0, budget.left));
@@ -344,6 +400,18 @@ export async function probeRdp(o: ProbeOptions): Promise<ProbeResult> {
     results.sort((a, b) => TLS_VERSIONS.indexOf(a.version) - TLS_VERSIONS.indexOf(b.version));
     return { reason, results, accepted: results.filter((r) => r.accepted).map((r) => r.version), untested };
   }
+}
+
+/**
+ * The answer that decided the negotiation: the first one, or after INCONSISTENT_FLAGS the
+ * follow-up that was answered otherwise.
+ */
+export function answered(p: Pick<ProbeResult, 'negotiation' | 'followUps'>): NegotiationStep | null {
+  const n = p.negotiation;
+  if (n?.outcome === 'failure' && n.failureCode === 4) {
+    return p.followUps.find((f) => f.outcome !== 'failure' || f.failureCode !== 4) ?? n;
+  }
+  return n;
 }
 
 /** The same request over a small-MSS connection; `skip` records why it was not run. */

@@ -1,12 +1,12 @@
 // From what the wire showed to one cause, a confidence, evidence lines and the command that fixes
 // it. Shared by probe-rdp (probe only) and diagnose (probe + connect sample + path-MTU check). Pure:
 // no I/O except printVerdict. The causes and their recipes are the table in lib/causes.ts.
-import type { NegotiationStep, ProbeResult } from './probe.ts';
+import { answered, type NegotiationStep, type ProbeResult } from './probe.ts';
 import { recipeFor, type Cause } from './causes.ts';
 import { chalk } from './output.ts';
 import type { TlsResult } from './tls-probe.ts';
 import { findProgram } from './which.ts';
-import { protocolLabel } from './x224.ts';
+import { PROTOCOL, protocolLabel } from './x224.ts';
 
 export interface SampleConnect {
   i: number;
@@ -65,6 +65,22 @@ export interface NetworkEvidence {
   thresholds: { maxRttMs: number; maxLost: number };
 }
 
+/**
+ * The client profiles of `compatibility`, named for what the client offers: `default` SSL|HYBRID
+ * and falls back (mstsc, FreeRDP), `nla` CredSSP only, `tls` TLS only (CredSSP off), `rdp`
+ * Standard RDP Security only, `validating` the default client that also requires a certificate it
+ * trusts (mstsc's "do not connect if authentication fails").
+ */
+export const CLIENT_PROFILES = ['default', 'nla', 'tls', 'rdp', 'validating'] as const;
+export type ClientProfile = (typeof CLIENT_PROFILES)[number];
+
+export interface Compatibility {
+  client: ClientProfile;
+  /** Gets through the security layer (credentials aside); null where the evidence cannot say. */
+  connects: boolean | null;
+  why: string;
+}
+
 export interface Verdict {
   cause: Cause;
   /** 0.0-1.0: how sure the evidence makes us. */
@@ -77,6 +93,10 @@ export interface Verdict {
   next: string[];
   /** Prose that goes with them: what a channel needs, what to check by hand. */
   notes: string[];
+  /** Which clients connect, one entry per profile (CLIENT_PROFILES order). */
+  compatibility: Compatibility[];
+  /** The same in one line for humans, e.g. "NLA required: clients without CredSSP fail". */
+  clients: string;
 }
 
 interface Finding {
@@ -143,6 +163,7 @@ export function probeEvidence(p: ProbeResult): string[] {
   const ev = [connectLine(p)];
   if (p.negotiation) ev.push(negotiationLine(p.negotiation));
   for (const f of p.followUps) ev.push(negotiationLine(f, `follow-up (${f.why})`));
+  for (const f of p.clientChecks ?? []) ev.push(negotiationLine(f, `client check (${f.why})`));
   if (p.tls) {
     ev.push(tlsLine(p.tls));
     const cl = certLine(p.tls);
@@ -222,7 +243,7 @@ function tlsFinding(p: ProbeResult, t: TlsResult): Finding {
 function negotiationFinding(p: ProbeResult, n: NegotiationStep): Finding {
   switch (n.outcome) {
     case 'response':
-      if (n.selectedProtocol === 0) return { cause: 'security-layer-mismatch', confidence: 0.9, summary: 'the server chose Standard RDP Security although TLS and NLA were offered: a client that requires TLS or NLA is refused' };
+      if (n.selectedProtocol === 0) return { cause: 'security-layer-mismatch', confidence: 0.9, summary: 'the server chose Standard RDP Security although TLS and NLA were offered: a client that requires TLS or NLA is refused (a default client falls back to it and connects)' };
       if (p.tls) return tlsFinding(p, p.tls);
       return { cause: 'security-layer-mismatch', confidence: 0.4, summary: `the server selected ${protocolLabel(n.selectedProtocol!)}` };
     case 'failure':
@@ -245,7 +266,7 @@ function negotiationFinding(p: ProbeResult, n: NegotiationStep): Finding {
         default: return { cause: 'security-layer-mismatch', confidence: 0.4, summary: `the server refused the negotiation with an unknown failure code ${n.failureCode}` };
       }
     case 'no-negotiation':
-      return { cause: 'security-layer-mismatch', confidence: 0.8, summary: 'the server does not negotiate security (older than Windows Server 2008): Standard RDP Security only' };
+      return { cause: 'security-layer-mismatch', confidence: 0.8, summary: 'the server does not negotiate security (older than Windows Server 2008): Standard RDP Security only; a client that requires TLS or NLA is refused' };
     case 'not-x224':
       return { cause: 'not-rdp', confidence: 0.9, summary: `the service on port ${p.port} is not RDP: it answered ${n.preview}` };
     case 'timeout':
@@ -372,15 +393,149 @@ export function verdictOf(p: ProbeResult, network?: NetworkEvidence | null, env:
   }
   const recipe = recipeFor(f.cause);
   const steps = nextSteps(f.cause, recipe, p, env);
+  const compatibility = compatibilityOf(p, f);
+  const clients = clientsLine(compatibility);
+  // The cause names the best explanation for a default client; the clients it leaves out are named too.
+  const summary = f.cause === 'healthy' && /^NLA required/.test(clients) ? `${f.summary}; ${clients}` : f.summary;
   return {
     cause: f.cause,
     confidence: Math.round(f.confidence * 100) / 100,
-    summary: f.summary,
+    summary,
     evidence: [...evidence, ...notes],
     recipe,
     next: steps.next,
     notes: steps.notes,
+    compatibility,
+    clients,
   };
+}
+
+// ---------------------------------------------------------------- compatibility
+
+interface Outcome {
+  connects: boolean | null;
+  why: string;
+  /** The security the client ends up with when it connects. */
+  via?: 'tls' | 'nla' | 'rdp';
+}
+
+const HYBRIDS = PROTOCOL.HYBRID | PROTOCOL.HYBRID_EX;
+
+/** Which clients get through the security layer, from the negotiation answers and the TLS handshake. */
+export function compatibilityOf(p: ProbeResult, f: Pick<Finding, 'cause' | 'summary'>): Compatibility[] {
+  const all = (connects: boolean | null, why: string) => CLIENT_PROFILES.map((client) => ({ client, connects, why }));
+  if (f.cause === 'unstable-network') return all(null, `the path is unstable (${f.summary}): any client may or may not get through`);
+  const n = answered(p);
+  if (!n || p.connect.outcome !== 'accepted' || !['response', 'failure', 'no-negotiation'].includes(n.outcome)) {
+    return all(false, `no client gets an RDP answer: ${f.summary}`);
+  }
+  const steps = [...p.followUps, ...(p.clientChecks ?? [])];
+  const asked = (requested: number) => steps.find((s) => s.requested === requested && s.outcome !== 'not-connected');
+  const t = p.tls;
+  const tls = (layer: 'tls' | 'nla'): Outcome => {
+    const name = layer === 'nla' ? 'CredSSP (NLA) over TLS' : 'TLS';
+    if (!t) return { connects: null, why: `the server would use ${name}, but no TLS handshake was tried` };
+    if (t.outcome === 'ok') return { connects: true, why: `the server uses ${name}; the TLS handshake completes (${t.version})`, via: layer };
+    return { connects: false, why: `the server chose ${name}, but the TLS handshake fails: ${t.detail}` };
+  };
+  const noBudget = `not asked: no connection left in the probe's budget (${p.connections} used)`;
+  /** What one answer means for a client that offered only `profile`'s protocols. */
+  const byAnswer = (s: NegotiationStep, profile: 'default' | 'nla' | 'tls' | 'rdp'): Outcome => {
+    const asked = `asked with ${protocolLabel(s.requested)}`;
+    if (s.outcome === 'no-negotiation') {
+      return profile === 'default' || profile === 'rdp'
+        ? { connects: true, why: `${asked}, the server answers without negotiation: Standard RDP Security`, via: 'rdp' }
+        : { connects: false, why: `${asked}, the server answers without negotiation (Standard RDP Security only): a ${profile === 'nla' ? 'CredSSP' : 'TLS'}-only client gives up` };
+    }
+    if (s.outcome === 'failure') return { connects: false, why: `${asked}, the server refuses: RDP_NEG_FAILURE ${s.failureName}` };
+    if (s.outcome !== 'response') return { connects: false, why: `${asked}, ${negotiationLine(s).split('; ').slice(1).join('; ')}` };
+    const sel = s.selectedProtocol ?? 0;
+    if (sel === PROTOCOL.RDP) {
+      return profile === 'default' || profile === 'rdp'
+        ? { connects: true, why: `${asked}, the server chooses Standard RDP Security`, via: 'rdp' }
+        : { connects: false, why: `${asked}, the server chooses Standard RDP Security, which a ${profile === 'nla' ? 'CredSSP' : 'TLS'}-only client refuses` };
+    }
+    if (sel & HYBRIDS) return profile === 'tls' || profile === 'rdp' ? { connects: false, why: `${asked}, the server chose CredSSP, which was not offered` } : tls('nla');
+    if (sel & PROTOCOL.SSL) return profile === 'nla' ? { connects: false, why: `${asked}, the server chooses TLS without CredSSP, which a CredSSP-only client refuses` } : tls('tls');
+    return { connects: null, why: `${asked}, the server chose ${protocolLabel(sel)}` };
+  };
+  const sel = n.outcome === 'response' ? n.selectedProtocol ?? 0 : null;
+  const legacy = n.outcome === 'no-negotiation' || sel === PROTOCOL.RDP;
+  const code = n.outcome === 'failure' ? n.failureCode : undefined;
+  const rdpCheck = asked(PROTOCOL.RDP);
+  const nlaCheck = asked(PROTOCOL.HYBRID);
+
+  // rdp: Standard RDP Security only.
+  let rdp: Outcome;
+  if (rdpCheck) rdp = byAnswer(rdpCheck, 'rdp');
+  else if (legacy) rdp = byAnswer(n, 'rdp');
+  else if (nlaCheck?.outcome === 'response' && nlaCheck.selectedProtocol === PROTOCOL.RDP) rdp = { connects: true, why: 'asked with HYBRID only, the server chose Standard RDP Security: it takes it', via: 'rdp' };
+  else if (nlaCheck?.outcome === 'failure' && nlaCheck.failureCode === 1) rdp = { connects: false, why: 'asked with HYBRID only, the server answered SSL_REQUIRED_BY_SERVER: Standard RDP Security is refused too' };
+  else if (code === 5 || code === 6) rdp = { connects: false, why: `the server requires CredSSP (RDP_NEG_FAILURE ${n.failureName}): Standard RDP Security is refused` };
+  else rdp = { connects: null, why: noBudget };
+
+  // nla: CredSSP only.
+  let nla: Outcome;
+  if (nlaCheck) nla = byAnswer(nlaCheck, 'nla');
+  else if (sel !== null && sel & HYBRIDS) nla = tls('nla');
+  else if (legacy) nla = byAnswer(n, 'nla');
+  else if (code === 2 || code === 3) nla = { connects: false, why: `CredSSP runs over TLS, which the server refuses (RDP_NEG_FAILURE ${n.failureName})` };
+  else if (sel === PROTOCOL.SSL && t && t.outcome !== 'ok') nla = { connects: false, why: `CredSSP runs over TLS, and the TLS handshake fails: ${t.detail}` };
+  else nla = { connects: null, why: noBudget };
+
+  // tls: TLS only.
+  let tlsOnly: Outcome;
+  const sslCheck = asked(PROTOCOL.SSL);
+  if (sslCheck) tlsOnly = byAnswer(sslCheck, 'tls');
+  else if (sel === PROTOCOL.SSL) tlsOnly = byAnswer(n, 'tls');
+  else if (legacy) tlsOnly = byAnswer(n, 'tls');
+  else if (sel !== null && sel & HYBRIDS) {
+    const c = rdpCheck;
+    if (c?.outcome === 'failure' && (c.failureCode === 5 || c.failureCode === 6)) tlsOnly = { connects: false, why: `NLA required: asked with Standard RDP Security only, the server answered ${c.failureName}` };
+    else if (c && (c.outcome === 'response' || (c.outcome === 'failure' && c.failureCode === 1))) {
+      const o = tls('tls');
+      tlsOnly = o.connects ? { ...o, why: `the server does not require CredSSP (asked with Standard RDP Security only: ${c.outcome === 'response' ? 'accepted' : c.failureName}); ${o.why}` } : o;
+    } else tlsOnly = { connects: null, why: c ? `asked with Standard RDP Security only: ${negotiationLine(c).split('; ').slice(1).join('; ')}` : noBudget };
+  } else if (code === 2 || code === 3 || code === 5 || code === 6) tlsOnly = { connects: false, why: `the server refuses TLS without more (RDP_NEG_FAILURE ${n.failureName})` };
+  else tlsOnly = { connects: null, why: `the server answered ${n.failureName ?? n.outcome} to a request that offered TLS` };
+
+  // default: the first request; after a refusal it falls back to TLS only, then Standard RDP Security.
+  let def: Outcome;
+  if (n.outcome !== 'failure') def = byAnswer(n, 'default');
+  else if (tlsOnly.connects) def = { ...tlsOnly, why: `falls back to TLS only: ${tlsOnly.why}` };
+  else if (rdp.connects) def = { ...rdp, why: `refused with RDP_NEG_FAILURE ${n.failureName}, falls back to Standard RDP Security: ${rdp.why}` };
+  else if (tlsOnly.connects === false && rdp.connects === false) def = { connects: false, why: `refused with RDP_NEG_FAILURE ${n.failureName}, and its fall-backs (TLS only, Standard RDP Security) are refused too` };
+  else def = { connects: null, why: `refused with RDP_NEG_FAILURE ${n.failureName}; whether a fall-back gets in was not asked` };
+
+  // validating: the default client that requires a certificate it trusts.
+  let validating: Outcome;
+  const c = t?.certificate;
+  if (def.connects === false) validating = { connects: false, why: `the default client fails already: ${def.why}` };
+  else if (def.via === 'rdp') validating = { connects: false, why: 'Standard RDP Security has no certificate to check: a client that requires server authentication refuses it (mstsc "do not connect"; FreeRDP checks nothing there and connects)' };
+  else if (def.connects === null) validating = { connects: null, why: def.why };
+  else if (!c) validating = { connects: null, why: 'the certificate could not be read' };
+  else if (c.expired) validating = { connects: false, why: `the certificate expired on ${c.validTo.slice(0, 10)}` };
+  else if (c.notYetValid) validating = { connects: false, why: `the certificate is not valid before ${c.validFrom.slice(0, 10)}` };
+  else if (t?.authorizationError) validating = { connects: null, why: `${c.selfSigned ? 'self-signed' : `issued by ${c.issuer}`} (${t.authorizationError} here): it connects only where this certificate${c.selfSigned ? '' : '\'s issuer'} is trusted and its name matches the name the client uses` };
+  else validating = { connects: null, why: `the chain is trusted here; it connects if the client trusts the same root and the certificate's name (${c.subject}${c.subjectAltNames.length ? `, ${c.subjectAltNames.join(', ')}` : ''}) matches the name it uses` };
+
+  const o: Record<ClientProfile, Outcome> = { default: def, nla, tls: tlsOnly, rdp, validating };
+  return CLIENT_PROFILES.map((client) => ({ client, connects: o[client].connects, why: o[client].why }));
+}
+
+/** One line: which clients connect. */
+export function clientsLine(list: Compatibility[]): string {
+  const by = Object.fromEntries(list.map((c) => [c.client, c.connects])) as Record<ClientProfile, boolean | null>;
+  if (by.default && by.nla && by.tls === false && by.rdp === false) return 'NLA required: clients without CredSSP fail';
+  if (by.default && by.rdp && by.tls === false && by.nla === false) return 'Standard RDP Security only: clients that require TLS or NLA fail; a default client falls back and connects';
+  if (list.every((c) => c.connects === false)) return 'no client connects';
+  if (list.every((c) => c.connects === null)) return 'which clients connect cannot be told';
+  const names = (v: boolean | null) => list.filter((c) => c.connects === v).map((c) => c.client);
+  return [
+    names(true).length ? `connect: ${names(true).join(', ')}` : '',
+    names(false).length ? `fail: ${names(false).join(', ')}` : '',
+    names(null).length ? `cannot tell: ${names(null).join(', ')}` : '',
+  ].filter(Boolean).join('; ');
 }
 
 // ---------------------------------------------------------------- next steps
@@ -474,7 +629,7 @@ export function nextSteps(cause: Cause, recipe: string | null, p: Pick<ProbeResu
 export function formatVerdict(v: Verdict & { endpoint: string }): string {
   const ok = v.cause === 'healthy';
   const head = `${ok ? chalk.green('✔') : chalk.red('✘')} ${chalk.bold(v.endpoint)}: ${ok ? chalk.green(v.cause) : chalk.red(v.cause)} ${chalk.dim(`(confidence ${v.confidence.toFixed(2)})`)}`;
-  const lines = [head, `  ${v.summary}`, ...v.evidence.map((e) => `  ${chalk.dim('•')} ${e}`)];
+  const lines = [head, `  ${v.summary}`, `  ${chalk.bold('Clients:')} ${v.clients}`, ...v.evidence.map((e) => `  ${chalk.dim('•')} ${e}`)];
   if (v.next.length) lines.push('', chalk.bold(v.recipe ? `Fix (recipe ${v.recipe}):` : 'Next:'), ...v.next.map((n) => `  ${n}`));
   if (v.notes.length) lines.push(...v.notes.map((n) => `  ${chalk.dim('•')} ${chalk.dim(n)}`));
   return lines.join('\n');

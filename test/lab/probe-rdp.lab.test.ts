@@ -78,7 +78,7 @@ if (labGate('probe-rdp: xrdp', ['root', 'netns', 'xrdp', 'openssl'])) {
         // Healthy: one connection, TLS 1.3, the certificate as Windows shows it.
         const h = r.healthy;
         assert.is(h.verdict.cause, 'healthy', show(h));
-        assert.is(h.probe.connections, 1);
+        assert.is(h.probe.connections, 2, 'the diagnosis in one, one client check (CredSSP only)');
         assert.equal(h.probe.negotiation?.selectedNames, ['SSL']);
         assert.is(h.probe.tls?.version, 'TLSv1.3');
         assert.ok(h.probe.tls?.cipher);
@@ -98,7 +98,7 @@ if (labGate('probe-rdp: xrdp', ['root', 'netns', 'xrdp', 'openssl'])) {
         assert.is(r.mismatched.verdict.cause, 'certificate-key-unusable', show(r.mismatched));
         assert.is(r.mismatched.probe.tls?.outcome, 'not-tls');
         assert.is(r.mismatched.probe.tls?.firstBytes, DPUM);
-        assert.is(r.mismatched.probe.connections, 1, 'no version scan: the server aborted before reading our hello');
+        assert.is(r.mismatched.probe.connections, 2, 'no version scan: the server aborted before reading our hello (the second is the Standard RDP Security client check)');
 
         assert.is(r.expired.verdict.cause, 'certificate-expired', show(r.expired));
         assert.is(r.expired.probe.tls?.certificate?.validTo, '2020-02-01T00:00:00.000Z');
@@ -121,7 +121,7 @@ if (labGate('probe-rdp: xrdp', ['root', 'netns', 'xrdp', 'openssl'])) {
         // --tls-versions on a healthy server: the versions it accepts (Debian's OpenSSL: 1.2 and 1.3).
         assert.is(scanned!.verdict.cause, 'healthy');
         assert.equal(scanned!.probe.tlsVersions?.accepted, ['TLSv1.2', 'TLSv1.3']);
-        assert.is(scanned!.probe.connections, 4);
+        assert.is(scanned!.probe.connections, 5, 'the first, 3 for the scan, one client check');
 
         assert.is(nothing!.verdict.cause, 'no-listener', show(nothing!));
         assert.is(nothing!.probe.connect.outcome, 'refused');

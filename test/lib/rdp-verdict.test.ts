@@ -4,7 +4,7 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { CAUSE_NAMES, recipeFor } from '../../scripts/lib/causes.ts';
-import { nextSteps, serverTargets, verdictOf, type ChannelEnv, type ConnectSample, type NetworkEvidence, type PathMtuCheck } from '../../scripts/lib/rdp-verdict.ts';
+import { formatVerdict, nextSteps, serverTargets, verdictOf, type ChannelEnv, type ConnectSample, type NetworkEvidence, type PathMtuCheck } from '../../scripts/lib/rdp-verdict.ts';
 import type { TlsResult } from '../../scripts/lib/tls-probe.ts';
 import type { NegotiationStep, ProbeResult } from '../../scripts/lib/probe.ts';
 
@@ -20,7 +20,7 @@ const tlsFail = (outcome: TlsResult['outcome'], more: Partial<TlsResult> = {}): 
 function probe(p: Partial<ProbeResult> = {}): ProbeResult {
   return {
     endpoint: '10.0.0.4:3389', host: '10.0.0.4', port: 3389, address: '10.0.0.4', connect: { outcome: 'accepted', ms: 1 },
-    negotiation: SSL_RSP, followUps: [], tls: TLS_OK, mssRetry: null, tlsVersions: null, connections: 1, ms: 10,
+    negotiation: SSL_RSP, followUps: [], tls: TLS_OK, mssRetry: null, tlsVersions: null, clientChecks: [], connections: 1, ms: 10,
     timeouts: { connectMs: 3000, x224Ms: 3000, tlsMs: 5000 }, ...p,
   };
 }
@@ -240,3 +240,74 @@ next('a remote host gets only the channels this machine has; an IP address gets 
 });
 
 next.run();
+
+// ---
+
+const clients = suite('compatibility: which client profiles connect');
+
+const step = (requested: number, more: Partial<NegotiationStep>): NegotiationStep => ({ requested, requestedNames: [], outcome: 'response', ms: 1, bytes: 19, why: 'client check', connect: { outcome: 'accepted', ms: 1 }, ...more });
+const fail = (requested: number, code: number, name: string) => step(requested, { outcome: 'failure', failureCode: code, failureName: name, failureMeaning: name });
+const connects = (p: ProbeResult, n?: NetworkEvidence) => Object.fromEntries(verdictOf(p, n).compatibility.map((c) => [c.client, c.connects]));
+const SELF_SIGNED = { ...TLS_OK, authorizationError: 'DEPTH_ZERO_SELF_SIGNED_CERT' };
+
+clients('NLA required (CredSSP chosen, Standard RDP Security refused with HYBRID_REQUIRED): healthy for a default client, and it says who fails', () => {
+  const p = probe({ negotiation: { ...SSL_RSP, selectedProtocol: 2, selectedNames: ['HYBRID'] }, tls: SELF_SIGNED, clientChecks: [fail(0, 5, 'HYBRID_REQUIRED_BY_SERVER')], connections: 2 });
+  const v = verdictOf(p);
+  assert.is(v.cause, 'healthy');
+  assert.equal(connects(p), { default: true, nla: true, tls: false, rdp: false, validating: null });
+  assert.is(v.clients, 'NLA required: clients without CredSSP fail');
+  assert.match(v.summary, /NLA required: clients without CredSSP fail$/);
+  assert.match(formatVerdict({ ...v, endpoint: p.endpoint }), /Clients:.* NLA required: clients without CredSSP fail/);
+  assert.match(v.evidence.join('\n'), /client check \(client check\): asked for RDP; server answered RDP_NEG_FAILURE 5/);
+  // Standard RDP Security accepted: CredSSP is not required, a TLS-only client gets in too.
+  assert.equal(connects({ ...p, clientChecks: [step(0, { selectedProtocol: 0 })] }), { default: true, nla: true, tls: true, rdp: true, validating: null });
+});
+
+clients('Standard RDP Security only: the cause stays security-layer-mismatch, but a default client falls back and connects', () => {
+  const p = probe({ negotiation: { ...SSL_RSP, selectedProtocol: 0, selectedNames: ['RDP'] }, tls: null });
+  const v = verdictOf(p);
+  assert.is(v.cause, 'security-layer-mismatch');
+  assert.match(v.summary, /a client that requires TLS or NLA is refused \(a default client falls back to it and connects\)/);
+  assert.equal(connects(p), { default: true, nla: false, tls: false, rdp: true, validating: false });
+  assert.match(v.clients, /^Standard RDP Security only: clients that require TLS or NLA fail/);
+  assert.match(v.compatibility.find((c) => c.client === 'validating')!.why, /no certificate to check/);
+  const legacy = probe({ negotiation: { ...SSL_RSP, outcome: 'no-negotiation', selectedProtocol: undefined }, tls: null });
+  assert.equal(connects(legacy), { default: true, nla: false, tls: false, rdp: true, validating: false });
+});
+
+clients('TLS chosen: the CredSSP-only check answers nla (and rdp when the server picked Standard RDP Security)', () => {
+  // xrdp negotiate: HYBRID only -> Standard RDP Security.
+  assert.equal(connects(probe({ tls: SELF_SIGNED, clientChecks: [step(2, { selectedProtocol: 0 })], connections: 2 })), { default: true, nla: false, tls: true, rdp: true, validating: null });
+  // xrdp security_layer=tls: HYBRID only -> SSL_REQUIRED_BY_SERVER, which refuses Standard RDP Security too.
+  assert.equal(connects(probe({ tls: SELF_SIGNED, clientChecks: [fail(2, 1, 'SSL_REQUIRED_BY_SERVER')], connections: 2 })), { default: true, nla: false, tls: true, rdp: false, validating: null });
+  // FreeRDP's server: HYBRID only refused with SSL_NOT_ALLOWED, Standard RDP Security accepted.
+  assert.equal(connects(probe({ tls: SELF_SIGNED, clientChecks: [fail(2, 2, 'SSL_NOT_ALLOWED_BY_SERVER'), step(0, { selectedProtocol: 0 })], connections: 3 })), { default: true, nla: false, tls: true, rdp: true, validating: null });
+  // No connection left: said so, not guessed.
+  const v = verdictOf(probe({ tls: SELF_SIGNED, connections: 5 }));
+  assert.equal(v.compatibility.filter((c) => c.connects === null).map((c) => c.client), ['nla', 'rdp', 'validating']);
+  assert.match(v.compatibility.find((c) => c.client === 'nla')!.why, /no connection left/);
+});
+
+clients('the certificate decides validating; a broken TLS handshake fails every TLS and CredSSP client', () => {
+  const expired = probe({ tls: { ...TLS_OK, certificate: { ...CERT, expired: true, daysLeft: -10 } }, clientChecks: [step(2, { selectedProtocol: 0 })] });
+  assert.is(verdictOf(expired).cause, 'certificate-expired');
+  assert.equal(connects(expired), { default: true, nla: false, tls: true, rdp: true, validating: false });
+  assert.is(connects(probe({ tls: TLS_OK, clientChecks: [step(2, { selectedProtocol: 0 })] })).validating, null, 'trusted here; the name the client uses is not known');
+  const broken = probe({ tls: tlsFail('not-tls', { bytesReceived: 9 }), clientChecks: [step(0, { selectedProtocol: 0 })] });
+  assert.equal(connects(broken), { default: false, nla: false, tls: false, rdp: true, validating: false });
+});
+
+clients('refusals: SSL not allowed falls back to Standard RDP Security; no certificate fails all; nothing listening fails all; an unstable path cannot say', () => {
+  const notAllowed = probe({ negotiation: fail(0x0b, 2, 'SSL_NOT_ALLOWED_BY_SERVER'), followUps: [step(0, { selectedProtocol: 0, why: 'f' })], tls: null });
+  assert.equal(connects(notAllowed), { default: true, nla: false, tls: false, rdp: true, validating: false });
+  const noCert = probe({ negotiation: fail(0x0b, 3, 'SSL_CERT_NOT_ON_SERVER'), tls: null, clientChecks: [fail(0, 3, 'SSL_CERT_NOT_ON_SERVER')] });
+  assert.equal(connects(noCert), { default: false, nla: false, tls: false, rdp: false, validating: false });
+  const refused = verdictOf(probe({ connect: { outcome: 'refused', ms: 1 }, negotiation: null, tls: null }));
+  assert.ok(refused.compatibility.every((c) => c.connects === false && /nothing listens/.test(c.why)));
+  assert.is(refused.clients, 'no client connects');
+  const lossy = verdictOf(probe({ clientChecks: [step(2, { selectedProtocol: 0 })] }), net(sample(4)));
+  assert.is(lossy.cause, 'unstable-network');
+  assert.ok(lossy.compatibility.every((c) => c.connects === null));
+});
+
+clients.run();
