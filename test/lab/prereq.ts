@@ -16,7 +16,10 @@ export type LabNeed =
   | 'ping'
   | 'openssl'
   | 'nmap'
-  | 'tracepath';
+  | 'tracepath'
+  | 'xfreerdp'
+  | 'freerdp-shadow-cli'
+  | 'Xvfb';
 
 // sbin directories are often missing from a non-login PATH, but that is where
 // Debian puts ip, iptables and xrdp.
