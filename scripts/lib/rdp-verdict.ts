@@ -1,7 +1,7 @@
 // From what the wire showed to one cause, a confidence, evidence lines and the command that fixes
 // it. Shared by probe-rdp (probe only) and diagnose (probe + connect sample + path-MTU check). Pure:
 // no I/O except printVerdict. The causes and their recipes are the table in lib/causes.ts.
-import { answered, type NegotiationStep, type ProbeResult } from './probe.ts';
+import { answered, MAX_CONNECTIONS, type NegotiationStep, type ProbeResult } from './probe.ts';
 import { recipeFor, type Cause } from './causes.ts';
 import { chalk } from './output.ts';
 import type { TlsResult } from './tls-probe.ts';
@@ -163,7 +163,6 @@ export function probeEvidence(p: ProbeResult): string[] {
   const ev = [connectLine(p)];
   if (p.negotiation) ev.push(negotiationLine(p.negotiation));
   for (const f of p.followUps) ev.push(negotiationLine(f, `follow-up (${f.why})`));
-  for (const f of p.clientChecks ?? []) ev.push(negotiationLine(f, `client check (${f.why})`));
   if (p.tls) {
     ev.push(tlsLine(p.tls));
     const cl = certLine(p.tls);
@@ -183,6 +182,7 @@ export function probeEvidence(p: ProbeResult): string[] {
     const unknown = v.results.filter((r) => r.accepted === null).map((r) => `${r.version} (${r.detail})`);
     ev.push(`TLS versions accepted: ${v.accepted.join(', ') || 'none'}${refused.length ? `; refused: ${refused.join(', ')}` : ''}${unknown.length ? `; not tested: ${unknown.join(', ')}` : ''}${v.untested.length ? `; no connection left for ${v.untested.join(', ')}` : ''}`);
   }
+  for (const f of p.clientChecks ?? []) ev.push(negotiationLine(f, `client check (${f.why})`));
   ev.push(`connections used by the probe: ${p.connections}`);
   return ev;
 }
@@ -438,7 +438,7 @@ export function compatibilityOf(p: ProbeResult, f: Pick<Finding, 'cause' | 'summ
     if (t.outcome === 'ok') return { connects: true, why: `the server uses ${name}; the TLS handshake completes (${t.version})`, via: layer };
     return { connects: false, why: `the server chose ${name}, but the TLS handshake fails: ${t.detail}` };
   };
-  const noBudget = `not asked: no connection left in the probe's budget (${p.connections} used)`;
+  const noBudget = p.connections >= MAX_CONNECTIONS ? `not asked: no connection left in the probe's budget of ${MAX_CONNECTIONS}` : 'not asked (the probe stopped before the client checks)';
   /** What one answer means for a client that offered only `profile`'s protocols. */
   const byAnswer = (s: NegotiationStep, profile: 'default' | 'nla' | 'tls' | 'rdp'): Outcome => {
     const asked = `asked with ${protocolLabel(s.requested)}`;
@@ -629,7 +629,8 @@ export function nextSteps(cause: Cause, recipe: string | null, p: Pick<ProbeResu
 export function formatVerdict(v: Verdict & { endpoint: string }): string {
   const ok = v.cause === 'healthy';
   const head = `${ok ? chalk.green('✔') : chalk.red('✘')} ${chalk.bold(v.endpoint)}: ${ok ? chalk.green(v.cause) : chalk.red(v.cause)} ${chalk.dim(`(confidence ${v.confidence.toFixed(2)})`)}`;
-  const lines = [head, `  ${v.summary}`, `  ${chalk.bold('Clients:')} ${v.clients}`, ...v.evidence.map((e) => `  ${chalk.dim('•')} ${e}`)];
+  const clients = v.summary.endsWith(v.clients) ? [] : [`  ${chalk.bold('Clients:')} ${v.clients}`];
+  const lines = [head, `  ${v.summary}`, ...clients, ...v.evidence.map((e) => `  ${chalk.dim('•')} ${e}`)];
   if (v.next.length) lines.push('', chalk.bold(v.recipe ? `Fix (recipe ${v.recipe}):` : 'Next:'), ...v.next.map((n) => `  ${n}`));
   if (v.notes.length) lines.push(...v.notes.map((n) => `  ${chalk.dim('•')} ${chalk.dim(n)}`));
   return lines.join('\n');

@@ -257,7 +257,9 @@ clients('NLA required (CredSSP chosen, Standard RDP Security refused with HYBRID
   assert.equal(connects(p), { default: true, nla: true, tls: false, rdp: false, validating: null });
   assert.is(v.clients, 'NLA required: clients without CredSSP fail');
   assert.match(v.summary, /NLA required: clients without CredSSP fail$/);
-  assert.match(formatVerdict({ ...v, endpoint: p.endpoint }), /Clients:.* NLA required: clients without CredSSP fail/);
+  const human = formatVerdict({ ...v, endpoint: p.endpoint });
+  assert.is(human.split('NLA required: clients without CredSSP fail').length, 2, 'said once, in the summary line');
+  assert.match(formatVerdict({ ...verdictOf(probe()), endpoint: p.endpoint }), /\n {2}\S*Clients:\S* connect: default, tls; cannot tell: nla, rdp, validating\n/);
   assert.match(v.evidence.join('\n'), /client check \(client check\): asked for RDP; server answered RDP_NEG_FAILURE 5/);
   // Standard RDP Security accepted: CredSSP is not required, a TLS-only client gets in too.
   assert.equal(connects({ ...p, clientChecks: [step(0, { selectedProtocol: 0 })] }), { default: true, nla: true, tls: true, rdp: true, validating: null });
