@@ -426,10 +426,14 @@ export function compatibilityOf(p: ProbeResult, f: Pick<Finding, 'cause' | 'summ
   const all = (connects: boolean | null, why: string) => CLIENT_PROFILES.map((client) => ({ client, connects, why }));
   if (f.cause === 'unstable-network') return all(null, `the path is unstable (${f.summary}): any client may or may not get through`);
   const n = answered(p);
-  if (!n || p.connect.outcome !== 'accepted' || !['response', 'failure', 'no-negotiation'].includes(n.outcome)) {
+  const steps = [...p.followUps, ...(p.clientChecks ?? [])];
+  const answers = (s: NegotiationStep) => ['response', 'failure', 'no-negotiation'].includes(s.outcome);
+  // A server that closes the first request may still answer a Standard RDP Security one (the
+  // probe's follow-up): then that is what an `rdp` client gets. A default client does not fall back
+  // after a close (FreeRDP gives up when the answer does not come).
+  if (!n || p.connect.outcome !== 'accepted' || (!answers(n) && !steps.some(answers))) {
     return all(false, `no client gets an RDP answer: ${f.summary}`);
   }
-  const steps = [...p.followUps, ...(p.clientChecks ?? [])];
   const asked = (requested: number) => steps.find((s) => s.requested === requested && s.outcome !== 'not-connected');
   const t = p.tls;
   const tls = (layer: 'tls' | 'nla'): Outcome => {

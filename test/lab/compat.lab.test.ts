@@ -14,9 +14,13 @@
 //   FreeRDP checks nothing there and connects. diagnose predicts mstsc's behaviour.
 // A prediction of null (the evidence cannot say, e.g. whether a client trusts a self-signed
 // certificate) is printed but not judged.
+// Second suite: the vpn-mtu recipe on a path-MTU black hole, judged by xfreerdp (hangs before,
+// connects after, hangs again after undo).
 // Run: npx tsx test/lab/compat.lab.test.ts  (needs root, xrdp, FreeRDP, Xvfb; skips otherwise)
-import { writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { DiagnoseReport } from '../../scripts/diagnose.ts';
@@ -47,6 +51,8 @@ async function pool<T, R>(items: T[], n: number, fn: (x: T) => Promise<R>): Prom
 }
 
 const CREDS = { user: 'lab', domain: 'LAB', password: 'Lab-Passw0rd!' };
+const root = fileURLToPath(new URL('../..', import.meta.url));
+const script = (name: string) => join(root, 'scripts', `${name}.ts`);
 
 interface Server {
   name: string;
@@ -184,3 +190,43 @@ if (labGate('compatibility: xfreerdp judges diagnose', ['root', 'netns', 'xrdp',
     }));
 }
 compat.run();
+
+// ---
+
+// Issue 14 part 3 for the recipe that can run here: vpn-mtu, proven by the real client. The client
+// has no timeout of its own on a black hole (the TLS flight never arrives): runClient's is used.
+const vpn = suite('vpn-mtu judged by xfreerdp');
+if (labGate('vpn-mtu judged by xfreerdp', ['root', 'netns', 'xrdp', 'iptables', 'ping', 'openssl', 'xfreerdp', 'Xvfb'])) {
+  vpn('the client hangs on the black hole, connects after the recipe, hangs again after undo', () =>
+    bounded(150_000, 'vpn-mtu', async () => {
+      const topo = await createTopology({ kind: 'routed', pathMtu: 1400, pmtuBlackhole: true });
+      const journal = mkdtempSync(join(tmpdir(), 'rdpfix-lab-journal-'));
+      try {
+        const [x, xc] = await Promise.all([
+          startXrdp(topo, { cert: (await labCerts()).large, globals: { allow_channels: 'true' } }),
+          startXvfb(topo, 'client'),
+        ]);
+        const env = { ...process.env, RDPFIX_JOURNAL: journal, RDPFIX_RUN_ID: '' };
+        const client = (name: string) => runClient(topo, { profile: 'default', addr: x.addr, port: x.port, display: xc.display, creds: CREDS, home: clientHome(topo, name), timeoutMs: 10_000 });
+        const show = (r: ClientRun) => `${r.timedOut ? 'timeout' : r.error ?? r.exitCode} after ${r.ms} ms\n${r.tail}`;
+
+        const before = await client('before');
+        assert.is(before.connected, false, show(before));
+        const run = await topo.runNode('client', [script('run-recipe'), 'vpn-mtu', '--host', `${x.addr}:${x.port}`, '--yes', '--json'], { env, timeoutMs: 120_000 });
+        assert.is(run.exitCode, 0, run.stdout + run.stderr);
+        assert.is(await topo.getMtu('client'), 1400);
+        const after = await client('after');
+        assert.is(after.connected, true, show(after));
+        const undo = await topo.runNode('client', [script('undo'), '--last', '--yes', '--json'], { env, timeoutMs: 60_000 });
+        assert.is(undo.exitCode, 0, undo.stdout + undo.stderr);
+        assert.is(await topo.getMtu('client'), 1500);
+        const again = await client('again');
+        assert.is(again.connected, false, show(again));
+        console.log(`  vpn-mtu by xfreerdp: before ${show(before).split('\n')[0]}; after the recipe connected in ${after.ms} ms; after undo ${show(again).split('\n')[0]}`);
+      } finally {
+        await topo.destroy();
+        rmSync(journal, { recursive: true, force: true });
+      }
+    }));
+}
+vpn.run();

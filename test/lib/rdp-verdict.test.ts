@@ -304,6 +304,11 @@ clients('refusals: SSL not allowed falls back to Standard RDP Security; no certi
   assert.equal(connects(notAllowed), { default: true, nla: false, tls: false, rdp: true, validating: false });
   const noCert = probe({ negotiation: fail(0x0b, 3, 'SSL_CERT_NOT_ON_SERVER'), tls: null, clientChecks: [fail(0, 3, 'SSL_CERT_NOT_ON_SERVER')] });
   assert.equal(connects(noCert), { default: false, nla: false, tls: false, rdp: false, validating: false });
+  // Closed when asked for TLS/NLA, answers Standard RDP Security: only an rdp client gets in.
+  const closed = probe({ negotiation: { ...SSL_RSP, outcome: 'closed', selectedProtocol: undefined }, followUps: [step(0, { selectedProtocol: 0, why: 'f' })], tls: null });
+  assert.is(verdictOf(closed).cause, 'closed-by-server');
+  assert.equal(connects(closed), { default: false, nla: null, tls: null, rdp: true, validating: false });
+  assert.equal(connects({ ...closed, followUps: [step(0, { outcome: 'closed', why: 'f' })] }), { default: false, nla: false, tls: false, rdp: false, validating: false });
   const refused = verdictOf(probe({ connect: { outcome: 'refused', ms: 1 }, negotiation: null, tls: null }));
   assert.ok(refused.compatibility.every((c) => c.connects === false && /nothing listens/.test(c.why)));
   assert.is(refused.clients, 'no client connects');
