@@ -117,8 +117,9 @@ if (labGate('diagnose: cause table (direct)', ['root', 'netns', 'iptables', 'xrd
           assertShape(r);
         });
         const healthy = reports[0]!;
-        // One probe connection and nine sample connects (five more only if a busy moment made the
-        // burst lose connects and the paced re-check ran).
+        // Two probe connections (the diagnosis, then one client check for the compatibility list) and
+        // nine sample connects (five more only if a busy moment made the burst lose connects and the
+        // paced re-check ran).
         assert.is(healthy.connections.probe, 2, 'the diagnosis in one, one client check (CredSSP only) for the compatibility list');
         assert.ok([9, 14].includes(healthy.connections.sample), JSON.stringify(healthy.connections));
         assert.is(healthy.connections.total, healthy.connections.probe + healthy.connections.sample);
