@@ -535,3 +535,235 @@ function Get-RdpNetAdapter {
     param([Parameter(Mandatory = $true)][int]$InterfaceIndex)
     return (Get-NetAdapter -InterfaceIndex $InterfaceIndex -ErrorAction SilentlyContinue)
 }
+
+function Test-RdpHandshake {
+    # What a client sees of this server's RDP listener, asked from the server itself: the TCP connect,
+    # the X.224 Connection Request with SSL|HYBRID|HYBRID_EX (the 44 bytes of scripts/lib/x224.ts
+    # connectionRequest with the cookie "rdpfix"), the Connection Confirm decoded as parseConfirm does,
+    # then TLS on the same socket (SslStream) when a TLS-based protocol was selected. Each step (connect,
+    # X.224 write and read, every read of the TLS handshake) is bounded by -TimeoutMs. Raw evidence only:
+    # Get-RdpHandshakeCause (handshake.ps1) names the cause. Only .NET Framework 4.5 APIs, so Windows
+    # PowerShell 5.1 on Server 2012 R2 runs it as PowerShell 7 does.
+    [CmdletBinding()]
+    param(
+        [Parameter(Mandatory = $true)][string]$Address,
+        [Parameter(Mandatory = $true)][ValidateRange(1, 65535)][int]$Port,
+        [ValidateRange(100, 60000)][int]$TimeoutMs = 3000
+    )
+    $evidence = [ordered]@{
+        address = $Address; port = $Port; timeoutMs = $TimeoutMs
+        checked = [System.DateTime]::UtcNow.ToString('yyyy-MM-ddTHH:mm:ss.fffZ', [System.Globalization.CultureInfo]::InvariantCulture)
+        tcp = [ordered]@{ outcome = 'error'; ms = 0; error = $null }
+        negotiation = $null
+        tls = $null
+    }
+    # A failed call's innermost exception says what happened (a SocketException for connect, send
+    # and receive: its SocketErrorCode); the text kept is at most 400 characters.
+    $client = $null
+    $ssl = $null
+    try {
+        $ip = $null
+        if (-not [System.Net.IPAddress]::TryParse($Address, [ref]$ip)) {
+            try { $ip = @([System.Net.Dns]::GetHostAddresses($Address))[0] } catch { $evidence.tcp.error = $_.Exception.GetBaseException().Message; return $evidence }
+        }
+        # --- 1. TCP connect, bounded.
+        $client = New-Object -TypeName System.Net.Sockets.TcpClient -ArgumentList @($ip.AddressFamily)
+        $client.NoDelay = $true
+        $watch = [System.Diagnostics.Stopwatch]::StartNew()
+        $pending = $client.BeginConnect($ip, $Port, $null, $null)
+        $inTime = $pending.AsyncWaitHandle.WaitOne($TimeoutMs)
+        $evidence.tcp.ms = [Math]::Round($watch.Elapsed.TotalMilliseconds, 1)
+        if (-not $inTime) { $evidence.tcp.outcome = 'timeout'; return $evidence }
+        try {
+            $client.EndConnect($pending)
+            $evidence.tcp.outcome = 'connected'
+        } catch {
+            $base = $_.Exception.GetBaseException()
+            $code = $null
+            if ($base -is [System.Net.Sockets.SocketException]) { $code = [string]$base.SocketErrorCode }
+            $evidence.tcp.error = $code
+            if ($code -eq 'ConnectionRefused') { $evidence.tcp.outcome = 'refused' }
+            elseif ($code -eq 'TimedOut') { $evidence.tcp.outcome = 'timeout' }
+            elseif ($code -eq 'ConnectionReset') { $evidence.tcp.outcome = 'reset' }
+            elseif ($code -eq 'HostUnreachable' -or $code -eq 'NetworkUnreachable') { $evidence.tcp.outcome = 'unreachable' }
+            else { $evidence.tcp.error = $base.Message }
+            return $evidence
+        }
+        $socket = $client.Client
+        # --- 2. The Connection Request: TPKT (4) + X.224 CR (7) + cookie line + RDP_NEG_REQ (8).
+        $requested = 11
+        $cookie = [System.Text.Encoding]::ASCII.GetBytes('Cookie: mstshash=rdpfix')
+        $request = New-Object -TypeName System.Collections.Generic.List[byte]
+        $length = 19 + $cookie.Length + 2
+        foreach ($b in @(3, 0, 0, $length, ($length - 5), 0xe0, 0, 0, 0, 0, 0)) { $request.Add([byte]$b) }
+        $request.AddRange($cookie)
+        $request.Add(13); $request.Add(10)
+        foreach ($b in @(1, 0, 8, 0, $requested, 0, 0, 0)) { $request.Add([byte]$b) }
+        $negotiation = [ordered]@{
+            requested = $requested; outcome = $null; type = $null; selectedProtocol = $null; failureCode = $null
+            bytes = 0; firstBytes = $null; text = $null; trailing = $null; reason = $null; ms = 0; error = $null
+        }
+        $evidence.negotiation = $negotiation
+        $watch = [System.Diagnostics.Stopwatch]::StartNew()
+        $socket.SendTimeout = $TimeoutMs
+        try {
+            $null = $socket.Send($request.ToArray())
+        } catch {
+            $base = $_.Exception.GetBaseException()
+            $negotiation.outcome = 'error'; $negotiation.error = $base.Message
+            if ($base -is [System.Net.Sockets.SocketException] -and ([string]$base.SocketErrorCode -eq 'ConnectionReset' -or [string]$base.SocketErrorCode -eq 'ConnectionAborted')) { $negotiation.outcome = 'reset' }
+            return $evidence
+        }
+        # --- 3. The Connection Confirm: read until it decodes, at most 64 bytes (parseConfirm's limit).
+        $buffer = New-Object -TypeName byte[] -ArgumentList 65
+        $have = 0
+        $confirmLength = 0
+        while ($null -eq $negotiation.outcome) {
+            $left = $TimeoutMs - $watch.ElapsedMilliseconds
+            if ($left -le 0 -or -not $socket.Poll([int]($left * 1000), [System.Net.Sockets.SelectMode]::SelectRead)) { $negotiation.outcome = 'timeout'; break }
+            try {
+                $n = $socket.Receive($buffer, $have, $buffer.Length - $have, [System.Net.Sockets.SocketFlags]::None)
+            } catch {
+                $base = $_.Exception.GetBaseException()
+                if ($base -is [System.Net.Sockets.SocketException] -and ([string]$base.SocketErrorCode -eq 'ConnectionReset' -or [string]$base.SocketErrorCode -eq 'ConnectionAborted')) { $negotiation.outcome = 'reset' }
+                else { $negotiation.outcome = 'error'; $negotiation.error = $base.Message }
+                break
+            }
+            if ($n -eq 0) { $negotiation.outcome = 'closed'; break }
+            $have += $n
+            # parseConfirm (x224.ts): TPKT header, X.224 CC, then RDP_NEG_RSP / RDP_NEG_FAILURE or nothing.
+            if ($buffer[0] -ne 3) { $negotiation.outcome = 'not-x224'; $negotiation.reason = 'not a TPKT header (first byte is not 3)'; break }
+            if ($have -ge 2 -and $buffer[1] -ne 0) { $negotiation.outcome = 'not-x224'; $negotiation.reason = 'TPKT reserved byte is not 0'; break }
+            if ($have -lt 4) { continue }
+            $tpkt = [int]$buffer[2] * 256 + [int]$buffer[3]
+            if ($tpkt -lt 11) { $negotiation.outcome = 'not-x224'; $negotiation.reason = ('TPKT length {0} is too short for a Connection Confirm' -f $tpkt); break }
+            if ($tpkt -gt 64) { $negotiation.outcome = 'not-x224'; $negotiation.reason = ('TPKT length {0} is larger than any Connection Confirm' -f $tpkt); break }
+            if ($have -lt $tpkt) { continue }
+            $confirmLength = $tpkt
+            if (($buffer[5] -band 0xf0) -ne 0xd0) { $negotiation.outcome = 'not-x224'; $negotiation.reason = ('X.224 TPDU code 0x{0:x} is not a Connection Confirm (0xd0)' -f ($buffer[5] -band 0xf0)); break }
+            if ([int]$buffer[4] + 5 -ne $tpkt) { $negotiation.outcome = 'not-x224'; $negotiation.reason = ('X.224 length indicator {0} does not match TPKT length {1}' -f $buffer[4], $tpkt); break }
+            if ($tpkt -eq 11) { $negotiation.outcome = 'no-negotiation'; break }
+            if ($tpkt -lt 19) { $negotiation.outcome = 'not-x224'; $negotiation.reason = ('negotiation data of {0} bytes is too short' -f ($tpkt - 11)); break }
+            if ([int]$buffer[13] + 256 * [int]$buffer[14] -ne 8) { $negotiation.outcome = 'not-x224'; $negotiation.reason = 'negotiation structure length is not 8'; break }
+            $value = [System.BitConverter]::ToUInt32($buffer, 15)
+            if ($buffer[11] -eq 2) { $negotiation.outcome = 'response'; $negotiation.type = 'RDP_NEG_RSP'; $negotiation.selectedProtocol = [long]$value }
+            elseif ($buffer[11] -eq 3) { $negotiation.outcome = 'failure'; $negotiation.type = 'RDP_NEG_FAILURE'; $negotiation.failureCode = [long]$value }
+            else { $negotiation.outcome = 'not-x224'; $negotiation.reason = ('negotiation type 0x{0:x} is neither RDP_NEG_RSP nor RDP_NEG_FAILURE' -f $buffer[11]) }
+            break
+        }
+        if ($null -eq $negotiation.outcome) { $negotiation.outcome = 'timeout' }
+        $negotiation.ms = [Math]::Round($watch.Elapsed.TotalMilliseconds, 1)
+        $negotiation.bytes = $have
+        if ($have -gt 0) {
+            $shown = [Math]::Min($have, 32)
+            $negotiation.firstBytes = ([System.BitConverter]::ToString($buffer, 0, $shown) -replace '-', '').ToLowerInvariant()
+            $ascii = [System.Text.Encoding]::ASCII.GetString($buffer, 0, $shown)
+            if ($ascii -match '^[\x20-\x7e\r\n\t]+$') { $negotiation.text = $ascii }
+        }
+        if ($confirmLength -gt 0 -and $have -gt $confirmLength) { $negotiation.trailing = ([System.BitConverter]::ToString($buffer, $confirmLength, $have - $confirmLength) -replace '-', '').ToLowerInvariant() }
+        if ($negotiation.outcome -ne 'response' -or ($negotiation.selectedProtocol -band 0xf) -eq 0) { return $evidence }
+
+        # --- 4. TLS on the same socket. Tls12|Tls11|Tls: what SChannel speaks on every Windows Server from
+        # 2012 R2 to 2022 (TLS 1.3 only on 2022, and SslProtocols.Tls13 does not exist before .NET
+        # Framework 4.8; SslProtocols.None, "the system default", only from 4.7; Ssl3 and Ssl2 throw
+        # where they are disabled). Offering 1.0-1.2 in one ClientHello also asks what the client
+        # probe's version scan asks: a server that takes only TLS 1.0 or 1.1 answers with that.
+        $tls = [ordered]@{
+            outcome = $null; offered = 'Tls, Tls11, Tls12'; protocol = $null; cipher = $null; certificate = $null
+            policyErrors = $null; alert = $null; errorCode = $null; firstBytes = $null; error = $null; ms = 0
+        }
+        $evidence.tls = $tls
+        $watch = [System.Diagnostics.Stopwatch]::StartNew()
+        if ($negotiation.trailing) {
+            # Bytes after the confirm, before our ClientHello (xrdp's MCS Disconnect Provider Ultimatum):
+            # they are what the TLS handshake would read first, and they are not TLS.
+            $first = [Convert]::ToInt32($negotiation.trailing.Substring(0, 2), 16)
+            if ($first -lt 20 -or $first -gt 23) { $tls.outcome = 'not-tls'; $tls.firstBytes = $negotiation.trailing; return $evidence }
+        }
+        $seen = [ordered]@{ certificate = $null; errors = $null }
+        # Accept any certificate and keep it: the evidence is what the server sends, not whether this
+        # machine trusts it. SslStream calls this on the calling thread in AuthenticateAsClient (synchronous),
+        # so a script block works as the delegate.
+        $accept = [System.Net.Security.RemoteCertificateValidationCallback] {
+            param($Sender, $Certificate, $Chain, $PolicyErrors)
+            if ($null -ne $Certificate) {
+                $seen.certificate = New-Object -TypeName System.Security.Cryptography.X509Certificates.X509Certificate2 -ArgumentList @(, $Certificate)
+            }
+            $seen.errors = [string]$PolicyErrors
+            return $true
+        }
+        $stream = $client.GetStream()
+        $stream.ReadTimeout = $TimeoutMs
+        $stream.WriteTimeout = $TimeoutMs
+        $ssl = New-Object -TypeName System.Net.Security.SslStream -ArgumentList @($stream, $false, $accept)
+        $protocols = [System.Security.Authentication.SslProtocols]::Tls -bor [System.Security.Authentication.SslProtocols]::Tls11 -bor [System.Security.Authentication.SslProtocols]::Tls12
+        try {
+            $ssl.AuthenticateAsClient($Address, (New-Object -TypeName System.Security.Cryptography.X509Certificates.X509CertificateCollection), $protocols, $false)
+            $tls.outcome = 'ok'
+            $tls.protocol = [string]$ssl.SslProtocol
+            if ($ssl.PSObject.Properties['NegotiatedCipherSuite']) { $tls.cipher = [string]$ssl.NegotiatedCipherSuite }
+            else { $tls.cipher = ('{0} {1}' -f $ssl.CipherAlgorithm, $ssl.CipherStrength) }
+        } catch {
+            # Every message down the chain (SslStream wraps what SChannel or OpenSSL said), the method
+            # call's own wrapper left out; SChannel's error code where it gives one.
+            $e = $_.Exception
+            if ($e -is [System.Management.Automation.MethodInvocationException] -and $null -ne $e.InnerException) { $e = $e.InnerException }
+            $list = @()
+            $code = $null
+            while ($null -ne $e) {
+                $list += $e.Message
+                if ($e -is [System.Net.Sockets.SocketException]) { $code = [string]$e.SocketErrorCode }
+                elseif ($e -is [System.ComponentModel.Win32Exception] -and $e.NativeErrorCode -ne 0) { $tls.errorCode = ('0x{0:X8}' -f $e.NativeErrorCode) }
+                $e = $e.InnerException
+            }
+            $text = ($list -join ' -> ')
+            if ($text.Length -gt 400) { $text = $text.Substring(0, 400) }
+            $tls.error = $text
+            if ($code -eq 'ConnectionReset' -or $code -eq 'ConnectionAborted') { $tls.outcome = 'reset' }
+            elseif ($code -eq 'TimedOut' -or $text -match 'timed out|did not properly respond') { $tls.outcome = 'timeout' }
+            elseif ($text -match 'alert ([a-z0-9_ ]+)') {
+                # OpenSSL names the alert ("tlsv1 alert protocol version"); SChannel gives its error code.
+                $tls.outcome = 'alert'
+                $tls.alert = ($Matches[1].Trim() -replace ' ', '_')
+            }
+            elseif ($tls.errorCode -eq '0x80090331' -or $tls.errorCode -eq '0x80090326') { $tls.outcome = 'alert' }
+            elseif ($text -match 'EOF or 0 bytes|remote party has closed|closed the transport stream') { $tls.outcome = 'closed' }
+            elseif ($text -match 'frame size|corrupted frame|unexpected packet format') { $tls.outcome = 'not-tls' }
+            elseif ($_.Exception.InnerException -is [System.Security.Authentication.AuthenticationException] -or $_.Exception -is [System.Security.Authentication.AuthenticationException]) { $tls.outcome = 'protocol-error' }
+            else { $tls.outcome = 'error' }
+        }
+        $tls.ms = [Math]::Round($watch.Elapsed.TotalMilliseconds, 1)
+        $tls.policyErrors = $seen.errors
+        if ($null -ne $seen.certificate) {
+            $c = $seen.certificate
+            $tls.certificate = [ordered]@{
+                thumbprint = $c.Thumbprint
+                subject = $c.Subject
+                issuer = $c.Issuer
+                notBefore = $c.NotBefore.ToUniversalTime().ToString('yyyy-MM-ddTHH:mm:ss.fffZ', [System.Globalization.CultureInfo]::InvariantCulture)
+                notAfter = $c.NotAfter.ToUniversalTime().ToString('yyyy-MM-ddTHH:mm:ss.fffZ', [System.Globalization.CultureInfo]::InvariantCulture)
+            }
+        }
+        return $evidence
+    } finally {
+        if ($null -ne $ssl) { $ssl.Dispose() }
+        if ($null -ne $client) { $client.Close() }
+    }
+}
+
+function Get-RdpListenerAdapter {
+    # The network adapter the RDP-Tcp listener is bound to (LanAdapter not 0): Win32_TSNetworkAdapterSetting's
+    # LANA number, adapter id and name, and the IPv4 addresses of the adapter configuration with that
+    # id (Win32_NetworkAdapterConfiguration.SettingID); $null when CIM does not say. Not verified on a
+    # real Windows that NetworkAdapterID and SettingID are written alike ({GUID}).
+    [CmdletBinding()]
+    param()
+    $setting = Get-CimInstance -Namespace 'root\cimv2\TerminalServices' -ClassName 'Win32_TSNetworkAdapterSetting' -Filter "TerminalName='RDP-Tcp'" -ErrorAction SilentlyContinue
+    if ($null -eq $setting -or -not $setting.NetworkAdapterID) { return $null }
+    $id = [string]$setting.NetworkAdapterID
+    $ipv4 = @()
+    foreach ($config in @(Get-CimInstance -ClassName 'Win32_NetworkAdapterConfiguration' -ErrorAction SilentlyContinue | Where-Object -FilterScript { [string]$_.SettingID -eq $id })) {
+        foreach ($a in @($config.IPAddress)) { if ([string]$a -match '^\d+\.\d+\.\d+\.\d+$') { $ipv4 += [string]$a } }
+    }
+    return [ordered]@{ lanaId = [int]$setting.NetworkAdapterLanaID; id = $id; name = [string]$setting.NetworkAdapterName; ipv4 = $ipv4 }
+}

@@ -849,3 +849,150 @@ function Import-TwinState {
 
 # The Export-ModuleMember above ran before these functions existed.
 Export-ModuleMember -Function *
+
+# ------------------------------------------------------------------ the in-server handshake check
+# What Test-RdpHandshake (windows.ps1) sees when the twin checks its own listener, in the evidence
+# shape the real function returns, and the adapter a LanAdapter binding names. Faults: NoListener
+# (nothing listens: refused), ListenerHung (TermService accepts the connection and never answers).
+# The twin's clock is Get-Date unless a test sets one (Set-TwinValue -Name now): the recorded
+# fixtures' certificates are dated by the day they were recorded (healthy-2019's expires 2025-07-01).
+
+function Get-TwinNow {
+    if ($script:Twin.Contains('now') -and $null -ne $script:Twin['now']) { return ([datetime]$script:Twin['now']).ToUniversalTime() }
+    return (Get-Date).ToUniversalTime()
+}
+
+function Get-TwinListenerCertificate {
+    # The certificate TermService uses: the pinned thumbprint (My, then Remote Desktop), otherwise the
+    # newest in the Remote Desktop store; $null when the pin names none or the store is empty.
+    $pin = Get-TwinRegistryValue -Path 'HKLM:\SYSTEM\CurrentControlSet\Control\Terminal Server\WinStations\RDP-Tcp' -Name 'SSLCertificateSHA1Hash'
+    if ($null -ne $pin) {
+        $thumb = (@($pin) | ForEach-Object -Process { '{0:X2}' -f [int]$_ }) -join ''
+        foreach ($s in @('My', 'Remote Desktop')) { if ($script:Twin.stores[$s].Contains($thumb)) { return $script:Twin.stores[$s][$thumb] } }
+        return $null
+    }
+    return (@($script:Twin.stores['Remote Desktop'].Values | Sort-Object -Property NotAfter -Descending) | Select-Object -First 1)
+}
+
+function Test-TwinListenerKey {
+    # Can TermService (NETWORK SERVICE) use the certificate's private key: the key exists, its file is
+    # there, its ACL lets NETWORK SERVICE (or a group it is in) read it and denies it nothing.
+    param($Entry)
+    if ($null -eq $Entry -or -not $Entry.HasPrivateKey -or $Entry.keyError -or -not $Entry.keyName) { return $false }
+    $folder = $script:Twin.machineKeys
+    if ($Entry.keyProvider -eq 'cng') { $folder = Join-Path -Path $script:Twin.programData -ChildPath 'Microsoft/Crypto/Keys' }
+    $file = Join-Path -Path $folder -ChildPath $Entry.keyName
+    if (-not (Test-Path -LiteralPath $file)) { return $false }
+    $fk = Get-TwinFileKey $file
+    if ($script:Twin.unreadable -contains $fk -or -not $script:Twin.acl.Contains($fk)) { return $false }
+    $aces = @((ConvertFrom-TwinSddl -Sddl $script:Twin.acl[$fk]).aces)
+    $who = @('S-1-5-20', 'S-1-1-0', 'S-1-5-11', 'S-1-5-6', 'S-1-5-32-545')
+    if (@($aces | Where-Object -FilterScript { $_.type -eq 'D' -and $who -contains $_.sid }).Count -gt 0) { return $false }
+    return @($aces | Where-Object -FilterScript { $_.type -eq 'A' -and $who -contains $_.sid -and ($_.mask -band 0x120089) -eq 0x120089 }).Count -gt 0
+}
+
+function Invoke-TwinGetRdpListenerAdapter {
+    # LanAdapter N (not 0) is the twin's Nth network adapter (a test may set its own list with
+    # Set-TwinValue -Name listenerAdapters: LANA number -> [ordered]@{ name; ipv4 }), with the IPv4 address of its route.
+    $lana = Get-TwinRegistryValue -Path 'HKLM:\SYSTEM\CurrentControlSet\Control\Terminal Server\WinStations\RDP-Tcp' -Name 'LanAdapter'
+    if ($null -eq $lana -or [int]$lana -eq 0) { return $null }
+    if ($script:Twin.Contains('listenerAdapters')) {
+        # (An ordered dictionary's integer index is a position, so the entries are matched by key.)
+        $found = @($script:Twin['listenerAdapters'].GetEnumerator() | Where-Object -FilterScript { [int]$_.Key -eq [int]$lana })
+        if ($found.Count -eq 0) { return $null }
+        return [ordered]@{ lanaId = [int]$lana; id = ('{{TWIN-LANA-{0}}}' -f $lana); name = [string]$found[0].Value.name; ipv4 = @($found[0].Value.ipv4) }
+    }
+    $adapters = @($script:Twin.adapters)
+    if ([int]$lana -gt $adapters.Count) { return $null }
+    $adapter = $adapters[[int]$lana - 1]
+    $ipv4 = @($script:Twin.routes | Where-Object -FilterScript { $_.InterfaceIndex -eq $adapter.InterfaceIndex -and $_.IPAddress -match '^\d+\.\d+\.\d+\.\d+$' } | ForEach-Object -Process { [string]$_.IPAddress })
+    return [ordered]@{ lanaId = [int]$lana; id = ('{{TWIN-LANA-{0}}}' -f $lana); name = [string]$adapter.InterfaceDescription; ipv4 = $ipv4 }
+}
+
+function Invoke-TwinTestRdpHandshake {
+    # The evidence of Test-RdpHandshake from the twin's state, as a Windows listener answers the
+    # request SSL|HYBRID|HYBRID_EX:
+    # - nothing listens (TermService not Running, fault NoListener, another port, no certificate at
+    #   all: Invoke-TwinGetRdpListener), or the listener is bound to one adapter (LanAdapter) and this
+    #   is another address: refused;
+    # - fault ListenerHung: connected, no answer to the X.224 request before the timeout;
+    # - SecurityLayer 0 (Group Policy first, then RDP-Tcp): RDP_NEG_RSP selecting Standard RDP Security (0);
+    # - SecurityLayer 1 or 2: RDP_NEG_RSP selecting HYBRID_EX (8), whatever UserAuthentication says:
+    #   the request offers CredSSP, and NLA only decides whether a request without it is refused
+    #   (HYBRID_REQUIRED_BY_SERVER), which this request never is;
+    # - then TLS: a certificate whose key TermService cannot use (Test-TwinListenerKey) or no
+    #   certificate for the pin: the connection closed right after the ClientHello, before any
+    #   ServerHello (Schannel 36870 on the server; docs/diagnose.md); the SCHANNEL Server keys
+    #   (TLS 1.0-1.2, Enabled = 0 disables one) choose the version: the highest of 1.2, 1.1, 1.0
+    #   left on, none: closed as well (not verified on a real Windows); otherwise the handshake
+    #   completes with the certificate in use, expired or not (NotAfter against the twin's clock).
+    param([string]$Address, [int]$Port, [int]$TimeoutMs = 3000)
+    Add-TwinCall ('Test-RdpHandshake {0}:{1}' -f $Address, $Port)
+    $rdpTcp = 'HKLM:\SYSTEM\CurrentControlSet\Control\Terminal Server\WinStations\RDP-Tcp'
+    $iso = { param([datetime]$Date) return $Date.ToUniversalTime().ToString('yyyy-MM-ddTHH:mm:ss.fffZ', [System.Globalization.CultureInfo]::InvariantCulture) }
+    $evidence = [ordered]@{
+        address = $Address; port = $Port; timeoutMs = $TimeoutMs; checked = (& $iso (Get-TwinNow))
+        tcp = [ordered]@{ outcome = 'connected'; ms = 0.4; error = $null }
+        negotiation = $null
+        tls = $null
+    }
+    $listening = @(Invoke-TwinGetRdpListener -Port $Port).Count -gt 0
+    $lana = Get-TwinRegistryValue -Path $rdpTcp -Name 'LanAdapter'
+    if ($listening -and $null -ne $lana -and [int]$lana -ne 0) {
+        $bound = Invoke-TwinGetRdpListenerAdapter
+        $listening = ($null -ne $bound -and @($bound.ipv4) -contains $Address)
+    }
+    if (-not $listening) {
+        $evidence.tcp = [ordered]@{ outcome = 'refused'; ms = 0.6; error = 'ConnectionRefused' }
+        return $evidence
+    }
+    $negotiation = [ordered]@{
+        requested = 11; outcome = $null; type = $null; selectedProtocol = $null; failureCode = $null
+        bytes = 0; firstBytes = $null; text = $null; trailing = $null; reason = $null; ms = 1.2; error = $null
+    }
+    $evidence.negotiation = $negotiation
+    if (Test-TwinFault 'ListenerHung') {
+        $negotiation.outcome = 'timeout'
+        $negotiation.ms = [double]$TimeoutMs
+        return $evidence
+    }
+    $layer = Get-TwinRegistryValue -Path 'HKLM:\SOFTWARE\Policies\Microsoft\Windows NT\Terminal Services' -Name 'SecurityLayer'
+    if ($null -eq $layer) { $layer = Get-TwinRegistryValue -Path $rdpTcp -Name 'SecurityLayer' }
+    if ($null -eq $layer) { $layer = 1 }
+    $negotiation.outcome = 'response'
+    $negotiation.type = 'RDP_NEG_RSP'
+    $negotiation.bytes = 19
+    if ([int]$layer -eq 0) {
+        $negotiation.selectedProtocol = 0
+        $negotiation.firstBytes = '030000130ed000001234000200080000000000'
+        return $evidence
+    }
+    $negotiation.selectedProtocol = 8
+    $negotiation.firstBytes = '030000130ed000001234000200080008000000'
+    $tls = [ordered]@{
+        outcome = $null; offered = 'Tls, Tls11, Tls12'; protocol = $null; cipher = $null; certificate = $null
+        policyErrors = $null; alert = $null; errorCode = $null; firstBytes = $null; error = $null; ms = 3.5
+    }
+    $evidence.tls = $tls
+    $schannel = 'HKLM:\SYSTEM\CurrentControlSet\Control\SecurityProviders\SCHANNEL\Protocols\{0}\Server'
+    $version = $null
+    foreach ($v in @(@('TLS 1.2', 'Tls12'), @('TLS 1.1', 'Tls11'), @('TLS 1.0', 'Tls'))) {
+        $enabled = Get-TwinRegistryValue -Path ($schannel -f $v[0]) -Name 'Enabled'
+        if ($null -eq $enabled -or [int]$enabled -ne 0) { $version = $v[1]; break }
+    }
+    $entry = Get-TwinListenerCertificate
+    if ($null -eq $version -or -not (Test-TwinListenerKey -Entry $entry)) {
+        $tls.outcome = 'closed'
+        $tls.error = 'Authentication failed because the remote party has closed the transport stream.'
+        return $evidence
+    }
+    $tls.outcome = 'ok'
+    $tls.protocol = $version
+    $tls.cipher = 'Aes256 256'
+    $tls.policyErrors = 'RemoteCertificateNameMismatch, RemoteCertificateChainErrors'
+    $tls.certificate = [ordered]@{ thumbprint = $entry.Thumbprint; subject = $entry.Subject; issuer = $entry.Issuer; notBefore = (& $iso $entry.NotBefore); notAfter = (& $iso $entry.NotAfter) }
+    return $evidence
+}
+
+# The Export-ModuleMember calls above ran before these functions existed.
+Export-ModuleMember -Function *
