@@ -171,10 +171,12 @@ export async function main(argv: string[]): Promise<number> {
     .example('$0', 'diagnose this machine (127.0.0.1:3389)')
     .example('$0 10.0.0.4', 'diagnose a server on the default port')
     .example('$0 vm1.contoso.com:3390 --json', 'machine-readable verdict')
+    .option('emit', { type: 'boolean', default: false, describe: 'print one PowerShell script that runs this diagnosis on a Windows client without Node (paste it into Windows PowerShell 5.1+, no elevation; it ends with one JSON line); probes nothing here' })
     .option('fix', { type: 'boolean', default: false, describe: 'run the recipe for the cause found, through run-recipe (plan, confirmation, verification)' })
     .option('target', { type: 'string', describe: `with --fix: ${TARGET_HELP} (default: local on Windows for this machine; required otherwise)` })
     .option('yes', { alias: 'y', type: 'boolean', default: false, describe: 'with --fix: do not ask for confirmation' })
     .option('dry-run', { type: 'boolean', default: false, describe: 'with --fix: run the recipe inspect-only (else a no-op)' })
+    .example('$0 vm1.contoso.com --emit > diagnose.ps1', 'the same diagnosis as PowerShell, for a Windows client without Node')
     .example('$0 --hosts hosts.txt --parallel 64 --json > r.jsonl', 'a fleet, one JSON object per line')
     .example('$0 10.0.0.4 --fix --target azure://SUB/RG/VM', 'diagnose, then run the recipe that fixes it (asks first)')
     .epilog('Exit codes: 0 healthy (with --hosts: every host healthy), 1 a problem was found, 2 bad usage.\nFix: the printed `npx tsx scripts/run-recipe.ts RECIPE --host HOST ...` command.')
@@ -194,6 +196,17 @@ export async function main(argv: string[]): Promise<number> {
     maxLost: validateInt(args['max-lost'], '--max-lost', 1, 50),
   };
   const positional = args._.map(String);
+  if (args.emit) {
+    // Nothing is probed: the host is validated and goes into the script's $P block.
+    const clash = ['hosts', 'fix', 'json', 'tls-versions', 'target'].filter((k) => args[k] !== undefined && args[k] !== false);
+    if (clash.length) throw new UsageError(`--emit prints the PowerShell script and runs nothing; it takes one HOST[:PORT], not ${clash.map((k) => `--${k}`).join(', ')}`);
+    if (positional.length > 1) throw new UsageError(`expected at most one HOST[:PORT], got ${positional.length}: ${positional.map((p) => JSON.stringify(p)).join(' ')}`);
+    const { diagnoseScript } = await import('./lib/diagnose-ps.ts');
+    process.stdout.write(diagnoseScript(positional[0] ?? `${DEFAULTS.host}:${DEFAULTS.port}`, {
+      timeoutMs: Math.max(opts.connectTimeoutMs!, opts.x224TimeoutMs!), samples: opts.samples!, intervalMs: opts.intervalMs!, maxRttMs: opts.maxRttMs!, maxLost: opts.maxLost!,
+    }));
+    return 0;
+  }
   if (args.fix && args.hosts !== undefined) throw new UsageError('--fix works on one host; for a fleet run: npx tsx scripts/run-recipe.ts RECIPE --hosts FILE');
   const fixTarget = args.fix ? fixChannel(args.target, positional[0]) : undefined;
 

@@ -767,3 +767,65 @@ function Get-RdpListenerAdapter {
     }
     return [ordered]@{ lanaId = [int]$setting.NetworkAdapterLanaID; id = $id; name = [string]$setting.NetworkAdapterName; ipv4 = $ipv4 }
 }
+
+function Invoke-RdpPing {
+    # One IPv4 echo with don't-fragment set through the system ping: ping.exe -f -l SIZE -n 1 -w MS
+    # ADDRESS (SIZE is the ICMP payload: the packet is SIZE + 28 bytes). Returns the exit code and
+    # the output lines; what the network does is never an error here (ping.exe says it in its output,
+    # in the UI language: ConvertFrom-RdpPingOutput in diagnose.ps1 reads it). Needs no elevation.
+    [CmdletBinding()]
+    param(
+        [Parameter(Mandatory = $true)][string]$Address,
+        [Parameter(Mandatory = $true)][ValidateRange(0, 65500)][int]$Size,
+        [ValidateRange(1, 60000)][int]$TimeoutMs = 1000
+    )
+    # Started as a process rather than with the call operator (which only Invoke-RdpNative may use,
+    # and whose ValidateSet has no ping.exe): its output is read whole, and a ping that outlives its
+    # own -w by 5 s is ended.
+    $info = New-Object -TypeName System.Diagnostics.ProcessStartInfo
+    $info.FileName = 'ping.exe'
+    $info.Arguments = ('-f -l {0} -n 1 -w {1} {2}' -f $Size, $TimeoutMs, [System.Net.IPAddress]::Parse($Address).ToString())
+    $info.UseShellExecute = $false
+    $info.CreateNoWindow = $true
+    $info.RedirectStandardOutput = $true
+    $info.RedirectStandardError = $true
+    $process = [System.Diagnostics.Process]::Start($info)
+    try {
+        $stdout = $process.StandardOutput.ReadToEndAsync()
+        $stderr = $process.StandardError.ReadToEndAsync()
+        if (-not $process.WaitForExit($TimeoutMs + 5000)) { $process.Kill() }
+        $process.WaitForExit()
+        $output = @(($stdout.Result + $stderr.Result) -split '\r?\n' | Where-Object -FilterScript { $_ -ne '' })
+        return [ordered]@{ exitCode = $process.ExitCode; output = $output }
+    } finally {
+        $process.Dispose()
+    }
+}
+
+function Get-RdpRouteMtu {
+    # The interface this machine sends to -Address through and its IPv4 MTU: the source address a
+    # UDP socket connected to -Address gets (connecting a UDP socket sends nothing), matched to the
+    # interface that holds it. $null when .NET does not say (mtu $null when the interface has no
+    # IPv4 properties). Needs no elevation; the same on .NET Framework and .NET.
+    [CmdletBinding()]
+    param([Parameter(Mandatory = $true)][string]$Address)
+    $udp = New-Object -TypeName System.Net.Sockets.UdpClient -ArgumentList @([System.Net.Sockets.AddressFamily]::InterNetwork)
+    try {
+        $udp.Connect([System.Net.IPAddress]::Parse($Address), 3389)
+        $source = $udp.Client.LocalEndPoint.Address
+    } catch {
+        return $null
+    } finally {
+        $udp.Close()
+    }
+    foreach ($nic in [System.Net.NetworkInformation.NetworkInterface]::GetAllNetworkInterfaces()) {
+        $props = $nic.GetIPProperties()
+        foreach ($u in $props.UnicastAddresses) {
+            if (-not $u.Address.Equals($source)) { continue }
+            $mtu = $null
+            try { $mtu = [int]$props.GetIPv4Properties().Mtu } catch { $mtu = $null }
+            return [ordered]@{ interface = [string]$nic.Name; mtu = $mtu; source = [string]$source }
+        }
+    }
+    return $null
+}

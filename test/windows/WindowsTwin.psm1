@@ -996,3 +996,32 @@ function Invoke-TwinTestRdpHandshake {
 
 # The Export-ModuleMember calls above ran before these functions existed.
 Export-ModuleMember -Function *
+
+# The client side of diagnose --emit (scripts/ps/diagnose.ps1). A DF ping crosses a path whose MTU
+# is $script:Twin.pathMtu (the interface's when unset); larger packets vanish without an answer, as
+# on a black hole, and packets above the interface MTU are refused by the local stack, with
+# ping.exe's English words and exit codes.
+function Invoke-TwinInvokeRdpPing {
+    param([string]$Address, [int]$Size, [int]$TimeoutMs = 1000)
+    Add-TwinCall ('ping.exe -f -l {0} {1}' -f $Size, $Address)
+    $route = Invoke-TwinGetRdpRouteMtu -Address $Address
+    $ifMtu = 1500
+    if ($null -ne $route -and $null -ne $route.mtu) { $ifMtu = [int]$route.mtu }
+    $pathMtu = $ifMtu
+    if ($script:Twin.Contains('pathMtu') -and $null -ne $script:Twin['pathMtu']) { $pathMtu = [int]$script:Twin['pathMtu'] }
+    $lines = @('', ('Pinging {0} with {1} bytes of data:' -f $Address, $Size))
+    if ($Size + 28 -gt $ifMtu) { return [ordered]@{ exitCode = 1; output = @($lines + 'Packet needs to be fragmented but DF set.') } }
+    if ($Size + 28 -gt $pathMtu) { return [ordered]@{ exitCode = 1; output = @($lines + 'Request timed out.') } }
+    return [ordered]@{ exitCode = 0; output = @($lines + ('Reply from {0}: bytes={1} time<1ms TTL=128' -f $Address, $Size)) }
+}
+
+function Invoke-TwinGetRdpRouteMtu {
+    param([string]$Address)
+    $route = @($script:Twin.routes) | Select-Object -First 1
+    if ($null -eq $route) { return $null }
+    $if = @($script:Twin.interfaces | Where-Object -FilterScript { $_.InterfaceIndex -eq $route.InterfaceIndex -and $_.AddressFamily -eq 'IPv4' }) | Select-Object -First 1
+    if ($null -eq $if) { return $null }
+    return [ordered]@{ interface = [string]$if.InterfaceAlias; mtu = [int]$if.NlMtu; source = [string]$route.IPAddress }
+}
+
+Export-ModuleMember -Function *
