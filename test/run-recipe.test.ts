@@ -403,15 +403,36 @@ const emit = suite('--emit');
 
 const emitted = (stdout: string) => [...stdout.matchAll(/# emitted by ([\w-]+)|# Step (\d+) \((\w+)/g)].map((m) => m[1] ?? `${m[2]}:${m[3]}`);
 
-emit('stage 1 is the least drastic fix only: it stops at the first check that may end the recipe', async () => {
+emit('checks the server can answer itself stay in the pasted script: one stage runs every fix with the in-server check between them', async () => {
   const e = setup();
+  try {
+    const r = e.run([e.recipe, '--host', 'vm1', '--emit']);
+    assert.is(r.code, 0, r.stderr);
+    assert.equal(await parseProblems(r.stdout), []);
+    assert.equal(emitted(r.stdout), ['1:server', 'restart-termserv', '2:check', '3:server', 'restart-termserv', '4:check', '5:server', 'clear-machinekeys', '6:check']);
+    assert.match(r.stdout, /^# rdpfix recipe cert, stage 1 of 1:/);
+    assert.match(r.stdout, /# Step 2 \(check, on the server itself\): Probe/);
+    assert.match(r.stdout, /# This is the last stage\./);
+    assert.is(e.run([e.recipe, '--host', 'vm1', '--emit', '--stage', '2']).code, 2, 'there is no stage 2');
+    assert.equal(e.log(), [], 'emitting runs nothing');
+  } finally {
+    e.cleanup();
+  }
+});
+
+// A stop check with options the in-server check cannot honour (--tls-versions) needs the client:
+// the recipe splits into stages there, each ending with the line to run from the workstation.
+const STAGED = RECIPE.replaceAll("args: ['{host}']\n    stop_when: healthy", "args: ['{host}', '--tls-versions']\n    stop_when: healthy");
+
+emit('a stop check only the client can make ends a stage: stage 1 is the least drastic fix and the line to run from the workstation', async () => {
+  const e = setup(STAGED);
   try {
     const r = e.run([e.recipe, '--host', 'vm1', '--emit']);
     assert.is(r.code, 0, r.stderr);
     assert.equal(await parseProblems(r.stdout), []);
     assert.equal(emitted(r.stdout), ['1:server', 'restart-termserv', '2:check']);
     assert.match(r.stdout, /^# rdpfix recipe cert, stage 1 of 3:/);
-    assert.match(r.stdout, /# {3}From your workstation run: npx tsx scripts\/probe-rdp\.ts vm1:3389\n# {3}If it reports healthy, you are done/);
+    assert.match(r.stdout, /# {3}From your workstation run: npx tsx scripts\/probe-rdp\.ts --tls-versions vm1:3389\n# {3}If it reports healthy, you are done/);
     assert.match(r.stdout, /otherwise print and run stage 2: npx tsx scripts\/run-recipe\.ts cert --host vm1:3389 --emit --stage 2/);
     assert.equal(e.log(), [], 'emitting runs nothing');
   } finally {
@@ -420,7 +441,7 @@ emit('stage 1 is the least drastic fix only: it stops at the first check that ma
 });
 
 emit('--stage N prints the next, more drastic fix; a stage that does not exist is a usage error', async () => {
-  const e = setup();
+  const e = setup(STAGED);
   try {
     const two = e.run([e.recipe, '--host', 'vm1', '--emit', '--stage', '2']);
     assert.is(two.code, 0, two.stderr);
@@ -452,7 +473,7 @@ emit('--emit never runs a step, in any mode: --yes, --dry-run, a fleet; with --r
     ]) {
       const r = e.run([e.recipe, ...args]);
       assert.is(r.code, 0, `${args.join(' ')}: ${r.stderr}`);
-      assert.match(r.stdout, /^# rdpfix recipe cert, stage 1 of 3/, args.join(' '));
+      assert.match(r.stdout, /^# rdpfix recipe cert, stage 1 of 1/, args.join(' '));
       assert.is((r.stdout.match(/^# rdpfix recipe /gm) ?? []).length, 1, 'one script');
     }
     for (const args of [['--host', 'vm1', '--emit', '--resume'], ['--host', 'vm1', '--emit', '--rollback'], ['--host', 'vm1', '--emit', '--json']]) {
@@ -503,12 +524,12 @@ emit('a recipe value that starts with "-" is never read as an option: the script
   assert.not.match(r.stderr + r.stdout, /Options:|--help/);
 });
 
-emit('stage 1 of every shipped recipe runs exactly the server steps the runner runs when the first fix works', async () => {
+emit('stage 1 of every shipped recipe holds every server step up to the first stop check only the client can make', async () => {
   const { listRecipes, loadRecipe } = await import('../scripts/lib/recipe.ts');
-  const { emitRecipe } = await import('../scripts/lib/recipe-emit.ts');
+  const { emitRecipe, inServerCheck } = await import('../scripts/lib/recipe-emit.ts');
   for (const name of listRecipes()) {
     const recipe = loadRecipe(name);
-    const firstStop = recipe.steps.findIndex((s) => s.kind === 'check' && s.stopWhen.length && recipe.steps.slice(0, recipe.steps.indexOf(s)).some((x) => x.on === 'server'));
+    const firstStop = recipe.steps.findIndex((s) => s.kind === 'check' && s.stopWhen.length && !inServerCheck(s) && recipe.steps.slice(0, recipe.steps.indexOf(s)).some((x) => x.on === 'server'));
     const expected = recipe.steps.slice(0, firstStop < 0 ? undefined : firstStop).filter((s) => s.on === 'server').map((s) => s.name);
     if (!expected.length) {
       await emitRecipe(recipe, { host: 'vm1.contoso.com:3389' }).then(
@@ -536,6 +557,8 @@ const BIG = {
   },
   'clear-machinekeys': JSON.parse(readFileSync(join(root, 'test/fixtures/clear-machinekeys/repair-regenerated.json'), 'utf8')),
 };
+// The probe has an option the in-server check cannot honour, so it stays a client check: under pwsh
+// here the in-server check would open this machine's own port, not a server's.
 const ALL_SERVER = `name: cert
 summary: every server step in one stage
 fixes: [certificate-key-unusable]
@@ -543,7 +566,7 @@ steps:
   - { id: inspect, name: Inspect, run: inspect-server, on: server }
   - { id: restart, name: Restart, run: restart-termserv, on: server }
   - { id: machinekeys, name: MachineKeys, run: clear-machinekeys, on: server }
-  - { id: probe, name: Probe, check: probe-rdp, args: ['{host}'], expect: healthy }
+  - { id: probe, name: Probe, check: probe-rdp, args: ['{host}', '--tls-versions'], expect: healthy }
 `;
 
 emit('run by PowerShell, a composite ends with one summary line of at most 2,000 bytes naming every step\'s status', () => {

@@ -6,7 +6,7 @@ import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { UsageError } from './errors.ts';
 import { assertAscii, psValue, RESULT_END } from './ps.ts';
-import { readPsFile } from './ps-loader.ts';
+import { parsePsFile, reachableFunctions, resolvePsFiles } from './ps-loader.ts';
 import { scriptsDir, type Recipe, type RecipeStep } from './recipe.ts';
 import { recipeParams, stepArgv } from './runner.ts';
 
@@ -37,17 +37,33 @@ async function emitStep(step: RecipeStep, argv: string[]): Promise<string> {
   });
 }
 
+/** What the in-server handshake check (scripts/ps/handshake.ps1) can name from inside the server. */
+export const IN_SERVER_CAUSES = ['healthy', 'no-listener', 'listener-hung', 'security-layer-mismatch', 'nla-required', 'certificate-key-unusable', 'certificate-expired', 'tls-version-mismatch', 'closed-by-server', 'not-rdp'] as const;
+
 /**
- * A recipe as paste-able stages. A pasted script cannot probe from the client, so each check that
- * may stop the recipe (stop_when) ends a stage: stage 1 is the least drastic fix, and the admin
- * checks from the workstation before pasting stage 2. Stages without a server step are merged
- * into the next one.
+ * Can the server answer this check itself? A probe-rdp or diagnose of the host alone (no options
+ * about the path: MTU, UDP, latency) whose stop_when / expect outcomes are all causes the in-server
+ * handshake check names. The path from the user's network stays a client check, printed at the end.
+ */
+export function inServerCheck(step: RecipeStep): boolean {
+  if (step.kind !== 'check' || step.on !== 'client' || !['probe-rdp', 'diagnose'].includes(step.script)) return false;
+  if (!step.args.every((a) => a === '{host}')) return false;
+  const outcomes = [...step.stopWhen, ...step.expect];
+  return outcomes.length > 0 && outcomes.every((o) => (IN_SERVER_CAUSES as readonly string[]).includes(o));
+}
+
+/**
+ * A recipe as paste-able stages. A stage runs its server steps in order and the checks the server can
+ * answer itself (inServerCheck) between them, stopping as soon as one says a stop_when outcome,
+ * exactly as the runner does with the client probe. Only a check that may stop the recipe and
+ * needs the client (the path from the user's network) ends a stage: the admin runs it from the
+ * workstation before pasting the next. Stages without a server step are merged into the next one.
  */
 export function recipeStages(recipe: Recipe): RecipeStep[][] {
   const stages: RecipeStep[][] = [[]];
   for (const step of recipe.steps) {
     stages.at(-1)!.push(step);
-    if (step.kind === 'check' && step.stopWhen.length && stages.at(-1)!.some((s) => s.on === 'server')) stages.push([]);
+    if (step.kind === 'check' && step.stopWhen.length && !inServerCheck(step) && stages.at(-1)!.some((s) => s.on === 'server')) stages.push([]);
   }
   const last = stages.at(-1)!;
   if (!last.some((s) => s.on === 'server') && stages.length > 1) stages.splice(-2, 2, [...stages.at(-2)!, ...last]);
@@ -70,8 +86,10 @@ export const SUMMARY_LIMIT = 2000;
 /**
  * One self-contained PowerShell script with the server-side steps of one stage of the recipe, in
  * order, for pasting (or Run Command). Each step's own generated script runs in its own scope; the
- * composite stops at the first failed step, then prints one summary line. Client steps and
- * checks are printed as what to run from the workstation.
+ * checks the server can answer run the in-server handshake check (scripts/ps/handshake.ps1), and
+ * the composite stops as soon as one says a stop_when outcome, or at the first failed step; a step
+ * whose `when` is not met is skipped with the reason. The last line is one summary. Client steps
+ * and the client's view of the checks are printed as what to run from the workstation.
  */
 export async function emitRecipe(recipe: Recipe, o: EmitOptions): Promise<string> {
   const stages = recipeStages(recipe);
@@ -90,25 +108,70 @@ export async function emitRecipe(recipe: Recipe, o: EmitOptions): Promise<string
     const visible = stepArgv(step, { host: clientHost, target: 'local', dryRun: !!o.dryRun, params }).filter((a) => a !== '--json' && a !== '--');
     return `npx tsx scripts/${step.script}.ts ${visible.join(' ')}`.trimEnd();
   };
-  const serverSteps = steps.filter((s) => s.on === 'server');
-  const serverNames = serverSteps.map((s) => s.name);
-  const stopCheck = steps.at(-1)?.kind === 'check' && steps.at(-1)!.stopWhen.length ? steps.at(-1)! : null;
+  // What runs in the script: the server steps and the checks the server answers, in recipe order.
+  const ran = steps.filter((s) => s.on === 'server' || inServerCheck(s));
+  const ranIds = new Set(ran.map((s) => s.id));
+  const checks = ran.filter((s) => s.kind === 'check' && s.on === 'client');
+  const stopCheck = steps.at(-1)?.kind === 'check' && steps.at(-1)!.stopWhen.length && !inServerCheck(steps.at(-1)!) ? steps.at(-1)! : null;
+  const lastCheck = steps.filter((s) => s.kind === 'check').at(-1);
+  const pathCheck = lastCheck ? ` From your workstation, check the path from your network too (the server cannot see it): ${clientLine(lastCheck)}` : '';
   const next = n < stages.length
     ? `From your workstation run: ${stopCheck ? clientLine(stopCheck) : 'the checks above'}. If it reports ${stopCheck?.stopWhen.join(' or ') ?? 'healthy'}, you are done; otherwise print and run stage ${n + 1}: ${again(n + 1)}`
-    : steps.some((s) => s.kind === 'check')
-      ? `From your workstation run: ${clientLine(steps.filter((s) => s.kind === 'check').at(-1)!)}`
-      : 'Done.';
+    : lastCheck ? `From your workstation run: ${clientLine(lastCheck)}` : 'Done.';
+  for (const step of ran) {
+    if (step.when && !ranIds.has(step.when.step)) {
+      throw new UsageError(`step "${step.name}" runs only when ${step.when.step} is ${step.when.is.join(' or ')}, which a pasted script cannot see (it runs on the workstation); run the recipe with --target instead`);
+    }
+  }
+  const stepsValue = ran.map((st) => ({
+    Id: st.id,
+    Warning: `rdpfix: step ${recipe.steps.indexOf(st) + 1} (${st.name}) failed; stopping.`,
+    StopWhen: [...st.stopWhen],
+    Expect: [...st.expect],
+    When: st.when ? { Step: st.when.step, Is: [...st.when.is] } : null,
+    Continue: st.onFailure === 'continue',
+    GoOn: `rdpfix: step ${recipe.steps.indexOf(st) + 1} (${st.name}) failed; the next fix runs (on_failure: continue).`,
+  }));
+  const functions = reachableFunctions(resolvePsFiles(['windows', 'composite']), ['Get-RdpStepResult', 'Write-RdpSummary', 'Test-RdpRecipeWhen', ...(checks.length ? ['Invoke-RdpRecipeCheck'] : [])]);
+  // Each server step's own script (what its --emit prints), then its functions defined once for the
+  // whole composite: the steps share most of them (two restart-termserv steps, the regeneration
+  // inside clear-machinekeys), and Run Command's practical limit is about 150 KB. A function is
+  // taken out of a step only where its text is exactly the shared one; the step's code then calls
+  // the same text, defined one scope up.
+  const shared = new Map<string, string>(functions.map((f) => [f.name, f.text]));
+  const stepScripts = new Map<RecipeStep, string>();
+  for (const step of ran.filter((x) => x.on === 'server')) {
+    let ps = await emitStep(step, stepArgv(step, { host, target: 'local', dryRun: !!o.dryRun, params }));
+    // Only the script's function section (after its $Result line, before its `try {`) is read:
+    // its $P block may carry functions as quoted text (toggle-nla's expiry task).
+    const from = ps.indexOf('\n$Result = [ordered]@{ step = ');
+    const to = from < 0 ? -1 : ps.indexOf('\ntry {\n', from);
+    if (from >= 0 && to > from) {
+      const head = ps.slice(0, from);
+      let section = ps.slice(from, to + 1);
+      for (const fn of parsePsFile(step.script, section, { lenient: true }).functions) {
+        const have = shared.get(fn.name);
+        if (have !== undefined && have !== fn.text) continue;
+        if (section.split(`\n${fn.text}\n`).length !== 2) continue;
+        if (have === undefined) shared.set(fn.name, fn.text);
+        section = section.replace(`\n${fn.text}\n`, '\n');
+      }
+      ps = head + section + ps.slice(to + 1);
+    }
+    stepScripts.set(step, ps);
+  }
 
   const parts: string[] = [
     `# rdpfix recipe ${recipe.name}, stage ${n} of ${stages.length}: ${recipe.summary.replace(/\s+/g, ' ')}`,
     `# Generated by rdpfix for ${where}${o.dryRun ? ' (dry run: every step only inspects and reports what it would change)' : ''}.`,
     '# Run it in an elevated Windows PowerShell 5.1+ console on the server, or paste it into Azure Run command',
-    `# (RunPowerShellScript). This stage runs: ${serverNames.join('; ')}.`,
+    `# (RunPowerShellScript). This stage runs: ${ran.map((s) => (s.on === 'server' ? s.name : `${s.name} (the in-server check)`)).join('; ')}.`,
+    ...(checks.length ? ['# Between the fixes the server checks itself: it opens its own RDP listener as a client does', '# (TCP, X.224, TLS) and stops as soon as that says healthy, so no more drastic fix runs than needed.'] : []),
     '# It stops at the first failed step. Every step prints its JSON result between ##rdpfix-result-begin##',
     `# and ##rdpfix-result-end##; the last line is one summary (at most ${SUMMARY_LIMIT} bytes) with every step's status.`,
     n < stages.length ? `# It then stops so that you can check from your workstation; stage ${n + 1} is the next, more drastic fix.` : '# This is the last stage.',
     "# Changes made by a pasted script are not in your workstation's rdpfix journal: each changing step",
-    '# prints where its backup is on this server and the command that restores it.',
+    '# keeps a record next to its backup on this server and prints the command that restores it.',
     "$ErrorActionPreference = 'Stop'",
     // Every value the composite uses is here, quoted once; the code below only refers to it.
     '$R = ' +
@@ -116,17 +179,23 @@ export async function emitRecipe(recipe: Recipe, o: EmitOptions): Promise<string
         Head: { rdpfix: 'summary', recipe: recipe.name, stage: `${n}/${stages.length}` },
         Done: n < stages.length ? 'check-now' : 'completed',
         Next: next,
+        HealthyNext: `The server's own check says healthy; the later fixes were not needed.${pathCheck}`,
+        NotFixedNext: `Every fix ran and the server's own check still does not say ${lastCheck?.expect.join(' or ') || 'healthy'}: read the steps' results above; the backup and restore lines of the steps that changed something say how to put it back.${pathCheck}`,
         FailedNext: 'A step failed: read its result above; the backup and restore lines of the steps that changed something say how to put it back.',
-        Steps: serverSteps.map((st) => ({ Id: st.id, Warning: `rdpfix: step ${recipe.steps.indexOf(st) + 1} (${st.name}) failed; stopping.` })),
+        Steps: stepsValue,
       }),
-    readPsFile('composite').functions.map((f) => f.text).join('\n\n'),
+    '# The functions of every step below, each defined once (the steps are their --emit scripts without them).',
+    [...shared.values()].join('\n\n'),
     '$rdpfixSteps = New-Object System.Collections.ArrayList',
+    '$rdpfixOutcome = @{}',
     '$rdpfixGo = $true',
+    "$rdpfixEnd = ''",
     '',
   ];
   for (const step of steps) {
     const num = recipe.steps.indexOf(step) + 1;
-    if (step.on === 'client') {
+    const k = ran.indexOf(step);
+    if (k < 0) {
       parts.push(`# Step ${num} (${step.kind === 'check' ? 'check' : 'client'}): ${step.name}`);
       parts.push(`#   From your workstation run: ${clientLine(step)}`);
       if (step.stopWhen.length) parts.push(`#   If it reports ${step.stopWhen.join(' or ')}, you are done: the later stages are not needed.`);
@@ -134,36 +203,66 @@ export async function emitRecipe(recipe: Recipe, o: EmitOptions): Promise<string
       parts.push('');
       continue;
     }
-    if (step.when) throw new UsageError(`step "${step.name}" runs only when ${step.when.step} is ${step.when.is.join(' or ')}: a pasted script cannot decide that; run the recipe with --target instead`);
-    const k = serverSteps.indexOf(step);
-    const argv = stepArgv(step, { host, target: 'local', dryRun: !!o.dryRun, params });
-    const ps = await emitStep(step, argv);
+    // Not run: the composite stopped (healthy, or a step failed); skipped: its `when` is not met.
+    const gate = [
+      'if (-not $rdpfixGo) {',
+      `    [void]$rdpfixSteps.Add([ordered]@{ id = $R.Steps[${k}].Id; status = 'not-run' })`,
+      `} elseif (-not (Test-RdpRecipeWhen -Step $R.Steps[${k}] -Outcome $rdpfixOutcome)) {`,
+      `    [void]$rdpfixSteps.Add([ordered]@{ id = $R.Steps[${k}].Id; status = 'skipped'; reason = (Test-RdpRecipeWhen -Step $R.Steps[${k}] -Outcome $rdpfixOutcome -Reason) })`,
+      '} else {',
+    ];
+    if (step.on !== 'server') {
+      parts.push(
+        `# Step ${num} (check, on the server itself): ${step.name}`,
+        `#   The in-server handshake check; from your workstation the same check is: ${clientLine(step)}`,
+        ...gate,
+        `$rdpfixStep = Invoke-RdpRecipeCheck -Id $R.Steps[${k}].Id`,
+        '[void]$rdpfixSteps.Add($rdpfixStep)',
+        `$rdpfixOutcome[$R.Steps[${k}].Id] = $rdpfixStep.cause`,
+        `Write-Output ('rdpfix: step ${num} (the in-server check): ' + $rdpfixStep.cause + ' ' + $rdpfixStep.detail)`,
+        "if ($rdpfixStep.status -eq 'failed') {",
+        '    $rdpfixGo = $false',
+        `    Write-Warning -Message $R.Steps[${k}].Warning`,
+        `} elseif (@($R.Steps[${k}].StopWhen) -contains $rdpfixStep.cause) {`,
+        '    $rdpfixGo = $false',
+        "    $rdpfixEnd = 'healthy'",
+        `} elseif (@($R.Steps[${k}].Expect).Count -gt 0 -and @($R.Steps[${k}].Expect) -notcontains $rdpfixStep.cause) {`,
+        "    $rdpfixEnd = 'not-fixed'",
+        '}',
+        '}',
+        '',
+      );
+      continue;
+    }
+    const ps = stepScripts.get(step)!;
     parts.push(
       `# Step ${num} (server): ${step.name}`,
-      'if ($rdpfixGo) {',
+      ...gate,
       '$rdpfixOut = @(try { & {',
       ps.replace(/\s+$/, ''),
       "} } catch { 'rdpfix: the step stopped: ' + $_.Exception.Message })",
       '$rdpfixOut',
       `$rdpfixStep = Get-RdpStepResult -Output $rdpfixOut -Id $R.Steps[${k}].Id`,
       '[void]$rdpfixSteps.Add($rdpfixStep)',
-      "if ($rdpfixStep.status -eq 'failed') {",
+      `$rdpfixOutcome[$R.Steps[${k}].Id] = $(if ($rdpfixStep.Contains('cause') -and $rdpfixStep.cause) { $rdpfixStep.cause } else { $rdpfixStep.status })`,
+      `if ($rdpfixStep.status -eq 'failed' -and $R.Steps[${k}].Continue) {`,
+      `    Write-Warning -Message $R.Steps[${k}].GoOn`,
+      "} elseif ($rdpfixStep.status -eq 'failed') {",
       '    $rdpfixGo = $false',
+      "    $rdpfixEnd = 'failed'",
       `    Write-Warning -Message $R.Steps[${k}].Warning`,
       '}',
-      '} else {',
-      `    [void]$rdpfixSteps.Add([ordered]@{ id = $R.Steps[${k}].Id; status = 'not-run' })`,
       '}',
       '',
     );
   }
   parts.push(
     '$rdpfixHead = $R.Head',
-    '$rdpfixHead.result = if ($rdpfixGo) { $R.Done } else { \'failed\' }',
-    '$rdpfixHead.next = if ($rdpfixGo) { $R.Next } else { $R.FailedNext }',
+    "if (-not $rdpfixEnd) { $rdpfixEnd = $(if ($rdpfixGo) { $R.Done } else { 'failed' }) }",
+    '$rdpfixHead.result = $rdpfixEnd',
+    "if ($rdpfixEnd -eq 'healthy') { $rdpfixHead.next = $R.HealthyNext } elseif ($rdpfixEnd -eq 'not-fixed') { $rdpfixHead.next = $R.NotFixedNext } elseif ($rdpfixEnd -eq 'failed') { $rdpfixHead.next = $R.FailedNext } else { $rdpfixHead.next = $R.Next }",
     `Write-RdpSummary -Steps $rdpfixSteps -Head $rdpfixHead -MaxBytes ${SUMMARY_LIMIT}`,
     '',
   );
   return assertAscii(parts.join('\n'), `recipe ${recipe.name} stage ${n}`);
 }
-

@@ -27,6 +27,11 @@ export interface RecipeStep {
   when?: { step: string; is: string[] };
   /** Client steps that only make sense on one OS (e.g. a Windows-client registry value). */
   platform?: NodeJS.Platform;
+  /**
+   * A fix that may fail where the next, more drastic one still helps (a certificate TermService
+   * cannot regenerate while its old key is unreadable: the MachineKeys repair is next). Default: stop.
+   */
+  onFailure?: 'continue';
   line: number;
 }
 
@@ -55,7 +60,7 @@ export function knownScripts(dir = scriptsDir()): string[] {
 
 export class RecipeError extends UsageError {}
 
-const STEP_KEYS = ['id', 'name', 'run', 'check', 'on', 'args', 'expect', 'stop_when', 'when', 'platform'];
+const STEP_KEYS = ['id', 'name', 'run', 'check', 'on', 'args', 'expect', 'stop_when', 'when', 'platform', 'on_failure'];
 const TOP_KEYS = ['name', 'summary', 'fixes', 'params', 'steps'];
 const OUTCOMES = [...CAUSE_NAMES, 'ok', 'changed', 'would-change', 'failed', 'skipped'];
 
@@ -170,6 +175,9 @@ export function parseRecipe(text: string, file: string, scripts = knownScripts()
       if (!is.length) fail(wm, `${f}when.is`, 'missing; expected the outcomes that make this step run');
       when = { step: ws, is };
     }
+    const onFailure = str(m, 'on_failure', f, false);
+    if (onFailure !== undefined && onFailure !== 'stop' && onFailure !== 'continue') fail(keyNode(m, 'on_failure')!.value as YamlNode, `${f}on_failure`, 'expected stop (the default) or continue');
+    if (onFailure === 'continue' && !run) fail(keyNode(m, 'on_failure')!.value as YamlNode, `${f}on_failure`, 'only a run step can go on after failing; a check that fails stops the recipe');
     const platform = str(m, 'platform', f, false);
     if (platform && !['win32', 'linux', 'darwin'].includes(platform)) fail(keyNode(m, 'platform')!.value as YamlNode, `${f}platform`, 'expected win32, linux or darwin');
     steps.push({
@@ -183,6 +191,7 @@ export function parseRecipe(text: string, file: string, scripts = knownScripts()
       stopWhen: strList(m, 'stop_when', f, OUTCOMES),
       ...(when ? { when } : {}),
       ...(platform ? { platform: platform as NodeJS.Platform } : {}),
+      ...(onFailure === 'continue' ? { onFailure: 'continue' as const } : {}),
       line: where(n),
     });
   });

@@ -168,6 +168,8 @@ function completedEarlier(intents: JournalEntry[], state: RunState, step: Recipe
   return e?.resolved?.outcome === 'completed' && e.resolved.record ? e : undefined;
 }
 
+const CONTINUED = ' (on_failure: continue: the next step runs)';
+
 /** What stop_when / expect / when compare: the report's cause where it names one, else its status. */
 function outcomeOf(json: Record<string, unknown> | null): string {
   if (!json) return 'failed';
@@ -285,6 +287,12 @@ export async function runRecipe(recipe: Recipe, o: RunOptions): Promise<RunState
     const status: StepStatus = r.exitCode === 2 || r.json === null ? 'failed' : scriptStatus;
     const done = finish(isStatus(status) ? status : 'failed', outcome, detail, r.exitCode);
     if (done.status === 'would-change') wouldChangeBefore = true;
+    // on_failure: continue lets the next fix try (bad usage or no report still stops).
+    if (done.status === 'failed' && step.onFailure === 'continue' && r.exitCode !== 2 && r.json !== null) {
+      done.detail = `${done.detail}${CONTINUED}`;
+      saveRun(state, o.journal);
+      continue;
+    }
     if (done.status === 'failed') break;
     if (step.stopWhen.includes(outcome)) {
       state.result = 'fixed';
@@ -292,7 +300,8 @@ export async function runRecipe(recipe: Recipe, o: RunOptions): Promise<RunState
     }
   }
 
-  const failed = state.steps.some((s) => s.status === 'failed');
+  // A fix that failed under on_failure: continue does not fail the run: the later steps decide.
+  const failed = state.steps.some((s) => s.status === 'failed' && !s.detail.endsWith(CONTINUED));
   state.result = failed ? 'failed' : state.dryRun ? 'dry-run' : (state.result ?? 'completed');
   state.finished = new Date().toISOString();
   saveRun(state, o.journal);

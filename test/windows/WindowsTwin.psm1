@@ -390,7 +390,7 @@ function Start-TwinTermService {
     $script:Twin.unreadable = @($script:Twin.unreadable | Where-Object -FilterScript { $_ -ne (Get-TwinFileKey $file) })
     $script:Twin.serial++
     $thumb = ('{0:X8}' -f $script:Twin.serial) + 'C0FFEE00000000000000000000000000'
-    Add-TwinCertificate -Store 'Remote Desktop' -Thumbprint $thumb -Subject ('CN=' + $env:COMPUTERNAME.ToLowerInvariant()) -NotBefore (Get-Date) -NotAfter (Get-Date).AddDays(180) -KeyName $name
+    Add-TwinCertificate -Store 'Remote Desktop' -Thumbprint $thumb -Subject ('CN=' + $env:COMPUTERNAME.ToLowerInvariant()) -NotBefore (Get-TwinNow) -NotAfter (Get-TwinNow).AddDays(180) -KeyName $name
     Add-TwinCall ('TermService created certificate {0}' -f $thumb)
 }
 
@@ -405,6 +405,9 @@ function Invoke-TwinRestartRdpWinService {
         throw ('Failed to start service ''Remote Desktop Services ({0})''.' -f $Name)
     }
     $script:Twin.services[$Name].Status = 'Running'
+    # ListenerHung = 'until-restart': a listener that a restart of TermService brings back (the
+    # listener-hung recipe's case); any other value hangs again after the restart.
+    if ($Name -eq 'TermService' -and $script:Twin.faults.Contains('ListenerHung') -and $script:Twin.faults['ListenerHung'] -eq 'until-restart') { $script:Twin.faults.Remove('ListenerHung') }
     if ($Name -eq 'TermService') { Start-TwinTermService }
 }
 

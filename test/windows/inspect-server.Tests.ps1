@@ -89,9 +89,11 @@ Describe 'a pasted recipe stage on the twin (run-recipe azure-vm-cert --emit --s
     BeforeEach {
         Reset-WindowsTwin -Root $TestDrive -Fixture 'healthy-2019'
         Use-WindowsTwin
+        # The day the fixture was recorded: its certificate is valid then (it ends on 2025-07-01).
+        Set-TwinValue -Name now -Value ([datetime]::Parse('2025-06-01T12:00:00Z', [System.Globalization.CultureInfo]::InvariantCulture, [System.Globalization.DateTimeStyles]::AdjustToUniversal))
     }
 
-    It 'runs inspect and the restart; its last line is the one summary JSON (<= 2,000 bytes) with each step''s status' {
+    It 'runs inspect and the restart, the server checks itself and stops healthy; its last line is the one summary JSON (<= 2,000 bytes) with each step''s status' {
         $path = New-RdpfixScriptFile -Script $Stage1 -Folder $TestDrive -Name 'stage1'
         $lines = @(& $path 2>&1 | ForEach-Object -Process { [string]$_ })
         $last = $lines[-1]
@@ -99,8 +101,8 @@ Describe 'a pasted recipe stage on the twin (run-recipe azure-vm-cert --emit --s
         $summary = $last | ConvertFrom-Json
         $summary.rdpfix | Should -Be 'summary'
         $summary.recipe | Should -Be 'azure-vm-cert'
-        @($summary.steps | ForEach-Object -Process { $_.id }) | Should -Be @('inspect', 'restart')
-        @($summary.steps | ForEach-Object -Process { $_.status }) | Should -Be @('ok', 'changed') -Because $last
+        @($summary.steps | ForEach-Object -Process { $_.id }) | Should -Be @('inspect', 'restart', 'probe-after-restart', 'regenerate', 'probe-after-regenerate', 'machinekeys', 'probe-final')
+        @($summary.steps | ForEach-Object -Process { $_.status }) | Should -Be @('ok', 'changed', 'ok', 'not-run', 'not-run', 'not-run', 'not-run') -Because $last
         # The steps' own results are there, one pair of markers each, and the summary appears once.
         @($lines | Where-Object -FilterScript { $_ -eq '##rdpfix-result-begin##' }).Count | Should -Be 2
         @($lines | Where-Object -FilterScript { $_.StartsWith('{"rdpfix":"summary"') }).Count | Should -Be 1
@@ -113,7 +115,7 @@ Describe 'a pasted recipe stage on the twin (run-recipe azure-vm-cert --emit --s
         $lines = @(& $path 2>&1 | ForEach-Object -Process { [string]$_ })
         $summary = $lines[-1] | ConvertFrom-Json
         [System.Text.Encoding]::UTF8.GetByteCount($lines[-1]) | Should -BeLessOrEqual 2000
-        @($summary.steps | ForEach-Object -Process { $_.status }) | Should -Be @('ok', 'failed') -Because $lines[-1]
+        @($summary.steps | ForEach-Object -Process { $_.status }) | Should -Be @('ok', 'failed', 'not-run', 'not-run', 'not-run', 'not-run', 'not-run') -Because $lines[-1]
         ($summary.steps | Where-Object -FilterScript { $_.id -eq 'restart' }).error | Should -Not -BeNullOrEmpty
     }
 }
