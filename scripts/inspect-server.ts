@@ -14,7 +14,7 @@
 // the result, which stays well under Azure Run Command's 4 KB.
 // The PowerShell is scripts/ps/inspect-server.ps1 (with facts.ps1); what the facts mean is in
 // docs/windows-reference.md.
-import type { Cause } from './lib/causes.ts';
+import { CAUSES, type Cause } from './lib/causes.ts';
 import { isMain, makeCli, runCli } from './lib/cli.ts';
 import { chalk } from './lib/output.ts';
 import { psStep } from './lib/ps-loader.ts';
@@ -42,6 +42,8 @@ export interface InspectReport extends StepReport {
   security: EffectiveSecurity | null;
   certificate: { thumbprint: string | null; subject: string | null; notAfter: string | null; selfSigned: boolean | null; source: string | null; keyFile: string | null; networkServiceCanRead: boolean | null } | null;
   evidenceFile: string | null;
+  /** What the server's own RDP handshake check said (null when the facts have none). */
+  handshake: { cause: string; detail: string } | null;
 }
 
 // ---------------------------------------------------------------- the step
@@ -120,6 +122,7 @@ export function interpretInspect(raw: InspectRaw, ctx: StepContext): InspectRepo
       security: null,
       certificate: null,
       evidenceFile: null,
+      handshake: null,
     };
   }
   const facts = raw.facts;
@@ -154,6 +157,7 @@ export function interpretInspect(raw: InspectRaw, ctx: StepContext): InspectRepo
         }
       : null,
     evidenceFile: facts.evidenceFile ?? null,
+    handshake: facts.handshake?.cause ? { cause: facts.handshake.cause, detail: facts.handshake.detail ?? '' } : null,
     facts,
   };
   const sec = report.security!;
@@ -165,13 +169,14 @@ export function interpretInspect(raw: InspectRaw, ctx: StepContext): InspectRepo
       ? `certificate ${report.certificate.thumbprint} (${report.certificate.source}), expires ${report.certificate.notAfter?.slice(0, 10) ?? '?'}, key ${report.certificate.keyFile ?? 'file not found'}${report.certificate.networkServiceCanRead === false ? ' — NOT readable by NETWORK SERVICE' : ''}`
       : 'no certificate in use',
   );
+  if (report.handshake) report.evidence.push(`in-server handshake check: ${report.handshake.cause}${report.handshake.detail ? ` (${report.handshake.detail})` : ''}`);
   if (raw.dropped?.length) report.warnings.push(`left out of the compact result to fit 4 KB: ${raw.dropped.join(', ')}; see ${facts.evidenceFile ?? 'the evidence file'}`);
   for (const e of asArray<{ errors?: unknown }>(facts.events).flatMap((x) => asArray<string>(x?.errors))) report.warnings.push(`events: ${e}`);
   report.next = [...new Set(problems.map((p) => p.fix).filter((x): x is string => !!x))];
   return report;
 }
 
-const CAUSE_ORDER: Cause[] = ['no-listener', 'not-rdp', 'certificate-key-unusable', 'certificate-expired', 'tls-version-mismatch', 'security-layer-mismatch', 'nla-required', 'unreachable'];
+const CAUSE_ORDER: Cause[] = ['no-listener', 'listener-hung', 'not-rdp', 'certificate-key-unusable', 'certificate-expired', 'tls-version-mismatch', 'security-layer-mismatch', 'nla-required', 'unreachable'];
 const SEVERITY_ORDER: Severity[] = ['problem', 'warning', 'info'];
 
 /** Turn the raw facts into findings, most important first. */
@@ -302,6 +307,15 @@ export function analyzeFacts(facts: ServerFacts, ctx: Pick<StepContext, 'target'
       (args) => cmd('clear-machinekeys', args),
     ),
   );
+  // The in-server handshake check sees what the facts cannot: a listener that accepts and never
+  // answers is a problem; any other cause it names that no fact explains is a warning (it is one
+  // connection from inside, the facts are the evidence of why).
+  const hs = facts.handshake;
+  if (hs?.cause === 'listener-hung') {
+    add('listener-hung', 'problem', `the in-server handshake check: ${hs.detail ?? 'the listener accepts TCP and never answers'}`, cmd('restart-termserv'));
+  } else if (hs?.cause && hs.cause !== 'healthy' && hs.cause !== 'not-checked' && !f.some((x) => x.cause === hs.cause && x.severity === 'problem')) {
+    add((hs.cause in CAUSES ? hs.cause : 'not-rdp') as Cause, 'warning', `the in-server handshake check says ${hs.cause}: ${hs.detail ?? ''}`, null);
+  }
   if (facts.sessionEnvSid && facts.sessionEnvSid !== SESSIONENV_SID) {
     add('certificate-key-unusable', 'warning', `NT SERVICE\\SessionEnv resolves to ${facts.sessionEnvSid}, not the derived ${SESSIONENV_SID}`, null);
   }

@@ -167,11 +167,25 @@ report('the keys, the firewall group and the container prefix the script reads a
   assert.not.ok(/\$P\b/.test(ps), 'functions take parameters; only the generated call reads $P');
 });
 
+report('the in-server handshake check is reported: evidence, and a hung listener is a problem with the restart as its fix', () => {
+  const hung = interpretInspect({ status: 'ok', facts: { computer: 'VM1', handshake: { cause: 'listener-hung', detail: '10.0.0.4:3389: accepted TCP and never answered the X.224 request' } } } as never, ctx);
+  assert.equal(hung.handshake?.cause, 'listener-hung');
+  assert.ok(hung.evidence.some((e) => e.startsWith('in-server handshake check: listener-hung')));
+  const finding = hung.findings.find((f) => f.cause === 'listener-hung');
+  assert.equal(finding?.severity, 'problem');
+  assert.match(finding?.fix ?? '', /restart-termserv/);
+  const none = interpretInspect({ status: 'ok', facts: { computer: 'VM1' } } as never, ctx);
+  assert.equal(none.handshake, null);
+  assert.not.ok(none.findings.some((f) => f.cause === 'listener-hung'));
+});
+
 report('read-only: the script carries no function that writes an ACL, a registry value or a service', () => {
   const s = buildInspectScript();
   const functions = [...s.matchAll(/^function ([A-Za-z]+-[A-Za-z0-9]+) \{$/gm)].map((m) => m[1]!);
   assert.ok(functions.includes('Get-RdpServerInspection') && functions.includes('Save-RdpEvidence'));
-  assert.equal(functions.filter((f) => /^(Set|Repair|Restart|Remove|Rename|Invoke)-/.test(f)), []);
+  // The in-server handshake check is an Invoke- that only opens one connection to the listener.
+  assert.ok(functions.includes('Invoke-RdpHandshakeCheck'));
+  assert.equal(functions.filter((f) => f !== 'Invoke-RdpHandshakeCheck' && /^(Set|Repair|Restart|Remove|Rename|Invoke)-/.test(f)), []);
   assert.ok(s.includes('\n$Result = Get-RdpServerInspection -EventHours $P.EventHours -MaxEvents $P.MaxEvents -SaveEvidence:$P.SaveEvidence\n'));
 });
 

@@ -42,6 +42,8 @@ export interface ServerFacts {
   sessionEnvSid?: string | null;
   events?: EventFacts;
   evidenceFile?: string | null;
+  /** The in-server handshake check (scripts/ps/handshake.ps1): a cause name of diagnose, or not-checked. */
+  handshake?: { cause?: string; detail?: string } | null;
 }
 
 export interface CertificateFacts {

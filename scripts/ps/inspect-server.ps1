@@ -1,5 +1,5 @@
 # inspect-server.ps1: The inspect-server step: collect the server-side facts behind RDP error 0x904/0x7 (read-only; only the evidence file is written).
-# requires: facts
+# requires: facts, handshake
 # The keys, the firewall group and the listener's key container prefix are the same on every
 # server, so they are literals here (rdpfix's lib/server-ps.ts names the same values for its
 # findings; test/inspect-server.test.ts checks they agree). What the facts mean:
@@ -39,6 +39,7 @@ function Get-RdpServerFacts {
         certificate = Get-RdpCertificateState -WithKey
         machineKeys = [ordered]@{ path = $null; sddl = $null; containers = @(); error = $null }
         sessionEnvSid = $null
+        handshake = $null
         events = Get-RdpEventSummary -Since ((Get-Date).AddHours(-$EventHours)) -Max $MaxEvents
         evidenceFile = $null
     }
@@ -56,6 +57,14 @@ function Get-RdpServerFacts {
         $facts.machineKeys.error = $_.Exception.Message
     }
     $facts.sessionEnvSid = ConvertTo-RdpAccountSid -Domain 'NT SERVICE' -Name 'SessionEnv'
+    # Last, so every fact above is in even when the listener hangs: the listener opened from the
+    # server itself as a client does (TCP, X.224, TLS), one connection, 3 s per step.
+    try {
+        $check = Invoke-RdpHandshakeCheck -TimeoutSeconds 3
+        $facts.handshake = [ordered]@{ cause = $check.cause; detail = $check.detail }
+    } catch {
+        $facts.handshake = [ordered]@{ cause = 'not-checked'; detail = ('not checked: {0}' -f $_.Exception.Message) }
+    }
     return $facts
 }
 

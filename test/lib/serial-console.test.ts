@@ -31,8 +31,8 @@ const SOURCES: Array<{ label: string; args: string[] }> = [
   { label: 'clear-machinekeys', args: ['scripts/clear-machinekeys.ts'] },
   { label: 'toggle-nla', args: ['scripts/toggle-nla.ts'] },
   { label: 'prune-backups --older-than 90', args: ['scripts/prune-backups.ts', '--older-than', '90'] },
-  { label: 'run-recipe azure-vm-cert (stage 1)', args: ['scripts/run-recipe.ts', 'azure-vm-cert', '--host', '10.0.0.4'] },
-  { label: 'run-recipe azure-vm-cert --stage 2', args: ['scripts/run-recipe.ts', 'azure-vm-cert', '--host', '10.0.0.4', '--stage', '2'] },
+  { label: 'run-recipe azure-vm-cert', args: ['scripts/run-recipe.ts', 'azure-vm-cert', '--host', '10.0.0.4'] },
+  { label: 'run-recipe security-layer', args: ['scripts/run-recipe.ts', 'security-layer', '--host', '10.0.0.4'] },
 ];
 
 interface Emitted { label: string; emit: string; serial: string }
@@ -221,7 +221,7 @@ paste('in order, out of order, a chunk twice: byte for byte, run in a child Powe
   try {
     const real = emits();
     const cmk = real.find((e) => e.label === 'clear-machinekeys')!;
-    const recipe = real.find((e) => e.label.startsWith('run-recipe azure-vm-cert (stage 1)'))!;
+    const recipe = real.find((e) => e.label === 'run-recipe azure-vm-cert')!;
     const scripts = new Map<string, string>();
     const forms = new Map<string, string[]>();
     for (const id of ['order', 'shuffled', 'dropped', 'altered', 'consistent', 'foreign', 'renamed', 'conflict', 'number', 'setup', 'none', 'other']) {

@@ -85,6 +85,32 @@ Describe 'inspect-server on the twin' {
     }
 }
 
+Describe 'inspect-server reports the in-server handshake check' {
+    BeforeEach {
+        Use-WindowsTwin
+        Reset-WindowsTwin -Root $TestDrive -Fixture 'healthy-2019'
+        # The recorded certificate is valid on this day, so the healthy twin handshakes healthy.
+        Set-TwinValue -Name now -Value ([datetime]::Parse('2025-06-01T12:00:00Z', [System.Globalization.CultureInfo]::InvariantCulture, [System.Globalization.DateTimeStyles]::AdjustToUniversal))
+    }
+
+    It 'healthy on a healthy server; listener-hung, a problem fixed by the restart, when the listener accepts and never answers' {
+        $ok = Invoke-RdpfixScript -Script $Inspect -Folder $TestDrive
+        $ok.result.facts.handshake.cause | Should -Be 'healthy' -Because $ok.json
+        # A listener on every address is checked on loopback.
+        Get-TwinCalls | Should -Contain 'Test-RdpHandshake 127.0.0.1:3389'
+        Set-TwinFault -Name 'ListenerHung'
+        $hung = Invoke-RdpfixScript -Script $Inspect -Folder $TestDrive
+        $hung.result.status | Should -Be 'ok'
+        $hung.result.facts.handshake.cause | Should -Be 'listener-hung' -Because $hung.json
+        # The facts collected before the check are all there: the check is last and bounded.
+        $hung.result.facts.certificate.thumbprint | Should -Not -BeNullOrEmpty
+        $r = @(Invoke-RdpfixEmit -Request @(@{ interpret = 'inspect-server'; raw = $hung.result }))
+        $r[0].report.cause | Should -Be 'listener-hung'
+        $r[0].report.handshake.cause | Should -Be 'listener-hung'
+        (@($r[0].report.findings | Where-Object -FilterScript { $_.cause -eq 'listener-hung' })[0]).fix | Should -Match 'restart-termserv'
+    }
+}
+
 Describe 'a pasted recipe stage on the twin (run-recipe azure-vm-cert --emit --stage 1)' {
     BeforeEach {
         Reset-WindowsTwin -Root $TestDrive -Fixture 'healthy-2019'
