@@ -14,7 +14,7 @@
 // the result, which stays well under Azure Run Command's 4 KB.
 // The PowerShell is scripts/ps/inspect-server.ps1 (with facts.ps1); what the facts mean is in
 // docs/windows-reference.md.
-import { CAUSES, type Cause } from './lib/causes.ts';
+import { CAUSE_NAMES, type Cause } from './lib/causes.ts';
 import { isMain, makeCli, runCli } from './lib/cli.ts';
 import { chalk } from './lib/output.ts';
 import { psStep } from './lib/ps-loader.ts';
@@ -313,8 +313,8 @@ export function analyzeFacts(facts: ServerFacts, ctx: Pick<StepContext, 'target'
   const hs = facts.handshake;
   if (hs?.cause === 'listener-hung') {
     add('listener-hung', 'problem', `the in-server handshake check: ${hs.detail ?? 'the listener accepts TCP and never answers'}`, cmd('restart-termserv'));
-  } else if (hs?.cause && hs.cause !== 'healthy' && hs.cause !== 'not-checked' && !f.some((x) => x.cause === hs.cause && x.severity === 'problem')) {
-    add((hs.cause in CAUSES ? hs.cause : 'not-rdp') as Cause, 'warning', `the in-server handshake check says ${hs.cause}: ${hs.detail ?? ''}`, null);
+  } else if (hs?.cause && hs.cause !== 'healthy' && (CAUSE_NAMES as string[]).includes(hs.cause) && !f.some((x) => x.cause === hs.cause && x.severity === 'problem')) {
+    add(hs.cause as Cause, 'warning', `the in-server handshake check says ${hs.cause}: ${hs.detail ?? ''}`, null);
   }
   if (facts.sessionEnvSid && facts.sessionEnvSid !== SESSIONENV_SID) {
     add('certificate-key-unusable', 'warning', `NT SERVICE\\SessionEnv resolves to ${facts.sessionEnvSid}, not the derived ${SESSIONENV_SID}`, null);

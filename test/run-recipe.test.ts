@@ -125,6 +125,46 @@ sem('runs on when a check is not yet healthy, and stops at the first failure', (
   }
 });
 
+// azure-vm-cert's case: TermService cannot regenerate while the old key is unreadable, and the
+// MachineKeys repair after it is the fix.
+const GO_ON = RECIPE.replace("    args: ['--regenerate-cert']\n", "    args: ['--regenerate-cert']\n    on_failure: continue\n");
+
+sem('on_failure: continue: a failed fix lets the next one run, and the final check decides the run', () => {
+  const e = setup(GO_ON);
+  try {
+    const r = e.run([e.recipe, '--host', 'localhost', '--target', 'winrm://vm1', '--yes', '--json'], {
+      'restart-termserv': [{ json: { status: 'changed' } }, { json: { status: 'failed', error: 'no new certificate (event 1057)' }, exit: 1 }],
+      'probe-rdp': [BROKEN, BROKEN, HEALTHY],
+      'clear-machinekeys': [{ json: { status: 'changed' } }],
+    });
+    assert.is(r.code, 0, r.stderr + r.stdout);
+    assert.equal(e.log().map((l) => `${l.name}#${l.call}`), ['restart-termserv#1', 'probe-rdp#1', 'restart-termserv#2', 'probe-rdp#2', 'clear-machinekeys#1', 'probe-rdp#3']);
+    const doc = JSON.parse(r.stdout);
+    assert.is(doc.result, 'completed');
+    const regen = doc.steps.find((s: { id: string }) => s.id === 'regenerate');
+    assert.is(regen.status, 'failed');
+    assert.is(regen.continued, true);
+    assert.match(regen.detail, /no new certificate \(event 1057\).*on_failure: continue/);
+  } finally {
+    e.cleanup();
+  }
+});
+
+sem('on_failure: continue does not cover bad usage: a step that exits 2 still stops the run', () => {
+  const e = setup(GO_ON);
+  try {
+    const r = e.run([e.recipe, '--host', 'localhost', '--target', 'winrm://vm1', '--yes', '--json'], {
+      'restart-termserv': [{ json: { status: 'changed' } }, { json: { status: 'failed', error: 'bad usage' }, exit: 2 }],
+      'probe-rdp': [BROKEN],
+    });
+    assert.is(r.code, 1);
+    assert.equal(e.log().map((l) => `${l.name}#${l.call}`), ['restart-termserv#1', 'probe-rdp#1', 'restart-termserv#2']);
+    assert.is(JSON.parse(r.stdout).result, 'failed');
+  } finally {
+    e.cleanup();
+  }
+});
+
 sem('a final check that is not healthy fails the run with what it saw', () => {
   const e = setup();
   try {

@@ -31,6 +31,8 @@ export interface StepOutcome {
   detail: string;
   ms: number;
   exitCode: number | null;
+  /** A failed fix under `on_failure: continue`: the next step ran, so it does not fail the run. */
+  continued?: true;
 }
 
 /** A run's saved state (journal/runs/RUN_ID.json, checked on read by lib/journal.ts). */
@@ -168,8 +170,6 @@ function completedEarlier(intents: JournalEntry[], state: RunState, step: Recipe
   return e?.resolved?.outcome === 'completed' && e.resolved.record ? e : undefined;
 }
 
-const CONTINUED = ' (on_failure: continue: the next step runs)';
-
 /** What stop_when / expect / when compare: the report's cause where it names one, else its status. */
 function outcomeOf(json: Record<string, unknown> | null): string {
   if (!json) return 'failed';
@@ -289,7 +289,8 @@ export async function runRecipe(recipe: Recipe, o: RunOptions): Promise<RunState
     if (done.status === 'would-change') wouldChangeBefore = true;
     // on_failure: continue lets the next fix try (bad usage or no report still stops).
     if (done.status === 'failed' && step.onFailure === 'continue' && r.exitCode !== 2 && r.json !== null) {
-      done.detail = `${done.detail}${CONTINUED}`;
+      done.detail = `${done.detail} (on_failure: continue: the next step runs)`;
+      done.continued = true;
       saveRun(state, o.journal);
       continue;
     }
@@ -301,7 +302,7 @@ export async function runRecipe(recipe: Recipe, o: RunOptions): Promise<RunState
   }
 
   // A fix that failed under on_failure: continue does not fail the run: the later steps decide.
-  const failed = state.steps.some((s) => s.status === 'failed' && !s.detail.endsWith(CONTINUED));
+  const failed = state.steps.some((s) => s.status === 'failed' && !s.continued);
   state.result = failed ? 'failed' : state.dryRun ? 'dry-run' : (state.result ?? 'completed');
   state.finished = new Date().toISOString();
   saveRun(state, o.journal);

@@ -59,6 +59,14 @@ parse('a valid recipe becomes typed steps with lines, defaults and placeholders'
   assert.equal(stepArgs(r.steps[1]!, { host: 'vm1:3389', layer: 'tls' }), { args: ['--layer=tls'], positionals: ['vm1:3389'] });
 });
 
+parse('on_failure: continue is kept on its run step; stop, the default, adds nothing', () => {
+  const go = parseRecipe(GOOD.replace('    on: server\n  - name: Probe', '    on: server\n    on_failure: continue\n  - name: Probe'), 'recipes/demo.yaml', SCRIPTS);
+  assert.is(go.steps[0]!.onFailure, 'continue');
+  assert.is(go.steps[2]!.onFailure, undefined);
+  const stop = parseRecipe(GOOD.replace('    on: server\n  - name: Probe', '    on: server\n    on_failure: stop\n  - name: Probe'), 'recipes/demo.yaml', SCRIPTS);
+  assert.not.ok('onFailure' in stop.steps[0]!);
+});
+
 parse('a value can never become an option: it is joined to its option, positionals come apart', () => {
   const r = parseRecipe(GOOD, 'recipes/demo.yaml', SCRIPTS);
   assert.equal(stepArgs(r.steps[1]!, { host: '-h', layer: '--help' }), { args: ['--layer=--help'], positionals: ['-h'] });
@@ -87,6 +95,8 @@ const MISTAKES: Array<[string, (s: string) => string, RegExp]> = [
   ['{host} in a server step', (s) => s.replace("    on: server\n  - name: Probe", "    on: server\n    args: ['{host}']\n  - name: Probe"), /^recipes\/demo\.yaml:13: steps\[1\]\.args: \{host\} is for client steps/],
   ['an option and its value in one item', (s) => s.replace("'--layer', '{layer}'", "'--layer={layer}'"), /^recipes\/demo\.yaml:15: steps\[2\]\.args: write "--layer" and its value as two items/],
   ['a default outside the declared values', (s) => s.replace('    default: negotiate\n', "    default: negotiate\n    values: [tls, rdp]\n"), /^recipes\/demo\.yaml:7: params\.layer\.default: "negotiate" is not one of the values tls, rdp/],
+  ['a bad on_failure value', (s) => s.replace('    on: server\n  - name: Probe', '    on: server\n    on_failure: ignore\n  - name: Probe'), /^recipes\/demo\.yaml:13: steps\[1\]\.on_failure: expected stop \(the default\) or continue/],
+  ['on_failure: continue on a check', (s) => s.replace('    stop_when: healthy\n', '    stop_when: healthy\n    on_failure: continue\n'), /^recipes\/demo\.yaml:17: steps\[2\]\.on_failure: only a run step can go on after failing/],
   ['param named host', (s) => s.replace('  layer:\n', '  host:\n'), /^recipes\/demo\.yaml:5: params\.host: expected a lower-case name/],
 ];
 
