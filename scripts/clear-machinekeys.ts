@@ -34,7 +34,7 @@ import { compareContainerAcl, isSddl, networkServiceCanRead, sameSecurity } from
 import { keyFindings, type Finding } from './lib/server-facts.ts';
 import { aceSetsParam, DEFAULT_MACHINEKEYS_SDDL, expectedContainerAces } from './lib/server-ps.ts';
 import { sessionImpact, sessionText } from './lib/sessions.ts';
-import { asArray, attachJournal, baseReport, journalChanges, nextCommand, reportChange, runStep, serverFlags, serverMain, withServerOptions, type StepContext, type StepReport } from './lib/server-step.ts';
+import { applyHandshake, asArray, attachJournal, baseReport, handshakeOf, journalChanges, nextCommand, reportChange, runStep, serverFlags, serverMain, withServerOptions, type StepContext, type StepReport } from './lib/server-step.ts';
 import { validateInt } from './lib/validate.ts';
 
 export interface ClearOptions {
@@ -249,6 +249,7 @@ export function interpretClear(raw: ClearRaw, ctx: StepContext, opts: ClearOptio
   for (const c of asArray<{ path: string; before: string | null; after: string | null }>(raw.changed?.containers)) r.evidence.push(`${c.path}: ${c.before ?? '?'} → ${c.after ?? '?'}`);
   if (raw.changed?.folder) r.evidence.push(`MachineKeys: ${raw.changed.folder.before ?? '?'} → ${raw.changed.folder.after ?? '?'}`);
   if (status === 'failed' && problems.length && r.summary !== problems.join('; ')) r.evidence.push(...problems);
+  applyHandshake(r, handshakeOf(raw));
   if (opts.renameFolder || raw.mode === 'rename') {
     r.warnings.push(`--rename-folder moves every machine key aside, not just RDP's: IIS, SQL Server and other certificates' keys${plan.otherKeys !== undefined ? ` (${plan.otherKeys} other files)` : ''} stop working until restored (undo puts the folder back)`);
   }

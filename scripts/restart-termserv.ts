@@ -27,7 +27,7 @@ import { UsageError } from './lib/errors.ts';
 import { psStep } from './lib/ps-loader.ts';
 import type { EventRecord } from './lib/server-facts.ts';
 import { describeSession, sessionImpact, sessionText, type SessionRecord } from './lib/sessions.ts';
-import { asArray, attachJournal, baseReport, journalChanges, nextCommand, psDate, reportChange, runStep, serverFlags, serverMain, serviceStatus, withServerOptions, type StepContext, type StepReport } from './lib/server-step.ts';
+import { applyHandshake, asArray, attachJournal, baseReport, handshakeOf, journalChanges, nextCommand, psDate, reportChange, runStep, serverFlags, serverMain, serviceStatus, withServerOptions, type StepContext, type StepReport } from './lib/server-step.ts';
 import { validateInt, validatePort, validateThumbprint } from './lib/validate.ts';
 
 export interface RestartOptions {
@@ -218,6 +218,7 @@ export function interpretRestart(raw: RestartRaw, ctx: StepContext, opts: Restar
   if (impact.own && (raw.restarted || r.status === 'would-change')) r.warnings.push(`your own session ${impact.own.id} is disconnected by the restart too`);
   if (raw.after) r.evidence.push(`after: TermService ${termStatus(raw.after)}, ${raw.after.listening ? 'listening' : 'not listening'}, certificate ${r.thumbprintAfter ?? 'none'}`);
   if (status === 'changed' && problems.length) r.evidence.push(...problems.map((p) => `verification: ${p}`));
+  applyHandshake(r, handshakeOf(raw));
   const na = psDate(raw.after?.certificate?.inUse?.NotAfter);
   if (na && r.status === 'changed') r.evidence.push(`new certificate valid until ${na.toISOString().slice(0, 10)}`);
   for (const e of r.events) r.evidence.push(`event ${e.Id} ${e.ProviderName ?? ''} ${psDate(e.TimeCreated)?.toISOString() ?? ''}: ${e.Message ?? ''}`.trim());
@@ -226,6 +227,9 @@ export function interpretRestart(raw: RestartRaw, ctx: StepContext, opts: Restar
     r.notes.push('tell the users listed first: the restart ends their connection (their sessions stay, and they can reconnect when the listener is back)');
   } else if (r.status === 'failed' && !raw.restarted && (raw.refused === 'pinned' || /pinned certificate/.test(raw.error ?? ''))) {
     r.next.push(nextCommand('restart-termserv', cliArgs(opts, { replacePinned: true }), ctx));
+  } else if (r.status === 'failed' && raw.restarted && !opts.regenerateCert && (r.cause === 'certificate-key-unusable' || r.cause === 'certificate-expired' || r.cause === 'closed-by-server')) {
+    // The restart did not bring a usable certificate back: the next step up is a new one.
+    r.next.push(nextCommand('restart-termserv', cliArgs({ ...opts, regenerateCert: true }), ctx));
   } else if (r.status === 'failed' && opts.regenerateCert && !opts.removeKey) {
     r.next.push(nextCommand('clear-machinekeys', opts.disconnectSessions ? ['--force'] : [], ctx));
   } else if (r.status === 'failed') {

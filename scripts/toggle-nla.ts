@@ -34,7 +34,7 @@ import { combinationProblem, effectiveSecurity, type EffectiveSecurity } from '.
 import { buildNlaUndoScript, nlaChanges, validChanges, type NlaRaw, type SecurityState, type SettingName, type ValueChange } from './lib/nla-step.ts';
 import { REENABLE_TASK } from './lib/server-ps.ts';
 import type { ReportChange } from './lib/report.ts';
-import { asArray, attachJournal, baseReport, isoDates, journalChanges, nextCommand, runStep, serverFlags, serverMain, withServerOptions, type RawResult, type StepContext, type StepReport } from './lib/server-step.ts';
+import { applyHandshake, asArray, attachJournal, baseReport, handshakeOf, isoDates, journalChanges, nextCommand, runStep, serverFlags, serverMain, withServerOptions, type RawResult, type StepContext, type StepReport } from './lib/server-step.ts';
 import { openEntries, planUndo, runUndo } from './lib/undo.ts';
 import { validateDuration, validateInt } from './lib/validate.ts';
 
@@ -385,6 +385,7 @@ export function interpretNla(raw: NlaRaw, ctx: StepContext, o: NlaOptions): NlaR
   for (const c of changes) r.evidence.push(`${c.scope} ${c.name}: ${c.before ?? 'not set'} → ${c.after ?? 'not set'}${c.via ? ` (${c.via})` : ''}`);
   if (raw.before?.task) r.evidence.push(`expiry task ${raw.before.task.name}: ${raw.before.task.state ?? ''}${raw.before.task.nextRun ? `, runs ${raw.before.task.nextRun}` : ''}`);
   if (problems.length && r.status === 'failed') r.evidence.push(...problems);
+  applyHandshake(r, handshakeOf(raw));
   if (raw.refused === 'policy-override') r.next.push(nextCommand('toggle-nla', [...cliArgs(o), '--policy'], ctx));
   if (r.status === 'changed' && weakens) {
     r.next.push(nextCommand('toggle-nla', ['enable'], ctx));

@@ -37,6 +37,30 @@ interp('a plain restart reports the service and listener before and after and th
   assert.match(r.evidence[1]!, /after: TermService Running, listening/);
 });
 
+interp('the in-server handshake check is the last verification: healthy is one evidence line', () => {
+  const raw = fx('restart-service-stopped-before.json');
+  raw.handshake = { cause: 'healthy', detail: '127.0.0.1:3389: negotiation and TLS complete (Tls12)', attempts: 1 } as never;
+  const r = interpretRestart(raw, ctxFor(scripted()), {});
+  assert.is(r.status, 'changed');
+  assert.is(r.cause, null);
+  assert.ok(r.evidence.includes('handshake checked from the server itself: healthy (127.0.0.1:3389: negotiation and TLS complete (Tls12))'));
+  assert.equal(r.handshake, { cause: 'healthy', detail: '127.0.0.1:3389: negotiation and TLS complete (Tls12)', attempts: 1 });
+});
+
+interp('a restart that leaves the handshake broken is failed with its cause, and the next step is a new certificate', () => {
+  const raw = fx('restart-service-stopped-before.json');
+  const problem = 'after the change the RDP handshake from the server itself is certificate-key-unusable: 127.0.0.1:3389: the server chose TLS, then closed the connection';
+  Object.assign(raw, { status: 'failed', problems: [problem], handshake: { cause: 'certificate-key-unusable', detail: '127.0.0.1:3389: the server chose TLS, then closed the connection', attempts: 3 } });
+  const r = interpretRestart(raw, ctxFor(scripted()), {});
+  assert.is(r.status, 'failed');
+  assert.is(r.cause, 'certificate-key-unusable');
+  assert.is(r.summary, problem);
+  assert.ok(r.evidence.some((e) => /^handshake checked from the server itself: certificate-key-unusable .* after 3 attempts$/.test(e)));
+  assert.equal(r.next, ['npx tsx scripts/restart-termserv.ts --regenerate-cert --target winrm://vm1']);
+  // The restart itself happened and is still a change (journaled, undoable as a restart is not).
+  assert.ok(r.changes.some((c) => /^restarted TermService/.test(c.summary)));
+});
+
 interp('a "changed" whose old certificate is still in use is a failed verification', () => {
   const raw = fx('regenerate-changed.json');
   raw.after!.certificate!.thumbprint = OLD;

@@ -587,6 +587,18 @@ emit('stage 1 of every shipped recipe holds every server step up to the first st
   }
 });
 
+emit('the causes a pasted recipe lets the server answer are the ones its handshake check names (all but unreachable, which is the path)', async () => {
+  const { IN_SERVER_CAUSES } = await import('../scripts/lib/recipe-emit.ts');
+  const { CAUSE_NAMES } = await import('../scripts/lib/causes.ts');
+  const ps = readFileSync(join(root, 'scripts/ps/handshake.ps1'), 'utf8');
+  const named = new Set([...ps.matchAll(/New-RdpHandshakeFinding -Cause '([a-z-]+)'/g)].map((m) => m[1]!));
+  assert.ok(named.size >= 10, `handshake.ps1 names ${named.size} causes`);
+  for (const c of named) assert.ok((CAUSE_NAMES as string[]).includes(c), `handshake.ps1 names ${c}, which diagnose does not know`);
+  // unreachable from inside is a full listen queue or a local filter: a recipe's stop on it is about
+  // the path from the user's network, which only the client sees.
+  assert.equal([...IN_SERVER_CAUSES].sort(), [...named].filter((c) => c !== 'unreachable').sort());
+});
+
 // The largest recorded step results, to prove the summary line stays within Run Command's tail.
 const BIG = {
   'inspect-server': JSON.parse(readFileSync(join(root, 'test/fixtures/inspect-server/key-unreadable-2019.json'), 'utf8')),

@@ -10,7 +10,7 @@ import { RdpfixError, StepError } from './errors.ts';
 import { currentRunId, ENTRY_ID, record, recordIntent, resolveIntent, type JournalEntry, type UndoSpec } from './journal.ts';
 import { tagScript, writesRecord } from './target-record.ts';
 import { chalk, printHuman, printJson, statusWord, withSpinner } from './output.ts';
-import type { Report, ReportChange } from './report.ts';
+import { isCause, type Report, type ReportChange } from './report.ts';
 import { validateLocalPath, validateWindowsPath } from './validate.ts';
 import { checkSerialConsoleUsage, SERIAL_CONSOLE_OPTION, serialConsoleForm } from './serial-console.ts';
 
@@ -261,6 +261,33 @@ export function printReport(r: StepReport, extra: string[] = []): void {
   const next = [...r.next];
   if (r.undo && !next.includes(r.undo)) next.push(`undo: ${r.undo}`);
   printHuman(`${statusWord(r.status)}  ${r.summary}${r.dryRun ? chalk.cyan(' (dry run: nothing was changed)') : ''}`, evidence, next);
+}
+
+// ---------------------------------------------------------------- the in-server verification
+
+/** The in-server handshake check a changing server step ends with (scripts/ps/handshake.ps1 Test-RdpStepHandshake). */
+export interface HandshakeCheck {
+  cause: string;
+  detail: string;
+  attempts: number;
+}
+
+/** The raw result's handshake check, or null when the step did not get to it (dry run, nothing to do, an earlier problem). */
+export function handshakeOf(raw: object): HandshakeCheck | null {
+  const h = (raw as { handshake?: unknown }).handshake as Partial<HandshakeCheck> | null | undefined;
+  if (!h || typeof h !== 'object' || typeof h.cause !== 'string') return null;
+  return { cause: h.cause, detail: typeof h.detail === 'string' ? h.detail : '', attempts: typeof h.attempts === 'number' ? h.attempts : 1 };
+}
+
+/**
+ * Put the check into a report: its own field, one evidence line, and, when the step failed on it,
+ * its cause as the report's cause (what the runner and an escalating recipe read).
+ */
+export function applyHandshake(r: StepReport, h: HandshakeCheck | null): void {
+  r.handshake = h;
+  if (!h) return;
+  r.evidence.push(`handshake checked from the server itself: ${h.cause}${h.detail ? ` (${h.detail})` : ''}${h.attempts > 1 ? ` after ${h.attempts} attempts` : ''}`);
+  if (r.status === 'failed' && r.cause === null && h.cause !== 'healthy' && isCause(h.cause)) r.cause = h.cause;
 }
 
 // ---------------------------------------------------------------- normalising Windows JSON

@@ -1,7 +1,7 @@
 # clear-machinekeys.ps1: On evidence, back up and repair the RDP key container and MachineKeys folder ACLs, and
 # regenerate the certificate (restart-termserv's Restart-RdpService) when the key is still unusable; the drastic
 # folder rename; and the two undo steps (Restore-RdpMachineKeyAcl, Restore-RdpMachineKeysFolder).
-# requires: restart-termserv, certificate, sessions, facts, sddl, windows, backup, literal, result, record
+# requires: restart-termserv, handshake, certificate, sessions, facts, sddl, windows, backup, literal, result, record
 
 function Repair-RdpMachineKey {
     # Evidence, backup, narrow repair, verify; regenerate only if the key is still unusable.
@@ -26,7 +26,7 @@ function Repair-RdpMachineKey {
         evidence = @(); before = $null; plan = $null; backup = $null
         changed = [ordered]@{ folder = $null; containers = @() }
         after = $null; keyUsable = $null; restart = $null; regenerate = $null; renamed = $null; removed = @(); problems = @()
-        refused = $null; sessions = $null; restore = @(); umRdpService = $null
+        refused = $null; sessions = $null; restore = @(); umRdpService = $null; handshake = $null
     }
     try {
         # A restart with -Force stops UmRdpService; an undo of a run killed mid-restart starts it again only if it ran.
@@ -86,6 +86,7 @@ function Repair-RdpMachineKey {
                 $regen = Restart-RdpService -RegenerateCert -TimeoutSeconds $TimeoutSeconds -BackupRoot $BackupRoot -DisconnectSessions:$DisconnectSessions
                 $result.regenerate = ConvertTo-RdpRegenSummary -Restart $regen
                 if ($null -ne $regen.after) { $result.restore = $putBack + @(Get-RdpCertRestoreLine -Folder $folder -Record $result.removed -NewThumbprint @($regen.after.certificate.thumbprint)) }
+                $result.handshake = $regen.handshake
                 if ($regen.status -ne 'changed') { $result.problems += ('after the rename: {0} {1}' -f $regen.error, (@($regen.problems) -join '; ')) }
                 $after = Get-RdpKeyEvidence -MachineKeys $machineKeys -EventHours 0
                 $result.after = ConvertTo-RdpKeyStateSummary -State $after
@@ -151,6 +152,7 @@ function Repair-RdpMachineKey {
                 $result.regenerate = ConvertTo-RdpRegenSummary -Restart $regen
                 # The regeneration is undone first, then the ACLs.
                 $result.restore = @($regen.restore) + @($result.restore)
+                $result.handshake = $regen.handshake
                 if ($regen.status -eq 'failed') { $result.problems += ('regeneration failed: {0} {1}' -f $regen.error, (@($regen.problems) -join '; ')) }
                 if ($regen.status -eq 'changed') {
                     $final = Get-RdpKeyEvidence -MachineKeys $machineKeys -EventHours 0
@@ -164,8 +166,12 @@ function Repair-RdpMachineKey {
         } elseif ($applied -and $Restart) {
             $restarted = Restart-RdpService -TimeoutSeconds $TimeoutSeconds -DisconnectSessions:$DisconnectSessions
             $result.restart = ConvertTo-RdpRegenSummary -Restart $restarted
+            $result.handshake = $restarted.handshake
             if ($restarted.status -eq 'failed') { $result.problems += ('restart failed: {0} {1}' -f $restarted.error, (@($restarted.problems) -join '; ')) }
         }
+        # A repair without a restart is verified as a restart is: a client's handshake must complete
+        # (checked from the server itself).
+        if ($applied -and $result.problems.Count -eq 0 -and $null -eq $result.handshake) { Test-RdpStepHandshake -Result $result }
         if ($result.problems.Count -gt 0) { $result.status = 'failed' }
         elseif ($null -ne $result.regenerate -and $result.regenerate.status -eq 'would-change') { $result.status = 'would-change' }
         elseif ($applied -or ($null -ne $result.regenerate -and $result.regenerate.status -eq 'changed')) { $result.status = 'changed' }
@@ -351,7 +357,7 @@ function ConvertTo-RdpRegenSummary {
     return [ordered]@{
         status = $Restart.status; error = $Restart.error; problems = $Restart.problems; backup = $Restart.backup
         removed = $Restart.removed; unpinned = $Restart.unpinned; restarted = $Restart.restarted
-        thumbprintBefore = $before; thumbprintAfter = $after; plan = $Restart.plan
+        thumbprintBefore = $before; thumbprintAfter = $after; plan = $Restart.plan; handshake = $Restart.handshake
     }
 }
 

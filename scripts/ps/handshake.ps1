@@ -174,3 +174,47 @@ function Invoke-RdpHandshakeCheck {
     $result.detail = ('{0}:{1}: {2}' -f $result.address, $result.port, $finding.detail)
     return $result
 }
+
+function Test-RdpStepHandshake {
+    # The last read-back of a step that changes the RDP listener (restart-termserv, clear-machinekeys,
+    # toggle-nla): the listener checked from the server itself. Healthy, or a cause in -Accept (the
+    # Standard RDP Security a step was asked to set), passes; any other cause is a problem, so the step
+    # ends 'failed' with that cause and not 'changed'. A listener that is still coming up after a
+    # restart gets -Attempts checks 2 s apart; a check that cannot run at all (the adapter of a
+    # LanAdapter binding unknown) is a warning: the change itself read back. Sets $Result.handshake.
+    [CmdletBinding()]
+    param(
+        [Parameter(Mandatory = $true)][System.Collections.IDictionary]$Result,
+        [string[]]$Accept = @(),
+        [ValidateRange(1, 60)][int]$TimeoutSeconds = 3,
+        [ValidateRange(1, 10)][int]$Attempts = 3
+    )
+    $passing = @('healthy') + @($Accept)
+    $transient = @('no-listener', 'listener-hung', 'closed-by-server', 'unreachable', 'certificate-key-unusable')
+    $check = $null
+    $tries = 0
+    try {
+        while ($true) {
+            $tries++
+            $check = Invoke-RdpHandshakeCheck -TimeoutSeconds $TimeoutSeconds
+            if ($passing -contains [string]$check.cause -or $check.cause -eq 'not-checked') { break }
+            if ($tries -ge $Attempts -or $transient -notcontains [string]$check.cause) { break }
+            Start-Sleep -Seconds 2
+        }
+    } catch {
+        $Result['handshake'] = [ordered]@{ cause = 'not-checked'; detail = ('not checked: {0}' -f $_.Exception.Message); attempts = $tries }
+        if (-not $Result.Contains('warnings')) { $Result['warnings'] = @() }
+        $Result['warnings'] = @($Result['warnings']) + @(('the RDP handshake could not be checked from the server itself: {0}' -f $_.Exception.Message))
+        return
+    }
+    $Result['handshake'] = [ordered]@{ cause = [string]$check.cause; detail = [string]$check.detail; attempts = $tries }
+    if ($check.cause -eq 'not-checked') {
+        if (-not $Result.Contains('warnings')) { $Result['warnings'] = @() }
+        $Result['warnings'] = @($Result['warnings']) + @(('the RDP handshake was {0}' -f $check.detail))
+        return
+    }
+    if ($passing -notcontains [string]$check.cause) {
+        if (-not $Result.Contains('problems')) { $Result['problems'] = @() }
+        $Result['problems'] = @($Result['problems']) + @(('after the change the RDP handshake from the server itself is {0}: {1}' -f $check.cause, $check.detail))
+    }
+}

@@ -1,6 +1,6 @@
 # restart-termserv.ps1: Restart TermService, wait for Running and the listener, and (-RegenerateCert) replace the
 # Remote Desktop certificate after backing it up. Restart-RdpService is also clear-machinekeys' step 4.
-# requires: certificate, sessions, facts, sddl, backup, windows, result, record
+# requires: certificate, sessions, facts, sddl, backup, windows, result, record, handshake
 
 function Get-RdpServiceState {
     # Services, listener and certificate in use, for before/after.
@@ -39,7 +39,7 @@ function Restart-RdpService {
         step = 'restart-termserv'; status = 'failed'; error = $null; note = $null; restarted = $false
         before = Get-RdpServiceState -Port $Port; after = $null; backup = $null; removed = @(); unpinned = $null
         plan = [ordered]@{ remove = @(); unpin = $false; restart = $true }; problems = @(); warnings = @(); events = $null
-        refused = $null; sessions = $null; restore = @()
+        refused = $null; sessions = $null; restore = @(); handshake = $null
     }
     try {
         $certificate = $result.before.certificate
@@ -145,6 +145,9 @@ function Restart-RdpService {
                     $result.warnings += 'the new key''s ACL could not be read by this account'
                 }
             }
+            # The restart is 'changed' only when a client's handshake now completes: checked from
+            # the server itself (a listener that is up but still refuses TLS is a failed restart).
+            if ($result.problems.Count -eq 0) { Test-RdpStepHandshake -Result $result }
             Set-RdpStepOutcome -Result $result
         } else {
             $result.status = 'would-change'

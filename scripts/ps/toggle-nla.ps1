@@ -1,5 +1,5 @@
 # toggle-nla.ps1: The toggle-nla step: show, change (with a backup and an optional expiry task) and put back the RDP security values.
-# requires: security, backup, literal, result, record
+# requires: security, backup, literal, result, record, handshake
 # Entry functions (one per script rdpfix builds): Get-RdpNlaStatus (status), Set-RdpSecuritySetting
 # (enable, disable, --security-layer, --min-encryption-level), Restore-RdpLatestSetting (--restore),
 # Restore-RdpSecuritySetting (the journal's undo) and Restore-RdpExpiredSetting (the expiry task).
@@ -29,7 +29,7 @@ function Set-RdpSecuritySetting {
         [AllowEmptyString()][string]$RecordTag = ''
     )
     $before = Get-RdpSecurityState -TaskName $TaskName
-    $result = [ordered]@{ step = 'toggle-nla'; mode = 'set'; status = 'failed'; error = $null; refused = $null; warnings = @(); before = $before; after = $null; plan = @(); changed = @(); backup = $null; task = $null; taskRemoved = $false; problems = @() }
+    $result = [ordered]@{ step = 'toggle-nla'; mode = 'set'; status = 'failed'; error = $null; refused = $null; warnings = @(); before = $before; after = $null; plan = @(); changed = @(); backup = $null; task = $null; taskRemoved = $false; problems = @(); handshake = $null }
     try {
         $projected = [ordered]@{ local = [ordered]@{}; policy = [ordered]@{} }
         foreach ($scope in @('local', 'policy')) { foreach ($key in @($before[$scope].Keys)) { $projected[$scope][$key] = $before[$scope][$key] } }
@@ -102,6 +102,11 @@ function Set-RdpSecuritySetting {
             $result.restore = @(Get-RdpValueRestoreLine -Change $result.changed -TaskName $registered)
             $result.after = Get-RdpSecurityState -TaskName $TaskName
             $result.problems = @(Get-RdpReadBackProblem -State $result.after -Plan $plan -Expected 'after')
+            # The values read back; a client's handshake must now complete too (checked from the
+            # server itself). Standard RDP Security, when this change asked for it, is its answer.
+            $accept = @()
+            if ($Desired.Contains('SecurityLayer') -and [int]$Desired['SecurityLayer'] -eq 0) { $accept = @('security-layer-mismatch') }
+            if ($result.problems.Count -eq 0) { Test-RdpStepHandshake -Result $result -Accept $accept }
             Set-RdpStepOutcome -Result $result
         } else {
             $result.status = 'would-change'

@@ -119,6 +119,9 @@ function Reset-WindowsTwin {
         domainJoined = $false; interfaces = @(); routes = @(); adapters = @(); faults = [ordered]@{}; calls = New-Object System.Collections.Generic.List[string]
         wmi = 'ok'; serial = 0; firewall = @($facts.firewall)
     }
+    # The twin is the server as it was recorded, on the day it was recorded: its clock is the
+    # fixture's facts.now (its certificates are valid then), until a test sets another one.
+    if ($null -ne $facts.now) { $script:Twin['now'] = ConvertFrom-TwinJsonDate $facts.now }
     # C:\ProgramData's own ACL as Windows ships it (protected): SYSTEM and Administrators full control,
     # CREATOR OWNER full control inherit-only, BUILTIN\Users read & execute on everything below and
     # create-folder/append (0x116) on folders. What rdpfix creates under it inherits from it
@@ -406,8 +409,9 @@ function Invoke-TwinRestartRdpWinService {
     }
     $script:Twin.services[$Name].Status = 'Running'
     # ListenerHung = 'until-restart': a listener that a restart of TermService brings back (the
-    # listener-hung recipe's case); any other value hangs again after the restart.
-    if ($Name -eq 'TermService' -and $script:Twin.faults.Contains('ListenerHung') -and $script:Twin.faults['ListenerHung'] -eq 'until-restart') { $script:Twin.faults.Remove('ListenerHung') }
+    # listener-hung recipe's case); any other value hangs again after the restart ([string]: $true
+    # -eq 'until-restart' is $true in PowerShell, which converts the right side to the left's type).
+    if ($Name -eq 'TermService' -and $script:Twin.faults.Contains('ListenerHung') -and [string]$script:Twin.faults['ListenerHung'] -eq 'until-restart') { $script:Twin.faults.Remove('ListenerHung') }
     if ($Name -eq 'TermService') { Start-TwinTermService }
 }
 
@@ -857,8 +861,8 @@ Export-ModuleMember -Function *
 # What Test-RdpHandshake (windows.ps1) sees when the twin checks its own listener, in the evidence
 # shape the real function returns, and the adapter a LanAdapter binding names. Faults: NoListener
 # (nothing listens: refused), ListenerHung (TermService accepts the connection and never answers).
-# The twin's clock is Get-Date unless a test sets one (Set-TwinValue -Name now): the recorded
-# fixtures' certificates are dated by the day they were recorded (healthy-2019's expires 2025-07-01).
+# The twin's clock is the fixture's facts.now (the day it was recorded: healthy-2019's certificate
+# expires 2025-07-01, a month later) unless a test sets one (Set-TwinValue -Name now; $null: Get-Date).
 
 function Get-TwinNow {
     if ($script:Twin.Contains('now') -and $null -ne $script:Twin['now']) { return ([datetime]$script:Twin['now']).ToUniversalTime() }

@@ -257,4 +257,27 @@ Describe 'clear-machinekeys on the twin' {
         }
         Get-Part acl | Should -Be $before
     }
+
+    It 'the handshake checked from the server itself ends the repair: through the restart it makes, or by itself when it makes none' {
+        $run = Invoke-RdpfixScript -Script $Scripts.repair -Folder $TestDrive
+        $run.result.status | Should -Be 'changed' -Because $run.json
+        $run.result.handshake.cause | Should -Be 'healthy'
+        $run.result.restart.handshake.cause | Should -Be 'healthy' -Because 'the restart verified it; the repair reports that check'
+        @(Get-TwinCalls | Where-Object -FilterScript { $_ -like 'Test-RdpHandshake *' }).Count | Should -Be 1
+
+        Reset-WindowsTwin -Root $TestDrive -Fixture 'key-unreadable-2019'
+        $acl = Invoke-RdpfixScript -Script $Scripts.aclOnly -Folder $TestDrive
+        $acl.result.status | Should -Be 'changed' -Because $acl.json
+        $acl.result.restart | Should -BeNullOrEmpty
+        $acl.result.handshake.cause | Should -Be 'healthy'
+    }
+
+    It 'a repair after which a client''s handshake still fails (TLS 1.2 and older disabled in SCHANNEL) is failed with that cause' {
+        foreach ($v in @('TLS 1.0', 'TLS 1.1', 'TLS 1.2')) { Set-TwinRegistryKey -Path ('HKLM:\SYSTEM\CurrentControlSet\Control\SecurityProviders\SCHANNEL\Protocols\{0}\Server' -f $v) -Values @{ Enabled = 0 } }
+        $acl = Invoke-RdpfixScript -Script $Scripts.aclOnly -Folder $TestDrive
+        $acl.result.status | Should -Be 'failed' -Because $acl.json
+        $acl.result.handshake.cause | Should -Be 'certificate-key-unusable' -Because 'with no TLS version left the listener closes after the ClientHello, as with an unusable key'
+        $acl.result.keyUsable | Should -BeTrue
+        @($acl.result.changed.containers).Count | Should -Be 1 -Because 'the repair happened and stays journaled'
+    }
 }

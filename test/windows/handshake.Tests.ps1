@@ -15,7 +15,7 @@ BeforeAll {
     function Use-Fixture {
         param([string]$Name, [switch]$RealClock)
         Reset-WindowsTwin -Root $TestDrive -Fixture $Name
-        if (-not $RealClock) { Set-TwinValue -Name now -Value $Recorded }
+        if ($RealClock) { Set-TwinValue -Name now -Value $null } else { Set-TwinValue -Name now -Value $Recorded }
     }
     function Get-Evidence {
         # Evidence as Test-RdpHandshake returns it, connected, with the parts a test gives.

@@ -339,4 +339,49 @@ Describe 'restart-termserv on the twin' {
         $run.result.error | Should -Not -BeNullOrEmpty
         Get-TwinStateJson | Should -Be $before
     }
+
+    It 'the in-server handshake check is the last read-back: healthy after a plain restart, checked once' {
+        $run = Invoke-RdpfixScript -Script $Scripts.plain -Folder $TestDrive
+        $run.result.status | Should -Be 'changed' -Because $run.json
+        $run.result.handshake.cause | Should -Be 'healthy'
+        $run.result.handshake.attempts | Should -Be 1
+        @(Get-TwinCalls | Where-Object -FilterScript { $_ -like 'Test-RdpHandshake *' }) | Should -Be @('Test-RdpHandshake 127.0.0.1:3389')
+    }
+
+    It 'a restart that leaves the key unusable (NETWORK SERVICE denied) is failed with certificate-key-unusable, not changed' {
+        $keyFile = Join-Path -Path $env:ProgramData -ChildPath 'Microsoft/Crypto/RSA/MachineKeys/f686aace6942fb7f7ceb231212eef4a4_3b5a6c1e-2f4d-4e8a-9c1b-7d6e5f4a3b2c'
+        Set-TwinPathSddl -Path $keyFile -Sddl 'O:SYG:SYD:(A;;FA;;;SY)(A;;FA;;;BA)'
+        $run = Invoke-RdpfixScript -Script $Scripts.plain -Folder $TestDrive
+        $run.result.status | Should -Be 'failed' -Because $run.json
+        $run.result.restarted | Should -BeTrue
+        $run.result.after.listening | Should -BeTrue -Because 'the listener is up: only a client''s handshake shows that the restart did not fix it'
+        $run.result.handshake.cause | Should -Be 'certificate-key-unusable'
+        $run.result.handshake.attempts | Should -Be 3 -Because 'a listener coming up after a restart gets three checks before it is judged'
+        @($run.result.problems) | Should -Be @(('after the change the RDP handshake from the server itself is certificate-key-unusable: {0}' -f $run.result.handshake.detail))
+    }
+
+    It 'a listener that still hangs after the restart is failed with listener-hung; one the restart clears is changed' {
+        Set-TwinFault -Name 'ListenerHung'
+        $run = Invoke-RdpfixScript -Script $Scripts.plain -Folder $TestDrive
+        $run.result.status | Should -Be 'failed' -Because $run.json
+        $run.result.handshake.cause | Should -Be 'listener-hung'
+
+        Reset-WindowsTwin -Root $TestDrive -Fixture 'healthy-2019'
+        Set-TwinFault -Name 'ListenerHung' -Value 'until-restart'
+        $run = Invoke-RdpfixScript -Script $Scripts.plain -Folder $TestDrive
+        $run.result.status | Should -Be 'changed' -Because $run.json
+        $run.result.handshake.cause | Should -Be 'healthy'
+    }
+
+    It 'a regenerated certificate is verified by the handshake: the new one is what a client gets' {
+        Set-TwinValue -Name now -Value ([datetime]::Parse('2025-08-01T12:00:00Z', [System.Globalization.CultureInfo]::InvariantCulture, [System.Globalization.DateTimeStyles]::AdjustToUniversal))
+        $plain = Invoke-RdpfixScript -Script $Scripts.plain -Folder $TestDrive
+        $plain.result.status | Should -Be 'failed' -Because 'a restart does not renew an expired certificate'
+        $plain.result.handshake.cause | Should -Be 'certificate-expired'
+        $plain.result.handshake.attempts | Should -Be 1 -Because 'an expired certificate is not a listener still coming up'
+        $run = Invoke-RdpfixScript -Script $Scripts.regen -Folder $TestDrive
+        $run.result.status | Should -Be 'changed' -Because $run.json
+        $run.result.handshake.cause | Should -Be 'healthy'
+        $run.result.handshake.detail | Should -Match ([regex]::Escape([string]$run.result.after.certificate.thumbprint))
+    }
 }

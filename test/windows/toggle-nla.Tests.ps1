@@ -169,4 +169,34 @@ Describe 'toggle-nla on the twin' {
         $run.result.refused | Should -Be 'invalid-combination'
         Get-TwinStateJson | Should -Be $before
     }
+
+    It 'the handshake checked from the server itself ends a change: healthy after disable; Standard RDP Security passes only when it was asked for' {
+        $run = Invoke-RdpfixScript -Script $Scripts.disable -Folder $TestDrive
+        $run.result.status | Should -Be 'changed' -Because $run.json
+        $run.result.handshake.cause | Should -Be 'healthy'
+
+        Reset-WindowsTwin -Root $TestDrive -Fixture 'healthy-2019'
+        $rdp = Invoke-RdpfixScript -Script $Scripts.layerRdp -Folder $TestDrive
+        $rdp.result.status | Should -Be 'changed' -Because 'SecurityLayer 0 was the request, and the listener answers with it'
+        $rdp.result.handshake.cause | Should -Be 'security-layer-mismatch'
+
+        # The same answer when it was not asked for (a Group Policy SecurityLayer 0 this change leaves)
+        # is a failed change: NLA is on, and CredSSP needs TLS.
+        Reset-WindowsTwin -Root $TestDrive -Fixture 'healthy-2019'
+        Set-TwinRegistryKey -Path $Policy -Values @{ SecurityLayer = 0 }
+        Set-TwinRegistryKey -Path $RdpTcp -Values @{ UserAuthentication = 0 }
+        $nla = Invoke-RdpfixScript -Script $Scripts.enable -Folder $TestDrive
+        $nla.result.status | Should -Be 'failed' -Because $nla.json
+        $nla.result.handshake.cause | Should -Be 'security-layer-mismatch'
+    }
+
+    It 'a change on a server whose key TermService cannot read is failed with certificate-key-unusable, and still undoable' {
+        $keyFile = Join-Path -Path $env:ProgramData -ChildPath 'Microsoft/Crypto/RSA/MachineKeys/f686aace6942fb7f7ceb231212eef4a4_3b5a6c1e-2f4d-4e8a-9c1b-7d6e5f4a3b2c'
+        Set-TwinPathSddl -Path $keyFile -Sddl 'O:SYG:SYD:(A;;FA;;;SY)(A;;FA;;;BA)'
+        $run = Invoke-RdpfixScript -Script $Scripts.disable -Folder $TestDrive
+        $run.result.status | Should -Be 'failed' -Because $run.json
+        $run.result.handshake.cause | Should -Be 'certificate-key-unusable'
+        @($run.result.changed).Count | Should -Be 1 -Because 'the value did change: the record and the undo keep it'
+        $run.result.record | Should -Not -BeNullOrEmpty
+    }
 }
