@@ -73,11 +73,13 @@ export interface TwinHost {
 }
 
 /** sshd on the topology's server whose `powershell` is the twin host on `root`'s state file. */
-export async function startTwinSsh(topo: Topology, root: string): Promise<TwinHost> {
+export async function startTwinSsh(topo: Topology, root: string, env: Record<string, string> = {}): Promise<TwinHost> {
   mkdirSync(root, { recursive: true });
   const statePath = join(root, 'twin.clixml');
   const [exe, ...lead] = realPwsh();
-  const command = `export RDPFIX_TWIN_STATE=${q(statePath)}\nexec ${[exe, ...lead].map(q).join(' ')} -NoLogo -NoProfile -NonInteractive -File ${q(TWIN_HOST)} "$@"`;
+  // env: more for the twin host, e.g. RDPFIX_TWIN_TERMSERVICE (a real listener its TermService drives).
+  const more = Object.entries(env).map(([k, v]) => `export ${k}=${q(v)}\n`).join('');
+  const command = `${more}export RDPFIX_TWIN_STATE=${q(statePath)}\nexec ${[exe, ...lead].map(q).join(' ')} -NoLogo -NoProfile -NonInteractive -File ${q(TWIN_HOST)} "$@"`;
   const ssh = await startSshd(topo, { pwsh: exe, command });
   return {
     ssh,

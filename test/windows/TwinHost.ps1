@@ -15,6 +15,8 @@
 #   3. saves the twin after every routed call that changed it (write-through), before the call's
 #      output goes on, so a process killed at any point leaves the twin exactly as far as it got;
 #   4. decodes the loader and runs it exactly as given (it reads the script from stdin and runs it).
+# With RDPFIX_TWIN_TERMSERVICE (a lab TermService listener's control socket) the twin's TermService
+# starts and restarts that real listener, and Test-RdpHandshake is not routed: the check is real.
 # Everything else is the real pwsh running the real generated script: its files (backups, the
 # target's records) are real files under the twin's ProgramData, on whatever disk is mounted there.
 Set-StrictMode -Off
@@ -79,6 +81,9 @@ $boundaryFile = Join-Path -Path $script:TwinHostRoot -ChildPath 'scripts/ps/wind
 $boundary = @([System.Management.Automation.Language.Parser]::ParseFile($boundaryFile, [ref]$null, [ref]$null).FindAll({ param($n) $n -is [System.Management.Automation.Language.FunctionDefinitionAst] }, $false))
 $script:RoutedNames = New-Object System.Collections.Generic.List[string]
 foreach ($f in $boundary) {
+    # A lab whose TermService is a real listener (RDPFIX_TWIN_TERMSERVICE, test/lab/termservice.ts):
+    # the in-server handshake check is the real Test-RdpHandshake, connecting to that listener.
+    if ($env:RDPFIX_TWIN_TERMSERVICE -and $f.Name -eq 'Test-RdpHandshake') { continue }
     $twin = 'Invoke-Twin' + ($f.Name -replace '-', '')
     if (-not (Get-Command -Name $twin -ErrorAction SilentlyContinue)) { [Console]::Error.WriteLine(('TwinHost: the twin has no {0} for the boundary function {1}' -f $twin, $f.Name)); exit 99 }
     $paramBlock = ''

@@ -412,6 +412,7 @@ function Invoke-TwinRestartRdpWinService {
     # listener-hung recipe's case); any other value hangs again after the restart ([string]: $true
     # -eq 'until-restart' is $true in PowerShell, which converts the right side to the left's type).
     if ($Name -eq 'TermService' -and $script:Twin.faults.Contains('ListenerHung') -and [string]$script:Twin.faults['ListenerHung'] -eq 'until-restart') { $script:Twin.faults.Remove('ListenerHung') }
+    if ($Name -eq 'TermService') { Send-TwinTermService -Command 'restart' }
     if ($Name -eq 'TermService') { Start-TwinTermService }
 }
 
@@ -420,7 +421,34 @@ function Invoke-TwinStartRdpWinService {
     Add-TwinCall ('Start-RdpWinService {0}' -f $Name)
     if (-not $script:Twin.services.Contains($Name)) { throw ('Cannot find any service with service name ''{0}''.' -f $Name) }
     $script:Twin.services[$Name].Status = 'Running'
-    if ($Name -eq 'TermService') { Start-TwinTermService }
+    if ($Name -eq 'TermService') { Start-TwinTermService; Send-TwinTermService -Command 'start' }
+}
+
+function Send-TwinTermService {
+    # A lab whose TermService is real (test/lab/termservice.ts, a listener in front of a real RDP
+    # server): $env:RDPFIX_TWIN_TERMSERVICE names its control socket, and what the twin's TermService
+    # does (start, restart) is sent to it; the call returns once the listener says the new state is
+    # in force, as Restart-Service returns once the service runs. Without it, nothing is sent.
+    param([Parameter(Mandatory = $true)][string]$Command)
+    $path = $env:RDPFIX_TWIN_TERMSERVICE
+    if (-not $path) { return }
+    Add-TwinCall ('lab TermService {0}' -f $Command)
+    $socket = New-Object System.Net.Sockets.Socket -ArgumentList ([System.Net.Sockets.AddressFamily]::Unix), ([System.Net.Sockets.SocketType]::Stream), ([System.Net.Sockets.ProtocolType]::Unspecified)
+    try {
+        $socket.ReceiveTimeout = 10000
+        $socket.Connect((New-Object System.Net.Sockets.UnixDomainSocketEndPoint -ArgumentList $path))
+        $null = $socket.Send([System.Text.Encoding]::ASCII.GetBytes($Command + "`n"))
+        $buffer = New-Object byte[] 256
+        $answer = ''
+        while (-not $answer.Contains("`n")) {
+            $n = $socket.Receive($buffer)
+            if ($n -le 0) { break }
+            $answer += [System.Text.Encoding]::ASCII.GetString($buffer, 0, $n)
+        }
+    } finally {
+        $socket.Dispose()
+    }
+    if (-not $answer.StartsWith('ok ')) { throw ('the lab TermService did not {0}: {1}' -f $Command, $answer.Trim()) }
 }
 
 function Invoke-TwinWaitRdpWinService {
