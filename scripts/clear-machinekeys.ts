@@ -118,7 +118,7 @@ export { buildRestoreAclScript, buildRestoreFolderScript, clearChanges };
 export type { AclRestoreItem, ClearRaw, ContainerState, FolderRestoreData, KeyState, RegenSummary };
 
 /** What the result drops first, in order, to fit Run Command's 4 KB. */
-const DROP = ['before.containers', 'after.containers', 'before.events', 'regenerate.plan', 'restart.plan', 'before.folder', 'after.folder', 'sessions.list'];
+const DROP = ['before.containers', 'after.containers', 'before.events', 'regenerate.plan', 'restart.plan', 'before.folder', 'after.folder', 'sessions.list', 'restart.problems', 'regenerate.problems'];
 
 /** The repair script (scripts/ps/clear-machinekeys.ps1 Repair-RdpMachineKey). */
 export function buildClearScript(opts: ClearOptions, dryRun: boolean): string {
@@ -249,7 +249,15 @@ export function interpretClear(raw: ClearRaw, ctx: StepContext, opts: ClearOptio
   for (const c of asArray<{ path: string; before: string | null; after: string | null }>(raw.changed?.containers)) r.evidence.push(`${c.path}: ${c.before ?? '?'} → ${c.after ?? '?'}`);
   if (raw.changed?.folder) r.evidence.push(`MachineKeys: ${raw.changed.folder.before ?? '?'} → ${raw.changed.folder.after ?? '?'}`);
   if (status === 'failed' && problems.length && r.summary !== problems.join('; ')) r.evidence.push(...problems);
+  r.warnings.push(...new Set([...asArray<string>(raw.warnings), ...asArray<string>(raw.restart?.warnings), ...asArray<string>(raw.regenerate?.warnings)]));
   applyHandshake(r, handshakeOf(raw));
+  r.refused = raw.refused ?? null;
+  // A repair that read back but after which a client's handshake still fails: the next rung.
+  if (status === 'failed' && (r.cause === 'certificate-key-unusable' || r.cause === 'closed-by-server' || r.cause === 'certificate-expired')) {
+    if (!raw.restart && !raw.regenerate) r.next.push(nextCommand('restart-termserv', opts.disconnectSessions ? ['--force'] : [], ctx));
+    else if (!raw.regenerate) r.next.push(nextCommand('restart-termserv', ['--regenerate-cert', ...(opts.disconnectSessions ? ['--force'] : [])], ctx));
+    else r.next.push(nextCommand('inspect-server', [], ctx));
+  }
   if (opts.renameFolder || raw.mode === 'rename') {
     r.warnings.push(`--rename-folder moves every machine key aside, not just RDP's: IIS, SQL Server and other certificates' keys${plan.otherKeys !== undefined ? ` (${plan.otherKeys} other files)` : ''} stop working until restored (undo puts the folder back)`);
   }

@@ -219,6 +219,7 @@ export function interpretRestart(raw: RestartRaw, ctx: StepContext, opts: Restar
   if (raw.after) r.evidence.push(`after: TermService ${termStatus(raw.after)}, ${raw.after.listening ? 'listening' : 'not listening'}, certificate ${r.thumbprintAfter ?? 'none'}`);
   if (status === 'changed' && problems.length) r.evidence.push(...problems.map((p) => `verification: ${p}`));
   applyHandshake(r, handshakeOf(raw));
+  r.refused = raw.refused ?? (refusedForSessions ? 'sessions' : null);
   const na = psDate(raw.after?.certificate?.inUse?.NotAfter);
   if (na && r.status === 'changed') r.evidence.push(`new certificate valid until ${na.toISOString().slice(0, 10)}`);
   for (const e of r.events) r.evidence.push(`event ${e.Id} ${e.ProviderName ?? ''} ${psDate(e.TimeCreated)?.toISOString() ?? ''}: ${e.Message ?? ''}`.trim());

@@ -58,6 +58,26 @@ decide('TypeScript re-checks every repaired descriptor: a container still missin
   assert.match(r.summary, /NETWORK SERVICE missing/);
 });
 
+decide('a repair whose restart leaves the handshake broken: failed with the cause, the restart\'s warnings kept, and the next rung named', () => {
+  const raw = fx('repair-changed.json');
+  const problem = 'after the change the RDP handshake from the server itself is certificate-key-unusable: 127.0.0.1:3389: the server chose TLS, then closed the connection';
+  Object.assign(raw, {
+    status: 'failed',
+    problems: [`restart failed: ${problem}`],
+    handshake: { cause: 'certificate-key-unusable', detail: '127.0.0.1:3389: the server chose TLS, then closed the connection', attempts: 3 },
+  });
+  raw.restart = { ...raw.restart!, status: 'failed', warnings: ['the new key\'s ACL could not be read by this account'], handshake: { cause: 'certificate-key-unusable', attempts: 3 } };
+  const r = interpretClear(raw, ctxFor(scripted()));
+  assert.is(r.status, 'failed');
+  assert.is(r.cause, 'certificate-key-unusable');
+  assert.ok(r.warnings.includes('the new key\'s ACL could not be read by this account'), r.warnings.join('\n'));
+  assert.equal(r.next, ['npx tsx scripts/restart-termserv.ts --regenerate-cert --target azure://sub-1/rg-web/web-01']);
+  // Another failure with a non-healthy check beside it does not take the check's cause.
+  const other = fx('repair-changed.json');
+  Object.assign(other, { status: 'failed', problems: ['the new key is not usable by TermService'], handshake: { cause: 'security-layer-mismatch', detail: 'x', attempts: 1 } });
+  assert.is(interpretClear(other, ctxFor(scripted())).cause, null);
+});
+
 decide('an administrator token that cannot read a 2019 key ACL is told to run as SYSTEM', () => {
   const r = interpretClear(fx('admin-refused.json'), ctxFor(scripted()));
   assert.is(r.status, 'failed');

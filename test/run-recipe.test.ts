@@ -165,6 +165,24 @@ sem('on_failure: continue does not cover bad usage: a step that exits 2 still st
   }
 });
 
+sem('on_failure: continue does not go past a refusal: signed-in users without --force wait for the admin', () => {
+  const e = setup(GO_ON);
+  try {
+    const r = e.run([e.recipe, '--host', 'localhost', '--target', 'winrm://vm1', '--yes', '--json'], {
+      'restart-termserv': [{ json: { status: 'changed' } }, { json: { status: 'failed', refused: 'sessions', summary: 'refused: restarting TermService disconnects 1 session(s)' }, exit: 1 }],
+      'probe-rdp': [BROKEN],
+      'clear-machinekeys': [{ json: { status: 'changed' } }],
+    });
+    assert.is(r.code, 1);
+    assert.equal(e.log().map((l) => `${l.name}#${l.call}`), ['restart-termserv#1', 'probe-rdp#1', 'restart-termserv#2']);
+    const doc = JSON.parse(r.stdout);
+    assert.is(doc.result, 'failed');
+    assert.is(doc.steps.at(-1).continued, undefined);
+  } finally {
+    e.cleanup();
+  }
+});
+
 sem('a final check that is not healthy fails the run with what it saw', () => {
   const e = setup();
   try {

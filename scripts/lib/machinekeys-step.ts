@@ -37,6 +37,9 @@ export interface RegenSummary {
   thumbprintAfter?: string | null;
   restarted?: boolean;
   plan?: unknown;
+  warnings?: string[] | string;
+  /** The restart's own in-server handshake check, compact (the detail is the step's own handshake). */
+  handshake?: { cause: string; attempts?: number } | null;
 }
 
 export interface ClearRaw extends RawResult {
@@ -56,6 +59,7 @@ export interface ClearRaw extends RawResult {
   renamed?: { path: string; to: string } | null;
   removed?: CertBackupRecord[] | CertBackupRecord;
   problems?: string[] | string;
+  warnings?: string[] | string;
   refused?: 'sessions' | null;
   sessions?: SessionFacts | null;
   restore?: string[] | string;

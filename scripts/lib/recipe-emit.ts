@@ -245,7 +245,7 @@ export async function emitRecipe(recipe: Recipe, o: EmitOptions): Promise<string
       `$rdpfixStep = Get-RdpStepResult -Output $rdpfixOut -Id $R.Steps[${k}].Id`,
       '[void]$rdpfixSteps.Add($rdpfixStep)',
       `$rdpfixOutcome[$R.Steps[${k}].Id] = $(if ($rdpfixStep.Contains('cause') -and $rdpfixStep.cause) { $rdpfixStep.cause } else { $rdpfixStep.status })`,
-      `if ($rdpfixStep.status -eq 'failed' -and $R.Steps[${k}].Continue) {`,
+      `if ($rdpfixStep.status -eq 'failed' -and $R.Steps[${k}].Continue -and -not $rdpfixStep.Contains('refused')) {`,
       `    Write-Warning -Message $R.Steps[${k}].GoOn`,
       "} elseif ($rdpfixStep.status -eq 'failed') {",
       '    $rdpfixGo = $false',

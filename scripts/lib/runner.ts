@@ -287,8 +287,9 @@ export async function runRecipe(recipe: Recipe, o: RunOptions): Promise<RunState
     const status: StepStatus = r.exitCode === 2 || r.json === null ? 'failed' : scriptStatus;
     const done = finish(isStatus(status) ? status : 'failed', outcome, detail, r.exitCode);
     if (done.status === 'would-change') wouldChangeBefore = true;
-    // on_failure: continue lets the next fix try (bad usage or no report still stops).
-    if (done.status === 'failed' && step.onFailure === 'continue' && r.exitCode !== 2 && r.json !== null) {
+    // on_failure: continue lets the next fix try (bad usage, no report, or a refusal that waits for
+    // the user's decision, e.g. signed-in users and no --force, still stops).
+    if (done.status === 'failed' && step.onFailure === 'continue' && r.exitCode !== 2 && r.json !== null && !r.json.refused) {
       done.detail = `${done.detail} (on_failure: continue: the next step runs)`;
       done.continued = true;
       saveRun(state, o.journal);

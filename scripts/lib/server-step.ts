@@ -287,7 +287,9 @@ export function applyHandshake(r: StepReport, h: HandshakeCheck | null): void {
   r.handshake = h;
   if (!h) return;
   r.evidence.push(`handshake checked from the server itself: ${h.cause}${h.detail ? ` (${h.detail})` : ''}${h.attempts > 1 ? ` after ${h.attempts} attempts` : ''}`);
-  if (r.status === 'failed' && r.cause === null && h.cause !== 'healthy' && isCause(h.cause)) r.cause = h.cause;
+  // Only when the check is why it failed (its problem line), not when something else failed first.
+  const why = (r.evidence.concat(r.summary)).some((e) => e.includes(`the RDP handshake from the server itself is ${h.cause}`));
+  if (r.status === 'failed' && r.cause === null && why && isCause(h.cause)) r.cause = h.cause;
 }
 
 // ---------------------------------------------------------------- normalising Windows JSON

@@ -87,7 +87,7 @@ function Repair-RdpMachineKey {
                 $result.regenerate = ConvertTo-RdpRegenSummary -Restart $regen
                 if ($null -ne $regen.after) { $result.restore = $putBack + @(Get-RdpCertRestoreLine -Folder $folder -Record $result.removed -NewThumbprint @($regen.after.certificate.thumbprint)) }
                 $result.handshake = $regen.handshake
-                if ($regen.status -ne 'changed') { $result.problems += ('after the rename: {0} {1}' -f $regen.error, (@($regen.problems) -join '; ')) }
+                if ($regen.status -ne 'changed') { $result.problems += ('after the rename: {0}' -f ((@($regen.error) + @($regen.problems) | Where-Object -FilterScript { $_ }) -join '; ')) }
                 $after = Get-RdpKeyEvidence -MachineKeys $machineKeys -EventHours 0
                 $result.after = ConvertTo-RdpKeyStateSummary -State $after
                 $result.keyUsable = Test-RdpKeyUsable -State $after
@@ -153,7 +153,7 @@ function Repair-RdpMachineKey {
                 # The regeneration is undone first, then the ACLs.
                 $result.restore = @($regen.restore) + @($result.restore)
                 $result.handshake = $regen.handshake
-                if ($regen.status -eq 'failed') { $result.problems += ('regeneration failed: {0} {1}' -f $regen.error, (@($regen.problems) -join '; ')) }
+                if ($regen.status -eq 'failed') { $result.problems += ('regeneration failed: {0}' -f ((@($regen.error) + @($regen.problems) | Where-Object -FilterScript { $_ }) -join '; ')) }
                 if ($regen.status -eq 'changed') {
                     $final = Get-RdpKeyEvidence -MachineKeys $machineKeys -EventHours 0
                     $result.after = ConvertTo-RdpKeyStateSummary -State $final
@@ -167,7 +167,7 @@ function Repair-RdpMachineKey {
             $restarted = Restart-RdpService -TimeoutSeconds $TimeoutSeconds -DisconnectSessions:$DisconnectSessions
             $result.restart = ConvertTo-RdpRegenSummary -Restart $restarted
             $result.handshake = $restarted.handshake
-            if ($restarted.status -eq 'failed') { $result.problems += ('restart failed: {0} {1}' -f $restarted.error, (@($restarted.problems) -join '; ')) }
+            if ($restarted.status -eq 'failed') { $result.problems += ('restart failed: {0}' -f ((@($restarted.error) + @($restarted.problems) | Where-Object -FilterScript { $_ }) -join '; ')) }
         }
         # A repair without a restart is verified as a restart is: a client's handshake must complete
         # (checked from the server itself).
@@ -354,10 +354,14 @@ function ConvertTo-RdpRegenSummary {
     $after = $null
     if ($null -ne $Restart.before) { $before = $Restart.before.certificate.thumbprint }
     if ($null -ne $Restart.after) { $after = $Restart.after.certificate.thumbprint }
+    # The check's cause and attempts only: its detail is in the step's own handshake and problems.
+    $handshake = $null
+    if ($null -ne $Restart.handshake) { $handshake = [ordered]@{ cause = $Restart.handshake.cause; attempts = $Restart.handshake.attempts } }
     return [ordered]@{
         status = $Restart.status; error = $Restart.error; problems = $Restart.problems; backup = $Restart.backup
         removed = $Restart.removed; unpinned = $Restart.unpinned; restarted = $Restart.restarted
-        thumbprintBefore = $before; thumbprintAfter = $after; plan = $Restart.plan; handshake = $Restart.handshake
+        thumbprintBefore = $before; thumbprintAfter = $after; plan = $Restart.plan; warnings = @($Restart.warnings)
+        handshake = $handshake
     }
 }
 

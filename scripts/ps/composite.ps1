@@ -17,6 +17,9 @@ function Get-RdpStepResult {
     try { $j = [string]$Output[$end - 1] | ConvertFrom-Json } catch { $r.error = 'the step result is not JSON'; return $r }
     if ($j.PSObject.Properties['status']) { $r.status = [string]$j.status }
     if ($j.PSObject.Properties['cause'] -and $j.cause) { $r.cause = [string]$j.cause }
+    # A refusal (signed-in users without -DisconnectSessions, a pinned certificate) waits for the
+    # admin's decision: on_failure: continue does not go past it.
+    if ($j.PSObject.Properties['refused'] -and $j.refused) { $r.refused = [string]$j.refused }
     foreach ($k in @('error', 'backup', 'restore')) {
         if ($j.PSObject.Properties[$k] -and $j.$k) { $r[$k] = (@($j.$k) | ForEach-Object -Process { [string]$_ }) -join ' ; ' }
     }

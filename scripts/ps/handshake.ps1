@@ -182,10 +182,13 @@ function Test-RdpStepHandshake {
     # ends 'failed' with that cause and not 'changed'. A listener that is still coming up after a
     # restart gets -Attempts checks 2 s apart; a check that cannot run at all (the adapter of a
     # LanAdapter binding unknown) is a warning: the change itself read back. Sets $Result.handshake.
+    # -Port: the port the step itself waited for (0: the listener's own, from the registry). The
+    # detail is cut to 200 characters: the result must fit Run Command's 4 KB with it.
     [CmdletBinding()]
     param(
         [Parameter(Mandatory = $true)][System.Collections.IDictionary]$Result,
         [string[]]$Accept = @(),
+        [ValidateRange(0, 65535)][int]$Port = 0,
         [ValidateRange(1, 60)][int]$TimeoutSeconds = 3,
         [ValidateRange(1, 10)][int]$Attempts = 3
     )
@@ -196,25 +199,30 @@ function Test-RdpStepHandshake {
     try {
         while ($true) {
             $tries++
-            $check = Invoke-RdpHandshakeCheck -TimeoutSeconds $TimeoutSeconds
+            $check = Invoke-RdpHandshakeCheck -Port $Port -TimeoutSeconds $TimeoutSeconds
             if ($passing -contains [string]$check.cause -or $check.cause -eq 'not-checked') { break }
             if ($tries -ge $Attempts -or $transient -notcontains [string]$check.cause) { break }
             Start-Sleep -Seconds 2
         }
     } catch {
-        $Result['handshake'] = [ordered]@{ cause = 'not-checked'; detail = ('not checked: {0}' -f $_.Exception.Message); attempts = $tries }
-        if (-not $Result.Contains('warnings')) { $Result['warnings'] = @() }
-        $Result['warnings'] = @($Result['warnings']) + @(('the RDP handshake could not be checked from the server itself: {0}' -f $_.Exception.Message))
-        return
+        # A check that threw after one that failed: the failure stands (it was an answer).
+        if ($null -eq $check -or $passing -contains [string]$check.cause -or $check.cause -eq 'not-checked') {
+            $Result['handshake'] = [ordered]@{ cause = 'not-checked'; detail = ('not checked: {0}' -f $_.Exception.Message); attempts = $tries }
+            if (-not $Result.Contains('warnings')) { $Result['warnings'] = @() }
+            $Result['warnings'] = @($Result['warnings']) + @(('the RDP handshake could not be checked from the server itself: {0}' -f $_.Exception.Message))
+            return
+        }
     }
-    $Result['handshake'] = [ordered]@{ cause = [string]$check.cause; detail = [string]$check.detail; attempts = $tries }
+    $detail = [string]$check.detail
+    if ($detail.Length -gt 200) { $detail = $detail.Substring(0, 197) + '...' }
+    $Result['handshake'] = [ordered]@{ cause = [string]$check.cause; detail = $detail; attempts = $tries }
     if ($check.cause -eq 'not-checked') {
         if (-not $Result.Contains('warnings')) { $Result['warnings'] = @() }
-        $Result['warnings'] = @($Result['warnings']) + @(('the RDP handshake was {0}' -f $check.detail))
+        $Result['warnings'] = @($Result['warnings']) + @(('the RDP handshake was {0}' -f $detail))
         return
     }
     if ($passing -notcontains [string]$check.cause) {
         if (-not $Result.Contains('problems')) { $Result['problems'] = @() }
-        $Result['problems'] = @($Result['problems']) + @(('after the change the RDP handshake from the server itself is {0}: {1}' -f $check.cause, $check.detail))
+        $Result['problems'] = @($Result['problems']) + @(('after the change the RDP handshake from the server itself is {0}: {1}' -f $check.cause, $detail))
     }
 }

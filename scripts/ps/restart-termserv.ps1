@@ -147,7 +147,7 @@ function Restart-RdpService {
             }
             # The restart is 'changed' only when a client's handshake now completes: checked from
             # the server itself (a listener that is up but still refuses TLS is a failed restart).
-            if ($result.problems.Count -eq 0) { Test-RdpStepHandshake -Result $result }
+            if ($result.problems.Count -eq 0) { Test-RdpStepHandshake -Result $result -Port $Port }
             Set-RdpStepOutcome -Result $result
         } else {
             $result.status = 'would-change'

@@ -103,9 +103,12 @@ function Set-RdpSecuritySetting {
             $result.after = Get-RdpSecurityState -TaskName $TaskName
             $result.problems = @(Get-RdpReadBackProblem -State $result.after -Plan $plan -Expected 'after')
             # The values read back; a client's handshake must now complete too (checked from the
-            # server itself). Standard RDP Security, when this change asked for it, is its answer.
+            # server itself). Standard RDP Security in force afterwards is its answer when this change
+            # asked for it, or when NLA is not required then (a default client falls back to it and
+            # connects); with NLA required over RDP security the handshake is still broken.
             $accept = @()
-            if ($Desired.Contains('SecurityLayer') -and [int]$Desired['SecurityLayer'] -eq 0) { $accept = @('security-layer-mismatch') }
+            $askedRdp = ($Desired.Contains('SecurityLayer') -and [int]$Desired['SecurityLayer'] -eq 0)
+            if ($layer -eq 0 -and ($askedRdp -or (Get-RdpProjectedValue -Projected $projected -Name 'UserAuthentication') -ne 1)) { $accept = @('security-layer-mismatch') }
             if ($result.problems.Count -eq 0) { Test-RdpStepHandshake -Result $result -Accept $accept }
             Set-RdpStepOutcome -Result $result
         } else {

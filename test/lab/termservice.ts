@@ -36,14 +36,15 @@ export interface TermServiceConfig {
 export async function runTermService(c: TermServiceConfig): Promise<void> {
   let mode: TermServiceMode = 'down';
   let wedged = false;
+  // Every client connection, hung or piped: a stop or restart ends them all, as the service's does.
   const held = new Set<net.Socket>();
   let server: net.Server | null = null;
 
   const onClient = (s: net.Socket) => {
     s.on('error', () => {});
+    held.add(s);
+    s.on('close', () => held.delete(s));
     if (mode === 'hung') {
-      held.add(s);
-      s.on('close', () => held.delete(s));
       s.resume(); // read and drop whatever comes; never write
       return;
     }
@@ -86,14 +87,18 @@ export async function runTermService(c: TermServiceConfig): Promise<void> {
 
   await set(c.mode, false);
   rmSync(c.control, { force: true });
-  const control = net.createServer((s) => {
+  // allowHalfOpen: socat shuts its side after the command; the answer must still go out.
+  const control = net.createServer({ allowHalfOpen: true }, (s) => {
     let buf = '';
+    let done = false;
     s.setEncoding('utf8');
     s.on('error', () => {});
     s.on('data', async (d: string) => {
+      if (done) return;
       buf += d;
       const i = buf.indexOf('\n');
       if (i < 0) return;
+      done = true;
       const cmd = buf.slice(0, i).trim();
       try {
         if (cmd === 'start' || cmd === 'restart') await set(wedged ? 'hung' : 'up', true);

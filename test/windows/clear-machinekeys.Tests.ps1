@@ -279,5 +279,14 @@ Describe 'clear-machinekeys on the twin' {
         $acl.result.handshake.cause | Should -Be 'certificate-key-unusable' -Because 'with no TLS version left the listener closes after the ClientHello, as with an unusable key'
         $acl.result.keyUsable | Should -BeTrue
         @($acl.result.changed.containers).Count | Should -Be 1 -Because 'the repair happened and stays journaled'
+        [System.Text.Encoding]::UTF8.GetByteCount($acl.json) | Should -BeLessOrEqual 4096 -Because 'Run Command keeps the last 4,096 bytes'
+
+        # The same through the repair's own restart: the check's detail is not repeated in the restart's summary.
+        Reset-WindowsTwin -Root $TestDrive -Fixture 'key-unreadable-2019'
+        foreach ($v in @('TLS 1.0', 'TLS 1.1', 'TLS 1.2')) { Set-TwinRegistryKey -Path ('HKLM:\SYSTEM\CurrentControlSet\Control\SecurityProviders\SCHANNEL\Protocols\{0}\Server' -f $v) -Values @{ Enabled = 0 } }
+        $run = Invoke-RdpfixScript -Script $Scripts.repair -Folder $TestDrive
+        $run.result.status | Should -Be 'failed' -Because $run.json
+        $run.result.handshake.cause | Should -Be 'certificate-key-unusable'
+        [System.Text.Encoding]::UTF8.GetByteCount($run.json) | Should -BeLessOrEqual 4096 -Because $run.json
     }
 }

@@ -83,6 +83,17 @@ Describe 'a pasted recipe stops as soon as the server says healthy' {
         Get-StepStatus $r.summary | Should -Be @('inspect=ok', 'restart=failed', 'probe-after-restart=ok', 'regenerate=not-run', 'probe-after-regenerate=not-run', 'machinekeys=not-run', 'probe-final=not-run') -Because $r.last
     }
 
+    It 'a restart refused because someone is signed in stops the script although it may continue on failure: the admin decides' {
+        Reset-WindowsTwin -Root $TestDrive -Fixture 'healthy-2019'
+        Use-WindowsTwin
+        Set-TwinFault -Name 'ListenerHung' -Value 'until-restart'
+        Set-TwinValue -Name 'sessions' -Value @([pscustomobject]@{ Id = 2; User = 'WEB-01\alice'; State = 'Active'; Client = 'LAPTOP-7'; Station = 'RDP-Tcp#2' })
+        $r = Invoke-Composite
+        $r.summary.result | Should -Be 'failed' -Because $r.last
+        Get-StepStatus $r.summary | Should -Be @('inspect=ok', 'restart=failed', 'probe-after-restart=not-run', 'regenerate=not-run', 'probe-after-regenerate=not-run', 'machinekeys=not-run', 'probe-final=not-run') -Because $r.last
+        Get-Count 'Restart-RdpWinService TermService' | Should -Be 0
+    }
+
     It 'a fix that fails without on_failure: continue stops the script (service-down: TermService will not start)' {
         Reset-WindowsTwin -Root $TestDrive -Fixture 'healthy-2019'
         Use-WindowsTwin

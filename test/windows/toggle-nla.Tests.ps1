@@ -180,6 +180,13 @@ Describe 'toggle-nla on the twin' {
         $rdp.result.status | Should -Be 'changed' -Because 'SecurityLayer 0 was the request, and the listener answers with it'
         $rdp.result.handshake.cause | Should -Be 'security-layer-mismatch'
 
+        # RDP security already in force and NLA turned off: a default client falls back and connects.
+        Reset-WindowsTwin -Root $TestDrive -Fixture 'healthy-2019'
+        Set-TwinRegistryKey -Path $RdpTcp -Values @{ SecurityLayer = 0 }
+        $off = Invoke-RdpfixScript -Script $Scripts.disable -Folder $TestDrive
+        $off.result.status | Should -Be 'changed' -Because $off.json
+        $off.result.handshake.cause | Should -Be 'security-layer-mismatch'
+
         # The same answer when it was not asked for (a Group Policy SecurityLayer 0 this change leaves)
         # is a failed change: NLA is on, and CredSSP needs TLS.
         Reset-WindowsTwin -Root $TestDrive -Fixture 'healthy-2019'
