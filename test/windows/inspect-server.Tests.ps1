@@ -135,13 +135,14 @@ Describe 'a pasted recipe stage on the twin (run-recipe azure-vm-cert --emit --s
         Get-TwinCalls | Should -Contain 'Restart-RdpWinService TermService'
     }
 
-    It 'a failing restart stops the stage: the summary says failed for it' {
+    It 'a failing restart (on_failure: continue) on a server that is still healthy: the check after it says so and the stage stops' {
         Set-TwinFault -Name 'ServiceWontStop'
         $path = New-RdpfixScriptFile -Script $Stage1 -Folder $TestDrive -Name 'stage1'
         $lines = @(& $path 2>&1 | ForEach-Object -Process { [string]$_ })
         $summary = $lines[-1] | ConvertFrom-Json
         [System.Text.Encoding]::UTF8.GetByteCount($lines[-1]) | Should -BeLessOrEqual 2000
-        @($summary.steps | ForEach-Object -Process { $_.status }) | Should -Be @('ok', 'failed', 'not-run', 'not-run', 'not-run', 'not-run', 'not-run') -Because $lines[-1]
+        @($summary.steps | ForEach-Object -Process { $_.status }) | Should -Be @('ok', 'failed', 'ok', 'not-run', 'not-run', 'not-run', 'not-run') -Because $lines[-1]
+        $summary.result | Should -Be 'healthy'
         ($summary.steps | Where-Object -FilterScript { $_.id -eq 'restart' }).error | Should -Not -BeNullOrEmpty
     }
 }
