@@ -38,12 +38,13 @@ export function scriptNames() {
 const META_URL = /\bimport\.meta\.url\b/g;
 
 /** esbuild plugin: `import.meta.url` of every non-entry module becomes its source file's URL. */
-function sourceUrls(entry) {
+function sourceUrls(entries) {
+  const isEntry = new Set(entries.map((e) => resolve(e)));
   return {
     name: 'rdpfix-source-urls',
     setup(b) {
       b.onLoad({ filter: /\.(?:[cm]?[jt]s)$/ }, (args) => {
-        if (resolve(args.path) === resolve(entry)) return undefined;
+        if (isEntry.has(resolve(args.path))) return undefined;
         const text = readFileSync(args.path, 'utf8');
         if (!text.includes('import.meta.url')) return undefined;
         // Relative to the bundle, so the package can move (npm pack, a copied checkout).
@@ -100,38 +101,47 @@ export async function build(names = scriptNames()) {
   const esbuild = await import('esbuild');
   mkdirSync(DIST, { recursive: true });
   const ps = embeddedPs();
-  const results = await Promise.all(
-    names.map(async (name) => {
-      const entry = join(SCRIPTS, `${name}.ts`);
-      const r = await esbuild.build({
-        entryPoints: [entry],
-        bundle: true,
-        platform: 'node',
-        format: 'esm',
-        target: 'node20',
-        write: false,
-        metafile: true,
-        logLevel: 'silent',
-        legalComments: 'none',
-        // CommonJS dependencies call require(); an ES module has none of its own.
-        banner: { js: "import { createRequire as __rdpfixCreateRequire } from 'node:module';\nconst require = __rdpfixCreateRequire(import.meta.url);" },
-        plugins: [asciiWidth, sourceUrls(entry)],
-        define: { __RDPFIX_EMBEDDED_PS__: JSON.stringify(ps.texts) },
-        outfile: join(DIST, `${name}.mjs`),
-      });
-      const out = r.outputFiles[0];
-      const tmp = join(DIST, `.${name}.mjs.${process.pid}.tmp`);
-      writeFileSync(tmp, out.contents);
-      renameSync(tmp, join(DIST, `${name}.mjs`));
-      // esbuild names inputs relative to the working directory.
-      // (and `<define:...>` for a define, which is no file).
-      const inputs = Object.keys(r.metafile.inputs).filter((p) => !p.startsWith('<')).map((p) => relative(ROOT, resolve(p.replace(/^[a-z-]+:/, ''))));
-      // A bundle with the PowerShell loader carries scripts/ps/*.ps1: they are its inputs too.
-      if (inputs.includes(join('scripts', 'lib', 'ps-loader.ts'))) inputs.push(...ps.files);
-      inputs.sort();
-      return [name, inputs];
-    }),
-  );
+  const entries = names.map((name) => join(SCRIPTS, `${name}.ts`));
+  // One build for all: esbuild parses each shared module once; every output is still self-contained
+  // (no code splitting).
+  const r = await esbuild.build({
+    entryPoints: entries,
+    bundle: true,
+    platform: 'node',
+    format: 'esm',
+    target: 'node20',
+    write: false,
+    metafile: true,
+    logLevel: 'silent',
+    legalComments: 'none',
+    // Minified (names kept, for stack traces and anything that reads a function's name): a third
+    // less to parse and compile at every start (restart-termserv --help 410 -> 344 ms, one loaded run).
+    minify: true,
+    keepNames: true,
+    // CommonJS dependencies call require(); an ES module has none of its own.
+    banner: { js: "import { createRequire as __rdpfixCreateRequire } from 'node:module';\nconst require = __rdpfixCreateRequire(import.meta.url);" },
+    plugins: [asciiWidth, sourceUrls(entries)],
+    define: { __RDPFIX_EMBEDDED_PS__: JSON.stringify(ps.texts) },
+    outdir: DIST,
+    entryNames: '[name]',
+    outExtension: { '.js': '.mjs' },
+  });
+  const results = names.map((name) => {
+    const file = join(DIST, `${name}.mjs`);
+    const out = r.outputFiles.find((o) => resolve(o.path) === file);
+    if (!out) throw new Error(`esbuild wrote no ${relative(ROOT, file)}`);
+    const tmp = join(DIST, `.${name}.mjs.${process.pid}.tmp`);
+    writeFileSync(tmp, out.contents);
+    renameSync(tmp, file);
+    const meta = Object.entries(r.metafile.outputs).find(([p]) => resolve(p) === file)?.[1];
+    if (!meta) throw new Error(`esbuild's metafile has no ${relative(ROOT, file)}`);
+    // esbuild names inputs relative to the working directory, a plugin's with its namespace
+    // (and `<define:...>` for a define, which is no file).
+    const inputs = Object.keys(meta.inputs).filter((p) => !p.startsWith('<')).map((p) => relative(ROOT, resolve(p.replace(/^[a-z-]+:/, ''))));
+    // A bundle with the PowerShell loader carries scripts/ps/*.ps1: they are its inputs too.
+    if (inputs.includes(join('scripts', 'lib', 'ps-loader.ts'))) inputs.push(...ps.files);
+    return [name, [...new Set(inputs)].sort()];
+  });
   const manifestPath = join(DIST, 'manifest.json');
   let manifest = {};
   try {
