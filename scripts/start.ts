@@ -17,8 +17,10 @@ NLA mismatch between client and server, and network paths that drop large packet
 Scripts (each runs alone: npx tsx scripts/NAME.ts --help):`;
 
 export async function main(argv: string[]): Promise<number> {
-  const diagnosePath = fileURLToPath(new URL('./diagnose.ts', import.meta.url));
-  if (existsSync(diagnosePath)) {
+  // From the source: scripts/diagnose.ts with this process's tsx loader; from the fast path
+  // (dist/start.mjs, tools/build.mjs): the bundle dist/diagnose.mjs next to it, no loader needed.
+  const diagnosePath = ['./diagnose.ts', './diagnose.mjs'].map((f) => fileURLToPath(new URL(f, import.meta.url))).find((p) => existsSync(p));
+  if (diagnosePath) {
     const code = await runNode([...process.execArgv, diagnosePath, ...argv]);
     // Bad usage is still bad usage; a finding (1) is a successful report for npm start.
     return code === 2 ? 2 : code === null ? 1 : 0;

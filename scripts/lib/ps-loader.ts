@@ -11,6 +11,13 @@ import { buildScript, type PsValue } from './ps.ts';
 
 export const PS_DIR = fileURLToPath(new URL('../ps/', import.meta.url));
 
+declare const __RDPFIX_EMBEDDED_PS__: Record<string, string> | undefined;
+/**
+ * scripts/ps/*.ps1 by name as a bundle (dist/NAME.mjs, tools/build.mjs) carries them, so that one
+ * copied bundle file still generates its PowerShell; null when running from the source.
+ */
+const EMBEDDED: Record<string, string> | null = typeof __RDPFIX_EMBEDDED_PS__ === 'undefined' ? null : __RDPFIX_EMBEDDED_PS__;
+
 export interface PsFunction {
   name: string;
   file: string;
@@ -72,7 +79,8 @@ export function readPsFile(name: string, dir = PS_DIR): PsFile {
   let f = cache.get(key);
   if (!f) {
     if (!/^[a-z][a-z0-9-]*$/.test(name)) throw new Error(`bad PowerShell file name: ${name}`);
-    f = parsePsFile(name, readFileSync(`${dir}${name}.ps1`, 'utf8'));
+    const embedded = dir === PS_DIR ? EMBEDDED?.[name] : undefined;
+    f = parsePsFile(name, embedded ?? readFileSync(`${dir}${name}.ps1`, 'utf8'));
     cache.set(key, f);
   }
   return f;
