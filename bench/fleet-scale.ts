@@ -21,7 +21,11 @@ import { cleanupStaleLab } from '../test/lab/netns.ts';
 import { labMissing } from '../test/lab/prereq.ts';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
-const DIAGNOSE = join(root, 'scripts', 'diagnose.ts');
+// BENCH_DIAGNOSE: another diagnose.ts to measure (e.g. an older commit's, without --summary);
+// BENCH_NODE_ARGS: node options for the measured process (e.g. --max-old-space-size=48).
+const DIAGNOSE = process.env.BENCH_DIAGNOSE ?? join(root, 'scripts', 'diagnose.ts');
+const withSummary = !process.env.BENCH_DIAGNOSE;
+const nodeArgs = (process.env.BENCH_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);
 const parallel = Number(process.argv[2] ?? 64);
 const sizes = process.argv.slice(3).map(Number);
 if (!sizes.length) sizes.push(200, 2000, 10_000);
@@ -50,7 +54,7 @@ for (const size of sizes) {
     const wrong: string[] = [];
     let summary: FleetSummaryDoc | undefined;
     const loadStart = loadavg()[0]!;
-    const r = await watchNode(fleet.topo, [DIAGNOSE, '--hosts', file, '--parallel', String(parallel), '--json', '--summary'], (line) => {
+    const r = await watchNode(fleet.topo, [...nodeArgs, DIAGNOSE, '--hosts', file, '--parallel', String(parallel), '--json', ...(withSummary ? ['--summary'] : [])], (line) => {
       const d = JSON.parse(line) as { endpoint?: string; cause: string; ms: number; summary: string; fleet?: FleetSummaryDoc };
       if (d.fleet) {
         summary = d.fleet;
@@ -74,7 +78,7 @@ for (const size of sizes) {
 }
 const { execSync } = await import('node:child_process');
 const nofile = execSync('ulimit -n', { shell: '/bin/sh', encoding: 'utf8' }).trim();
-console.log(`\nFleet scale: diagnose --hosts FILE --parallel ${parallel} --json --summary; hosts 70% healthy, 20% refusing, 5% SYNs dropped, 5% PMTU black holes`);
+console.log(`\nFleet scale: ${nodeArgs.length ? `node ${nodeArgs.join(' ')} ` : ''}${DIAGNOSE === join(root, 'scripts', 'diagnose.ts') ? 'diagnose' : DIAGNOSE} --hosts FILE --parallel ${parallel} --json${withSummary ? ' --summary' : ''}; hosts 70% healthy, 20% refusing, 5% SYNs dropped, 5% PMTU black holes`);
 console.log(`Machine: ${cpus().length} CPUs, 1-min load average ${load0.toFixed(1)} at the start, ${loadavg()[0]!.toFixed(1)} at the end; open-files limit (ulimit -n) ${nofile}\n`);
 console.log('| hosts | parallel | wall (in-process) | per host p50 / p95 | per host mean | ideal (hosts / parallel × mean) | wall / ideal | peak RSS | max open fds | correct | load at start |');
 console.log('|---|---|---|---|---|---|---|---|---|---|---|');

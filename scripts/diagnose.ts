@@ -250,6 +250,8 @@ export async function main(argv: string[]): Promise<number> {
     }
     return doc.ok === doc.hosts ? 0 : 1;
   }
+  const fleetOnly = ['summary', 'progress'].filter((k) => args[k] !== undefined && args[k] !== false);
+  if (fleetOnly.length) throw new UsageError(`${fleetOnly.map((k) => `--${k}`).join(' and ')} ${fleetOnly.length > 1 ? 'are' : 'is'} for a fleet (--hosts FILE)`);
 
   if (positional.length > 1) throw new UsageError(`expected at most one HOST[:PORT], got ${positional.length}: ${positional.map((p) => JSON.stringify(p)).join(' ')}`);
   const t = positional.length ? validateHost(positional[0]!) : { host: DEFAULTS.host, port: DEFAULTS.port };
