@@ -19,6 +19,7 @@ import { describeTarget, parseTarget, TARGET_HELP } from './lib/channels.ts';
 import { isMain, makeCli, runCli } from './lib/cli.ts';
 import { connectSample, SAMPLE_NOT_NEEDED, summariseSample } from './lib/connect-sample.ts';
 import { isResolved, resolveHost } from './lib/dns.ts';
+import { FleetSummary, forEachParallel, formatSummary, Progress, type FleetSummaryDoc } from './lib/fleet.ts';
 import { readHostsFile } from './lib/hosts.ts';
 import { UsageError } from './lib/errors.ts';
 import { chalk, printJson, withSpinner } from './lib/output.ts';
@@ -158,6 +159,9 @@ export async function main(argv: string[]): Promise<number> {
     .option('json', { type: 'boolean', default: false, describe: 'one JSON document (with --hosts: one JSON object per line)' })
     .option('hosts', { type: 'string', describe: 'fleet: file with one HOST[:PORT] per line (# comments; further columns ignored)' })
     .option('parallel', { type: 'number', default: 16, describe: 'fleet: hosts diagnosed at once' })
+    .option('progress', { type: 'boolean', describe: 'fleet: a progress line on stderr (hosts done / total, rate, ETA); default: when stderr is a terminal (--no-progress: never)' })
+    .option('summary', { type: 'boolean', default: false, describe: 'fleet with --json: end with one summary object line (count per cause, slowest hosts, peak RSS); the human output always has it' })
+    .option('slowest', { type: 'number', default: 5, describe: 'fleet: how many of the slowest hosts the summary names' })
     .option('tls-versions', { type: 'boolean', default: false, describe: 'also test which TLS versions (1.0-1.3) the server accepts' })
     .option('samples', { type: 'number', default: DEFAULTS.samples, describe: 'TCP connects in the loss/latency sample, the probe\'s included (1 = the probe only)' })
     .option('interval', { type: 'number', default: DEFAULTS.intervalMs, describe: 'ms between sample connects' })
@@ -214,21 +218,40 @@ export async function main(argv: string[]): Promise<number> {
     if (positional.length) throw new UsageError(`give either HOST or --hosts FILE, not both (got ${positional.map((p) => JSON.stringify(p)).join(' ')})`);
     const targets = readHostsFile(args.hosts).map((h) => ({ host: h.host, port: h.port ?? DEFAULTS.port, line: h.line }));
     const parallel = validateInt(args.parallel, '--parallel', 1, 1024);
-    const t0 = performance.now();
-    const reports = await diagnoseFleet(targets, parallel, { pathMtu: 'unproven', ...opts }, (r, t) => {
-      if (json) printJson({ line: t.line, ...r });
-      else process.stdout.write(fleetLine(r) + '\n');
-    });
-    if (!json) {
-      const counts = new Map<Cause, number>();
-      for (const r of reports) counts.set(r.cause, (counts.get(r.cause) ?? 0) + 1);
-      const parts = [...counts].sort((a, b) => b[1] - a[1]).map(([c, n]) => `${n} ${c}${recipeFor(c) ? ` (recipe ${recipeFor(c)})` : ''}`);
-      process.stdout.write(`\n${reports.length} hosts in ${((performance.now() - t0) / 1000).toFixed(1)} s: ${parts.join(', ')}\n`);
+    const slowest = validateInt(args.slowest, '--slowest', 0, 100);
+    // Each report is printed as its host finishes and then dropped: only the summary's counts stay.
+    const summary = new FleetSummary(slowest);
+    const showProgress = args.progress ?? Boolean(process.stderr.isTTY);
+    const progress = showProgress
+      ? new Progress(process.stderr, () => ({ done: summary.done, total: targets.length, problems: summary.done - summary.ok }), { label: 'diagnose', onTick: () => summary.sample() }).start()
+      : undefined;
+    const sampler = progress ? undefined : setInterval(() => summary.sample(), 250).unref();
+    try {
+      await diagnoseFleet(targets, parallel, { pathMtu: 'unproven', ...opts }, (r, t) => {
+        summary.add({ endpoint: r.endpoint, cause: r.cause, ms: r.ms, ...(t.line !== undefined ? { line: t.line } : {}) });
+        if (json) printJson({ line: t.line, ...r });
+        else {
+          // The progress line is erased before a result line and redrawn by the next tick.
+          if (progress && process.stderr.isTTY) process.stderr.write('\r\x1b[K');
+          process.stdout.write(fleetLine(r) + '\n');
+        }
+      });
+    } finally {
+      progress?.stop();
+      clearInterval(sampler);
+    }
+    const doc = summary.toJSON();
+    if (json) {
+      if (args.summary) printJson(fleetSummaryReport(doc));
+    } else {
+      process.stdout.write(`\n${formatSummary(doc, (c) => recipeFor(c as Cause)).join('\n')}\n`);
       const group = serverTargets('{host}').targets[0];
       process.stdout.write(chalk.dim(`Fix a group: npx tsx scripts/run-recipe.ts RECIPE --hosts FILE ${group ? `--target "${group}"` : '--emit'}\n`));
     }
-    return reports.every((r) => r.status === 'ok') ? 0 : 1;
+    return doc.ok === doc.hosts ? 0 : 1;
   }
+  const fleetOnly = ['summary', 'progress'].filter((k) => args[k] !== undefined && args[k] !== false);
+  if (fleetOnly.length) throw new UsageError(`${fleetOnly.map((k) => `--${k}`).join(' and ')} ${fleetOnly.length > 1 ? 'are' : 'is'} for a fleet (--hosts FILE)`);
 
   if (positional.length > 1) throw new UsageError(`expected at most one HOST[:PORT], got ${positional.length}: ${positional.map((p) => JSON.stringify(p)).join(' ')}`);
   const t = positional.length ? validateHost(positional[0]!) : { host: DEFAULTS.host, port: DEFAULTS.port };
@@ -305,23 +328,25 @@ interface FleetTarget {
 
 /**
  * Diagnose many hosts, `parallel` at a time. Each report is passed to onReport as soon as it is
- * ready (one slow host holds up no other); the result is in input order.
+ * ready (one slow host holds up no other) and is not kept: memory does not grow with the hosts.
  */
-async function diagnoseFleet(targets: FleetTarget[], parallel: number, o: DiagnoseOptions = {}, onReport?: (r: DiagnoseReport, t: FleetTarget) => void): Promise<DiagnoseReport[]> {
-  const out: DiagnoseReport[] = new Array(targets.length);
-  let next = 0;
-  const worker = async () => {
-    for (;;) {
-      const i = next++;
-      if (i >= targets.length) return;
-      const t = targets[i]!;
-      const r = await diagnose(t.host, t.port, o);
-      out[i] = r;
-      onReport?.(r, t);
-    }
+async function diagnoseFleet(targets: FleetTarget[], parallel: number, o: DiagnoseOptions, onReport: (r: DiagnoseReport, t: FleetTarget) => void): Promise<void> {
+  await forEachParallel(targets, parallel, (t) => diagnose(t.host, t.port, o), (r, t) => onReport(r, t));
+}
+
+/** The --summary line of a fleet with --json: the step contract, then `fleet` (docs/json.md). */
+function fleetSummaryReport(doc: FleetSummaryDoc): Omit<Report, 'cause'> & { cause: null; fleet: FleetSummaryDoc } {
+  const problems = doc.hosts - doc.ok;
+  return {
+    status: problems ? 'failed' : 'ok',
+    summary: `${doc.hosts} hosts: ${doc.causes.map((c) => `${c.hosts} ${c.cause}`).join(', ')}`,
+    cause: null,
+    changes: [],
+    evidence: doc.slowest.map((h) => `slowest: ${h.endpoint} ${h.ms} ms (${h.cause})`),
+    next: [],
+    notes: [],
+    fleet: doc,
   };
-  await Promise.all(Array.from({ length: Math.max(1, Math.min(parallel, targets.length)) }, worker));
-  return out;
 }
 
 function fleetLine(r: DiagnoseReport): string {
