@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { parseTarget } from './channels.ts';
 import { isResolved, resolveHost } from './dns.ts';
 import { StepError, UsageError } from './errors.ts';
+import { forEachParallel } from './fleet.ts';
 import type { HostsLine } from './hosts.ts';
 import { isIntent, journalDir, openIntents, readJournal, readRunFiles, type JournalEntry, type RunFileFields } from './journal.ts';
 import { reconcileIntents, type ReconcileOutcome } from './reconcile.ts';
@@ -337,23 +338,20 @@ export function fleetHosts(lines: HostsLine[], file: string, targetTemplate: str
 /** Run the recipe on every host, at most `parallel` at once; one host failing never stops the others. */
 export async function runFleet(recipe: Recipe, hosts: FleetHost[], parallel: number, o: Omit<RunOptions, 'host' | 'target' | 'resume'>): Promise<RunState[]> {
   const results: RunState[] = new Array(hosts.length);
-  let next = 0;
-  const worker = async () => {
-    while (next < hosts.length) {
-      const i = next++;
-      const h = hosts[i]!;
-      try {
-        results[i] = await runRecipe(recipe, { ...o, host: h.host, target: h.target });
-      } catch (e) {
-        const now = new Date().toISOString();
-        results[i] = {
-          runId: '', recipe: recipe.name, recipeFile: recipe.file, host: h.host, target: h.target, dryRun: o.dryRun, params: o.params ?? {}, started: now, finished: now, result: 'failed',
-          steps: [{ id: 'runner', name: 'runner', script: 'run-recipe', on: 'client', status: 'failed', outcome: 'failed', detail: (e as Error).message, ms: 0, exitCode: null }],
-        };
-      }
+  const one = async (h: FleetHost): Promise<RunState> => {
+    try {
+      return await runRecipe(recipe, { ...o, host: h.host, target: h.target });
+    } catch (e) {
+      const now = new Date().toISOString();
+      return {
+        runId: '', recipe: recipe.name, recipeFile: recipe.file, host: h.host, target: h.target, dryRun: o.dryRun, params: o.params ?? {}, started: now, finished: now, result: 'failed',
+        steps: [{ id: 'runner', name: 'runner', script: 'run-recipe', on: 'client', status: 'failed', outcome: 'failed', detail: (e as Error).message, ms: 0, exitCode: null }],
+      };
     }
   };
-  await Promise.all(Array.from({ length: Math.min(parallel, hosts.length) }, worker));
+  await forEachParallel(hosts, parallel, one, (r, _h, i) => {
+    results[i] = r;
+  });
   return results;
 }
 
