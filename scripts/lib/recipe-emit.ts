@@ -3,11 +3,10 @@
 // the workstation before pasting the next. Each step's own script is what that script's --emit
 // prints; around them, scripts/ps/composite.ps1 collects the results and prints one summary line.
 import { spawn } from 'node:child_process';
-import { join } from 'node:path';
 import { UsageError } from './errors.ts';
 import { assertAscii, psValue, RESULT_END } from './ps.ts';
 import { parsePsFile, reachableFunctions, resolvePsFiles } from './ps-loader.ts';
-import { scriptsDir, type Recipe, type RecipeStep } from './recipe.ts';
+import { scriptArgv, type Recipe, type RecipeStep } from './recipe.ts';
 import { recipeParams, stepArgv } from './runner.ts';
 
 /**
@@ -19,9 +18,8 @@ async function emitStep(step: RecipeStep, argv: string[]): Promise<string> {
   const at = args.indexOf('--');
   if (at >= 0) args.splice(at, 0, '--emit');
   else args.push('--emit');
-  const script = join(scriptsDir(), `${step.script}.ts`);
   return new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, ['--import', import.meta.resolve('tsx'), script, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const p = spawn(process.execPath, scriptArgv(step.script, args), { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     let err = '';
     p.stdout.on('data', (d) => (out += d));

@@ -1,7 +1,7 @@
 // Recipes are data (recipes/*.yaml) with a deliberately small vocabulary — no expressions, no
 // templating beyond {host} and declared {param} names in step arguments. This file loads and
 // validates them ({host} is HOST:PORT, {hostname} the host alone); every mistake is reported with file, line, field and what was expected.
-import { readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Node as YamlNode, type YAMLMap } from 'yaml';
@@ -48,6 +48,19 @@ export interface Recipe {
 /** Where step scripts live; RDPFIX_SCRIPTS_DIR points tests at scripted stand-ins. */
 export function scriptsDir(): string {
   return process.env.RDPFIX_SCRIPTS_DIR || SCRIPTS_DIR;
+}
+
+/** The checkout's fast path (./rdpfix NAME): runs dist/NAME.mjs, rebuilt first when it is stale. */
+const LAUNCHER = fileURLToPath(new URL('../../rdpfix', import.meta.url));
+
+/**
+ * Node.js arguments that run script `name` with `args` as its own process, exactly as a user would:
+ * the checkout's own scripts through the fast path (no TypeScript loader: ~0.3 s less a step), a
+ * RDPFIX_SCRIPTS_DIR's scripts (stand-ins, another checkout) through tsx.
+ */
+export function scriptArgv(name: string, args: string[]): string[] {
+  if (!process.env.RDPFIX_SCRIPTS_DIR && existsSync(LAUNCHER)) return [LAUNCHER, name, ...args];
+  return ['--import', import.meta.resolve('tsx'), join(scriptsDir(), `${name}.ts`), ...args];
 }
 
 /** Scripts a recipe may call: every scripts/*.ts except the entry points that orchestrate. */

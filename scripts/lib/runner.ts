@@ -15,7 +15,7 @@ import { isIntent, journalDir, openIntents, readJournal, readRunFiles, type Jour
 import { reconcileIntents, type ReconcileOutcome } from './reconcile.ts';
 import type { Runner } from './server-step.ts';
 import { chalk, confirm, printJson, statusWord, withSpinner } from './output.ts';
-import { scriptsDir, stepArgs, type Recipe, type RecipeStep } from './recipe.ts';
+import { scriptArgv, stepArgs, type Recipe, type RecipeStep } from './recipe.ts';
 import { isCause, isStatus, report, type Report } from './report.ts';
 import { formatHostPort } from './validate.ts';
 
@@ -80,8 +80,7 @@ export function recipeParams(recipe: Recipe, given: Record<string, string> = {})
 /** Default executor: the script as its own process, exactly as a user would run it. */
 export const spawnStep: StepExecutor = (step, argv, env) =>
   new Promise((resolve) => {
-    const script = join(scriptsDir(), `${step.script}.ts`);
-    const p = spawn(process.execPath, ['--import', import.meta.resolve('tsx'), script, ...argv], {
+    const p = spawn(process.execPath, scriptArgv(step.script, argv), {
       env: { ...process.env, ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -382,7 +381,7 @@ export function recap(state: RunState): string {
 }
 
 async function undoRun(runId: string, json: boolean): Promise<number> {
-  const p = spawn(process.execPath, ['--import', import.meta.resolve('tsx'), join(scriptsDir(), 'undo.ts'), '--run', runId, '--yes', ...(json ? ['--json'] : [])], {
+  const p = spawn(process.execPath, scriptArgv('undo', ['--run', runId, '--yes', ...(json ? ['--json'] : [])]), {
     stdio: ['ignore', json ? 'pipe' : 'inherit', 'inherit'],
   });
   return new Promise((resolve) => p.on('close', (c) => resolve(c ?? 1)));

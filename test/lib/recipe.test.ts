@@ -1,6 +1,9 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { listRecipes, loadRecipe, parseRecipe, RecipeError, stepArgs } from '../../scripts/lib/recipe.ts';
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { listRecipes, loadRecipe, parseRecipe, RecipeError, scriptArgv, stepArgs } from '../../scripts/lib/recipe.ts';
 
 const SCRIPTS = ['inspect-server', 'restart-termserv', 'probe-rdp', 'toggle-nla'];
 const GOOD = `name: demo
@@ -114,5 +117,39 @@ for (const [what, edit, expected] of MISTAKES) {
   });
 }
 
+// A recipe's steps are the user's commands: the checkout's own scripts run through the fast path
+// (./rdpfix NAME, no TypeScript loader), stand-ins in RDPFIX_SCRIPTS_DIR through tsx.
+const steps = suite('how steps run');
+const root = fileURLToPath(new URL('../..', import.meta.url));
+
+steps('the checkout\'s own scripts run through ./rdpfix, and answer as the script does', () => {
+  const saved = process.env.RDPFIX_SCRIPTS_DIR;
+  delete process.env.RDPFIX_SCRIPTS_DIR;
+  try {
+    const argv = scriptArgv('probe-rdp', ['--help']);
+    assert.equal(argv, [join(root, 'rdpfix'), 'probe-rdp', '--help']);
+    const r = spawnSync(process.execPath, argv, { encoding: 'utf8', timeout: 60_000 });
+    assert.is(r.status, 0, r.stderr);
+    assert.match(r.stdout, /^npx tsx scripts\/probe-rdp\.ts HOST/);
+  } finally {
+    if (saved !== undefined) process.env.RDPFIX_SCRIPTS_DIR = saved;
+  }
+});
+
+steps('RDPFIX_SCRIPTS_DIR\'s scripts run through tsx from that folder', () => {
+  const saved = process.env.RDPFIX_SCRIPTS_DIR;
+  process.env.RDPFIX_SCRIPTS_DIR = '/tmp/stand-ins';
+  try {
+    const argv = scriptArgv('probe-rdp', ['--json', '--', 'h']);
+    assert.is(argv[0], '--import');
+    assert.match(argv[1]!, /tsx/);
+    assert.equal(argv.slice(2), ['/tmp/stand-ins/probe-rdp.ts', '--json', '--', 'h']);
+  } finally {
+    if (saved === undefined) delete process.env.RDPFIX_SCRIPTS_DIR;
+    else process.env.RDPFIX_SCRIPTS_DIR = saved;
+  }
+});
+
 shipped.run();
 parse.run();
+steps.run();
