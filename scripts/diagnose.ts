@@ -19,7 +19,7 @@ import { describeTarget, parseTarget, TARGET_HELP } from './lib/channels.ts';
 import { isMain, makeCli, runCli } from './lib/cli.ts';
 import { connectSample, SAMPLE_NOT_NEEDED, summariseSample } from './lib/connect-sample.ts';
 import { isResolved, resolveHost } from './lib/dns.ts';
-import { FleetSummary, forEachParallel, formatSummary, Progress, type FleetSummaryDoc } from './lib/fleet.ts';
+import { fleetOptions, FleetSummary, fleetSummaryReport, forEachParallel, formatSummary, Progress } from './lib/fleet.ts';
 import { readHostsFile } from './lib/hosts.ts';
 import { UsageError } from './lib/errors.ts';
 import { chalk, printJson, withSpinner } from './lib/output.ts';
@@ -159,9 +159,7 @@ export async function main(argv: string[]): Promise<number> {
     .option('json', { type: 'boolean', default: false, describe: 'one JSON document (with --hosts: one JSON object per line)' })
     .option('hosts', { type: 'string', describe: 'fleet: file with one HOST[:PORT] per line (# comments; further columns ignored)' })
     .option('parallel', { type: 'number', default: 16, describe: 'fleet: hosts diagnosed at once' })
-    .option('progress', { type: 'boolean', describe: 'fleet: a progress line on stderr (hosts done / total, rate, ETA); default: when stderr is a terminal (--no-progress: never)' })
-    .option('summary', { type: 'boolean', default: false, describe: 'fleet with --json: end with one summary object line (count per cause, slowest hosts, peak RSS); the human output always has it' })
-    .option('slowest', { type: 'number', default: 5, describe: 'fleet: how many of the slowest hosts the summary names' })
+    .options(fleetOptions('cause'))
     .option('tls-versions', { type: 'boolean', default: false, describe: 'also test which TLS versions (1.0-1.3) the server accepts' })
     .option('samples', { type: 'number', default: DEFAULTS.samples, describe: 'TCP connects in the loss/latency sample, the probe\'s included (1 = the probe only)' })
     .option('interval', { type: 'number', default: DEFAULTS.intervalMs, describe: 'ms between sample connects' })
@@ -332,21 +330,6 @@ interface FleetTarget {
  */
 async function diagnoseFleet(targets: FleetTarget[], parallel: number, o: DiagnoseOptions, onReport: (r: DiagnoseReport, t: FleetTarget) => void): Promise<void> {
   await forEachParallel(targets, parallel, (t) => diagnose(t.host, t.port, o), (r, t) => onReport(r, t));
-}
-
-/** The --summary line of a fleet with --json: the step contract, then `fleet` (docs/json.md). */
-function fleetSummaryReport(doc: FleetSummaryDoc): Omit<Report, 'cause'> & { cause: null; fleet: FleetSummaryDoc } {
-  const problems = doc.hosts - doc.ok;
-  return {
-    status: problems ? 'failed' : 'ok',
-    summary: `${doc.hosts} hosts: ${doc.causes.map((c) => `${c.hosts} ${c.cause}`).join(', ')}`,
-    cause: null,
-    changes: [],
-    evidence: doc.slowest.map((h) => `slowest: ${h.endpoint} ${h.ms} ms (${h.cause})`),
-    next: [],
-    notes: [],
-    fleet: doc,
-  };
 }
 
 function fleetLine(r: DiagnoseReport): string {

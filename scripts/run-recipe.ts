@@ -7,6 +7,7 @@
 import { describeTarget, parseTarget, TARGET_HELP } from './lib/channels.ts';
 import { isMain, makeCli, runCli } from './lib/cli.ts';
 import { UsageError } from './lib/errors.ts';
+import { fleetOptions, FleetSummary, fleetSummaryReport, formatSummary, Progress } from './lib/fleet.ts';
 import { readHostsFile } from './lib/hosts.ts';
 import { chalk, confirm, printJson } from './lib/output.ts';
 import { emitRecipe } from './lib/recipe-emit.ts';
@@ -36,6 +37,7 @@ export async function main(argv: string[]): Promise<number> {
     .option('stage', { type: 'number', describe: 'with --emit: which stage to print (1 = the least drastic fix; each stage ends at a check that may stop the recipe)' })
     .option('list', { type: 'boolean', default: false, describe: 'list the recipes' })
     .option('json', { type: 'boolean', default: false, describe: 'print the plan and every step result as JSON' })
+    .options(fleetOptions('result'))
     .option('journal', { type: 'string', describe: 'journal folder (default ~/.rdpfix/journal)' })
     .example('$0 azure-vm-cert --host vm --target azure://S/RG/VM', 'fix an Azure VM that drops RDP at once')
     .example('$0 vpn-mtu --host vm1.contoso.com --dry-run', 'see what the VPN MTU fix would change')
@@ -110,23 +112,42 @@ export async function main(argv: string[]): Promise<number> {
     const file = args.hosts;
     const hosts = fleetHosts(readHostsFile(file), file, args.target);
     const parallel = validateInt(args.parallel, '--parallel', 1, 1024);
+    const slowest = validateInt(args.slowest, '--slowest', 0, 100);
     if (!json) {
       process.stdout.write(planLines(recipe, `${hosts.length} hosts from ${file}`, args.target, args['dry-run']).join('\n') + '\n\n');
     }
     if (!args['dry-run'] && !args.yes && recipe.steps.some(changesState) && !(await confirm(`Run on ${hosts.length} hosts?`, 'this recipe changes state and needs confirmation: pass --yes (or --dry-run to inspect only)'))) return 1;
-    const t0 = performance.now();
-    const runs = await runFleet(recipe, hosts, parallel, { dryRun: args['dry-run'], params, journal: args.journal });
-    if (json) for (const r of runs) printJson(runReport(r));
-    else {
-      process.stdout.write(`${'host'.padEnd(28)} ${'result'.padEnd(10)} recap\n`);
-      for (const r of runs) {
+    // Each host's record is printed as its run ends and then dropped: only the summary's counts stay.
+    const summary = new FleetSummary(slowest, (result) => result !== 'failed');
+    const showProgress = args.progress ?? Boolean(process.stderr.isTTY);
+    const progress = showProgress
+      ? new Progress(process.stderr, () => ({ done: summary.done, total: hosts.length, problems: summary.done - summary.ok }), { label: recipe.name, onTick: () => summary.sample() }).start()
+      : undefined;
+    const sampler = progress ? undefined : setInterval(() => summary.sample(), 250).unref();
+    if (!json) process.stdout.write(`${'host'.padEnd(28)} ${'result'.padEnd(10)} recap\n`);
+    try {
+      await runFleet(recipe, hosts, parallel, { dryRun: args['dry-run'], params, journal: args.journal }, (r, h) => {
+        summary.add({ endpoint: r.host, cause: r.result ?? 'failed', ms: Date.parse(r.finished ?? r.started) - Date.parse(r.started), line: h.line });
+        if (json) return printJson(runReport(r));
+        // The progress line is erased before a result line and redrawn by the next tick.
+        if (progress && process.stderr.isTTY) process.stderr.write('\r\x1b[K');
         const last = r.steps.at(-1);
         process.stdout.write(`${r.host.padEnd(28)} ${(r.result === 'failed' ? chalk.red : chalk.green)((r.result ?? '').padEnd(10))} ${recap(r)}${r.result === 'failed' && last ? chalk.dim(`  ${last.name}: ${last.detail}`) : ''}\n`);
-      }
-      process.stdout.write(`\n${runs.filter((r) => r.result !== 'failed').length}/${runs.length} hosts ok in ${((performance.now() - t0) / 1000).toFixed(1)}s\n`);
+      });
+    } finally {
+      progress?.stop();
+      clearInterval(sampler);
     }
-    return runs.some((r) => r.result === 'failed') ? 1 : 0;
+    const doc = summary.toJSON();
+    if (json) {
+      if (args.summary) printJson(fleetSummaryReport(doc));
+    } else {
+      process.stdout.write(`\n${formatSummary(doc, () => null, { ok: 'ok', problem: 'failed' }).join('\n')}\n`);
+    }
+    return doc.ok === doc.hosts ? 0 : 1;
   }
+  const fleetOnly = ['summary', 'progress'].filter((k) => args[k] !== undefined && args[k] !== false);
+  if (fleetOnly.length) throw new UsageError(`${fleetOnly.map((k) => `--${k}`).join(' and ')} ${fleetOnly.length > 1 ? 'are' : 'is'} for a fleet (--hosts FILE)`);
 
   if (args.host === undefined) throw new UsageError('--host is required (the RDP host the checks probe), or --hosts FILE for a fleet');
   const host = formatHostPort(validateHost(args.host, '--host'));

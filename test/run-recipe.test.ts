@@ -723,6 +723,53 @@ fleet('a fleet run gives one record per host and one failing host does not stop 
   }
 });
 
+fleet('a fleet run streams: --json prints only host records unless --summary adds the counts; the human output ends with them', () => {
+  const e = setup();
+  try {
+    writeFileSync(join(e.dir, 'hosts.txt'), '127.0.0.1\n127.0.0.2\n127.0.0.3\n');
+    const plan = { 'restart-termserv': [{ json: { status: 'changed' } }, { json: { status: 'failed' }, exit: 1 }, { json: { status: 'changed' } }], 'probe-rdp': [HEALTHY] };
+    const base = [e.recipe, '--hosts', join(e.dir, 'hosts.txt'), '--target', 'winrm://{host}', '--parallel', '1', '--yes'];
+    // Each run gets its own step log, so the stand-ins answer from the start of the plan again.
+    const fresh = (k: string) => ({ FAKE_LOG: join(e.dir, `steps-${k}.log`) });
+    const plain = e.run([...base, '--json'], plan, fresh('plain'));
+    assert.is(plain.stderr, '', 'nothing on stderr for --json to a pipe');
+    assert.ok(plain.stdout.trim().split('\n').every((l) => JSON.parse(l).host), 'only host records');
+
+    const summed = e.run([...base, '--json', '--summary', '--slowest', '2'], plan, fresh('summed'));
+    const lines = summed.stdout.trim().split('\n').map((l) => JSON.parse(l));
+    assert.is(lines.length, 4);
+    const last = lines.at(-1);
+    assert.is(last.fleet.hosts, 3);
+    assert.is(last.fleet.ok, 2);
+    assert.equal(last.fleet.causes, [{ cause: 'fixed', hosts: 2 }, { cause: 'failed', hosts: 1 }]);
+    assert.is(last.fleet.slowest.length, 2);
+    assert.ok(last.fleet.slowest.every((h: { line: number }) => [1, 2, 3].includes(h.line)));
+    assert.is(last.status, 'failed');
+    assert.is(summed.code, 1);
+
+    const human = e.run([...base, '--progress'], plan, fresh('human'));
+    assert.match(human.stdout, /\n3 hosts in [\d.]+ s: 2 ok, 1 failed\n/);
+    assert.match(human.stdout, /^ +2 {2}fixed$/m);
+    assert.match(human.stdout, /Slowest 3 hosts:/);
+    assert.match(human.stdout, /peak RSS \d+ MB/);
+    assert.match(human.stderr, /cert: 3\/3 hosts \(100%\)/, 'the progress line, asked for, names the recipe');
+  } finally {
+    e.cleanup();
+  }
+});
+
+fleet('--summary and --progress are for a fleet: with --host they are a usage error', () => {
+  const e = setup();
+  try {
+    const r = e.run([e.recipe, '--host', 'localhost', '--target', 'winrm://vm1', '--yes', '--summary']);
+    assert.is(r.code, 2);
+    assert.match(r.stderr, /--summary is for a fleet \(--hosts FILE\)/);
+    assert.equal(e.log(), []);
+  } finally {
+    e.cleanup();
+  }
+});
+
 sem.run();
 cond.run();
 resume.run();

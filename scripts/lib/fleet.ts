@@ -1,4 +1,4 @@
-// Fleet runs (diagnose --hosts FILE --parallel N) with memory and file descriptors that do not grow
+// Fleet runs (diagnose and run-recipe --hosts FILE --parallel N) with memory and file descriptors that do not grow
 // with the number of hosts:
 //   - forEachParallel: a pool of `parallel` workers; each result goes to onResult as soon as it is
 //     ready and is then dropped (nothing keeps a per-host result: 10,000 reports of a few KB each
@@ -11,6 +11,7 @@
 // What does grow with the hosts: the parsed hosts file (HOST, PORT, line number: about 100 bytes a
 // host, needed whole to refuse duplicates before anything is probed).
 import { readdirSync } from 'node:fs';
+import type { Report } from './report.ts';
 
 /**
  * Run fn on every item, at most `parallel` at once, in input order of start. onResult gets each result
@@ -80,12 +81,13 @@ export class FleetSummary {
   private maxMs = 0;
   private readonly t0 = performance.now();
 
-  constructor(readonly keepSlowest = 5, readonly healthy = 'healthy') {}
+  /** `isOk`: which causes (for a recipe: results) count as fine, not as a problem. */
+  constructor(readonly keepSlowest = 5, readonly isOk: (cause: string) => boolean = (c) => c === 'healthy') {}
 
   /** Count one host. Only endpoint, cause, ms and line are read, and copied if kept. */
   add(e: FleetEntry): void {
     this.done++;
-    if (e.cause === this.healthy) this.ok++;
+    if (this.isOk(e.cause)) this.ok++;
     this.counts.set(e.cause, (this.counts.get(e.cause) ?? 0) + 1);
     const ms = Math.max(0, Math.round(e.ms));
     this.maxMs = Math.max(this.maxMs, ms);
@@ -216,8 +218,8 @@ export class Progress {
  * The human end-of-run summary: the count per cause (with the recipe that fixes each), the slowest
  * hosts, and what the run cost (wall time, per-host p50/p95, peak RSS, most open file descriptors).
  */
-export function formatSummary(s: FleetSummaryDoc, recipeOf: (cause: string) => string | null = () => null): string[] {
-  const lines = [`${s.hosts} hosts in ${(s.ms / 1000).toFixed(s.ms < 10_000 ? 2 : 1)} s: ${s.ok} healthy, ${s.hosts - s.ok} with a problem`];
+export function formatSummary(s: FleetSummaryDoc, recipeOf: (cause: string) => string | null = () => null, words = { ok: 'healthy', problem: 'with a problem' }): string[] {
+  const lines = [`${s.hosts} hosts in ${(s.ms / 1000).toFixed(s.ms < 10_000 ? 2 : 1)} s: ${s.ok} ${words.ok}, ${s.hosts - s.ok} ${words.problem}`];
   const width = Math.max(0, ...s.causes.map((c) => c.cause.length));
   for (const c of s.causes) {
     const recipe = recipeOf(c.cause);
@@ -234,4 +236,28 @@ export function formatSummary(s: FleetSummaryDoc, recipeOf: (cause: string) => s
   ].filter(Boolean);
   lines.push(cost.join('; '));
   return lines;
+}
+
+/** The fleet options diagnose and run-recipe share; `per` is what the summary counts (cause, result). */
+export function fleetOptions(per: string) {
+  return {
+    progress: { type: 'boolean', describe: 'fleet: a progress line on stderr (hosts done / total, rate, ETA); default: when stderr is a terminal (--no-progress: never)' },
+    summary: { type: 'boolean', default: false, describe: `fleet with --json: end with one summary object line (count per ${per}, slowest hosts, peak RSS); the human output always has it` },
+    slowest: { type: 'number', default: 5, describe: 'fleet: how many of the slowest hosts the summary names' },
+  } as const;
+}
+
+/** The --summary line of a fleet with --json: the step contract, then `fleet` (docs/json.md). */
+export function fleetSummaryReport(doc: FleetSummaryDoc): Omit<Report, 'cause'> & { cause: null; fleet: FleetSummaryDoc } {
+  const problems = doc.hosts - doc.ok;
+  return {
+    status: problems ? 'failed' : 'ok',
+    summary: `${doc.hosts} hosts: ${doc.causes.map((c) => `${c.hosts} ${c.cause}`).join(', ')}`,
+    cause: null,
+    changes: [],
+    evidence: doc.slowest.map((h) => `slowest: ${h.endpoint} ${h.ms} ms (${h.cause})`),
+    next: [],
+    notes: [],
+    fleet: doc,
+  };
 }

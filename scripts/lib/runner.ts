@@ -334,9 +334,12 @@ export function fleetHosts(lines: HostsLine[], file: string, targetTemplate: str
   });
 }
 
-/** Run the recipe on every host, at most `parallel` at once; one host failing never stops the others. */
-export async function runFleet(recipe: Recipe, hosts: FleetHost[], parallel: number, o: Omit<RunOptions, 'host' | 'target' | 'resume'>): Promise<RunState[]> {
-  const results: RunState[] = new Array(hosts.length);
+/**
+ * Run the recipe on every host, at most `parallel` at once; one host failing never stops the others.
+ * Each host's run goes to onRun as soon as it ends (in the order hosts finish) and is not kept: memory
+ * does not grow with the hosts (each run is also in the journal).
+ */
+export async function runFleet(recipe: Recipe, hosts: FleetHost[], parallel: number, o: Omit<RunOptions, 'host' | 'target' | 'resume'>, onRun: (r: RunState, h: FleetHost) => void): Promise<void> {
   const one = async (h: FleetHost): Promise<RunState> => {
     try {
       return await runRecipe(recipe, { ...o, host: h.host, target: h.target });
@@ -348,10 +351,7 @@ export async function runFleet(recipe: Recipe, hosts: FleetHost[], parallel: num
       };
     }
   };
-  await forEachParallel(hosts, parallel, one, (r, _h, i) => {
-    results[i] = r;
-  });
-  return results;
+  await forEachParallel(hosts, parallel, one, (r, h) => onRun(r, h));
 }
 
 // ---------------------------------------------------------------- plan, recap, finish
