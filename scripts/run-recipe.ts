@@ -12,7 +12,7 @@ import { readHostsFile } from './lib/hosts.ts';
 import { chalk, confirm, printJson } from './lib/output.ts';
 import { emitRecipe } from './lib/recipe-emit.ts';
 import { checkSerialConsoleUsage, SERIAL_CONSOLE_OPTION, serialConsoleForm } from './lib/serial-console.ts';
-import { listRecipes, loadRecipe } from './lib/recipe.ts';
+import { freshenBundles, listRecipes, loadRecipe } from './lib/recipe.ts';
 import { report } from './lib/report.ts';
 import { changesState, findResumable, finishRun, fleetHosts, humanHooks, planLines, recap, runFleet, runRecipe, runReport, runWithPlan } from './lib/runner.ts';
 import { formatHostPort, validateHost, validateInt, validateLocalPath } from './lib/validate.ts';
@@ -124,6 +124,7 @@ export async function main(argv: string[]): Promise<number> {
       ? new Progress(process.stderr, () => ({ done: summary.done, total: hosts.length, problems: summary.done - summary.ok }), { label: recipe.name, onTick: () => summary.sample() }).start()
       : undefined;
     const sampler = progress ? undefined : setInterval(() => summary.sample(), 250).unref();
+    freshenBundles(recipe.steps.map((s) => s.script));
     if (!json) process.stdout.write(`${'host'.padEnd(28)} ${'result'.padEnd(10)} recap\n`);
     try {
       await runFleet(recipe, hosts, parallel, { dryRun: args['dry-run'], params, journal: args.journal }, (r, h) => {

@@ -125,4 +125,21 @@ t('start runs diagnose: a stale diagnose bundle is rebuilt for it too', async ()
   assert.is(r.stderr.slice(r.stderr.indexOf('rebuilt (')).replace(/^rebuilt \(\d+ ms\)\n/, ''), tsx.stderr);
 });
 
+t('--rebuild-stale NAME... rebuilds only the stale bundles, once, and is silent when all are current (for a fleet\'s steps)', async () => {
+  const quiet = await viaRdpfix(['--rebuild-stale', 'probe-rdp', 'toggle-nla']);
+  assert.equal([quiet.code, quiet.stdout, quiet.stderr], [0, '', '']);
+  utimesSync(join(root, 'dist', 'toggle-nla.mjs'), new Date(0), new Date(0));
+  const before = statSync(join(root, 'dist', 'probe-rdp.mjs')).mtimeMs;
+  const r = await viaRdpfix(['--rebuild-stale', 'probe-rdp', 'toggle-nla']);
+  assert.is(r.code, 0, r.stderr);
+  assert.is(r.stdout, '');
+  assert.match(r.stderr, /newer than dist\/toggle-nla\.mjs: rebuilt/);
+  assert.not.match(r.stderr, 'probe-rdp');
+  assert.is(statSync(join(root, 'dist', 'probe-rdp.mjs')).mtimeMs, before, 'a current bundle is not rebuilt');
+  assert.ok(statSync(join(root, 'dist', 'toggle-nla.mjs')).mtimeMs > 0);
+  const bad = await viaRdpfix(['--rebuild-stale', 'probe-rdp', '../x']);
+  assert.is(bad.code, 2);
+  assert.match(bad.stderr, 'unknown script "../x"');
+});
+
 t.run();

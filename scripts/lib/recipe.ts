@@ -1,6 +1,7 @@
 // Recipes are data (recipes/*.yaml) with a deliberately small vocabulary — no expressions, no
 // templating beyond {host} and declared {param} names in step arguments. This file loads and
 // validates them ({host} is HOST:PORT, {hostname} the host alone); every mistake is reported with file, line, field and what was expected.
+import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -59,8 +60,22 @@ const LAUNCHER = fileURLToPath(new URL('../../rdpfix', import.meta.url));
  * RDPFIX_SCRIPTS_DIR's scripts (stand-ins, another checkout) through tsx.
  */
 export function scriptArgv(name: string, args: string[]): string[] {
-  if (!process.env.RDPFIX_SCRIPTS_DIR && existsSync(LAUNCHER)) return [LAUNCHER, name, ...args];
+  if (viaLauncher()) return [LAUNCHER, name, ...args];
   return ['--import', import.meta.resolve('tsx'), join(scriptsDir(), `${name}.ts`), ...args];
+}
+
+const viaLauncher = () => !process.env.RDPFIX_SCRIPTS_DIR && existsSync(LAUNCHER);
+
+/**
+ * Before a fleet's hosts start: rebuild the stale bundles among these scripts once (./rdpfix
+ * --rebuild-stale, a note on stderr when it rebuilds), not once per parallel step. True when they are
+ * current (or steps run through tsx); a failed rebuild is not fatal: each step then says so and runs
+ * its source through tsx.
+ */
+export function freshenBundles(names: string[]): boolean {
+  if (!viaLauncher() || !names.length) return true;
+  const r = spawnSync(process.execPath, [LAUNCHER, '--rebuild-stale', ...new Set(names)], { stdio: ['ignore', 'ignore', 'inherit'], timeout: 120_000 });
+  return r.status === 0;
 }
 
 /** Scripts a recipe may call: every scripts/*.ts except the entry points that orchestrate. */

@@ -1,9 +1,10 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { spawnSync } from 'node:child_process';
+import { statSync, utimesSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { listRecipes, loadRecipe, parseRecipe, RecipeError, scriptArgv, stepArgs } from '../../scripts/lib/recipe.ts';
+import { freshenBundles, listRecipes, loadRecipe, parseRecipe, RecipeError, scriptArgv, stepArgs } from '../../scripts/lib/recipe.ts';
 
 const SCRIPTS = ['inspect-server', 'restart-termserv', 'probe-rdp', 'toggle-nla'];
 const GOOD = `name: demo
@@ -147,6 +148,19 @@ steps('RDPFIX_SCRIPTS_DIR\'s scripts run through tsx from that folder', () => {
   } finally {
     if (saved === undefined) delete process.env.RDPFIX_SCRIPTS_DIR;
     else process.env.RDPFIX_SCRIPTS_DIR = saved;
+  }
+});
+
+steps('before a fleet, a stale bundle of its steps is rebuilt once, up front', () => {
+  const saved = process.env.RDPFIX_SCRIPTS_DIR;
+  delete process.env.RDPFIX_SCRIPTS_DIR;
+  const bundle = join(root, 'dist', 'test-vpn-latency.mjs');
+  try {
+    utimesSync(bundle, new Date(0), new Date(0));
+    assert.ok(freshenBundles(['test-vpn-latency', 'test-vpn-latency']));
+    assert.ok(statSync(bundle).mtimeMs > Date.now() - 120_000, 'rebuilt');
+  } finally {
+    if (saved !== undefined) process.env.RDPFIX_SCRIPTS_DIR = saved;
   }
 });
 
