@@ -19,7 +19,7 @@ import { describeTarget, parseTarget, TARGET_HELP } from './lib/channels.ts';
 import { isMain, makeCli, runCli } from './lib/cli.ts';
 import { connectSample, SAMPLE_NOT_NEEDED, summariseSample } from './lib/connect-sample.ts';
 import { isResolved, resolveHost } from './lib/dns.ts';
-import { fleetOptions, FleetSummary, fleetSummaryReport, forEachParallel, formatSummary, Progress } from './lib/fleet.ts';
+import { fleetOnlyError, fleetOptions, FleetSummary, fleetSummaryReport, forEachParallel, formatSummary, Progress } from './lib/fleet.ts';
 import { readHostsFile } from './lib/hosts.ts';
 import { UsageError } from './lib/errors.ts';
 import { chalk, printJson, withSpinner } from './lib/output.ts';
@@ -248,8 +248,8 @@ export async function main(argv: string[]): Promise<number> {
     }
     return doc.ok === doc.hosts ? 0 : 1;
   }
-  const fleetOnly = ['summary', 'progress'].filter((k) => args[k] !== undefined && args[k] !== false);
-  if (fleetOnly.length) throw new UsageError(`${fleetOnly.map((k) => `--${k}`).join(' and ')} ${fleetOnly.length > 1 ? 'are' : 'is'} for a fleet (--hosts FILE)`);
+  const notFleet = fleetOnlyError(args, argv, '--hosts FILE');
+  if (notFleet) throw new UsageError(notFleet);
 
   if (positional.length > 1) throw new UsageError(`expected at most one HOST[:PORT], got ${positional.length}: ${positional.map((p) => JSON.stringify(p)).join(' ')}`);
   const t = positional.length ? validateHost(positional[0]!) : { host: DEFAULTS.host, port: DEFAULTS.port };

@@ -7,7 +7,7 @@
 import { describeTarget, parseTarget, TARGET_HELP } from './lib/channels.ts';
 import { isMain, makeCli, runCli } from './lib/cli.ts';
 import { UsageError } from './lib/errors.ts';
-import { fleetOptions, FleetSummary, fleetSummaryReport, formatSummary, Progress } from './lib/fleet.ts';
+import { fleetOnlyError, fleetOptions, FleetSummary, fleetSummaryReport, formatSummary, Progress } from './lib/fleet.ts';
 import { readHostsFile } from './lib/hosts.ts';
 import { chalk, confirm, printJson } from './lib/output.ts';
 import { emitRecipe } from './lib/recipe-emit.ts';
@@ -48,6 +48,8 @@ export async function main(argv: string[]): Promise<number> {
     .parseAsync();
 
   const json = args.json;
+  const notFleet = args.hosts === undefined || args.emit || args.list || args.resume !== undefined ? fleetOnlyError(args, argv, '--hosts FILE, without --emit, --list or --resume') : null;
+  if (notFleet) throw new UsageError(notFleet);
   if (args.journal !== undefined) validateLocalPath(args.journal, '--journal');
   if (args.list) {
     const docs = recipes.map((r) => loadRecipe(r)).map((r) => ({ name: r.name, summary: r.summary, fixes: r.fixes, steps: r.steps.length }));
@@ -117,6 +119,7 @@ export async function main(argv: string[]): Promise<number> {
       process.stdout.write(planLines(recipe, `${hosts.length} hosts from ${file}`, args.target, args['dry-run']).join('\n') + '\n\n');
     }
     if (!args['dry-run'] && !args.yes && recipe.steps.some(changesState) && !(await confirm(`Run on ${hosts.length} hosts?`, 'this recipe changes state and needs confirmation: pass --yes (or --dry-run to inspect only)'))) return 1;
+    freshenBundles(recipe.steps.map((s) => s.script));
     // Each host's record is printed as its run ends and then dropped: only the summary's counts stay.
     const summary = new FleetSummary(slowest, (result) => result !== 'failed');
     const showProgress = args.progress ?? Boolean(process.stderr.isTTY);
@@ -124,7 +127,6 @@ export async function main(argv: string[]): Promise<number> {
       ? new Progress(process.stderr, () => ({ done: summary.done, total: hosts.length, problems: summary.done - summary.ok }), { label: recipe.name, onTick: () => summary.sample() }).start()
       : undefined;
     const sampler = progress ? undefined : setInterval(() => summary.sample(), 250).unref();
-    freshenBundles(recipe.steps.map((s) => s.script));
     if (!json) process.stdout.write(`${'host'.padEnd(28)} ${'result'.padEnd(10)} recap\n`);
     try {
       await runFleet(recipe, hosts, parallel, { dryRun: args['dry-run'], params, journal: args.journal }, (r, h) => {
@@ -147,8 +149,6 @@ export async function main(argv: string[]): Promise<number> {
     }
     return doc.ok === doc.hosts ? 0 : 1;
   }
-  const fleetOnly = ['summary', 'progress'].filter((k) => args[k] !== undefined && args[k] !== false);
-  if (fleetOnly.length) throw new UsageError(`${fleetOnly.map((k) => `--${k}`).join(' and ')} ${fleetOnly.length > 1 ? 'are' : 'is'} for a fleet (--hosts FILE)`);
 
   if (args.host === undefined) throw new UsageError('--host is required (the RDP host the checks probe), or --hosts FILE for a fleet');
   const host = formatHostPort(validateHost(args.host, '--host'));

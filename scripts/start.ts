@@ -11,7 +11,7 @@ import { UsageError } from './lib/errors.ts';
 
 /** start's --help: what it does, where diagnose's options are, the scripts, the exit codes. */
 export function startHelp(scripts: string[]): string {
-  return `start.ts [HOST[:PORT]...] [diagnose options]
+  return `start.ts [HOST[:PORT]] [diagnose options]
 
 What \`npm start\` runs: diagnose HOST (default 127.0.0.1:3389) with the options given, print what
 was found, and exit 0 whatever it found. rdpfix finds and fixes Remote Desktop error 0x904
@@ -29,7 +29,8 @@ Examples:
   npm start -- 10.0.0.4 --json
   ./rdpfix start vm1.contoso.com
 
-Exit codes: 0 diagnosed (whatever was found), 1 diagnose did not finish, 2 bad usage or environment.
+Exit codes: 0 diagnose ran (whatever it found), 1 diagnose was stopped by a signal, 2 bad usage or
+environment.
 `;
 }
 

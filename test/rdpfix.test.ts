@@ -4,7 +4,7 @@
 // copy of the bundle alone); an unknown name exits 2 naming it; a bundle older than its sources or
 // missing is rebuilt (with a note on stderr) before it runs, never run stale.
 import { spawn } from 'node:child_process';
-import { copyFileSync, mkdtempSync, readdirSync, rmSync, statSync, utimesSync } from 'node:fs';
+import { copyFileSync, cpSync, mkdtempSync, readdirSync, rmSync, statSync, symlinkSync, utimesSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -123,6 +123,42 @@ t('start runs diagnose: a stale diagnose bundle is rebuilt for it too', async ()
   const tsx = await viaTsx('start', ['--parallel', 'abc']);
   assert.is(tsx.code, 2);
   assert.is(r.stderr.slice(r.stderr.indexOf('rebuilt (')).replace(/^rebuilt \(\d+ ms\)\n/, ''), tsx.stderr);
+});
+
+t('run-recipe through rdpfix, from another folder, runs its steps\' bundles: the same composite as through tsx', async () => {
+  const elsewhere = mkdtempSync(join(tmpdir(), 'rdpfix-cwd-'));
+  try {
+    const args = ['run-recipe', 'azure-vm-cert', '--host', '10.0.0.4', '--emit'];
+    const [fast, src] = await Promise.all([run([rdpfix, ...args], elsewhere), run(['--import', import.meta.resolve('tsx'), join(root, 'scripts', 'run-recipe.ts'), ...args.slice(1)], elsewhere)]);
+    assert.is(src.code, 0, src.stderr);
+    assert.match(src.stdout, 'Assert-RdpHost');
+    assert.is(fast.code, 0, fast.stderr);
+    assert.is(fast.stdout, src.stdout);
+    assert.is(fast.stderr, src.stderr);
+  } finally {
+    rmSync(elsewhere, { recursive: true, force: true });
+  }
+});
+
+t('a stale bundle that cannot be rebuilt runs its source through the checkout\'s tsx, from any folder', async () => {
+  // A copy of the checkout without tools/ (so no rebuild), with its node_modules linked.
+  const copy = mkdtempSync(join(tmpdir(), 'rdpfix-copy-'));
+  const elsewhere = mkdtempSync(join(tmpdir(), 'rdpfix-cwd-'));
+  try {
+    for (const d of ['scripts', 'dist']) cpSync(join(root, d), join(copy, d), { recursive: true });
+    copyFileSync(rdpfix, join(copy, 'rdpfix'));
+    copyFileSync(join(root, 'package.json'), join(copy, 'package.json'));
+    symlinkSync(join(root, 'node_modules'), join(copy, 'node_modules'));
+    utimesSync(join(copy, 'dist', 'probe-rdp.mjs'), new Date(0), new Date(0));
+    const r = await run([join(copy, 'rdpfix'), 'probe-rdp', '--help'], elsewhere);
+    assert.is(r.code, 0, r.stderr);
+    assert.match(r.stderr, 'rebuilding failed');
+    assert.match(r.stderr, 'running scripts/probe-rdp.ts through tsx');
+    assert.is(r.stdout, (await viaTsx('probe-rdp', ['--help'])).stdout);
+  } finally {
+    rmSync(copy, { recursive: true, force: true });
+    rmSync(elsewhere, { recursive: true, force: true });
+  }
 });
 
 t('--rebuild-stale NAME... rebuilds only the stale bundles, once, and is silent when all are current (for a fleet\'s steps)', async () => {

@@ -758,13 +758,41 @@ fleet('a fleet run streams: --json prints only host records unless --summary add
   }
 });
 
-fleet('--summary and --progress are for a fleet: with --host they are a usage error', () => {
+fleet('a fleet prints each host as its run ends, not in the file\'s order: a host held back is printed after the one that finished', () => {
   const e = setup();
   try {
-    const r = e.run([e.recipe, '--host', 'localhost', '--target', 'winrm://vm1', '--yes', '--summary']);
-    assert.is(r.code, 2);
-    assert.match(r.stderr, /--summary is for a fleet \(--hosts FILE\)/);
-    assert.equal(e.log(), []);
+    writeFileSync(join(e.dir, 'hosts.txt'), '127.0.0.1\n127.0.0.2\n');
+    const done = join(e.dir, 'second-host-probed');
+    // The first host's restart answers only after the second host's last step has answered.
+    const r = e.run([e.recipe, '--hosts', join(e.dir, 'hosts.txt'), '--target', 'winrm://{host}', '--parallel', '2', '--yes', '--json'], {
+      'restart-termserv': [{ when: 'winrm://127.0.0.1', json: { status: 'changed' }, waitFor: done }, { json: { status: 'changed' } }],
+      'probe-rdp': [{ when: '127.0.0.2:3389', json: HEALTHY.json, touch: done }, HEALTHY],
+    });
+    assert.is(r.code, 0, r.stderr);
+    assert.equal(r.stdout.trim().split('\n').map((l) => JSON.parse(l).host), ['127.0.0.2:3389', '127.0.0.1:3389']);
+  } finally {
+    e.cleanup();
+  }
+});
+
+fleet('--summary, --progress and --slowest are for a fleet run: with --host, --emit, --list or --resume they are a usage error', () => {
+  const e = setup();
+  try {
+    writeFileSync(join(e.dir, 'hosts.txt'), '127.0.0.1\n');
+    const hosts = join(e.dir, 'hosts.txt');
+    for (const [args, named] of [
+      [[e.recipe, '--host', 'localhost', '--target', 'winrm://vm1', '--yes', '--summary'], '--summary'],
+      [[e.recipe, '--host', 'localhost', '--yes', '--slowest', '3'], '--slowest'],
+      [[e.recipe, '--hosts', hosts, '--emit', '--summary', '--progress'], '--summary and --progress'],
+      [['--list', '--progress'], '--progress'],
+      [['--resume', '--summary'], '--summary'],
+    ] as const) {
+      const r = e.run([...args]);
+      assert.is(r.code, 2, args.join(' '));
+      assert.match(r.stderr, `${named} ${named.includes(' and ') ? 'are' : 'is'} for a fleet run (--hosts FILE, without --emit, --list or --resume)`);
+    }
+    assert.is(e.run([e.recipe, '--host', 'localhost', '--yes', '--no-progress'], { 'probe-rdp': [HEALTHY] }).code, 0, '--no-progress is always fine');
+    assert.equal(e.log().map((l) => l.name), ['restart-termserv', 'probe-rdp']);
   } finally {
     e.cleanup();
   }

@@ -247,6 +247,21 @@ export function fleetOptions(per: string) {
   } as const;
 }
 
+/**
+ * A usage error naming the fleet options given to a run that is not a fleet run (`where`: what a
+ * fleet run is, e.g. "--hosts FILE"); none when there are none. --no-progress is always fine.
+ */
+export function fleetOnlyError(args: { summary?: boolean; progress?: boolean }, argv: string[], where: string): string | null {
+  const end = argv.indexOf('--');
+  const opts = end < 0 ? argv : argv.slice(0, end);
+  const given = [
+    args.summary ? '--summary' : '',
+    args.progress ? '--progress' : '',
+    opts.some((a) => a === '--slowest' || a.startsWith('--slowest=')) ? '--slowest' : '',
+  ].filter(Boolean);
+  return given.length ? `${given.join(' and ')} ${given.length > 1 ? 'are' : 'is'} for a fleet run (${where})` : null;
+}
+
 /** The --summary line of a fleet with --json: the step contract, then `fleet` (docs/json.md). */
 export function fleetSummaryReport(doc: FleetSummaryDoc): Omit<Report, 'cause'> & { cause: null; fleet: FleetSummaryDoc } {
   const problems = doc.hosts - doc.ok;
