@@ -66,6 +66,16 @@ help('no value can turn into --help: "--for -1h" is a usage error naming what wa
   assert.match(joined.stderr, /invalid --for "-1h"/);
 });
 
+help('a mistyped option after a yes/no flag is named once, as typed, not blamed on the flag', () => {
+  for (const args of [['--dry-run', '--regenerate-certs', '--emit'], ['--regenerate-certs', '--dry-run', '--emit'], ['--no-force', '--regenerate-certs', '--emit']]) {
+    const r = cli(['scripts/restart-termserv.ts', ...args]);
+    assert.is(r.status, 2, args.join(' '));
+    assert.is(r.stdout, '');
+    assert.match(r.stderr, /unknown argument: "--regenerate-certs"\n/, args.join(' '));
+    assert.not.match(r.stderr, /regenerateCerts|got no value/);
+  }
+});
+
 help('a number option names the text typed: --parallel abc, --parallel \'\'', () => {
   for (const [args, typed] of [[['--parallel', 'abc'], 'abc'], [['--parallel', ''], ''], [['--parallel='], '']] as const) {
     const r = cli(['scripts/diagnose.ts', '--hosts', 'x.txt', ...args]);

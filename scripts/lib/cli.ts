@@ -61,17 +61,22 @@ function rawOption(argv: string[], key: string): string | undefined {
 }
 
 /**
- * Turn yargs's "Unknown argument" for a token that followed an option into what happened: the
- * value started with "-" and was read as an option. Names the token exactly as typed.
+ * Turn yargs's "Unknown argument" for a token that followed an option taking a value into what
+ * happened: the value started with "-" and was read as an option. After a yes/no flag, an unknown
+ * token is just unknown. Names the token exactly as typed (never yargs's camelCase copy of it).
  */
-function explainUnknown(msg: string, argv: string[]): string {
+function explainUnknown(msg: string, argv: string[], booleans: ReadonlySet<string>): string {
   const m = /^Unknown arguments?: (.*)$/.exec(msg);
   if (!m) return msg;
-  const unknown = m[1]!.split(', ');
+  const camel = (k: string) => k.replace(/-([a-z0-9])/g, (_, c: string) => c.toUpperCase());
+  const listed = m[1]!.split(', ');
+  // yargs names a mistyped --foo-bar twice: foo-bar, and fooBar.
+  const unknown = listed.filter((u) => !listed.some((o) => o !== u && o.includes('-') && camel(o) === u));
   for (let i = 1; i < argv.length; i++) {
     const tok = argv[i]!;
     const prev = argv[i - 1]!;
     if (!tok.startsWith('-') || !/^--[a-z][a-z0-9-]*$/i.test(prev)) continue;
+    if (booleans.has(prev.slice(2)) || booleans.has(prev.slice(2).replace(/^no-/, ''))) continue;
     const bare = tok.replace(/^-+/, '').replace(/=.*$/, '');
     if (!unknown.includes(bare)) continue;
     return `${prev} got no value: ${JSON.stringify(tok)} was read as an option (to pass a value that starts with "-", write ${prev}=${tok})`;
@@ -110,7 +115,8 @@ export function makeCli(argv: string[], script: string): Argv {
     }, true)
     .fail((msg, err) => {
       if (err) throw err;
-      throw new UsageError(explainUnknown(msg, argv));
+      const booleans = new Set((y as unknown as { getOptions(): { boolean: string[] } }).getOptions().boolean ?? []);
+      throw new UsageError(explainUnknown(msg, argv, booleans));
     });
 
   const examples: string[] = [];
