@@ -19,6 +19,7 @@
 // --dry-run shows what would be undone; --emit prints the undo scripts to paste; nothing is run.
 // The undo core (selection, allow-list, running, verifying, marking, journaling) is lib/undo.ts;
 // toggle-nla --restore and lower-mtu --revert go through it too. This file is its CLI.
+import { existsSync, statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { isMain, makeCli, runCli } from './lib/cli.ts';
 import { describeTarget, parseTarget } from './lib/channels.ts';
@@ -60,6 +61,14 @@ const damagedLine = (d: DamagedFile) => `${chalk.red('damaged')} ${d.file}: ${d.
 /** One line of a pasted script: what an undo cannot do, as a comment that cannot break out of it. */
 const comment = (s: string) => `# ${s.replace(/[\r\n]+/g, ' ')}`;
 
+const isDirectory = (p: string) => {
+  try {
+    return statSync(p).isDirectory();
+  } catch {
+    return false;
+  }
+};
+
 export async function main(argv: string[], o: Omit<UndoOptions, 'journal' | 'onEntry'> = {}): Promise<number> {
   const args = await makeCli(argv, 'undo')
     .command('$0 [ids..]', 'undo journal entries', (y) => y.positional('ids', { type: 'string', array: true, describe: 'journal entry ids to undo (newest first)' }))
@@ -96,6 +105,8 @@ export async function main(argv: string[], o: Omit<UndoOptions, 'journal' | 'onE
     )
     .parseAsync();
   const dir = args.journal !== undefined ? validateLocalPath(args.journal, '--journal') : undefined;
+  // A journal folder named on the command line that is not there is a typo, not "nothing to undo".
+  if (dir !== undefined && !isDirectory(dir)) throw new UsageError(`--journal ${JSON.stringify(args.journal)}: ${existsSync(dir) ? 'not a folder' : 'no such folder'} (the default is ~/.rdpfix/journal)`);
   const target = args.target === undefined ? undefined : args.target === 'client' ? 'client' : describeTarget(parseTarget(args.target));
   const ids = (args.ids ?? []) as string[];
   if (args['record-file'] !== undefined) return fromRecordFile(args['record-file'], args, ids);

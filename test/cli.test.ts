@@ -76,6 +76,16 @@ help('a mistyped option after a yes/no flag is named once, as typed, not blamed 
   }
 });
 
+help('a yes/no flag takes only true or false: --json=1 is a usage error naming it, not plain text', () => {
+  for (const a of ['--json=1', '--json=yes', '--no-json=no']) {
+    const r = cli(['scripts/undo.ts', '--list', a, '--journal', '/nonexistent-rdpfix-journal']);
+    assert.is(r.status, 2, a);
+    assert.match(r.stderr, `invalid ${JSON.stringify(a)}: --json is a yes/no flag`);
+  }
+  const ok = cli(['scripts/probe-rdp.ts', '--help=true']);
+  assert.is(ok.status, 0, ok.stderr);
+});
+
 help('a number option names the text typed: --parallel abc, --parallel \'\'', () => {
   for (const [args, typed] of [[['--parallel', 'abc'], 'abc'], [['--parallel', ''], ''], [['--parallel='], '']] as const) {
     const r = cli(['scripts/diagnose.ts', '--hosts', 'x.txt', ...args]);

@@ -244,6 +244,15 @@ cli('--run RUN_ID (what run-recipe --rollback calls), --list --target, --emit an
   assert.equal((await list(dir)).filter((x) => x.undone), [], 'emit and dry-run change nothing');
 });
 
+cli('a --journal that is not a folder is a usage error naming it (a typo is not "0 journal entries")', () => {
+  for (const [journal, why] of [[join(dir, 'no-such'), 'no such folder'], [join(root, 'package.json'), 'not a folder']] as const) {
+    const r = spawnSync(process.execPath, ['--import', 'tsx', 'scripts/undo.ts', '--list', '--journal', journal], { cwd: root, encoding: 'utf8', timeout: 60_000 });
+    assert.is(r.status, 2, journal);
+    assert.is(r.stdout, '');
+    assert.match(r.stderr, `--journal ${JSON.stringify(journal)}: ${why}`);
+  }
+});
+
 cli('an empty journal: --last --emit writes nothing to stdout, says why on stderr, and exits 1', () => {
   const r = run(['--last', '--emit']);
   assert.is(r.status, 1);

@@ -104,6 +104,15 @@ export function makeCli(argv: string[], script: string): Argv {
     .alias('h', 'help')
     .wrap(Math.max(HELP_WIDTH, Math.min(110, process.stdout.columns || 110)))
     .middleware((args) => {
+      // yargs reads --json=1 or --json=yes as false: a yes/no flag takes only true or false.
+      const booleans = new Set((y as unknown as { getOptions(): { boolean: string[] } }).getOptions().boolean ?? []);
+      const end = argv.indexOf('--');
+      for (const a of end < 0 ? argv : argv.slice(0, end)) {
+        const m = /^--(?:no-)?([a-z][a-z0-9-]*)=(.*)$/is.exec(a);
+        if (m && booleans.has(m[1]!) && !/^(true|false)$/.test(m[2]!)) {
+          throw new UsageError(`invalid ${JSON.stringify(a)}: --${m[1]} is a yes/no flag (write --${m[1]}, or --${m[1]}=false)`);
+        }
+      }
       for (const key of ((y as unknown as { getOptions(): { number: string[] } }).getOptions().number ?? [])) {
         const v = args[key];
         const raw = rawOption(argv, key);
