@@ -95,7 +95,10 @@ export function buildInspectScript(opts: InspectOptions = {}): string {
   return psStep({
     name: 'inspect-server',
     elevated: false,
-    summary: 'collect the server-side facts behind RDP error 0x904/0x7 (read-only)',
+    summary: 'collect the server-side facts behind RDP error 0x904/0x7; changes no setting',
+    readOnly: opts.save ?? true
+      ? 'It changes no setting; it saves its full evidence under C:\\ProgramData\\rdpfix\\evidence (named in the result).'
+      : 'It changes nothing: it only reads.',
     file: 'inspect-server',
     entry: 'Get-RdpServerInspection',
     params: { EventHours: opts.eventHours ?? 72, MaxEvents: opts.maxEvents ?? 6, SaveEvidence: opts.save ?? true },

@@ -227,6 +227,16 @@ cli('--emit prints exactly the script that would run', () => {
   assert.is(r.stdout, buildInspectScript({ save: false, eventHours: 24, maxEvents: 4 }));
 });
 
+cli('the pasted script says it changes no setting, and where it saves its evidence (not where a backup is)', () => {
+  const saving = buildInspectScript();
+  assert.match(saving, /^# It changes no setting; it saves its full evidence under C:\\ProgramData\\rdpfix\\evidence/m);
+  assert.match(saving, /SaveEvidence = \$true/);
+  assert.not.match(saving, /where the backup is/);
+  const reading = buildInspectScript({ save: false });
+  assert.match(reading, /^# It changes nothing: it only reads\.$/m);
+  assert.match(reading, /SaveEvidence = \$false/);
+});
+
 cli('--dry-run writes nothing on the target, not even the evidence file', () => {
   const r = run(['--emit', '--dry-run']);
   assert.is(r.stdout, buildInspectScript({ save: false }));

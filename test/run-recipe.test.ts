@@ -574,6 +574,29 @@ emit('a step that prints help where a script was expected fails the emit (exit 2
   }
 });
 
+emit('the header says what runs: the parameters used, and which failed steps go on to the next', async () => {
+  const { loadRecipe } = await import('../scripts/lib/recipe.ts');
+  const { emitRecipe } = await import('../scripts/lib/recipe-emit.ts');
+  const layer = await emitRecipe(loadRecipe('security-layer'), { host: 'vm1:3389', params: { layer: 'rdp' } });
+  assert.match(layer, /^# Parameters: layer=rdp\.$/m);
+  assert.match(layer, /'SecurityLayer' = 0/, 'and the script sets what the header says');
+  assert.match(layer, /^# It stops at the first failed step\.$/m, 'no step of security-layer goes on after failing');
+  const recipe = loadRecipe('azure-vm-cert');
+  const cert = await emitRecipe(recipe, { host: 'vm1:3389' });
+  const goOn = recipe.steps.filter((s) => s.onFailure === 'continue').map((s) => s.name);
+  assert.ok(goOn.length > 0);
+  const said = /^# It stops at the first failed step, except that a failure of (.*) goes on to the next$/m.exec(cert);
+  assert.ok(said, 'names the steps that go on');
+  assert.equal(said![1]!.split('; '), goOn);
+});
+
+emit('a recipe parameter outside its values is refused naming it, before any step is emitted', () => {
+  const r = spawnSync(process.execPath, ['--import', 'tsx', 'scripts/run-recipe.ts', 'security-layer', '--host', '10.0.0.4', '--emit', '--param', 'layer=bogus'], { cwd: root, encoding: 'utf8', timeout: 60_000 });
+  assert.is(r.status, 2);
+  assert.is(r.stdout, '');
+  assert.match(r.stderr, 'invalid --param layer="bogus": expected one of rdp, negotiate, tls');
+});
+
 emit('a recipe value that starts with "-" is never read as an option: the script rejects it (exit 2), no help text', () => {
   const r = spawnSync(process.execPath, ['--import', 'tsx', 'scripts/run-recipe.ts', 'nla-mismatch', '--host', '10.0.0.4', '--emit', '--param', 'for=-1h'], { cwd: root, encoding: 'utf8', timeout: 60_000 });
   assert.is(r.status, 2, r.stdout);

@@ -149,6 +149,8 @@ export interface PsStepSpec {
    * Windows, or unelevated when this is true, the script's one JSON result is `failed` with the reason.
    */
   elevated?: boolean;
+  /** A step that changes no setting: the header's sentence saying so (lib/ps.ts ScriptSpec.readOnly). */
+  readOnly?: string;
   dir?: string;
 }
 
@@ -201,5 +203,6 @@ export function psStep(spec: PsStepSpec): string {
     functions: functions.map((f) => f.text).join('\n\n'),
     body: call,
     ...(spec.runsOn ? { runsOn: spec.runsOn } : {}),
+    ...(spec.readOnly !== undefined ? { readOnly: spec.readOnly } : {}),
   });
 }

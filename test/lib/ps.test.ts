@@ -114,6 +114,16 @@ build('a script that backed nothing up ends with its result and prints no restor
   assert.not.match(r.stdout, /rdpfix: /);
 });
 
+build('the header of a step that changes nothing says so instead of pointing at a backup', async () => {
+  const base = { name: 'demo', summary: 'demo', params: {}, body: "$Result.status = 'ok'" };
+  const changing = buildScript(base);
+  assert.match(changing, /^# A change made by running this script yourself is not in your workstation's rdpfix journal/m);
+  const reading = buildScript({ ...base, readOnly: 'It changes nothing:\nit only reads.' });
+  assert.not.match(reading, /rdpfix journal|where the backup is/);
+  assert.match(reading, /^# It changes nothing: it only reads\.$/m);
+  assert.equal(await parseProblems(reading), []);
+});
+
 build('rejects parameter names that are not plain identifiers', () => {
   assert.throws(() => buildScript({ name: 'x', summary: 's', params: { 'a;b': 1 }, body: '' }));
 });
