@@ -78,7 +78,7 @@ export async function main(argv: string[]): Promise<number> {
     .option('backup-dir', { type: 'string', describe: 'backup root on the target (default C:\\ProgramData\\rdpfix\\backup)' })
     .example('$0 --older-than 90 --dry-run', 'list the backups older than 90 days here')
     .example('$0 --older-than 90 --yes --target winrm://vm1', 'remove them on vm1')
-    .example('$0 --older-than 30 --emit > prune.ps1', 'the script to paste on the server')
+    .example('$0 --older-than 30 --emit --yes > prune.ps1', 'the script to paste on the server (removes)')
     .epilog('Nothing to undo: a removed backup is gone. See what a backup belongs to: npx tsx scripts/undo.ts --list')
     .parseAsync();
   const flags = serverFlags(args);
@@ -87,8 +87,9 @@ export async function main(argv: string[]): Promise<number> {
     olderThanDays: validateInt(args['older-than'], '--older-than', 1, 3650),
     ...(args['backup-dir'] !== undefined ? { backupRoot: backupRoot(args['backup-dir']) } : {}),
   };
-  if (!flags.emit && !flags.dryRun && !args.yes) {
-    throw new UsageError('prune-backups removes backups for good: run it with --dry-run first to see what would go, then with --yes');
+  // A printed script that removes is the same decision as running it: it needs --yes too.
+  if (!flags.dryRun && !args.yes) {
+    throw new UsageError(`prune-backups removes backups for good: run it with --dry-run first to see what would go, then with --yes${flags.emit ? ' (with --emit too: --emit --dry-run prints the script that only lists)' : ''}`);
   }
   return serverMain(flags, {
     title: `pruning backups older than ${opts.olderThanDays} days`,

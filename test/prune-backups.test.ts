@@ -50,10 +50,14 @@ cli('usage errors are exit 2, name the bad value, and start no channel', () => {
   }
 });
 
-cli('--emit (with and without --dry-run) prints exactly the script and runs nothing, --yes not needed', () => {
+cli('--emit prints exactly the script and runs nothing; a script that removes needs --yes like a run, one that lists does not', () => {
   const fb = fakeBin(['ssh', 'pwsh', 'powershell.exe', 'az']);
   try {
     let r = run(['--older-than', '90', '--emit', '--target', 'ssh://admin@vm1'], fb.dir);
+    assert.is(r.status, 2);
+    assert.is(r.stdout, '', 'no removing script without --yes');
+    assert.match(r.stderr, /removes backups for good: .*--emit --dry-run prints the script that only lists/);
+    r = run(['--older-than', '90', '--emit', '--yes', '--target', 'ssh://admin@vm1'], fb.dir);
     assert.is(r.status, 0, r.stderr);
     assert.is(r.stdout, buildPruneScript({ olderThanDays: 90 }, false));
     r = run(['--older-than', '90', '--emit', '--dry-run', '--backup-dir', 'D:\\rdpfix-backups\\'], fb.dir);

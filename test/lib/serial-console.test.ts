@@ -30,7 +30,7 @@ const SOURCES: Array<{ label: string; args: string[] }> = [
   { label: 'restart-termserv', args: ['scripts/restart-termserv.ts'] },
   { label: 'clear-machinekeys', args: ['scripts/clear-machinekeys.ts'] },
   { label: 'toggle-nla', args: ['scripts/toggle-nla.ts'] },
-  { label: 'prune-backups --older-than 90', args: ['scripts/prune-backups.ts', '--older-than', '90'] },
+  { label: 'prune-backups --older-than 90 --yes', args: ['scripts/prune-backups.ts', '--older-than', '90', '--yes'] },
   { label: 'run-recipe azure-vm-cert', args: ['scripts/run-recipe.ts', 'azure-vm-cert', '--host', '10.0.0.4'] },
   { label: 'run-recipe security-layer', args: ['scripts/run-recipe.ts', 'security-layer', '--host', '10.0.0.4'] },
 ];
