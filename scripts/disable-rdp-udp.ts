@@ -16,7 +16,7 @@
 // `undo` restores exactly the previous value from the journal. mstsc reads it at start: reopen it.
 import { describeTarget, parseTarget, TARGET_HELP, type Target } from './lib/channels.ts';
 import { runStep, settleIntent, type RawResult, type StepContext } from './lib/server-step.ts';
-import { isMain, makeCli, runCli } from './lib/cli.ts';
+import { isMain, makeCli, refuseEmitJson, runCli } from './lib/cli.ts';
 import { EnvError, StepError } from './lib/errors.ts';
 import { record } from './lib/journal.ts';
 import { printHuman, printJson, statusWord, withSpinner, type Status } from './lib/output.ts';
@@ -128,6 +128,7 @@ export async function main(argv: string[]): Promise<number> {
   const target = parseTarget(a.target as string);
   const journalDir = a.journal !== undefined ? validateLocalPath(a.journal as string, 'journal folder') : undefined;
   if (a.emit) {
+    refuseEmitJson(true, !!a.json);
     process.stdout.write(udpPolicyScript({ value: a.enable ? null : 1, dryRun, backupDir }));
     return 0;
   }

@@ -23,7 +23,7 @@
 // On Linux and macOS the change lasts until the interface is reset (reboot, VPN reconnect);
 // on Windows it is persistent unless --temporary.
 import { describeTarget, type Target } from './lib/channels.ts';
-import { isMain, makeCli, runCli } from './lib/cli.ts';
+import { isMain, makeCli, refuseEmitJson, runCli } from './lib/cli.ts';
 import { EnvError, RdpfixError, StepError, UsageError } from './lib/errors.ts';
 import { stripVTControlCharacters } from 'node:util';
 import { journalDir, list, record, undoPermit, type JournalEntry, type UndoSpec } from './lib/journal.ts';
@@ -279,6 +279,7 @@ export async function main(argv: string[]): Promise<number> {
   const backupDir = validateWindowsPath(a['backup-dir'] as string, 'backup folder');
   const modes = [a.probe !== undefined && !a.auto, a.auto, a.revert, a.mtu !== undefined && !a.auto].filter(Boolean).length;
   if (a.emit) {
+    refuseEmitJson(true, !!a.json);
     if (a.interface === undefined || a.mtu === undefined) throw new UsageError('--emit needs --interface NAME and --mtu N');
     process.stdout.write(mtuScript({ interface: a.interface as string, mtu: validateMtu(a.mtu as string), temporary: a.temporary as boolean, dryRun, backupDir }));
     return 0;

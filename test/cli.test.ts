@@ -86,6 +86,21 @@ help('a yes/no flag takes only true or false: --json=1 is a usage error naming i
   assert.is(ok.status, 0, ok.stderr);
 });
 
+help('--emit with --json is refused by every script that prints PowerShell (exit 2, one JSON error, no script)', () => {
+  const cases: string[][] = [
+    ['inspect-server'], ['restart-termserv'], ['clear-machinekeys'], ['toggle-nla', 'disable'], ['prune-backups', '--older-than', '30', '--yes'],
+    ['lower-mtu', '--interface', 'eth0', '--mtu', '1400'], ['disable-rdp-udp'], ['diagnose', '10.0.0.4'], ['run-recipe', 'azure-vm-cert', '--host', '10.0.0.4'],
+  ];
+  for (const [s, ...args] of cases) {
+    const r = cli([`scripts/${s}.ts`, ...args, '--emit', '--json']);
+    assert.is(r.status, 2, `${s}: ${r.stdout.slice(0, 200)}`);
+    assert.not.match(r.stdout, /Assert-Rdp|\$P = /, `${s}: no script printed`);
+    const doc = JSON.parse(r.stdout) as { status: string; summary: string };
+    assert.is(doc.status, 'failed', s);
+    assert.match(doc.summary, /--emit|--json/, s);
+  }
+});
+
 help('a number option names the text typed: --parallel abc, --parallel \'\'', () => {
   for (const [args, typed] of [[['--parallel', 'abc'], 'abc'], [['--parallel', ''], ''], [['--parallel='], '']] as const) {
     const r = cli(['scripts/diagnose.ts', '--hosts', 'x.txt', ...args]);

@@ -39,6 +39,11 @@ export function isMain(metaUrl: string): boolean {
   }
 }
 
+/** --emit prints PowerShell to paste: with --json as well, the user asked for two outputs at once. */
+export function refuseEmitJson(emit: boolean, json: boolean): void {
+  if (emit && json) throw new UsageError('--emit prints a PowerShell script to paste, not JSON: leave out --json');
+}
+
 /** Every script's help ends with the contract. */
 export const EXIT_CODES = 'Exit codes: 0 ok, 1 problem found or step failed, 2 bad usage or environment.';
 

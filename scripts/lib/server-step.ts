@@ -6,6 +6,7 @@
 // with a top-level `status`).
 import type { Argv } from 'yargs';
 import { describeTarget, parseTarget, runScript, TARGET_HELP, type Target } from './channels.ts';
+import { refuseEmitJson } from './cli.ts';
 import { RdpfixError, StepError } from './errors.ts';
 import { currentRunId, ENTRY_ID, record, recordIntent, resolveIntent, type JournalEntry, type UndoSpec } from './journal.ts';
 import { tagScript, writesRecord } from './target-record.ts';
@@ -43,6 +44,7 @@ export function serverFlags(args: { target?: string; emit?: boolean; 'serial-con
   const journal = args.journal !== undefined ? validateLocalPath(args.journal, '--journal') : undefined;
   const serialConsole = !!args['serial-console'];
   checkSerialConsoleUsage({ serialConsole, emit: !!args.emit, json: !!args.json });
+  refuseEmitJson(!!args.emit, !!args.json);
   return { target, targetText: describeTarget(target), emit: !!args.emit, ...(serialConsole ? { serialConsole } : {}), dryRun: !!args['dry-run'], json: !!args.json, ...(journal ? { journal } : {}) };
 }
 
