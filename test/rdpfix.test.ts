@@ -4,7 +4,7 @@
 // copy of the bundle alone); an unknown name exits 2 naming it; a bundle older than its sources or
 // missing is rebuilt (with a note on stderr) before it runs, never run stale.
 import { spawn } from 'node:child_process';
-import { copyFileSync, cpSync, mkdtempSync, readdirSync, rmSync, statSync, symlinkSync, utimesSync } from 'node:fs';
+import { copyFileSync, cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, utimesSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -40,6 +40,7 @@ t('tools/build.mjs builds a bundle for every script', () => {
   assert.is(built.code, 0, built.stderr);
   assert.match(built.stderr, `built ${names.length} bundles`);
   for (const n of names) assert.ok(statSync(join(root, 'dist', `${n}.mjs`)).size > 0, n);
+  for (const n of names) assert.ok(JSON.parse(readFileSync(join(root, 'dist', `${n}.inputs.json`), 'utf8')).includes(`scripts/${n}.ts`), `${n}: its inputs list names its source`);
 });
 
 t('every script: `rdpfix NAME --help` prints what `tsx scripts/NAME.ts --help` prints, with the same exit code', async () => {
@@ -159,6 +160,17 @@ t('a stale bundle that cannot be rebuilt runs its source through the checkout\'s
     rmSync(copy, { recursive: true, force: true });
     rmSync(elsewhere, { recursive: true, force: true });
   }
+});
+
+t('two stale bundles rebuilt at once by two runs both end current: each keeps its own inputs list', async () => {
+  for (const n of ['probe-rdp', 'toggle-nla']) utimesSync(join(root, 'dist', `${n}.mjs`), new Date(0), new Date(0));
+  rmSync(join(root, 'dist', 'toggle-nla.inputs.json'));
+  const both = await Promise.all([viaRdpfix(['probe-rdp', '--help']), viaRdpfix(['toggle-nla', '--help'])]);
+  assert.equal(both.map((r) => r.code), [0, 0]);
+  assert.match(both[0]!.stderr, 'newer than dist/probe-rdp.mjs: rebuilt');
+  assert.match(both[1]!.stderr, 'dist/toggle-nla.inputs.json is missing or unreadable: rebuilt');
+  const again = await Promise.all([viaRdpfix(['probe-rdp', '--help']), viaRdpfix(['toggle-nla', '--help'])]);
+  assert.equal(again.map((r) => r.stderr), ['', ''], 'both current: no rebuild');
 });
 
 t('--rebuild-stale NAME... rebuilds only the stale bundles, once, and is silent when all are current (for a fleet\'s steps)', async () => {

@@ -11,13 +11,13 @@
 //   single copied bundle (e.g. dist/restart-termserv.mjs on a server with only Node) still emits and
 //   runs its steps. recipes/*.yaml are not: run-recipe (and diagnose --fix) read them, and run their
 //   steps' scripts, from the checkout.
-// - dist/manifest.json lists each bundle's inputs (esbuild's metafile), so ./rdpfix can tell a
+// - dist/NAME.inputs.json lists each bundle's inputs (esbuild's metafile), so ./rdpfix can tell a
 //   stale bundle by mtimes without reading any source.
 // - Output is deterministic (no timestamps, sorted keys) and written atomically (temp + rename), so
 //   two rdpfix runs rebuilding at once cannot leave half a file.
 //
 // Usage: node tools/build.mjs [NAME...]   (no NAME: every script in scripts/)
-import { mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -140,20 +140,16 @@ export async function build(names = scriptNames()) {
     const inputs = Object.keys(meta.inputs).filter((p) => !p.startsWith('<')).map((p) => relative(ROOT, resolve(p.replace(/^[a-z-]+:/, ''))));
     // A bundle with the PowerShell loader carries scripts/ps/*.ps1: they are its inputs too.
     if (inputs.includes(join('scripts', 'lib', 'ps-loader.ts'))) inputs.push(...ps.files);
-    return [name, [...new Set(inputs)].sort()];
+    const sorted = [...new Set(inputs)].sort();
+    // One inputs file per bundle, written whole: two builds of different bundles at once (parallel
+    // recipe steps) cannot drop each other's list, as a shared file rewritten by both could.
+    const listTmp = join(DIST, `.${name}.inputs.json.${process.pid}.tmp`);
+    writeFileSync(listTmp, JSON.stringify(sorted, null, 1) + '\n');
+    renameSync(listTmp, join(DIST, `${name}.inputs.json`));
+    return [name, sorted];
   });
-  const manifestPath = join(DIST, 'manifest.json');
-  let manifest = {};
-  try {
-    manifest = JSON.parse(readFileSync(manifestPath, 'utf8'));
-  } catch {
-    // first build
-  }
-  for (const [name, inputs] of results) manifest[name] = inputs;
-  const sorted = Object.fromEntries(Object.keys(manifest).sort().map((k) => [k, manifest[k]]));
-  const tmp = join(DIST, `.manifest.json.${process.pid}.tmp`);
-  writeFileSync(tmp, JSON.stringify(sorted, null, 1) + '\n');
-  renameSync(tmp, manifestPath);
+  // The single manifest of earlier builds is no longer read.
+  rmSync(join(DIST, 'manifest.json'), { force: true });
   return Object.fromEntries(results);
 }
 
