@@ -348,10 +348,12 @@ function fixChannel(spec: string | undefined, hostArg: string | undefined): stri
     return spec;
   }
   const host = hostArg === undefined ? DEFAULTS.host : validateHost(hostArg).host;
-  const { targets } = serverTargets(host);
+  const { targets, notes } = serverTargets(host);
   if (targets[0] === 'local') return 'local';
-  const choices = [...targets, 'or run-recipe with --emit to print the script'];
-  throw new UsageError(`--fix needs --target: where should the server steps run? ${process.platform === 'win32' ? '' : `(local needs Windows; this is ${process.platform}) `}Choices from this machine: ${choices.join(', ')}`);
+  const where = targets.length
+    ? `Choices from this machine: --target ${targets.join(', --target ')}; or run-recipe with --emit to print the script`
+    : `${notes.join(' ') || 'No channel to it was found on this machine (pwsh for WinRM, ssh, or az).'} run-recipe with --emit prints the script to paste on the server.`;
+  throw new UsageError(`--fix needs --target: where should the server steps run? ${process.platform === 'win32' ? '' : `(local needs Windows; this is ${process.platform}) `}${where}`);
 }
 
 /**

@@ -80,7 +80,7 @@ export async function main(argv: string[]): Promise<number> {
     const saved = findResumable(args.resume === '' ? true : args.resume, args.journal);
     const recipe = loadRecipe(saved.recipeFile);
     if (!json) process.stdout.write(`Resuming run ${saved.runId} (${saved.steps.length} of ${recipe.steps.length} steps done)\n`);
-    return finishRun(recipe, await runRecipe(recipe, { host: saved.host, target: saved.target, dryRun: saved.dryRun, params: saved.params, resume: saved, journal: args.journal, ...humanHooks(json), onReconcile: (found) => { if (!json) for (const r of found) process.stderr.write(`reconciled ${r.script} on ${r.target}: ${r.state} (${r.detail})\n`); } }), args.rollback, json);
+    return finishRun(recipe, await runRecipe(recipe, { host: saved.host, target: saved.target, dryRun: saved.dryRun, params: saved.params, resume: saved, journal: args.journal, ...humanHooks(json), onReconcile: (found) => { if (!json) for (const r of found) process.stderr.write(`reconciled ${r.script} on ${r.target}: ${r.state} (${r.detail})\n`); } }), args.rollback, json, args.journal);
   }
 
   if (args._.length > 1) throw new UsageError(`expected one recipe, got ${args._.map((a) => JSON.stringify(String(a))).join(' ')}`);
@@ -131,7 +131,7 @@ export async function main(argv: string[]): Promise<number> {
     try {
       await runFleet(recipe, hosts, parallel, { dryRun: args['dry-run'], params, journal: args.journal }, (r, h) => {
         summary.add({ endpoint: r.host, cause: r.result ?? 'failed', ms: Date.parse(r.finished ?? r.started) - Date.parse(r.started), line: h.line });
-        if (json) return printJson(runReport(r));
+        if (json) return printJson(runReport(r, undefined, args.journal));
         // The progress line is erased before a result line and redrawn by the next tick.
         if (progress && process.stderr.isTTY) process.stderr.write('\r\x1b[K');
         const last = r.steps.at(-1);

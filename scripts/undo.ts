@@ -106,7 +106,10 @@ export async function main(argv: string[], o: Omit<UndoOptions, 'journal' | 'onE
     .parseAsync();
   const dir = args.journal !== undefined ? validateLocalPath(args.journal, '--journal') : undefined;
   // A journal folder named on the command line that is not there is a typo, not "nothing to undo".
-  if (dir !== undefined && !isDirectory(dir)) throw new UsageError(`--journal ${JSON.stringify(args.journal)}: ${existsSync(dir) ? 'not a folder' : 'no such folder'} (the default is ~/.rdpfix/journal)`);
+  // Only where the journal is read for what to list or undo: --reconcile, --from-target and
+  // --record-file create it or do not use it.
+  const readsJournal = !args.reconcile && !args['from-target'] && args['record-file'] === undefined;
+  if (dir !== undefined && readsJournal && !isDirectory(dir)) throw new UsageError(`--journal ${JSON.stringify(args.journal)}: ${existsSync(dir) ? 'not a folder' : 'no such folder'} (the default is ~/.rdpfix/journal)`);
   const target = args.target === undefined ? undefined : args.target === 'client' ? 'client' : describeTarget(parseTarget(args.target));
   const ids = (args.ids ?? []) as string[];
   if (args['record-file'] !== undefined) return fromRecordFile(args['record-file'], args, ids);

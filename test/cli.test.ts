@@ -84,6 +84,13 @@ help('a yes/no flag takes only true or false: --json=1 is a usage error naming i
   }
   const ok = cli(['scripts/probe-rdp.ts', '--help=true']);
   assert.is(ok.status, 0, ok.stderr);
+  const negated = cli(['scripts/restart-termserv.ts', '--no-force=1', '--emit']);
+  assert.is(negated.status, 2);
+  assert.match(negated.stderr, 'write --no-force, or --force=false', 'the advice keeps what was meant');
+  // --json=true asks for JSON as much as --json: the usage error is the JSON document.
+  const asJson = cli(['scripts/restart-termserv.ts', '--emit', '--json=true']);
+  assert.is(asJson.status, 2);
+  assert.is((JSON.parse(asJson.stdout) as { status: string }).status, 'failed');
 });
 
 help('--emit with --json is refused by every script that prints PowerShell (exit 2, one JSON error, no script)', () => {

@@ -435,7 +435,7 @@ resume('--resume with nothing unfinished is a usage error', () => {
 
 const rollback = suite('rollback');
 
-rollback('--rollback after a failure undoes this run (undo --run ID --yes), and only then', () => {
+rollback('--rollback after a failure undoes this run (undo --run ID --yes, in the run\'s own --journal), and only then', () => {
   const e = setup();
   try {
     const plan = { 'restart-termserv': [{ json: { status: 'changed' } }, { json: { status: 'failed' }, exit: 1 }], 'probe-rdp': [BROKEN], undo: [{ json: { status: 'changed' } }] };
@@ -444,8 +444,13 @@ rollback('--rollback after a failure undoes this run (undo --run ID --yes), and 
     const undo = e.log().filter((l) => l.name === 'undo');
     assert.is(undo.length, 1);
     const runId = JSON.parse(r.stdout.trim().split('\n').at(-1)!).runId;
-    assert.equal(undo[0]!.args, ['--run', runId, '--yes', '--json']);
+    assert.equal(undo[0]!.args, ['--run', runId, '--yes', '--json', '--journal', join(e.dir, 'journal')]);
     assert.is(JSON.parse(r.stdout.trim().split('\n').at(-1)!).rollback, 'ok');
+
+    // Without --rollback, the undo command it prints names the same journal.
+    const left = e.run([e.recipe, '--host', 'localhost', '--target', 'winrm://vm1', '--yes', '--json'], plan, { FAKE_LOG: join(e.dir, 'left.log') });
+    assert.is(left.code, 1);
+    assert.equal(JSON.parse(left.stdout.trim().split('\n').at(-1)!).next, [`npx tsx scripts/undo.ts --run ${JSON.parse(left.stdout.trim().split('\n').at(-1)!).runId} --yes --journal ${join(e.dir, 'journal')}`]);
 
     const ok = e.run([e.recipe, '--host', 'localhost', '--target', 'winrm://vm1', '--yes', '--json', '--rollback'], { 'probe-rdp': [HEALTHY] });
     assert.is(ok.code, 0);
@@ -587,7 +592,7 @@ emit('the header says what runs: the parameters used, and which failed steps go 
   assert.ok(goOn.length > 0);
   const said = /^# It stops at the first failed step, except that a failure of (.*) goes on to the next$/m.exec(cert);
   assert.ok(said, 'names the steps that go on');
-  assert.equal(said![1]!.split('; '), goOn);
+  assert.equal(said![1]!.split(' or '), goOn);
 });
 
 emit('a recipe parameter outside its values is refused naming it, before any step is emitted', () => {

@@ -253,6 +253,13 @@ cli('a --journal that is not a folder is a usage error naming it (a typo is not 
   }
 });
 
+cli('--reconcile with a --journal that does not exist yet is fine: it creates or needs none', () => {
+  const fresh = join(dir, 'not-yet');
+  const r = spawnSync(process.execPath, ['--import', 'tsx', 'scripts/undo.ts', '--reconcile', '--journal', fresh], { cwd: root, encoding: 'utf8', timeout: 60_000, env: { ...process.env, RDPFIX_JOURNAL: '' } });
+  assert.is(r.status, 0, r.stderr);
+  assert.match(r.stdout, 'nothing to reconcile');
+});
+
 cli('an empty journal: --last --emit writes nothing to stdout, says why on stderr, and exits 1', () => {
   const r = run(['--last', '--emit']);
   assert.is(r.status, 1);

@@ -130,9 +130,6 @@ export async function build(names = scriptNames()) {
     const file = join(DIST, `${name}.mjs`);
     const out = r.outputFiles.find((o) => resolve(o.path) === file);
     if (!out) throw new Error(`esbuild wrote no ${relative(ROOT, file)}`);
-    const tmp = join(DIST, `.${name}.mjs.${process.pid}.tmp`);
-    writeFileSync(tmp, out.contents);
-    renameSync(tmp, file);
     const meta = Object.entries(r.metafile.outputs).find(([p]) => resolve(p) === file)?.[1];
     if (!meta) throw new Error(`esbuild's metafile has no ${relative(ROOT, file)}`);
     // esbuild names inputs relative to the working directory, a plugin's with its namespace
@@ -143,9 +140,14 @@ export async function build(names = scriptNames()) {
     const sorted = [...new Set(inputs)].sort();
     // One inputs file per bundle, written whole: two builds of different bundles at once (parallel
     // recipe steps) cannot drop each other's list, as a shared file rewritten by both could.
+    // The list first, then the bundle: a build stopped between the two leaves a new list next to the
+    // old bundle, which errs towards a rebuild, never a new bundle checked against an old list.
     const listTmp = join(DIST, `.${name}.inputs.json.${process.pid}.tmp`);
     writeFileSync(listTmp, JSON.stringify(sorted, null, 1) + '\n');
     renameSync(listTmp, join(DIST, `${name}.inputs.json`));
+    const tmp = join(DIST, `.${name}.mjs.${process.pid}.tmp`);
+    writeFileSync(tmp, out.contents);
+    renameSync(tmp, file);
     return [name, sorted];
   });
   // The single manifest of earlier builds is no longer read.

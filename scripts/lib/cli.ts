@@ -115,7 +115,8 @@ export function makeCli(argv: string[], script: string): Argv {
       for (const a of end < 0 ? argv : argv.slice(0, end)) {
         const m = /^--(?:no-)?([a-z][a-z0-9-]*)=(.*)$/is.exec(a);
         if (m && booleans.has(m[1]!) && !/^(true|false)$/.test(m[2]!)) {
-          throw new UsageError(`invalid ${JSON.stringify(a)}: --${m[1]} is a yes/no flag (write --${m[1]}, or --${m[1]}=false)`);
+          const negated = a.startsWith('--no-');
+          throw new UsageError(`invalid ${JSON.stringify(a)}: --${m[1]} is a yes/no flag (write ${negated ? `--no-${m[1]}` : `--${m[1]}`}, or --${m[1]}=${negated ? 'false' : 'true'})`);
         }
       }
       for (const key of ((y as unknown as { getOptions(): { number: string[] } }).getOptions().number ?? [])) {
@@ -174,7 +175,8 @@ export async function runCli(main: (argv: string[]) => Promise<number>, argv = p
   try {
     code = await main(argv);
   } catch (e) {
-    const json = argv.includes('--json');
+    const end = argv.indexOf('--');
+    const json = (end < 0 ? argv : argv.slice(0, end)).some((a) => a === '--json' || a === '--json=true');
     const err = e instanceof RdpfixError ? e : null;
     code = err ? err.exitCode : 1;
     const message = e instanceof Error ? e.message : String(e);

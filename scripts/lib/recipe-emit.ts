@@ -171,7 +171,7 @@ export async function emitRecipe(recipe: Recipe, o: EmitOptions): Promise<string
     ...((): string[] => {
       const goOn = ran.filter((s) => s.onFailure === 'continue').map((s) => s.name);
       return goOn.length
-        ? [`# It stops at the first failed step, except that a failure of ${goOn.join('; ')} goes on to the next`, '# step (the recipe says so: the next, more drastic fix may still work).']
+        ? [`# It stops at the first failed step, except that a failure of ${goOn.join(' or ')} goes on to the next`, '# step (the recipe says so: the next, more drastic fix may still work).']
         : ['# It stops at the first failed step.'];
     })(),
     '# Every step prints its JSON result between ##rdpfix-result-begin##',

@@ -17,6 +17,7 @@ import type { Runner } from './server-step.ts';
 import { chalk, confirm, printJson, statusWord, withSpinner } from './output.ts';
 import { scriptArgv, stepArgs, type Recipe, type RecipeStep } from './recipe.ts';
 import { isCause, isStatus, report, type Report } from './report.ts';
+import { shellWord } from './undo.ts';
 import { formatHostPort } from './validate.ts';
 
 export type StepStatus = 'ok' | 'changed' | 'would-change' | 'skipped' | 'failed';
@@ -380,8 +381,14 @@ export function recap(state: RunState): string {
   return `ok=${n('ok')} changed=${n('changed')} would-change=${n('would-change')} skipped=${n('skipped')} failed=${n('failed')}`;
 }
 
-async function undoRun(runId: string, json: boolean): Promise<number> {
-  const p = spawn(process.execPath, scriptArgv('undo', ['--run', runId, '--yes', ...(json ? ['--json'] : [])]), {
+/** The command that undoes a run's changes, naming the journal when it is not the default. */
+function undoCommand(runId: string, journal?: string): string {
+  return `npx tsx scripts/undo.ts --run ${runId} --yes${journal !== undefined ? ` --journal ${shellWord(journal)}` : ''}`;
+}
+
+async function undoRun(runId: string, json: boolean, journal?: string): Promise<number> {
+  // The run's changes are in the journal its steps wrote to.
+  const p = spawn(process.execPath, scriptArgv('undo', ['--run', runId, '--yes', ...(json ? ['--json'] : []), ...(journal !== undefined ? ['--journal', journal] : [])]), {
     stdio: ['ignore', json ? 'pipe' : 'inherit', 'inherit'],
   });
   return new Promise((resolve) => p.on('close', (c) => resolve(c ?? 1)));
@@ -422,10 +429,10 @@ function verdictOf(state: RunState): string {
  * the cause the last check named; the steps that changed (or would change) state; one evidence
  * line per step; the undo command when a failed run left changes behind. The run's own fields follow.
  */
-export function runReport(state: RunState, undone?: number): Report & RunState & { rollback?: 'ok' | 'failed' } {
+export function runReport(state: RunState, undone?: number, journal?: string): Report & RunState & { rollback?: 'ok' | 'failed' } {
   const changed = state.steps.filter((s) => s.status === 'changed');
   const lastCheck = state.steps.filter((s) => isCause(s.outcome)).at(-1);
-  const undo = `npx tsx scripts/undo.ts --run ${state.runId} --yes`;
+  const undo = undoCommand(state.runId, journal);
   const leftBehind = state.result === 'failed' && changed.length > 0 && undone === undefined;
   return {
     ...report({
@@ -446,21 +453,21 @@ export function runReport(state: RunState, undone?: number): Report & RunState &
   };
 }
 
-export async function finishRun(recipe: Recipe, state: RunState, rollback: boolean, json: boolean): Promise<number> {
+export async function finishRun(recipe: Recipe, state: RunState, rollback: boolean, json: boolean, journal?: string): Promise<number> {
   const changed = state.steps.filter((s) => s.status === 'changed');
   let undone: number | undefined;
-  if (state.result === 'failed' && rollback && changed.length) undone = await undoRun(state.runId, json);
+  if (state.result === 'failed' && rollback && changed.length) undone = await undoRun(state.runId, json, journal);
   if (json) {
-    const { status, ...rest } = runReport(state, undone);
+    const { status, ...rest } = runReport(state, undone, journal);
     printJson({ status, plan: recipe.steps.map((s) => ({ id: s.id, name: s.name, on: s.on, script: s.script, changesState: changesState(s) })), ...rest });
   } else {
     const verdict = verdictOf(state);
     process.stdout.write(`\n${state.result === 'fixed' || state.result === 'completed' ? chalk.green(verdict) : state.result === 'dry-run' ? chalk.cyan(verdict) : chalk.red(verdict)}  ${recap(state)}\n`);
     if (state.result === 'failed' && changed.length && undone === undefined) {
-      process.stdout.write(`Undo the ${changed.length} change(s) this run made: npx tsx scripts/undo.ts --run ${state.runId} --yes\n`);
+      process.stdout.write(`Undo the ${changed.length} change(s) this run made: ${undoCommand(state.runId, journal)}\n`);
     }
     if (undone !== undefined) process.stdout.write(undone === 0 ? 'Rolled back every change of this run.\n' : chalk.red('Rollback did not complete; see above.\n'));
-    if (state.result !== 'failed' && changed.length) process.stdout.write(chalk.dim(`Undo later: npx tsx scripts/undo.ts --run ${state.runId} --yes\n`));
+    if (state.result !== 'failed' && changed.length) process.stdout.write(chalk.dim(`Undo later: ${undoCommand(state.runId, journal)}\n`));
   }
   return state.result === 'failed' ? 1 : 0;
 }
@@ -491,5 +498,5 @@ export async function runWithPlan(recipe: Recipe, o: PlanRunOptions): Promise<nu
     return 1;
   }
   const state = await runRecipe(recipe, { host: o.host, target: o.target, dryRun: o.dryRun, ...(o.params ? { params: o.params } : {}), ...(o.journal ? { journal: o.journal } : {}), ...humanHooks(o.json) });
-  return finishRun(recipe, state, !!o.rollback, o.json);
+  return finishRun(recipe, state, !!o.rollback, o.json, o.journal);
 }

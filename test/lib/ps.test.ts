@@ -122,6 +122,9 @@ build('the header of a step that changes nothing says so instead of pointing at 
   assert.not.match(reading, /rdpfix journal|where the backup is/);
   assert.match(reading, /^# It changes nothing: it only reads\.$/m);
   assert.equal(await parseProblems(reading), []);
+  const dry = buildScript({ ...base, params: { DryRun: true } });
+  assert.match(dry, /^# A dry run: it changes nothing and reports what it would change\.$/m);
+  assert.not.match(dry, /where the backup is/);
 });
 
 build('rejects parameter names that are not plain identifiers', () => {
