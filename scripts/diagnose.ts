@@ -19,7 +19,7 @@ import { describeTarget, parseTarget, TARGET_HELP } from './lib/channels.ts';
 import { isMain, makeCli, runCli } from './lib/cli.ts';
 import { connectSample, SAMPLE_NOT_NEEDED, summariseSample } from './lib/connect-sample.ts';
 import { isResolved, resolveHost } from './lib/dns.ts';
-import { fleetOnlyError, fleetOptions, FleetSummary, fleetSummaryReport, forEachParallel, formatSummary, Progress } from './lib/fleet.ts';
+import { fleetOnlyError, fleetOptions, fleetSummaryReport, forEachParallel, formatSummary, reportFleet } from './lib/fleet.ts';
 import { readHostsFile } from './lib/hosts.ts';
 import { UsageError } from './lib/errors.ts';
 import { chalk, printJson, withSpinner } from './lib/output.ts';
@@ -218,27 +218,13 @@ export async function main(argv: string[]): Promise<number> {
     const parallel = validateInt(args.parallel, '--parallel', 1, 1024);
     const slowest = validateInt(args.slowest, '--slowest', 0, 100);
     // Each report is printed as its host finishes and then dropped: only the summary's counts stay.
-    const summary = new FleetSummary(slowest);
-    const showProgress = args.progress ?? Boolean(process.stderr.isTTY);
-    const progress = showProgress
-      ? new Progress(process.stderr, () => ({ done: summary.done, total: targets.length, problems: summary.done - summary.ok }), { label: 'diagnose', onTick: () => summary.sample() }).start()
-      : undefined;
-    const sampler = progress ? undefined : setInterval(() => summary.sample(), 250).unref();
-    try {
-      await diagnoseFleet(targets, parallel, { pathMtu: 'unproven', ...opts }, (r, t) => {
-        summary.add({ endpoint: r.endpoint, cause: r.cause, ms: r.ms, ...(t.line !== undefined ? { line: t.line } : {}) });
+    const doc = await reportFleet({ total: targets.length, slowest, label: 'diagnose', progress: args.progress }, (fleet) =>
+      diagnoseFleet(targets, parallel, { pathMtu: 'unproven', ...opts }, (r, t) => {
+        fleet.add({ endpoint: r.endpoint, cause: r.cause, ms: r.ms, ...(t.line !== undefined ? { line: t.line } : {}) });
         if (json) printJson({ line: t.line, ...r });
-        else {
-          // The progress line is erased before a result line and redrawn by the next tick.
-          if (progress && process.stderr.isTTY) process.stderr.write('\r\x1b[K');
-          process.stdout.write(fleetLine(r) + '\n');
-        }
-      });
-    } finally {
-      progress?.stop();
-      clearInterval(sampler);
-    }
-    const doc = summary.toJSON();
+        else fleet.print(fleetLine(r));
+      }),
+    );
     if (json) {
       if (args.summary) printJson(fleetSummaryReport(doc));
     } else {

@@ -7,7 +7,7 @@
 import { describeTarget, parseTarget, TARGET_HELP } from './lib/channels.ts';
 import { isMain, makeCli, runCli } from './lib/cli.ts';
 import { UsageError } from './lib/errors.ts';
-import { fleetOnlyError, fleetOptions, FleetSummary, fleetSummaryReport, formatSummary, Progress } from './lib/fleet.ts';
+import { fleetOnlyError, fleetOptions, fleetSummaryReport, formatSummary, reportFleet } from './lib/fleet.ts';
 import { readHostsFile } from './lib/hosts.ts';
 import { chalk, confirm, printJson } from './lib/output.ts';
 import { emitRecipe } from './lib/recipe-emit.ts';
@@ -120,28 +120,16 @@ export async function main(argv: string[]): Promise<number> {
     }
     if (!args['dry-run'] && !args.yes && recipe.steps.some(changesState) && !(await confirm(`Run on ${hosts.length} hosts?`, 'this recipe changes state and needs confirmation: pass --yes (or --dry-run to inspect only)'))) return 1;
     freshenBundles(recipe.steps.map((s) => s.script));
-    // Each host's record is printed as its run ends and then dropped: only the summary's counts stay.
-    const summary = new FleetSummary(slowest, (result) => result !== 'failed');
-    const showProgress = args.progress ?? Boolean(process.stderr.isTTY);
-    const progress = showProgress
-      ? new Progress(process.stderr, () => ({ done: summary.done, total: hosts.length, problems: summary.done - summary.ok }), { label: recipe.name, onTick: () => summary.sample() }).start()
-      : undefined;
-    const sampler = progress ? undefined : setInterval(() => summary.sample(), 250).unref();
     if (!json) process.stdout.write(`${'host'.padEnd(28)} ${'result'.padEnd(10)} recap\n`);
-    try {
-      await runFleet(recipe, hosts, parallel, { dryRun: args['dry-run'], params, journal: args.journal }, (r, h) => {
-        summary.add({ endpoint: r.host, cause: r.result ?? 'failed', ms: Date.parse(r.finished ?? r.started) - Date.parse(r.started), line: h.line });
+    // Each host's record is printed as its run ends and then dropped: only the summary's counts stay.
+    const doc = await reportFleet({ total: hosts.length, slowest, label: recipe.name, progress: args.progress, isOk: (result) => result !== 'failed' }, (fleet) =>
+      runFleet(recipe, hosts, parallel, { dryRun: args['dry-run'], params, journal: args.journal }, (r, h) => {
+        fleet.add({ endpoint: r.host, cause: r.result ?? 'failed', ms: Date.parse(r.finished ?? r.started) - Date.parse(r.started), line: h.line });
         if (json) return printJson(runReport(r, undefined, args.journal));
-        // The progress line is erased before a result line and redrawn by the next tick.
-        if (progress && process.stderr.isTTY) process.stderr.write('\r\x1b[K');
         const last = r.steps.at(-1);
-        process.stdout.write(`${r.host.padEnd(28)} ${(r.result === 'failed' ? chalk.red : chalk.green)((r.result ?? '').padEnd(10))} ${recap(r)}${r.result === 'failed' && last ? chalk.dim(`  ${last.name}: ${last.detail}`) : ''}\n`);
-      });
-    } finally {
-      progress?.stop();
-      clearInterval(sampler);
-    }
-    const doc = summary.toJSON();
+        fleet.print(`${r.host.padEnd(28)} ${(r.result === 'failed' ? chalk.red : chalk.green)((r.result ?? '').padEnd(10))} ${recap(r)}${r.result === 'failed' && last ? chalk.dim(`  ${last.name}: ${last.detail}`) : ''}`);
+      }),
+    );
     if (json) {
       if (args.summary) printJson(fleetSummaryReport(doc));
     } else {

@@ -238,6 +238,42 @@ export function formatSummary(s: FleetSummaryDoc, recipeOf: (cause: string) => s
   return lines;
 }
 
+/** What a fleet run's per-host callback gets: count the host, and print its line over the progress line. */
+export interface FleetReporter {
+  add(e: FleetEntry): void;
+  /** One result line on stdout; on a terminal the progress line is erased first (the next tick redraws it). */
+  print(line: string): void;
+}
+
+/**
+ * The summary, the progress line (`progress`: shown when true; undefined: when stderr is a terminal)
+ * and the file-descriptor sampling around one fleet run, stopped also when the run throws.
+ * `isOk`: what counts as fine (FleetSummary). Returns the summary document.
+ */
+export async function reportFleet(
+  o: { total: number; slowest: number; label: string; progress: boolean | undefined; isOk?: (cause: string) => boolean },
+  run: (r: FleetReporter) => Promise<void>,
+): Promise<FleetSummaryDoc> {
+  const summary = new FleetSummary(o.slowest, o.isOk);
+  const progress = (o.progress ?? Boolean(process.stderr.isTTY))
+    ? new Progress(process.stderr, () => ({ done: summary.done, total: o.total, problems: summary.done - summary.ok }), { label: o.label, onTick: () => summary.sample() }).start()
+    : undefined;
+  const sampler = progress ? undefined : setInterval(() => summary.sample(), 250).unref();
+  try {
+    await run({
+      add: (e) => summary.add(e),
+      print: (line) => {
+        if (progress && process.stderr.isTTY) process.stderr.write('\r\x1b[K');
+        process.stdout.write(`${line}\n`);
+      },
+    });
+  } finally {
+    progress?.stop();
+    clearInterval(sampler);
+  }
+  return summary.toJSON();
+}
+
 /** The fleet options diagnose and run-recipe share; `per` is what the summary counts (cause, result). */
 export function fleetOptions(per: string) {
   return {
