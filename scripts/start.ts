@@ -6,7 +6,7 @@
 import { spawn } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { isMain, runCli } from './lib/cli.ts';
+import { isMain, optionTokens, runCli } from './lib/cli.ts';
 import { UsageError } from './lib/errors.ts';
 
 /** start's --help: what it does, where diagnose's options are, the scripts, the exit codes. */
@@ -46,10 +46,7 @@ function wrap(text: string, width: number): string[] {
 }
 
 /** --help or -h before any `--`: the user asks for start's help, not a diagnosis. */
-const asksHelp = (argv: string[]) => {
-  const end = argv.indexOf('--');
-  return (end < 0 ? argv : argv.slice(0, end)).some((a) => a === '--help' || a === '-h');
-};
+const asksHelp = (argv: string[]) => optionTokens(argv).some((a) => a === '--help' || a === '-h');
 
 export async function main(argv: string[]): Promise<number> {
   const dir = fileURLToPath(new URL('.', import.meta.url));

@@ -39,6 +39,12 @@ export function isMain(metaUrl: string): boolean {
   }
 }
 
+/** The command-line tokens that are options or their values: everything before a `--`. */
+export function optionTokens(argv: string[]): string[] {
+  const end = argv.indexOf('--');
+  return end < 0 ? argv : argv.slice(0, end);
+}
+
 /** --emit prints PowerShell to paste: with --json as well, the user asked for two outputs at once. */
 export function refuseEmitJson(emit: boolean, json: boolean): void {
   if (emit && json) throw new UsageError('--emit prints a PowerShell script to paste, not JSON: leave out --json');
@@ -100,7 +106,9 @@ function explainUnknown(msg: string, argv: string[], booleans: ReadonlySet<strin
  */
 export function makeCli(argv: string[], script: string): Argv {
   const name = `npx tsx scripts/${script}.ts`;
-  const y = yargs(argv)
+  // The yes/no options this parser knows (yargs keeps them in its option table).
+  const booleanOptions = () => new Set((y as unknown as { getOptions(): { boolean: string[] } }).getOptions().boolean ?? []);
+  const y: Argv = yargs(argv)
     .scriptName(name)
     .parserConfiguration({ 'parse-positional-numbers': false, 'short-option-groups': false })
     .strict()
@@ -110,9 +118,8 @@ export function makeCli(argv: string[], script: string): Argv {
     .wrap(Math.max(HELP_WIDTH, Math.min(110, process.stdout.columns || 110)))
     .middleware((args) => {
       // yargs reads --json=1 or --json=yes as false: a yes/no flag takes only true or false.
-      const booleans = new Set((y as unknown as { getOptions(): { boolean: string[] } }).getOptions().boolean ?? []);
-      const end = argv.indexOf('--');
-      for (const a of end < 0 ? argv : argv.slice(0, end)) {
+      const booleans = booleanOptions();
+      for (const a of optionTokens(argv)) {
         const m = /^--(?:no-)?([a-z][a-z0-9-]*)=(.*)$/is.exec(a);
         if (m && booleans.has(m[1]!) && !/^(true|false)$/.test(m[2]!)) {
           const negated = a.startsWith('--no-');
@@ -130,8 +137,7 @@ export function makeCli(argv: string[], script: string): Argv {
     }, true)
     .fail((msg, err) => {
       if (err) throw err;
-      const booleans = new Set((y as unknown as { getOptions(): { boolean: string[] } }).getOptions().boolean ?? []);
-      throw new UsageError(explainUnknown(msg, argv, booleans));
+      throw new UsageError(explainUnknown(msg, argv, booleanOptions()));
     });
 
   const examples: string[] = [];
@@ -175,8 +181,7 @@ export async function runCli(main: (argv: string[]) => Promise<number>, argv = p
   try {
     code = await main(argv);
   } catch (e) {
-    const end = argv.indexOf('--');
-    const json = (end < 0 ? argv : argv.slice(0, end)).some((a) => a === '--json' || a === '--json=true');
+    const json = optionTokens(argv).some((a) => a === '--json' || a === '--json=true');
     const err = e instanceof RdpfixError ? e : null;
     code = err ? err.exitCode : 1;
     const message = e instanceof Error ? e.message : String(e);

@@ -11,6 +11,7 @@
 // What does grow with the hosts: the parsed hosts file (HOST, PORT, line number: about 100 bytes a
 // host, needed whole to refuse duplicates before anything is probed).
 import { readdirSync } from 'node:fs';
+import { optionTokens } from './cli.ts';
 import type { Report } from './report.ts';
 
 /**
@@ -288,8 +289,7 @@ export function fleetOptions(per: string) {
  * fleet run is, e.g. "--hosts FILE"); none when there are none. --no-progress is always fine.
  */
 export function fleetOnlyError(args: { summary?: boolean; progress?: boolean }, argv: string[], where: string): string | null {
-  const end = argv.indexOf('--');
-  const opts = end < 0 ? argv : argv.slice(0, end);
+  const opts = optionTokens(argv);
   const given = [
     args.summary ? '--summary' : '',
     args.progress ? '--progress' : '',
